@@ -1,0 +1,76 @@
+"""The seed's Python API, unchanged in shape: swap the import and existing scripts keep working.
+
+from mstore import ModelVersioning
+mv = ModelVersioning(base_dir="data/models")
+meta = mv.save_model_version("model.joblib", {"metrics": {...}, "num_samples": 1200})
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .fsck import Report
+from .gc import DEFAULT_GRACE_SECONDS, GcPlan
+from .repository import Repository
+
+SEED_KEYS = ("timestamp", "model_hash", "original_path")
+
+
+class ModelVersioning:
+    """Versioned model storage in `base_dir` (created on first use, as the seed did)."""
+
+    def __init__(self, base_dir: str | os.PathLike[str] = "data/models") -> None:
+        self.base_dir = Path(base_dir)
+        self.repo = Repository.init(self.base_dir)
+
+    def save_model_version(
+        self, model_path: str | os.PathLike[str], metadata: dict[str, Any] | None = None, *, message: str | None = None
+    ) -> dict[str, Any]:
+        """Save a model file or directory; returns the new version's metadata.
+
+        Like the seed, the `metadata` dict you pass is updated in place with `timestamp`,
+        `model_hash` and `original_path`.
+        """
+        meta = self.repo.save(model_path, metadata, message=message)
+        if isinstance(metadata, dict):
+            metadata.update({k: meta[k] for k in SEED_KEYS})
+        return meta
+
+    def get_model_version(self, version: str) -> dict[str, Any]:
+        """Metadata of a version: full ID, unique prefix, `latest`, `latest~N` or a tag."""
+        return self.repo.get(version)
+
+    def list_versions(self) -> list[dict[str, Any]]:
+        """Metadata of every version, newest first."""
+        return self.repo.versions()
+
+    def get_latest_version(self) -> dict[str, Any] | None:
+        """Metadata of the newest version, or None if nothing was saved yet."""
+        return self.repo.latest()
+
+    def compare_versions(self, version1: str, version2: str) -> dict[str, Any]:
+        """What changed from `version1` to `version2`: time_diff (seconds), same_model, metadata,
+        metrics (old/new/delta, nested dicts flattened to dotted names), categories and files."""
+        return self.repo.compare(version1, version2)
+
+    def checkout(self, version: str, dest: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Restore a version's model to `dest`, verified bit-exact; returns the path written."""
+        return self.repo.checkout(version, dest, force=force)
+
+    restore = checkout
+
+    def tag(self, name: str, version: str = "latest", *, force: bool = False) -> str:
+        """Name a version; returns its ID."""
+        return self.repo.tag(name, version, force=force)
+
+    def delete_version(self, version: str, *, force: bool = False) -> str:
+        """Remove a version (run `gc` to free its unshared bytes); returns its ID."""
+        return self.repo.remove(version, force=force)
+
+    def fsck(self, *, verify_data: bool = True) -> Report:
+        return self.repo.fsck(verify_data=verify_data)
+
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcPlan:
+        return self.repo.gc(dry_run=dry_run, grace_seconds=grace_seconds)

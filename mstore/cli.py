@@ -1,0 +1,494 @@
+"""The `mstore` command line: parses arguments, calls the Repository API, renders results.
+
+Data goes to stdout (exactly one JSON document with --json); messages, progress and errors go to
+stderr. Exit codes: 0 success, 1 a problem was found, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .errors import EXIT_PROBLEM, BadInput, MStoreError
+from .gc import DEFAULT_GRACE_SECONDS
+from .humanize import format_bytes, format_duration, parse_duration, safe
+from .ingest import source_size
+from .metadata import is_number
+from .repository import Repository
+
+DEFAULT_STORE = "data/models"
+PROGRESS_MIN_BYTES = 64 << 20
+
+
+class _Group(TyperGroup):
+    """Maps every known error to one line on stderr and its exit code, in one place."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MStoreError as exc:
+            _fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            if os.environ.get("MSTORE_DEBUG"):
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}", EXIT_PROBLEM)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Versioned, deduplicated, verifiable storage for trained ML models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class _State:
+    store: str = DEFAULT_STORE
+    quiet: bool = False
+
+
+state = _State()
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    if os.environ.get("MSTORE_DEBUG") and sys.exc_info()[0] is not None:
+        raise
+    typer.echo(f"mstore: error: {safe(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def _info(message: str) -> None:
+    if not state.quiet:
+        typer.echo(message, err=True)
+
+
+def _emit_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def _color(text: str, color: str) -> str:
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    return typer.style(text, fg=color)
+
+
+def _repo() -> Repository:
+    return Repository.open(state.store)
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr for long work on a terminal; nothing when piped or quiet."""
+    if state.quiet or total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mstore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    store: Annotated[
+        str, typer.Option("--store", "-s", envvar="MSTORE_DIR", help="Store directory [env MSTORE_DIR].")
+    ] = DEFAULT_STORE,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results, no messages.")] = False,
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
+    """Versioned, deduplicated, verifiable storage for trained ML models."""
+    state.store = store
+    state.quiet = quiet
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@app.command()
+def init(as_json: JsonOpt = False) -> None:
+    """Create an empty store (saving a model also creates one)."""
+    repo = Repository.init(state.store)
+    if as_json:
+        _emit_json({"store": str(repo.root.resolve())})
+    else:
+        typer.echo(f"Initialized mstore store in {repo.root.resolve()}")
+
+
+def _parse_number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise BadInput(f"metric value {text!r} is not a number") from None
+
+
+def _split_pair(text: str, option: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise BadInput(f"{option} expects NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _load_metadata_file(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"metadata file {str(path)!r} does not exist") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInput(f"metadata file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"metadata file {str(path)!r} must hold a JSON object")
+    return doc
+
+
+@app.command()
+def save(
+    path: Annotated[Path, typer.Argument(help="Model file or directory to save.", show_default=False)],
+    metric: Annotated[
+        Optional[list[str]], typer.Option("--metric", "-M", help="A metric as NAME=VALUE (repeatable).")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="A metadata field as KEY=VALUE; VALUE is parsed as JSON if it can be (repeatable)."),
+    ] = None,
+    metadata_file: Annotated[Optional[Path], typer.Option(help="JSON file with metadata fields.")] = None,
+    training_file: Annotated[Optional[str], typer.Option(help="Training data file, recorded as training_file.")] = None,
+    message: Annotated[Optional[str], typer.Option("--message", "-m", help="A note about this version.")] = None,
+    tag: Annotated[Optional[str], typer.Option("--tag", "-t", help="Also tag the new version.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Save a model file or directory as a new version."""
+    meta: dict[str, Any] = _load_metadata_file(metadata_file) if metadata_file else {}
+    if training_file is not None:
+        meta["training_file"] = training_file
+    for item in set_ or []:
+        key, raw = _split_pair(item, "--set")
+        try:
+            meta[key] = json.loads(raw)
+        except ValueError:
+            meta[key] = raw
+    if metric:
+        metrics = meta.setdefault("metrics", {})
+        if not isinstance(metrics, dict):
+            raise BadInput("metadata field 'metrics' must be an object to add --metric values")
+        for item in metric:
+            name, raw = _split_pair(item, "--metric")
+            metrics[name] = _parse_number(raw)
+    if tag is not None:
+        from .refs import check_tag_name
+
+        check_tag_name(tag)  # before anything is written
+    repo = Repository.init(state.store)
+    with _progress(_safe_size(path), "saving") as progress:
+        result = repo.save(path, meta, message=message, progress=progress)
+    vid = result["timestamp"]
+    if tag is not None:
+        repo.tag(tag, vid, force=False)
+    info = result["mstore"]
+    size, new = info["size"], info["new_bytes"]
+    if as_json:
+        _emit_json(result)
+        return
+    typer.echo(f"saved version {vid}")
+    _info(
+        f"  {info['files']} file(s), {format_bytes(size)}, model_hash {result['model_hash'][:12]}; "
+        f"stored {format_bytes(new)} new, {format_bytes(max(size - new, 0))} reused"
+    )
+
+
+def _safe_size(path: Path) -> int:
+    try:
+        return source_size(path)
+    except (MStoreError, OSError):
+        return 0  # save() reports the real problem
+
+
+def _key_metrics(meta: dict[str, Any]) -> str:
+    metrics = meta.get("metrics")
+    if not isinstance(metrics, dict):
+        return ""
+    return " ".join(f"{safe(k)}={v:.4g}" for k, v in metrics.items() if is_number(v))
+
+
+def _decorations(vid: str, latest: str | None, tags_by_version: dict[str, list[str]]) -> str:
+    labels = (["latest"] if vid == latest else []) + [f"tag: {t}" for t in tags_by_version.get(vid, [])]
+    return f"({', '.join(labels)})" if labels else ""
+
+
+@app.command()
+def log(
+    n: Annotated[Optional[int], typer.Option("-n", "--max-count", help="Show at most N versions.", min=0)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List versions, newest first: ID, short hash, key metrics, tags, message."""
+    repo = _repo()
+    ids = list(reversed(repo.ids()))
+    if n is not None:
+        ids = ids[:n]
+    metas = [repo.store.versions.read(i) for i in ids]
+    if as_json:
+        _emit_json(metas)
+        return
+    if not metas:
+        _info("no versions yet")
+        return
+    latest = repo.ids()[-1]
+    tags_by_version: dict[str, list[str]] = {}
+    for name, vid in repo.tags().items():
+        tags_by_version.setdefault(vid, []).append(name)
+    for meta in metas:
+        vid = meta["timestamp"]
+        parts = [
+            _color(vid, "yellow"),
+            str(meta.get("model_hash", ""))[:12],
+            _key_metrics(meta),
+            _color(_decorations(vid, latest, tags_by_version), "cyan"),
+            safe(meta.get("message", "")),
+        ]
+        typer.echo("  ".join(p for p in parts if p))
+
+
+def _files_of(repo: Repository, ref: str) -> list[dict[str, Any]]:
+    return [{"path": e.path, "size": e.size, "executable": e.executable} for e in repo.manifest(ref).files]
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a version's metadata and files."""
+    repo = _repo()
+    meta = repo.get(ref)
+    files = _files_of(repo, meta["timestamp"])
+    if as_json:
+        _emit_json({"metadata": meta, "files": files})
+        return
+    typer.echo(f"version {_color(meta['timestamp'], 'yellow')}")
+    for key, value in meta.items():
+        if key in ("timestamp", "mstore"):
+            continue
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+        typer.echo(f"  {safe(key)}: {safe(shown)}")
+    typer.echo("files:")
+    for f in files:
+        typer.echo(f"  {format_bytes(f['size']):>10}  {safe(f['path'])}{'  (executable)' if f['executable'] else ''}")
+
+
+def _fmt_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if is_number(value) else safe(value)
+
+
+def _render_diff(d: dict[str, Any]) -> None:
+    typer.echo(f"{d['version1']} -> {d['version2']}  ({format_duration(d['time_diff'])} apart)")
+    same = "same model bytes" if d["same_model"] else "model changed"
+    typer.echo(f"model: {same} ({str(d['model_hash']['version1'])[:12]} -> {str(d['model_hash']['version2'])[:12]})")
+    md = d["metadata"]
+    for key, value in md["added"].items():
+        typer.echo(_color(f"+ {safe(key)}: {safe(json.dumps(value, ensure_ascii=False))}", "green"))
+    for key, value in md["removed"].items():
+        typer.echo(_color(f"- {safe(key)}: {safe(json.dumps(value, ensure_ascii=False))}", "red"))
+    for key, change in md["changed"].items():
+        old, new = (json.dumps(change[k], ensure_ascii=False) for k in ("old", "new"))
+        typer.echo(f"~ {safe(key)}: {safe(old)} -> {safe(new)}")
+    if d["metrics"]:
+        typer.echo("metrics:")
+        width = max(len(n) for n in d["metrics"])
+        for name, row in d["metrics"].items():
+            old, new, delta = row["old"], row["new"], row["delta"]
+            line = f"  {safe(name):<{width}}  {_fmt_value(old):>10} -> {_fmt_value(new):>10}"
+            if delta is not None:
+                line += f"  ({delta:+.4g})"
+            typer.echo(line)
+    cats = d["categories"]
+    if cats["added"] or cats["removed"]:
+        typer.echo(f"categories: +{cats['added']} -{cats['removed']}")
+    files = d["files"]
+    for f in files["added"]:
+        typer.echo(_color(f"+ file {safe(f['path'])} ({format_bytes(f['size'])})", "green"))
+    for f in files["removed"]:
+        typer.echo(_color(f"- file {safe(f['path'])} ({format_bytes(f['size'])})", "red"))
+    for f in files["changed"]:
+        typer.echo(f"~ file {safe(f['path'])} ({format_bytes(f['old_size'])} -> {format_bytes(f['new_size'])})")
+    typer.echo(f"  {files['unchanged']} file(s) unchanged")
+
+
+@app.command()
+def diff(
+    old: Annotated[str, typer.Argument(help="Older version (default latest~1).")] = "latest~1",
+    new: Annotated[str, typer.Argument(help="Newer version (default latest).")] = "latest",
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two versions: time, model hash, metadata, metrics, categories, files."""
+    result = _repo().compare(old, new)
+    if as_json:
+        _emit_json(result)
+    else:
+        _render_diff(result)
+
+
+@app.command()
+def checkout(
+    ref: Annotated[str, typer.Argument(help="Version to restore.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the model (file or directory).")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a version's model, verified bit-exact, to a path."""
+    repo = _repo()
+    vid = repo.resolve(ref)
+    manifest = repo.manifest(vid)
+    with _progress(manifest.size, "checkout") as progress:
+        written = repo.checkout(vid, output, force=force, progress=progress)
+    if as_json:
+        _emit_json({"version": vid, "path": str(written), "size": manifest.size})
+    else:
+        typer.echo(f"checked out {vid} to {written}")
+
+
+@app.command()
+def tag(
+    name: Annotated[Optional[str], typer.Argument(help="Tag name; omit to list tags.")] = None,
+    ref: Annotated[str, typer.Argument(help="Version to tag.")] = "latest",
+    force: Annotated[bool, typer.Option("--force", "-f", help="Move an existing tag.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete the tag.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Name a version (or list tags, or delete one with -d)."""
+    repo = _repo()
+    if name is None:
+        tags = repo.tags()
+        if as_json:
+            _emit_json(tags)
+        else:
+            for tag_name, vid in tags.items():
+                typer.echo(f"{tag_name}  {vid}")
+        return
+    if delete:
+        vid = repo.untag(name)
+        result = {"tag": name, "version": vid, "deleted": True}
+        message = f"deleted tag {name} (was {vid})"
+    else:
+        vid = repo.tag(name, ref, force=force)
+        result = {"tag": name, "version": vid, "deleted": False}
+        message = f"tagged {vid} as {name}"
+    if as_json:
+        _emit_json(result)
+    else:
+        typer.echo(message)
+
+
+@app.command()
+def rm(
+    ref: Annotated[str, typer.Argument(help="Version to remove.")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Also remove a tagged version and its tags.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a version (run `mstore gc` afterwards to free its space)."""
+    vid = _repo().remove(ref, force=force)
+    if as_json:
+        _emit_json({"removed": vid})
+    else:
+        typer.echo(f"removed version {vid}")
+        _info("run `mstore gc` to free the space only it used")
+
+
+@app.command()
+def fsck(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Check structure and sizes only; do not re-hash object data.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the store: re-hash every object, check manifests, metadata and refs. Exit 1 on errors."""
+    repo = _repo()
+    total = 0 if quick else sum(repo.store.objects.size(o) for o in repo.store.objects)
+    with _progress(total, "verifying") as progress:
+        report = repo.fsck(verify_data=not quick, progress=progress)
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        for p in report.problems:
+            label = _color(p.severity, "red" if p.severity == "error" else "blue")
+            affected = f" (affects {', '.join(p.versions)})" if p.versions else ""
+            typer.echo(f"{label}: {safe(p.message)}{affected}")
+        checked = f", {format_bytes(report.bytes_checked)} re-hashed" if not quick else ""
+        verdict = "ok" if report.ok else f"{len(report.errors)} error(s)"
+        typer.echo(f"{report.versions} versions, {report.objects} objects{checked}: {verdict}")
+    if not report.ok:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be freed; delete nothing.")] = False,
+    grace: Annotated[
+        str, typer.Option(help="Keep unreferenced objects younger than this (e.g. 0, 30m, 2h, 7d).")
+    ] = format_duration(DEFAULT_GRACE_SECONDS),
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete objects that no version uses (and leftovers of interrupted commands)."""
+    grace_seconds = parse_duration(grace)
+    if grace_seconds == 0:
+        _info("warning: --grace 0 deletes unreferenced objects however new they are")
+    plan = _repo().gc(dry_run=dry_run, grace_seconds=grace_seconds)
+    doc = {
+        "dry_run": dry_run,
+        "objects": len(plan.objects),
+        "bytes": plan.bytes,
+        "leftovers": len(plan.leftovers),
+        "kept_young": plan.kept_young,
+    }
+    if as_json:
+        _emit_json(doc)
+        return
+    verb = "would free" if dry_run else "freed"
+    typer.echo(f"{verb} {format_bytes(plan.bytes)} in {len(plan.objects)} objects, {len(plan.leftovers)} leftovers")
+    if plan.kept_young:
+        _info(f"kept {plan.kept_young} unreferenced objects younger than {grace} (see --grace)")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app(prog_name="mstore")
+
+
+if __name__ == "__main__":
+    run()

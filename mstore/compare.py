@@ -1,0 +1,100 @@
+"""What changed between two versions: time, model hash, metadata, metrics, categories and files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .manifest import KIND_FILE, Entry, Manifest
+from .metadata import is_number
+from .store import Store
+from .versions import parse_id_time
+
+# Keys compared in their own sections rather than as plain metadata.
+_SPECIAL = {"timestamp", "model_hash", "mstore", "metrics", "categories"}
+
+
+def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested metric dicts (e.g. a per-class classification report) become dotted names."""
+    if not isinstance(metrics, dict):
+        return {prefix: metrics} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten_metrics(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def _metric_row(old: Any, new: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"old": old, "new": new, "delta": None, "relative": None}
+    if is_number(old) and is_number(new):
+        row["delta"] = new - old
+        row["relative"] = (new - old) / abs(old) if old else None
+    return row
+
+
+def _categories(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return {str(k) for k in value}
+    if isinstance(value, list):
+        return {v if isinstance(v, str) else repr(v) for v in value}
+    return set() if value is None else {str(value)}
+
+
+def diff_metadata(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    keys_old = set(old) - _SPECIAL
+    keys_new = set(new) - _SPECIAL
+    return {
+        "added": {k: new[k] for k in sorted(keys_new - keys_old)},
+        "removed": {k: old[k] for k in sorted(keys_old - keys_new)},
+        "changed": {k: {"old": old[k], "new": new[k]} for k in sorted(keys_old & keys_new) if old[k] != new[k]},
+    }
+
+
+def diff_metrics(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every metric of either version, with both values and, where both are numbers, the delta."""
+    a, b = flatten_metrics(old.get("metrics") or {}), flatten_metrics(new.get("metrics") or {})
+    names = list(a) + [n for n in b if n not in a]
+    return {n: _metric_row(a.get(n), b.get(n)) for n in names}
+
+
+def diff_files(old: Manifest, new: Manifest) -> dict[str, Any]:
+    """Files added / removed / changed (by content hash) / unchanged; a single-file model keeps its slot."""
+
+    def files(m: Manifest) -> dict[str, Entry]:
+        return {e.path: e for e in m.files}
+
+    a, b = files(old), files(new)
+    if old.kind == new.kind == KIND_FILE:  # one file each: compare them even if renamed
+        (a_entry,), (b_entry,) = a.values(), b.values()
+        a = {b_entry.path: a_entry}
+    changed = [
+        {"path": p, "old_size": a[p].size, "new_size": b[p].size}
+        for p in sorted(set(a) & set(b))
+        if a[p].digest != b[p].digest
+    ]
+    return {
+        "added": [{"path": p, "size": b[p].size} for p in sorted(set(b) - set(a))],
+        "removed": [{"path": p, "size": a[p].size} for p in sorted(set(a) - set(b))],
+        "changed": changed,
+        "unchanged": len(set(a) & set(b)) - len(changed),
+    }
+
+
+def compare(store: Store, id1: str, id2: str) -> dict[str, Any]:
+    """The full comparison of version `id1` (old) with `id2` (new), as plain JSON-ready data."""
+    m1, m2 = store.versions.read(id1), store.versions.read(id2)
+    cats1, cats2 = _categories(m1.get("categories")), _categories(m2.get("categories"))
+    return {
+        "version1": id1,
+        "version2": id2,
+        "time_diff": (parse_id_time(id2) - parse_id_time(id1)).total_seconds(),
+        "model_hash": {"version1": m1.get("model_hash"), "version2": m2.get("model_hash")},
+        "same_model": m1.get("model_hash") == m2.get("model_hash"),
+        "metadata": diff_metadata(m1, m2),
+        "metrics": diff_metrics(m1, m2),
+        "categories": {"added": sorted(cats2 - cats1), "removed": sorted(cats1 - cats2)},
+        "files": diff_files(store.version_manifest(id1, m1), store.version_manifest(id2, m2)),
+    }

@@ -1,0 +1,101 @@
+"""One exception tree for mstore: each error carries its one-line message and its CLI exit code."""
+
+from __future__ import annotations
+
+EXIT_PROBLEM = 1  # the store or an operation found a problem (corruption, fsck errors, I/O)
+EXIT_USAGE = 2  # the user asked for something invalid (bad path, unknown ref, bad name)
+
+
+class MStoreError(Exception):
+    """Root of every error mstore raises on purpose."""
+
+    exit_code = EXIT_PROBLEM
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.message
+
+
+class BadInput(MStoreError):
+    """The request itself is invalid; nothing was changed."""
+
+    exit_code = EXIT_USAGE
+
+
+class InvalidName(BadInput, ValueError):
+    """A tag, version reference or path component is not acceptable."""
+
+
+class VersionNotFound(BadInput, KeyError):
+    """No version matches the reference."""
+
+
+class AmbiguousReference(BadInput, KeyError):
+    """A version-ID prefix matches more than one version."""
+
+
+class SourceNotFound(BadInput):
+    """The model path to save does not exist or is not a regular file or directory."""
+
+
+class UnsupportedSource(BadInput):
+    """The model path holds something mstore refuses to store (a symlink, a device, a socket)."""
+
+
+class InvalidMetadata(BadInput, ValueError):
+    """User metadata cannot be stored as JSON (not serialisable, NaN, reserved key)."""
+
+
+class DestinationExists(BadInput):
+    """Checkout would overwrite existing files without --force."""
+
+
+class StoreNotFound(BadInput):
+    """The directory is not an mstore store."""
+
+
+class UnsupportedFormat(BadInput):
+    """The store was written by a newer mstore format than this one understands."""
+
+
+class TagExists(BadInput):
+    """The tag already names a version; use force to move it."""
+
+
+class VersionIsTagged(BadInput):
+    """Removing a tagged version needs force (which removes its tags)."""
+
+
+class SourceChanged(MStoreError):
+    """The model file changed while it was being saved; nothing was published."""
+
+
+class IntegrityError(MStoreError):
+    """Stored data does not match its hash or its declared structure."""
+
+
+class CorruptObject(IntegrityError):
+    """An object's bytes do not hash to its name."""
+
+
+class MissingObject(IntegrityError):
+    """An object a version needs is not in the store."""
+
+
+class CorruptManifest(IntegrityError):
+    """A manifest object does not decode to a valid manifest."""
+
+
+class CorruptVersion(IntegrityError):
+    """A version's metadata is unreadable or does not match its checksum."""
+
+
+class CorruptRef(IntegrityError):
+    """A ref file is unreadable, fails its checksum, or names no version."""
+
+
+class GcRefused(MStoreError):
+    """gc found unreadable metadata or manifests and deleted nothing (it fails closed)."""

@@ -1,0 +1,48 @@
+"""Human-friendly units for the CLI: byte sizes, durations, and terminal-safe text."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import BadInput
+
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def parse_duration(text: str) -> float:
+    """`0`, `90s`, `15m`, `2h`, `30d`, `1w` -> seconds."""
+    match = _DURATION_RE.fullmatch(text.strip().lower())
+    if not match:
+        raise BadInput(f"invalid duration {text!r}: use a number with s, m, h, d or w (e.g. 2h, 30d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: `45s`, `12m 5s`, `3h 20m`, `2d 4h`."""
+    sign = "-" if seconds < 0 else ""
+    s = int(round(abs(seconds)))
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d {hours}h" if hours else f"{sign}{days}d"
+    if hours:
+        return f"{sign}{hours}h {minutes}m" if minutes else f"{sign}{hours}h"
+    if minutes:
+        return f"{sign}{minutes}m {secs}s" if secs else f"{sign}{minutes}m"
+    return f"{sign}{secs}s"
+
+
+def safe(text: object) -> str:
+    """Escape control characters so stored text cannot drive the user's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))

@@ -1,0 +1,170 @@
+"""Repository: the operations a user asks for (save, checkout, tag, rm, compare, fsck, gc) on one store.
+
+Every write follows one order: objects (fsynced) -> version directory (one rename) -> refs. Removal
+runs the other way: refs first, then the version, and objects only through gc.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import compare as _compare
+from . import fsck as _fsck
+from . import gc as _gc
+from . import metadata as _metadata
+from .errors import TagExists, VersionIsTagged, VersionNotFound
+from .ingest import ingest
+from .manifest import Manifest
+from .objects import hash_bytes
+from .refs import check_tag_name
+from .restore import restore
+from .revparse import resolve
+from .store import STORE_FORMAT, Store
+from .versions import next_version_id
+
+Progress = Callable[[int], None]
+
+
+class Repository:
+    """A model store on disk. `Repository(path)` opens one; `Repository.init(path)` creates one."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> Repository:
+        return cls(Store.open(Path(root)))
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str]) -> Repository:
+        return cls(Store.init(Path(root)))
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def save(
+        self,
+        source: str | os.PathLike[str],
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        message: str | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Store a model file or directory as a new version and return its metadata."""
+        user = _metadata.normalize(metadata)
+        if message is not None:
+            user["message"] = message
+        source_path = Path(source)
+        store = self.store
+        with store.gc_lock():
+            manifest, stats = ingest(source_path, store.objects, store.chunker, progress)
+            manifest_bytes = manifest.encode()
+            manifest_oid = hash_bytes(manifest_bytes)
+            manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
+            store.objects.sync()  # every object is durable before anything refers to it
+            with store.write_lock():
+                ids = store.versions.ids()
+                version_id = next_version_id(datetime.now(timezone.utc), ids[-1] if ids else None)
+                meta = {
+                    **user,
+                    "timestamp": version_id,
+                    "model_hash": manifest.model_hash,
+                    "original_path": os.path.abspath(source_path),
+                    "mstore": {
+                        "format": STORE_FORMAT,
+                        "manifest": manifest_oid,
+                        "kind": manifest.kind,
+                        "size": manifest.size,
+                        "files": len(manifest.files),
+                        "parent": ids[-1] if ids else None,
+                        "new_bytes": stats.bytes_new + (len(manifest_bytes) if manifest_is_new else 0),
+                    },
+                }
+                staged = store.versions.stage(meta)
+                store.versions.publish(staged, version_id)
+                store.refs.set_latest(version_id)
+        return meta
+
+    def tag(self, name: str, ref: str = "latest", *, force: bool = False) -> str:
+        """Point tag `name` at a version; moving an existing tag needs `force`."""
+        check_tag_name(name)
+        with self.store.write_lock():
+            version_id = self.resolve(ref)
+            current = self.store.refs.tag(name)
+            if current is not None and current != version_id and not force:
+                raise TagExists(f"tag {name!r} already names version {current} (use --force to move it)")
+            self.store.refs.set_tag(name, version_id)
+        return version_id
+
+    def untag(self, name: str) -> str:
+        with self.store.write_lock():
+            current = self.store.refs.tag(name)
+            if current is None:
+                raise VersionNotFound(f"no tag named {name!r}")
+            self.store.refs.delete_tag(name)
+        return current
+
+    def remove(self, ref: str, *, force: bool = False) -> str:
+        """Delete a version (its objects are freed by gc). A tagged version needs `force`, which drops its tags."""
+        store = self.store
+        with store.write_lock():
+            version_id = self.resolve(ref)
+            tags = sorted(n for n, v in store.refs.tags().items() if v == version_id)
+            if tags and not force:
+                raise VersionIsTagged(
+                    f"version {version_id} is tagged {', '.join(tags)} (use --force to remove it and its tags)"
+                )
+            for name in tags:
+                store.refs.delete_tag(name)
+            remaining = [i for i in store.versions.ids() if i != version_id]
+            store.refs.set_latest(remaining[-1] if remaining else None)  # refs never name a missing version
+            store.versions.remove(version_id)
+        return version_id
+
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
+        return _gc.collect(self.store, grace_seconds=grace_seconds, dry_run=dry_run)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> str:
+        return resolve(self.store, ref)
+
+    def get(self, ref: str) -> dict[str, Any]:
+        return self.store.versions.read(self.resolve(ref))
+
+    def ids(self) -> list[str]:
+        """Version IDs, oldest first."""
+        return self.store.versions.ids()
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Metadata of every version, newest first."""
+        return [self.store.versions.read(i) for i in reversed(self.ids())]
+
+    def latest(self) -> dict[str, Any] | None:
+        ids = self.ids()
+        return self.store.versions.read(ids[-1]) if ids else None
+
+    def tags(self) -> dict[str, str]:
+        return self.store.refs.tags()
+
+    def manifest(self, ref: str) -> Manifest:
+        return self.store.version_manifest(self.resolve(ref))
+
+    def checkout(
+        self, ref: str, dest: str | os.PathLike[str], *, force: bool = False, progress: Progress | None = None
+    ) -> Path:
+        """Write the version's model to `dest`, verified bit-exact; returns the path written."""
+        return restore(self.manifest(ref), self.store.objects, Path(dest), force=force, progress=progress)
+
+    def compare(self, ref1: str, ref2: str) -> dict[str, Any]:
+        return _compare.compare(self.store, self.resolve(ref1), self.resolve(ref2))
+
+    def fsck(self, *, verify_data: bool = True, progress: Progress | None = None) -> _fsck.Report:
+        return _fsck.fsck(self.store, verify_data=verify_data, progress=progress)

@@ -1,0 +1,90 @@
+"""Materialise a manifest on disk, verifying every chunk and every whole file before it appears.
+
+Files are assembled in a temp file beside their final name and renamed into place only after the
+whole-file hash matched, so checkout either produces the exact bytes that were saved or fails loudly.
+Paths come from a validated manifest and are re-checked here: nothing is written outside `dest`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+
+from . import fsutil
+from .errors import CorruptObject, DestinationExists, InvalidName
+from .manifest import KIND_FILE, Entry, Manifest, check_relpath
+from .objects import ObjectStore
+
+Progress = Callable[[int], None]
+
+
+def checkout_target(manifest: Manifest, dest: Path) -> Path:
+    """Where a checkout to `dest` lands: a single-file model into an existing directory keeps its name."""
+    if manifest.kind == KIND_FILE and dest.is_dir():
+        return dest / manifest.entries[0].path
+    return dest
+
+
+def _write_file(entry: Entry, target: Path, objects: ObjectStore, progress: Progress | None) -> None:
+    tmp = fsutil.temp_name(target.parent, target.name)
+    whole = blake3.blake3()
+    try:
+        with open(tmp, "xb") as out:
+            for chunk in entry.chunks:
+                data = objects.read(chunk.oid, chunk.size)
+                whole.update(data)
+                out.write(data)
+                if progress:
+                    progress(chunk.size)
+        if whole.hexdigest() != entry.digest:
+            raise CorruptObject(f"{entry.path}: reassembled bytes do not match the saved file hash")
+        os.chmod(tmp, 0o755 if entry.executable else 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        fsutil.remove_file(tmp)
+        raise
+
+
+def _ensure_real_dir(path: Path) -> None:
+    """Create `path` as a directory, refusing to go through a symlink or over a file."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        path.mkdir()
+        return
+    if not stat.S_ISDIR(mode):
+        raise DestinationExists(f"{path} exists and is not a directory")
+
+
+def restore(
+    manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool = False, progress: Progress | None = None
+) -> Path:
+    """Write the model to `dest` and return the path written. Existing files need `force`."""
+    target = checkout_target(manifest, dest)
+    if manifest.kind == KIND_FILE:
+        if target.is_symlink() or target.is_dir() or (target.exists() and not force):
+            raise DestinationExists(f"{target} already exists (use --force to overwrite)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_file(manifest.entries[0], target, objects, progress)
+        return target
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise DestinationExists(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise DestinationExists(f"{target} is not empty (use --force to write into it)")
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in manifest.entries:
+        rel = check_relpath(entry.path)
+        out = target.joinpath(*rel.split("/"))
+        if not out.resolve().is_relative_to(target.resolve()):
+            raise InvalidName(f"refusing to write {entry.path!r} outside {target}")
+        if entry.is_dir:
+            _ensure_real_dir(out)
+            continue
+        if out.is_symlink() or out.is_dir():
+            raise DestinationExists(f"{out} exists and is not a regular file")
+        _write_file(entry, out, objects, progress)
+    return target

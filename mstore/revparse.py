@@ -1,0 +1,47 @@
+"""Turn what a user types (ID, unique prefix, `version_<ID>`, tag, `latest`, `X~N`) into a version ID."""
+
+from __future__ import annotations
+
+from .errors import AmbiguousReference, VersionNotFound
+from .refs import RESERVED_NAMES, check_ref_syntax
+from .store import Store
+from .versions import PREFIX
+
+MAX_LISTED = 5
+
+
+def resolve(store: Store, ref: str) -> str:
+    """Resolve `ref` against the published versions; raises VersionNotFound / AmbiguousReference."""
+    check_ref_syntax(ref)
+    base, _, back = ref.partition("~")
+    steps = int(back) if back else 0
+    ids = store.versions.ids()
+    version_id = _resolve_base(store, base, ids)
+    if steps:
+        index = ids.index(version_id) - steps
+        if index < 0:
+            raise VersionNotFound(f"{ref!r}: only {ids.index(version_id)} versions are older than {version_id}")
+        version_id = ids[index]
+    return version_id
+
+
+def _resolve_base(store: Store, base: str, ids: list[str]) -> str:
+    if base in RESERVED_NAMES:  # `latest` is the newest published version (refs/latest mirrors it)
+        if not ids:
+            raise VersionNotFound("the store has no versions yet")
+        return ids[-1]
+    if not base.startswith(PREFIX) and (store.refs.tags_dir / base).exists():
+        target = store.refs.tag(base)
+        if target is None or target not in ids:
+            raise VersionNotFound(f"tag {base!r} names version {target}, which does not exist")
+        return target
+    wanted = base[len(PREFIX) :] if base.startswith(PREFIX) else base
+    if wanted in ids:
+        return wanted
+    matches = [i for i in ids if i.startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise VersionNotFound(f"no version or tag matches {base!r}")
+    shown = ", ".join(matches[:MAX_LISTED]) + (" …" if len(matches) > MAX_LISTED else "")
+    raise AmbiguousReference(f"{base!r} matches {len(matches)} versions ({shown}); type more of the ID")

@@ -1,0 +1,118 @@
+"""Version directories: `version_<ID>/metadata.json` plus `metadata.b3`, published by one rename.
+
+A version is staged complete in `tmp/` and renamed into place, so readers see all of it or none of
+it. `metadata.b3` holds the blake3 of metadata.json's exact bytes in `b3sum` format (so
+`b3sum --check metadata.b3` works inside the directory) and makes any damage to the metadata visible.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from . import fsutil, metadata
+from .errors import CorruptVersion, VersionNotFound
+from .refs import VERSION_ID_RE
+
+PREFIX = "version_"
+METADATA = "metadata.json"
+CHECKSUM = "metadata.b3"
+ID_FORMAT = "%Y%m%d_%H%M%S"
+MAX_SUFFIX = 999
+
+
+def parse_id_time(version_id: str) -> datetime:
+    """The UTC time a version ID encodes (its suffix only orders saves within one second)."""
+    return datetime.strptime(version_id[:15], ID_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def next_version_id(now: datetime, newest: str | None) -> str:
+    """`YYYYMMDD_HHMMSS` in UTC; saves in the same second (or with a clock behind the newest version)
+    continue after the newest ID with `_001`, `_002`, ... so plain string order is save order."""
+    base = now.astimezone(timezone.utc).strftime(ID_FORMAT)
+    if newest is None or base > newest[:15]:
+        return base
+    second, suffix = newest[:15], newest[16:]
+    n = int(suffix) + 1 if suffix else 1
+    if n > MAX_SUFFIX:  # 1000 saves in one second: borrow the next second
+        return (parse_id_time(second) + timedelta(seconds=1)).strftime(ID_FORMAT)
+    return f"{second}_{n:03d}"
+
+
+def checksum_line(data: bytes) -> bytes:
+    return f"{blake3.blake3(data).hexdigest()}  {METADATA}\n".encode()
+
+
+class VersionStore:
+    """The `version_*` directories at the store root; staging and trash live in `tmp/`."""
+
+    def __init__(self, root: Path, tmp: Path) -> None:
+        self.root = root
+        self.tmp = tmp
+
+    def ids(self) -> list[str]:
+        """All published version IDs, oldest first (string order is save order)."""
+        out = []
+        for name in os.listdir(self.root):
+            if name.startswith(PREFIX) and VERSION_ID_RE.fullmatch(name[len(PREFIX) :]):
+                out.append(name[len(PREFIX) :])
+        out.sort()
+        return out
+
+    def path(self, version_id: str) -> Path:
+        if not VERSION_ID_RE.fullmatch(version_id):
+            raise VersionNotFound(f"{version_id!r} is not a version ID")
+        return self.root / f"{PREFIX}{version_id}"
+
+    def exists(self, version_id: str) -> bool:
+        return self.path(version_id).is_dir()
+
+    def read(self, version_id: str) -> dict[str, Any]:
+        """The version's metadata, verified against metadata.b3."""
+        where = f"{PREFIX}{version_id}"
+        directory = self.path(version_id)
+        try:
+            data = (directory / METADATA).read_bytes()
+            recorded = (directory / CHECKSUM).read_bytes()
+        except FileNotFoundError:
+            if not directory.is_dir():
+                raise VersionNotFound(f"version {version_id} does not exist") from None
+            raise CorruptVersion(f"{where}: {METADATA} or {CHECKSUM} is missing") from None
+        if recorded != checksum_line(data):
+            raise CorruptVersion(f"{where}: {METADATA} does not match {CHECKSUM} (edited or damaged)")
+        meta = metadata.loads(data, where)
+        if meta.get("timestamp") != version_id:
+            raise CorruptVersion(f"{where}: metadata timestamp {meta.get('timestamp')!r} does not match")
+        return meta
+
+    def stage(self, meta: Mapping[str, Any]) -> Path:
+        """Write a complete version directory under tmp/ (fsynced), ready for `publish`."""
+        staged = self.tmp / f"{fsutil.TMP_PREFIX}stage-{os.getpid()}-{secrets.token_hex(6)}"
+        staged.mkdir()
+        data = metadata.dumps(meta)
+        fsutil.write_file(staged / METADATA, data)
+        fsutil.write_file(staged / CHECKSUM, checksum_line(data))
+        fsutil.fsync_dir(staged)
+        return staged
+
+    def publish(self, staged: Path, version_id: str) -> None:
+        """Rename the staged directory into place: the moment the version exists. Caller holds the write lock."""
+        target = self.path(version_id)
+        if target.exists():
+            raise FileExistsError(f"{target} already exists")
+        os.rename(staged, target)
+        fsutil.fsync_dir(self.root)
+
+    def remove(self, version_id: str) -> None:
+        """Remove a version all-or-nothing: one rename moves it out of sight, then it is deleted."""
+        trash = self.tmp / f"{fsutil.TMP_PREFIX}trash-{version_id}-{secrets.token_hex(4)}"
+        os.rename(self.path(version_id), trash)
+        fsutil.fsync_dir(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
