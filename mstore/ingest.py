@@ -118,7 +118,7 @@ def ingest(
     kind, items = scan(source)
     stats = IngestStats()
     entries = [
-        Entry(rel) if is_dir else _ingest_file(full, rel, objects, chunker, stats, progress)
+        Entry(rel, is_dir=True) if is_dir else _ingest_file(full, rel, objects, chunker, stats, progress)
         for rel, full, is_dir in items
     ]
     return Manifest(kind, tuple(entries)), stats

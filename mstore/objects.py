@@ -68,7 +68,7 @@ class ObjectStore:
         if st is not None and st.st_size == len(data):
             os.utime(path)
             return False
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if st is None:
             created = fsutil.create_exclusive(path, data)
         else:  # damaged copy: replace it

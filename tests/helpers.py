@@ -1,0 +1,33 @@
+"""Helpers shared by the tests: build model files and trees, read them back, measure the store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mstore import Repository
+
+
+def write_tree(root: Path, files: dict[str, bytes], executable: frozenset[str] = frozenset()) -> Path:
+    """Create `files` (relative path -> bytes) under `root`; returns `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.chmod(path, 0o755 if rel in executable else 0o644)
+    return root
+
+
+def read_tree(root: Path) -> dict[str, tuple[bytes, bool]]:
+    """Every file under `root` as relative path -> (bytes, executable)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            out[path.relative_to(root).as_posix()] = (path.read_bytes(), bool(path.stat().st_mode & 0o100))
+    return out
+
+
+def store_bytes(repo: Repository) -> int:
+    """Bytes held in objects/."""
+    return sum(repo.store.objects.size(oid) for oid in repo.store.objects)

@@ -1,0 +1,56 @@
+"""The seed's usage runs with only its import line changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mstore import ModelVersioning
+from mstore.errors import VersionNotFound
+
+
+def test_seed_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("model.joblib").write_bytes(b"first model")
+    versioning = ModelVersioning()  # default base_dir, as in the seed
+    assert Path("data/models/mstore.json").is_file()
+    metadata = {
+        "training_file": "data/train.csv",
+        "metrics": {"accuracy": 0.91, "weighted avg": {"f1-score": 0.9}},
+        "num_samples": 1200,
+        "categories": ["billing", "bug"],
+    }
+    saved = versioning.save_model_version("model.joblib", metadata)
+    assert metadata["timestamp"] == saved["timestamp"]  # the seed updated the caller's dict in place
+    assert saved["model_hash"] == metadata["model_hash"]
+    Path("model.joblib").write_bytes(b"second model")
+    second = versioning.save_model_version(
+        "model.joblib",
+        {
+            "training_file": "data/train.csv",
+            "metrics": {"accuracy": 0.93},
+            "num_samples": 1500,
+            "categories": ["billing", "bug", "account"],
+        },
+    )
+    assert Path(f"data/models/version_{second['timestamp']}/metadata.json").is_file()
+    assert [v["timestamp"] for v in versioning.list_versions()] == [second["timestamp"], saved["timestamp"]]
+    assert versioning.get_latest_version() == second
+    assert versioning.get_model_version(saved["timestamp"]) == saved
+    comparison = versioning.compare_versions(saved["timestamp"], second["timestamp"])
+    assert comparison["metrics"]["accuracy"]["delta"] == pytest.approx(0.02)
+    assert comparison["categories"]["added"] == ["account"]
+    assert comparison["same_model"] is False
+    versioning.tag("prod", saved["timestamp"])
+    restored = versioning.checkout("prod", tmp_path / "restored.joblib")
+    assert restored.read_bytes() == b"first model"
+    versioning.delete_version("latest")
+    assert versioning.get_latest_version() == saved
+    with pytest.raises(VersionNotFound):
+        versioning.get_model_version(second["timestamp"])
+
+
+def test_empty_store_has_no_latest(tmp_path: Path) -> None:
+    assert ModelVersioning(tmp_path / "s").get_latest_version() is None
+    assert ModelVersioning(tmp_path / "s").list_versions() == []

@@ -1,0 +1,88 @@
+"""The object store: names are hashes, bytes come back exactly or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import blake3
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mstore.errors import CorruptObject, IntegrityError, MissingObject
+from mstore.objects import ObjectStore, check_oid, hash_bytes
+
+
+@given(data=st.binary(max_size=4096))
+def test_put_then_read_round_trips_and_name_is_b3sum(tmp_path: Path, data: bytes) -> None:
+    objects = ObjectStore(tmp_path / "objects")
+    oid = hash_bytes(data)
+    objects.put(data, oid)
+    objects.sync()
+    assert objects.read(oid) == data
+    path = objects.path(oid)
+    assert path.parent.name + path.name == oid == blake3.blake3(path.read_bytes()).hexdigest()
+
+
+def test_same_bytes_are_stored_once(tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "objects")
+    assert objects.put(b"weights") is True
+    assert objects.put(b"weights") is False
+    assert list(objects) == [hash_bytes(b"weights")]
+
+
+def test_put_refreshes_mtime_of_existing_object(tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "objects")
+    oid = hash_bytes(b"x" * 10)
+    objects.put(b"x" * 10, oid)
+    os.utime(objects.path(oid), (1, 1))
+    objects.put(b"x" * 10, oid)
+    assert objects.path(oid).stat().st_mtime > 1
+
+
+def test_put_repairs_an_object_of_the_wrong_size(tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "objects")
+    oid = hash_bytes(b"good bytes")
+    objects.put(b"good bytes", oid)
+    path = objects.path(oid)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"good")
+    assert objects.put(b"good bytes", oid) is True
+    assert objects.read(oid) == b"good bytes"
+
+
+def test_read_detects_corruption_and_absence(tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "objects")
+    oid = hash_bytes(b"abcdef")
+    objects.put(b"abcdef", oid)
+    path = objects.path(oid)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"abcdeF")
+    with pytest.raises(CorruptObject):
+        objects.read(oid)
+    assert objects.verify(oid) == "bytes do not match the hash"
+    with pytest.raises(CorruptObject):
+        objects.read(oid, expected_size=3)
+    objects.delete(oid)
+    with pytest.raises(MissingObject):
+        objects.read(oid)
+    assert objects.verify(oid) == "missing"
+
+
+@pytest.mark.parametrize("bad", ["", "../" + "a" * 61, "A" * 64, "a" * 63, "a" * 65, "/" + "a" * 63, "g" * 64])
+def test_invalid_ids_never_become_paths(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(IntegrityError):
+        check_oid(bad)
+    with pytest.raises(IntegrityError):
+        ObjectStore(tmp_path).path(bad)
+
+
+def test_iteration_skips_temp_files_and_reports_them_as_strays(tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "objects")
+    oid = hash_bytes(b"1")
+    objects.put(b"1", oid)
+    stray = objects.path(oid).parent / ".tmp-leftover"
+    stray.write_bytes(b"half")
+    assert list(objects) == [oid]
+    assert list(objects.stray_files()) == [stray]
