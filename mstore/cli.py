@@ -37,6 +37,9 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except MStoreError as exc:
             _fail(str(exc), exc.exit_code)
+        except BrokenPipeError:  # `mstore log | head`: stop quietly, as git does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except OSError as exc:
             if os.environ.get("MSTORE_DEBUG"):
                 raise
