@@ -260,17 +260,14 @@ def log(
 ) -> None:
     """List versions, newest first: ID, short hash, key metrics, tags, message."""
     repo = _repo()
-    ids = list(reversed(repo.ids()))
-    if n is not None:
-        ids = ids[:n]
-    metas = [repo.store.versions.read(i) for i in ids]
+    metas = repo.versions(limit=n)
     if as_json:
         _emit_json(metas)
         return
     if not metas:
         _info("no versions yet")
         return
-    latest = repo.ids()[-1]
+    latest = metas[0]["timestamp"]
     tags_by_version: dict[str, list[str]] = {}
     for name, vid in repo.tags().items():
         tags_by_version.setdefault(vid, []).append(name)
@@ -438,15 +435,23 @@ def fsck(
     quick: Annotated[
         bool, typer.Option("--quick", help="Check structure and sizes only; do not re-hash object data.")
     ] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Move corrupt objects to quarantine/ (nothing is patched).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify the store: re-hash every object, check manifests, metadata and refs. Exit 1 on errors."""
+    """Verify the store: re-hash every object, check manifests, metadata and refs.
+
+    Exit 0 when every version can be restored bit-exact (information such as unreachable objects may be
+    listed), 1 when errors were found.
+    """
     repo = _repo()
     total = 0 if quick else sum(repo.store.objects.size(o) for o in repo.store.objects)
     with _progress(total, "verifying") as progress:
         report = repo.fsck(verify_data=not quick, progress=progress)
+    quarantined = repo.quarantine(report) if repair else []
     if as_json:
-        _emit_json(report.to_json())
+        _emit_json(report.to_json() | {"quarantined": quarantined})
     else:
         for p in report.problems:
             label = _color(p.severity, "red" if p.severity == "error" else "blue")
@@ -455,6 +460,13 @@ def fsck(
         checked = f", {format_bytes(report.bytes_checked)} re-hashed" if not quick else ""
         verdict = "ok" if report.ok else f"{len(report.errors)} error(s)"
         typer.echo(f"{report.versions} versions, {report.objects} objects{checked}: {verdict}")
+        if quarantined:
+            typer.echo(f"moved {len(quarantined)} corrupt object(s) to {repo.root / 'quarantine'}")
+        if report.damaged_versions:
+            typer.echo(
+                f"damaged versions: {', '.join(report.damaged_versions)} "
+                "(save the same model files again to heal them, or `mstore rm` them)"
+            )
     if not report.ok:
         raise typer.Exit(EXIT_PROBLEM)
 
@@ -486,6 +498,43 @@ def gc(
     typer.echo(f"{verb} {format_bytes(plan.bytes)} in {len(plan.objects)} objects, {len(plan.leftovers)} leftovers")
     if plan.kept_young:
         _info(f"kept {plan.kept_young} unreferenced objects younger than {grace} (see --grace)")
+
+
+@app.command()
+def prune(
+    keep_last: Annotated[Optional[int], typer.Option(help="Keep the newest N versions.", min=0)] = None,
+    keep_within: Annotated[Optional[str], typer.Option(help="Keep versions younger than this (e.g. 30d, 12h).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show the plan; remove nothing.")] = False,
+    grace: Annotated[str, typer.Option(help="gc grace period for the freed objects.")] = format_duration(
+        DEFAULT_GRACE_SECONDS
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove versions outside the retention rules, then free their space. Tagged versions and the
+    newest version are always kept."""
+    within = parse_duration(keep_within) if keep_within is not None else None
+    plan, freed = _repo().prune(
+        keep_last=keep_last, keep_within=within, dry_run=dry_run, grace_seconds=parse_duration(grace)
+    )
+    doc = {
+        "dry_run": dry_run,
+        "keep": list(plan.keep),
+        "remove": list(plan.remove),
+        "freed_bytes": freed.bytes if freed else 0,
+        "freed_objects": len(freed.objects) if freed else 0,
+    }
+    if as_json:
+        _emit_json(doc)
+        return
+    verb = "would remove" if dry_run else "removed"
+    for vid in plan.remove:
+        typer.echo(f"{verb} {vid}")
+    for vid in plan.keep:
+        _info(f"keep {vid} ({', '.join(plan.reasons[vid])})")
+    summary = f"{verb} {len(plan.remove)} version(s), kept {len(plan.keep)}"
+    if freed is not None:
+        summary += f", freed {format_bytes(freed.bytes)}"
+    typer.echo(summary)
 
 
 def run() -> None:

@@ -12,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import fsutil
 from .errors import CorruptManifest, CorruptRef, IntegrityError, InvalidName, MissingObject, MStoreError
 from .manifest import Manifest
+from .objects import is_oid
 from .refs import check_tag_name
 from .store import Store, manifest_id
 
@@ -192,3 +194,27 @@ def _check_refs(store: Store, ids: list[str], add: Callable[[Problem], None]) ->
             continue
         if target not in existing:
             add(Problem(ERROR, "bad-ref", where, f"tag {name!r} names version {target}, which does not exist"))
+
+
+QUARANTINE = "quarantine"
+
+
+def quarantine(store: Store, report: Report) -> list[str]:
+    """Move every object fsck found corrupt to `<root>/quarantine/` (never patch or zero-fill it).
+
+    The damaged versions stay listed; saving the same model file again restores the object, which
+    heals every version that shares it.
+    """
+    moved = []
+    target_dir = store.root / QUARANTINE
+    for problem in report.errors:
+        if problem.code != "corrupt-object" or not is_oid(problem.subject):
+            continue
+        source = store.objects.path(problem.subject)
+        if source.exists():
+            fsutil.make_dir(target_dir)
+            fsutil.rename(source, target_dir / problem.subject)
+            moved.append(problem.subject)
+    if moved:
+        fsutil.fsync_dir(target_dir)
+    return moved

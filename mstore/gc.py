@@ -8,7 +8,6 @@ object or leftover younger than the grace period, judged by mtime as git does.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +74,7 @@ def execute(store: Store, gc_plan: GcPlan) -> None:
         store.objects.delete(oid)
     for path in gc_plan.leftovers:
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            fsutil.remove_tree(path)
         else:
             fsutil.remove_file(path)
 

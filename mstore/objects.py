@@ -66,9 +66,9 @@ class ObjectStore:
         except FileNotFoundError:
             st = None
         if st is not None and st.st_size == len(data):
-            os.utime(path)
+            fsutil.touch(path)
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.make_dir(path.parent, parents=True)
         if st is None:
             created = fsutil.create_exclusive(path, data)
         else:  # damaged copy: replace it

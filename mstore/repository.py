@@ -22,6 +22,7 @@ from .manifest import Manifest
 from .objects import hash_bytes
 from .refs import check_tag_name
 from .restore import restore
+from .retention import PrunePlan, plan_prune
 from .revparse import resolve
 from .store import STORE_FORMAT, Store
 from .versions import next_version_id
@@ -113,20 +114,42 @@ class Repository:
 
     def remove(self, ref: str, *, force: bool = False) -> str:
         """Delete a version (its objects are freed by gc). A tagged version needs `force`, which drops its tags."""
-        store = self.store
-        with store.write_lock():
+        with self.store.write_lock():
             version_id = self.resolve(ref)
-            tags = sorted(n for n, v in store.refs.tags().items() if v == version_id)
-            if tags and not force:
-                raise VersionIsTagged(
-                    f"version {version_id} is tagged {', '.join(tags)} (use --force to remove it and its tags)"
-                )
-            for name in tags:
-                store.refs.delete_tag(name)
-            remaining = [i for i in store.versions.ids() if i != version_id]
-            store.refs.set_latest(remaining[-1] if remaining else None)  # refs never name a missing version
-            store.versions.remove(version_id)
+            self._remove_locked(version_id, force=force)
         return version_id
+
+    def _remove_locked(self, version_id: str, *, force: bool) -> None:
+        """Refs first (tags, then latest moves to the newest remaining version), then one rename."""
+        store = self.store
+        tags = sorted(n for n, v in store.refs.tags().items() if v == version_id)
+        if tags and not force:
+            raise VersionIsTagged(
+                f"version {version_id} is tagged {', '.join(tags)} (use --force to remove it and its tags)"
+            )
+        for name in tags:
+            store.refs.delete_tag(name)
+        remaining = [i for i in store.versions.ids() if i != version_id]
+        store.refs.set_latest(remaining[-1] if remaining else None)  # refs never name a missing version
+        store.versions.remove(version_id)
+
+    def prune(
+        self,
+        *,
+        keep_last: int | None = None,
+        keep_within: float | None = None,
+        dry_run: bool = False,
+        grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS,
+    ) -> tuple[PrunePlan, _gc.GcPlan | None]:
+        """Remove versions outside the retention rules (tagged ones are always kept), then gc."""
+        now = datetime.now(timezone.utc)
+        if dry_run:
+            return plan_prune(self.ids(), self.tags(), now, keep_last=keep_last, keep_within=keep_within), None
+        with self.store.write_lock():
+            plan = plan_prune(self.ids(), self.tags(), now, keep_last=keep_last, keep_within=keep_within)
+            for version_id in plan.remove:
+                self._remove_locked(version_id, force=False)
+        return plan, self.gc(grace_seconds=grace_seconds)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
         return _gc.collect(self.store, grace_seconds=grace_seconds, dry_run=dry_run)
@@ -143,9 +166,20 @@ class Repository:
         """Version IDs, oldest first."""
         return self.store.versions.ids()
 
-    def versions(self) -> list[dict[str, Any]]:
-        """Metadata of every version, newest first."""
-        return [self.store.versions.read(i) for i in reversed(self.ids())]
+    def versions(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Metadata of the newest `limit` versions (all by default), newest first.
+
+        A version removed while this runs is skipped, so readers never fail because of a concurrent rm.
+        """
+        out: list[dict[str, Any]] = []
+        for version_id in reversed(self.ids()):
+            if limit is not None and len(out) >= limit:
+                break
+            try:
+                out.append(self.store.versions.read(version_id))
+            except VersionNotFound:
+                continue
+        return out
 
     def latest(self) -> dict[str, Any] | None:
         ids = self.ids()
@@ -168,3 +202,8 @@ class Repository:
 
     def fsck(self, *, verify_data: bool = True, progress: Progress | None = None) -> _fsck.Report:
         return _fsck.fsck(self.store, verify_data=verify_data, progress=progress)
+
+    def quarantine(self, report: _fsck.Report) -> list[str]:
+        """Move the corrupt objects of an fsck report aside; returns their ids."""
+        with self.store.write_lock():
+            return _fsck.quarantine(self.store, report)

@@ -59,9 +59,9 @@ class Store:
                 f"{root} holds version_* folders but no {CONFIG}: it is not an mstore store "
                 "(choose another directory, or move those folders away)"
             )
-        root.mkdir(parents=True, exist_ok=True)
+        fsutil.make_dir(root, parents=True)
         for sub in ("objects", "refs", "refs/tags", "tmp", "locks"):
-            (root / sub).mkdir(exist_ok=True)
+            fsutil.make_dir(root / sub)
         config = {"format": STORE_FORMAT, "chunker": FixedSizeChunker().config()}
         data = (json.dumps(config, indent=2) + "\n").encode()
         with fsutil.file_lock(root / "locks" / "write"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -95,7 +94,7 @@ class VersionStore:
     def stage(self, meta: Mapping[str, Any]) -> Path:
         """Write a complete version directory under tmp/ (fsynced), ready for `publish`."""
         staged = self.tmp / f"{fsutil.TMP_PREFIX}stage-{os.getpid()}-{secrets.token_hex(6)}"
-        staged.mkdir()
+        fsutil.make_dir(staged)
         data = metadata.dumps(meta)
         fsutil.write_file(staged / METADATA, data)
         fsutil.write_file(staged / CHECKSUM, checksum_line(data))
@@ -107,12 +106,12 @@ class VersionStore:
         target = self.path(version_id)
         if target.exists():
             raise FileExistsError(f"{target} already exists")
-        os.rename(staged, target)
+        fsutil.rename(staged, target)
         fsutil.fsync_dir(self.root)
 
     def remove(self, version_id: str) -> None:
         """Remove a version all-or-nothing: one rename moves it out of sight, then it is deleted."""
         trash = self.tmp / f"{fsutil.TMP_PREFIX}trash-{version_id}-{secrets.token_hex(4)}"
-        os.rename(self.path(version_id), trash)
+        fsutil.rename(self.path(version_id), trash)
         fsutil.fsync_dir(self.root)
-        shutil.rmtree(trash, ignore_errors=True)
+        fsutil.remove_tree(trash)
