@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,9 @@ class Repository:
                     },
                 }
                 staged = store.versions.stage(meta)
-                store.versions.publish(staged, version_id)
-                store.refs.set_latest(version_id)
+                store.versions.publish(staged, version_id)  # the commit point
+                with suppress(OSError):  # the version is saved; `latest` is derived from IDs, and the
+                    store.refs.set_latest(version_id)  # next write repairs the ref (fsck: stale-ref)
         return meta
 
     def tag(self, name: str, ref: str = "latest", *, force: bool = False) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,12 @@ class VersionStore:
         if target.exists():
             raise FileExistsError(f"{target} already exists")
         fsutil.rename(staged, target)
-        fsutil.fsync_dir(self.root)
+        try:
+            fsutil.fsync_dir(self.root)
+        except OSError:  # not durable: take it back out of sight so a failed save publishes nothing
+            with suppress(OSError):
+                fsutil.rename(target, staged)
+            raise
 
     def remove(self, version_id: str) -> None:
         """Remove a version all-or-nothing: one rename moves it out of sight, then it is deleted."""
