@@ -1,7 +1,10 @@
-"""A stateful model check: random sequences of save / tag / rm / gc / checkout against a plain dict.
+"""A stateful model check: random sequences of save / tag / rm / prune / gc / checkout / corrupt /
+crash against a plain dict of what the store should hold.
 
 After every step fsck reports no errors, every remaining version restores bit-exact, `latest` is the
-newest version, and tags point where the model says they do.
+newest version, and tags point where the model says they do. `corrupt` flips a bit and expects fsck to
+notice (then heals it); `crash` kills a save at a random filesystem step and accepts the version being
+complete or absent, never anything in between.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
+from reliability import run_in_child
 
-from mstore import Repository
+from mstore import Repository, fsutil
 from mstore.chunking import MIN_CHUNK_SIZE
-from mstore.errors import VersionIsTagged
+from mstore.errors import MStoreError, VersionIsTagged
 
 CHUNK = MIN_CHUNK_SIZE
 blocks = st.lists(st.sampled_from([b"A" * CHUNK, b"B" * CHUNK, b"C" * 100, b"D" * CHUNK]), max_size=4).map(b"".join)
@@ -33,6 +37,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.model: dict[str, bytes] = {}
         self.tags: dict[str, str] = {}
         self.n = 0
+        self.latest_may_be_stale = False
 
     def teardown(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -45,6 +50,7 @@ class StoreMachine(RuleBasedStateMachine):
         vid = str(self.repo.save(src, {"metrics": {"step": self.n}})["timestamp"])
         assert vid not in self.model and all(vid > other for other in self.model)
         self.model[vid] = data + extra
+        self.latest_may_be_stale = False
         return vid
 
     @rule(vid=versions, name=st.sampled_from(["prod", "best", "v1.0"]))
@@ -64,7 +70,56 @@ class StoreMachine(RuleBasedStateMachine):
             assert tagged and not force
             return
         del self.model[vid]
+        self.latest_may_be_stale = False
         self.tags = {n: v for n, v in self.tags.items() if v != vid}
+
+    @rule(keep_last=st.integers(0, 3))
+    def prune(self, keep_last: int) -> None:
+        ids = sorted(self.model)
+        keep = set(ids[-keep_last:] if keep_last else []) | set(self.tags.values()) | set(ids[-1:])
+        plan, _ = self.repo.prune(keep_last=keep_last, grace_seconds=0)
+        assert set(plan.keep) == keep and set(plan.remove) == set(ids) - keep
+        if plan.remove:
+            self.latest_may_be_stale = False
+        self.model = {v: d for v, d in self.model.items() if v in keep}
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def corrupt(self, data: st.DataObject) -> None:
+        oid = data.draw(st.sampled_from(sorted(self.repo.store.objects)))
+        path = self.repo.store.objects.path(oid)
+        original = path.read_bytes()
+        if not original:
+            return
+        damaged = bytearray(original)
+        bit = data.draw(st.integers(0, len(original) * 8 - 1))
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        path.chmod(0o644)
+        path.write_bytes(bytes(damaged))
+        report = self.repo.fsck()
+        assert not report.ok and oid in {p.subject for p in report.errors}
+        for vid in report.damaged_versions:
+            try:
+                got = self.repo.checkout(vid, self.tmp / f"bad{self.n}-{vid}").read_bytes()
+            except MStoreError:
+                continue
+            raise AssertionError(f"checkout of damaged {vid} returned {len(got)} bytes")
+        path.write_bytes(original)  # heal, so the invariants below hold again
+
+    @rule(data=blocks, at=st.integers(1, 40))
+    def crash(self, data: bytes, at: int) -> None:
+        self.n += 1
+        src = self.tmp / f"src{self.n}"
+        src.write_bytes(data + b"crash")
+        before = set(self.repo.ids())
+        code = run_in_child(lambda: self.repo.save(src), crash_at=at)
+        assert code in (0, fsutil.CRASH_EXIT_CODE)
+        new = set(self.repo.ids()) - before
+        assert len(new) <= 1 and (code != 0 or new)
+        self.latest_may_be_stale = True
+        for vid in new:
+            self.model[vid] = data + b"crash"
+        self.repo.gc(grace_seconds=0)  # also sweeps what the crash left behind
 
     @rule()
     def gc(self) -> None:
@@ -82,7 +137,11 @@ class StoreMachine(RuleBasedStateMachine):
     def store_matches_model(self) -> None:
         assert self.repo.ids() == sorted(self.model)
         assert self.repo.tags() == self.tags
-        assert self.repo.store.refs.latest() == (max(self.model) if self.model else None)
+        latest = self.repo.store.refs.latest()
+        if self.latest_may_be_stale:  # a crash between publishing and updating the ref: fsck's stale-ref
+            assert latest is None or latest in self.model
+        else:
+            assert latest == (max(self.model) if self.model else None)
         report = self.repo.fsck()
         assert report.ok, report.errors
 
