@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -20,9 +21,9 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import EXIT_PROBLEM, BadInput, MStoreError
 from .gc import DEFAULT_GRACE_SECONDS
-from .humanize import format_bytes, format_duration, parse_duration, safe
+from .humanize import format_bytes, format_duration, parse_duration, parse_time, safe
 from .ingest import source_size
-from .metadata import is_number
+from .render import default_metrics, diff_lines, du_lines, log_lines, show_lines
 from .repository import Repository
 
 DEFAULT_STORE = "data/models"
@@ -83,12 +84,6 @@ def _emit_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
 
 
-def _color(text: str, color: str) -> str:
-    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
-        return text
-    return typer.style(text, fg=color)
-
-
 def _repo() -> Repository:
     return Repository.open(state.store)
 
@@ -123,7 +118,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def main(
     store: Annotated[
-        str, typer.Option("--store", "-s", envvar="MSTORE_DIR", help="Store directory [env MSTORE_DIR].")
+        str, typer.Option("--store", "-s", envvar="MSTORE_DIR", metavar="DIR", help="Store directory.")
     ] = DEFAULT_STORE,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results, no messages.")] = False,
     version: Annotated[
@@ -241,50 +236,57 @@ def _safe_size(path: Path) -> int:
         return 0  # save() reports the real problem
 
 
-def _key_metrics(meta: dict[str, Any]) -> str:
-    metrics = meta.get("metrics")
-    if not isinstance(metrics, dict):
-        return ""
-    return " ".join(f"{safe(k)}={v:.4g}" for k, v in metrics.items() if is_number(v))
+_ROLES = {"id": "yellow", "deco": "cyan", "good": "green", "bad": "red", "dim": "bright_black", "head": "bright_black"}
 
 
-def _decorations(vid: str, latest: str | None, tags_by_version: dict[str, list[str]]) -> str:
-    labels = (["latest"] if vid == latest else []) + [f"tag: {t}" for t in tags_by_version.get(vid, [])]
-    return f"({', '.join(labels)})" if labels else ""
+def _style(text: str, role: str) -> str:
+    """Colour for a terminal; plain when piped or NO_COLOR is set."""
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty() or role not in _ROLES:
+        return text
+    return typer.style(text, fg=_ROLES[role])
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()
 def log(
     n: Annotated[Optional[int], typer.Option("-n", "--max-count", help="Show at most N versions.", min=0)] = None,
+    oneline: Annotated[bool, typer.Option("--oneline", help="One line per version.")] = False,
+    metric: Annotated[
+        Optional[list[str]],
+        typer.Option("--metric", "-M", help="Metric to show (repeatable; dotted names reach nested ones)."),
+    ] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only versions saved at or after (2026-11-01, 7d).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only versions saved at or before (2026-11-20, 1d).")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="Only versions with this tag.")] = None,
     as_json: JsonOpt = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
 ) -> None:
-    """List versions, newest first: ID, short hash, key metrics, tags, message."""
+    """List versions, newest first: ID, age, hash, metrics, new bytes, tags, message."""
     repo = _repo()
-    metas = repo.versions(limit=n)
+    now = datetime.now(timezone.utc)
+    entries = repo.log(
+        limit=n,
+        since=parse_time(since, now) if since else None,
+        until=parse_time(until, now) if until else None,
+        tags=tag,
+    )
     if as_json:
-        _emit_json(metas)
+        _emit_json(entries)
         return
-    if not metas:
-        _info("no versions yet")
+    if jsonl:
+        for entry in entries:
+            typer.echo(json.dumps(entry, ensure_ascii=False))
         return
-    latest = metas[0]["timestamp"]
-    tags_by_version: dict[str, list[str]] = {}
-    for name, vid in repo.tags().items():
-        tags_by_version.setdefault(vid, []).append(name)
-    for meta in metas:
-        vid = meta["timestamp"]
-        parts = [
-            _color(vid, "yellow"),
-            str(meta.get("model_hash", ""))[:12],
-            _key_metrics(meta),
-            _color(_decorations(vid, latest, tags_by_version), "cyan"),
-            safe(meta.get("message", "")),
-        ]
-        typer.echo("  ".join(p for p in parts if p))
-
-
-def _files_of(repo: Repository, ref: str) -> list[dict[str, Any]]:
-    return [{"path": e.path, "size": e.size, "executable": e.executable} for e in repo.manifest(ref).files]
+    if not entries:
+        _info("no versions match" if (since or until or tag) else "no versions yet")
+        return
+    ids = repo.ids()
+    names = metric or default_metrics(repo.get(ids[-1]) if ids else None)
+    _echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=_style))
 
 
 @app.command()
@@ -292,76 +294,40 @@ def show(
     ref: Annotated[str, typer.Argument(help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a version's metadata and files."""
-    repo = _repo()
-    meta = repo.get(ref)
-    files = _files_of(repo, meta["timestamp"])
+    """Show a version's metadata, files, and how much it shares with its parent."""
+    shown = _repo().show(ref)
     if as_json:
-        _emit_json({"metadata": meta, "files": files})
-        return
-    typer.echo(f"version {_color(meta['timestamp'], 'yellow')}")
-    for key, value in meta.items():
-        if key in ("timestamp", "mstore"):
-            continue
-        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
-        typer.echo(f"  {safe(key)}: {safe(shown)}")
-    typer.echo("files:")
-    for f in files:
-        typer.echo(f"  {format_bytes(f['size']):>10}  {safe(f['path'])}{'  (executable)' if f['executable'] else ''}")
-
-
-def _fmt_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if is_number(value) else safe(value)
-
-
-def _render_diff(d: dict[str, Any]) -> None:
-    typer.echo(f"{d['version1']} -> {d['version2']}  ({format_duration(d['time_diff'])} apart)")
-    same = "same model bytes" if d["same_model"] else "model changed"
-    typer.echo(f"model: {same} ({str(d['model_hash']['version1'])[:12]} -> {str(d['model_hash']['version2'])[:12]})")
-    md = d["metadata"]
-    for key, value in md["added"].items():
-        typer.echo(_color(f"+ {safe(key)}: {safe(json.dumps(value, ensure_ascii=False))}", "green"))
-    for key, value in md["removed"].items():
-        typer.echo(_color(f"- {safe(key)}: {safe(json.dumps(value, ensure_ascii=False))}", "red"))
-    for key, change in md["changed"].items():
-        old, new = (json.dumps(change[k], ensure_ascii=False) for k in ("old", "new"))
-        typer.echo(f"~ {safe(key)}: {safe(old)} -> {safe(new)}")
-    if d["metrics"]:
-        typer.echo("metrics:")
-        width = max(len(n) for n in d["metrics"])
-        for name, row in d["metrics"].items():
-            old, new, delta = row["old"], row["new"], row["delta"]
-            line = f"  {safe(name):<{width}}  {_fmt_value(old):>10} -> {_fmt_value(new):>10}"
-            if delta is not None:
-                line += f"  ({delta:+.4g})"
-            typer.echo(line)
-    cats = d["categories"]
-    if cats["added"] or cats["removed"]:
-        typer.echo(f"categories: +{cats['added']} -{cats['removed']}")
-    files = d["files"]
-    for f in files["added"]:
-        typer.echo(_color(f"+ file {safe(f['path'])} ({format_bytes(f['size'])})", "green"))
-    for f in files["removed"]:
-        typer.echo(_color(f"- file {safe(f['path'])} ({format_bytes(f['size'])})", "red"))
-    for f in files["changed"]:
-        typer.echo(f"~ file {safe(f['path'])} ({format_bytes(f['old_size'])} -> {format_bytes(f['new_size'])})")
-    typer.echo(f"  {files['unchanged']} file(s) unchanged")
+        _emit_json(shown)
+    else:
+        _echo_lines(show_lines(shown, _style))
 
 
 @app.command()
 def diff(
     old: Annotated[str, typer.Argument(help="Older version (default latest~1).")] = "latest~1",
     new: Annotated[str, typer.Argument(help="Newer version (default latest).")] = "latest",
+    stat: Annotated[bool, typer.Option("--stat", help="A short summary only.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare two versions: time, model hash, metadata, metrics, categories, files."""
+    """Compare two versions: time, model hash, metadata, metrics, categories, files and tensors."""
     result = _repo().compare(old, new)
     if as_json:
         _emit_json(result)
     else:
-        _render_diff(result)
+        _echo_lines(diff_lines(result, stat=stat, style=_style))
+
+
+@app.command()
+def du(
+    top: Annotated[int, typer.Option("--top", help="How many of the largest versions to list.", min=0)] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Disk usage: logical size of all versions, bytes on disk, savings, what each version alone holds."""
+    usage = _repo().du(largest=top)
+    if as_json:
+        _emit_json(usage)
+    else:
+        _echo_lines(du_lines(usage))
 
 
 @app.command()
@@ -454,7 +420,7 @@ def fsck(
         _emit_json(report.to_json() | {"quarantined": quarantined})
     else:
         for p in report.problems:
-            label = _color(p.severity, "red" if p.severity == "error" else "blue")
+            label = _style(p.severity, "bad" if p.severity == "error" else "deco")
             affected = f" (affects {', '.join(p.versions)})" if p.versions else ""
             typer.echo(f"{label}: {safe(p.message)}{affected}")
         checked = f", {format_bytes(report.bytes_checked)} re-hashed" if not quick else ""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .manifest import KIND_FILE, Entry, Manifest
 from .metadata import is_number
+from .objects import ObjectStore
+from .reader import StoredFile
 from .store import Store
+from .tensordiff import diff_tensor_files
 from .versions import parse_id_time
 
 # Keys compared in their own sections rather than as plain metadata.
@@ -27,11 +31,29 @@ def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _metric_row(old: Any, new: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"old": old, "new": new, "delta": None, "relative": None}
+_HIGHER = re.compile(r"acc|f1|precision|recall|auc|\bmap\b|bleu|rouge|\br2\b|score|iou|dice")
+_LOWER = re.compile(r"loss|error|\berr\b|rmse|mae|mse|perplexity|\bppl\b|\bwer\b|\bcer\b|latency")
+
+
+def metric_direction(name: str) -> str | None:
+    """'higher' or 'lower' is better, judged by the metric's name; None when unknown."""
+    leaf = name.lower().replace("-", "_").replace("_", " ")
+    if _LOWER.search(leaf):
+        return "lower"
+    if _HIGHER.search(leaf):
+        return "higher"
+    return None
+
+
+def _metric_row(name: str, old: Any, new: Any) -> dict[str, Any]:
+    direction = metric_direction(name)
+    row: dict[str, Any] = {"old": old, "new": new, "delta": None, "relative": None, "direction": direction}
+    row["improved"] = None
     if is_number(old) and is_number(new):
         row["delta"] = new - old
         row["relative"] = (new - old) / abs(old) if old else None
+        if direction and new != old:
+            row["improved"] = (new > old) == (direction == "higher")
     return row
 
 
@@ -57,11 +79,14 @@ def diff_metrics(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str
     """Every metric of either version, with both values and, where both are numbers, the delta."""
     a, b = flatten_metrics(old.get("metrics") or {}), flatten_metrics(new.get("metrics") or {})
     names = list(a) + [n for n in b if n not in a]
-    return {n: _metric_row(a.get(n), b.get(n)) for n in names}
+    return {n: _metric_row(n, a.get(n), b.get(n)) for n in names}
 
 
-def diff_files(old: Manifest, new: Manifest) -> dict[str, Any]:
-    """Files added / removed / changed (by content hash) / unchanged; a single-file model keeps its slot."""
+def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None) -> dict[str, Any]:
+    """Files added / removed / changed (by content hash) / unchanged; a single-file model keeps its slot.
+
+    With `objects`, a changed safetensors / npz / torch zip file also gets its tensor-level diff.
+    """
 
     def files(m: Manifest) -> dict[str, Entry]:
         return {e.path: e for e in m.files}
@@ -70,11 +95,16 @@ def diff_files(old: Manifest, new: Manifest) -> dict[str, Any]:
     if old.kind == new.kind == KIND_FILE:  # one file each: compare them even if renamed
         (a_entry,), (b_entry,) = a.values(), b.values()
         a = {b_entry.path: a_entry}
-    changed = [
-        {"path": p, "old_size": a[p].size, "new_size": b[p].size}
-        for p in sorted(set(a) & set(b))
-        if a[p].digest != b[p].digest
-    ]
+    changed = []
+    for p in sorted(set(a) & set(b)):
+        if a[p].digest == b[p].digest:
+            continue
+        row: dict[str, Any] = {"path": p, "old_size": a[p].size, "new_size": b[p].size}
+        if objects is not None:
+            tensors = diff_tensor_files(StoredFile(a[p], objects), StoredFile(b[p], objects), p)
+            if tensors is not None:
+                row["tensors"] = tensors
+        changed.append(row)
     return {
         "added": [{"path": p, "size": b[p].size} for p in sorted(set(b) - set(a))],
         "removed": [{"path": p, "size": a[p].size} for p in sorted(set(a) - set(b))],
@@ -96,5 +126,5 @@ def compare(store: Store, id1: str, id2: str) -> dict[str, Any]:
         "metadata": diff_metadata(m1, m2),
         "metrics": diff_metrics(m1, m2),
         "categories": {"added": sorted(cats2 - cats1), "removed": sorted(cats1 - cats2)},
-        "files": diff_files(store.version_manifest(id1, m1), store.version_manifest(id2, m2)),
+        "files": diff_files(store.version_manifest(id1, m1), store.version_manifest(id2, m2), store.objects),
     }

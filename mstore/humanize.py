@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 from .errors import BadInput
 
@@ -17,6 +18,20 @@ def parse_duration(text: str) -> float:
     if not match:
         raise BadInput(f"invalid duration {text!r}: use a number with s, m, h, d or w (e.g. 2h, 30d)")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """`2026-11-01`, `2026-11-01T08:00`, `2026-11-01 08:00:00` (UTC) or a duration ago (`7d`, `12h`)."""
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except BadInput:
+        pass
+    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(text.strip(), fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    raise BadInput(f"invalid time {text!r}: use YYYY-MM-DD[THH:MM[:SS]] (UTC) or an age such as 7d or 12h")
 
 
 def format_bytes(n: float) -> str:

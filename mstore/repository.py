@@ -26,7 +26,8 @@ from .restore import restore
 from .retention import PrunePlan, plan_prune
 from .revparse import resolve
 from .store import STORE_FORMAT, Store
-from .versions import next_version_id
+from .usage import disk_usage, shared_bytes
+from .versions import next_version_id, parse_id_time
 
 Progress = Callable[[int], None]
 
@@ -182,6 +183,57 @@ class Repository:
             except VersionNotFound:
                 continue
         return out
+
+    def log(
+        self,
+        *,
+        limit: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tags: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Versions newest first, filtered by time (the ID is the save time) and tags, each with its
+        metadata plus `tags` (names pointing at it). Reads only the versions it returns."""
+        by_version: dict[str, list[str]] = {}
+        for name, vid in self.tags().items():
+            by_version.setdefault(vid, []).append(name)
+        wanted = set(tags or [])
+        out: list[dict[str, Any]] = []
+        for version_id in reversed(self.ids()):
+            if limit is not None and len(out) >= limit:
+                break
+            when = parse_id_time(version_id)
+            if (since and when < since) or (until and when > until):
+                continue
+            if wanted and not wanted & set(by_version.get(version_id, [])):
+                continue
+            try:
+                meta = self.store.versions.read(version_id)
+            except VersionNotFound:  # removed while we listed
+                continue
+            out.append({**meta, "tags": sorted(by_version.get(version_id, []))})
+        return out
+
+    def show(self, ref: str) -> dict[str, Any]:
+        """A version's metadata, its files, and how much of its content it shares with its parent."""
+        version_id = self.resolve(ref)
+        meta = self.store.versions.read(version_id)
+        manifest = self.store.version_manifest(version_id, meta)
+        ids = self.ids()
+        recorded = (meta.get("mstore") or {}).get("parent")
+        parent = recorded if recorded in ids else (ids[ids.index(version_id) - 1] if ids.index(version_id) else None)
+        parent_manifest = self.store.version_manifest(parent) if parent else None
+        return {
+            "metadata": meta,
+            "files": [{"path": e.path, "size": e.size, "executable": e.executable} for e in manifest.files],
+            "size": manifest.size,
+            "parent": parent,
+            "shared_with_parent_bytes": shared_bytes(manifest, parent_manifest),
+        }
+
+    def du(self, largest: int = 10) -> dict[str, Any]:
+        """Logical size of all versions, bytes on disk, savings, and what each version alone holds."""
+        return disk_usage(self.store, largest)
 
     def latest(self) -> dict[str, Any] | None:
         ids = self.ids()

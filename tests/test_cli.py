@@ -73,21 +73,41 @@ def test_full_workflow(cli: Cli, model: Path, tmp_path: Path) -> None:
     assert out.startswith("saved version ") and "new" in err
     second_id = out.split()[-1]
 
-    log_lines = cli("log")[0].splitlines()
+    log_lines = cli("log", "--oneline")[0].splitlines()
     assert len(log_lines) == 2 and log_lines[0].startswith(second_id) and "latest" in log_lines[0]
     assert "tag: candidate" in log_lines[0] and "accuracy=0.95" in log_lines[0] and "nightly" in log_lines[1]
-    assert len(cli("log", "-n", "1")[0].splitlines()) == 1
-    assert [m["timestamp"] for m in cli.json("log")] == [second_id, first["timestamp"]]  # type: ignore[index]
+    assert "f1=0.8" not in log_lines[1]  # default metrics: the newest version's
+    assert "f1=0.8" in cli("log", "--oneline", "-M", "f1")[0]
+    assert len(cli("log", "--oneline", "-n", "1")[0].splitlines()) == 1
+    block = cli("log")[0]
+    assert f"version {second_id}" in block and "Message:  nightly" in block and "Stored:" in block
+    entries = cli.json("log")
+    assert [m["timestamp"] for m in entries] == [second_id, first["timestamp"]]  # type: ignore[index]
+    assert entries[0]["tags"] == ["candidate"]  # type: ignore[index]
+    jsonl = [json.loads(line) for line in cli("log", "--jsonl")[0].splitlines()]
+    assert [m["timestamp"] for m in jsonl] == [second_id, first["timestamp"]]
+    assert [m["timestamp"] for m in cli.json("log", "--tag", "candidate")] == [second_id]  # type: ignore[index]
+    assert cli.json("log", "--since", "2000-01-01", "--until", "1d") == []
+    assert len(cli.json("log", "--since", "1h")) == 2  # type: ignore[arg-type]
+    cli("log", "--since", "yesterday-ish", code=2)
 
     shown = cli.json("show", "candidate")
     assert shown["metadata"]["timestamp"] == second_id and shown["files"][0]["path"] == "model.joblib"  # type: ignore[index]
+    assert shown["parent"] == first["timestamp"] and shown["shared_with_parent_bytes"] == 0  # type: ignore[index]
     assert "model.joblib" in cli("show", "latest~1")[0]
 
     diff = cli.json("diff", "latest~1", "latest")
     assert diff["metrics"]["accuracy"]["delta"] == pytest.approx(0.05)  # type: ignore[index]
     assert diff["categories"] == {"added": ["c"], "removed": []}  # type: ignore[index]
     text = cli("diff")[0]
-    assert "accuracy" in text and "+0.05" in text and "model changed" in text
+    assert "accuracy" in text and "+0.05" in text and "model changed" in text and "+c" in text
+    stat = cli("diff", "--stat")[0]
+    assert "2 metric(s) changed (1 better, 0 worse)" in stat and "1 changed" in stat  # f1 was dropped
+
+    usage = cli.json("du")
+    assert usage["versions"] == 2 and usage["logical_bytes"] == 200_004  # type: ignore[index]
+    assert usage["largest"][0]["exclusive_bytes"] > 100_000  # type: ignore[index]
+    assert "versions" in cli("du")[0]
 
     restored = tmp_path / "restored.joblib"
     cli("checkout", first["timestamp"][:15], "-o", str(restored))

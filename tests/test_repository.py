@@ -262,9 +262,11 @@ def test_compare_reports_metrics_metadata_categories_and_files(tmp_path: Path, r
         "new": 0.75,
         "delta": pytest.approx(0.05),
         "relative": pytest.approx(0.05 / 0.7),
+        "direction": "higher",
+        "improved": True,
     }
-    assert m["loss"]["old"] is None and m["loss"]["delta"] is None
-    assert m["note"] == {"old": "ok", "new": None, "delta": None, "relative": None}
+    assert m["loss"]["old"] is None and m["loss"]["delta"] is None and m["loss"]["direction"] == "lower"
+    assert m["note"] == {"old": "ok", "new": None, "delta": None, "relative": None, "direction": None, "improved": None}
     assert diff["categories"] == {"added": ["account"], "removed": ["billing"]}
     assert diff["files"] == {
         "added": [{"path": "new.txt", "size": 1}],

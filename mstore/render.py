@@ -1,0 +1,207 @@
+"""Human-readable text for log, show, diff and du. Pure functions from result dicts to lines, so the
+CLI stays thin and the text is testable; stored strings always pass through `safe`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from .compare import flatten_metrics
+from .humanize import format_bytes, format_duration, safe
+from .metadata import is_number
+from .versions import parse_id_time
+
+Style = Callable[[str, str], str]  # (text, role) -> text; roles: id, deco, good, bad, dim, head
+
+
+def plain(text: str, role: str) -> str:
+    return text
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if is_number(value) else safe(value)
+
+
+def _json(value: Any) -> str:
+    return safe(json.dumps(value, ensure_ascii=False))
+
+
+def default_metrics(newest: dict[str, Any] | None) -> list[str]:
+    """All top-level numeric metrics of the newest version."""
+    metrics = (newest or {}).get("metrics")
+    return [k for k, v in metrics.items() if is_number(v)] if isinstance(metrics, dict) else []
+
+
+def _metric_text(meta: dict[str, Any], names: list[str]) -> str:
+    flat = flatten_metrics(meta.get("metrics") or {})
+    return "  ".join(f"{safe(n)}={_num(flat.get(n))}" for n in names if n in flat)
+
+
+def _decorations(meta: dict[str, Any], latest: str | None) -> str:
+    labels = (["latest"] if meta["timestamp"] == latest else []) + [f"tag: {t}" for t in meta.get("tags", [])]
+    return f"({', '.join(safe(lbl) for lbl in labels)})" if labels else ""
+
+
+def _age(version_id: str, now: datetime) -> str:
+    return f"{format_duration((now - parse_id_time(version_id)).total_seconds())} ago"
+
+
+def _new_bytes(meta: dict[str, Any]) -> int | None:
+    value = (meta.get("mstore") or {}).get("new_bytes")
+    return value if isinstance(value, int) else None
+
+
+def log_lines(
+    entries: list[dict[str, Any]],
+    metrics: list[str],
+    latest: str | None,
+    now: datetime,
+    *,
+    oneline: bool,
+    style: Style = plain,
+) -> list[str]:
+    lines: list[str] = []
+    for meta in entries:
+        vid = meta["timestamp"]
+        short = str(meta.get("model_hash", ""))[:12]
+        deco = _decorations(meta, latest)
+        new = _new_bytes(meta)
+        stored = "" if new is None else f"+{format_bytes(new)}"
+        message = safe(meta.get("message", ""))
+        if oneline:
+            parts = [style(vid, "id"), short, style(_age(vid, now), "dim"), _metric_text(meta, metrics), stored]
+            parts += [style(deco, "deco") if deco else "", message]
+            lines.append("  ".join(p for p in parts if p))
+            continue
+        lines.append(f"{style('version ' + vid, 'id')}" + (f"  {style(deco, 'deco')}" if deco else ""))
+        lines.append(f"Age:      {_age(vid, now)} ({parse_id_time(vid):%Y-%m-%d %H:%M:%S} UTC)")
+        lines.append(f"Hash:     {short}")
+        metric_text = _metric_text(meta, metrics)
+        if metric_text:
+            lines.append(f"Metrics:  {metric_text}")
+        size = (meta.get("mstore") or {}).get("size")
+        if new is not None and isinstance(size, int):
+            lines.append(f"Stored:   +{format_bytes(new)} in new objects (model {format_bytes(size)})")
+        if message:
+            lines.append(f"Message:  {message}")
+        lines.append("")
+    return lines[:-1] if lines and not oneline else lines
+
+
+def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
+    meta = shown["metadata"]
+    lines = [style(f"version {meta['timestamp']}", "id")]
+    for key, value in meta.items():
+        if key in ("timestamp", "mstore"):
+            continue
+        text = _json(value) if isinstance(value, (dict, list)) else safe(value)
+        lines.append(f"  {safe(key)}: {text}")
+    lines.append(f"files ({format_bytes(shown['size'])}):")
+    for f in shown["files"]:
+        lines.append(f"  {format_bytes(f['size']):>10}  {safe(f['path'])}{'  (executable)' if f['executable'] else ''}")
+    if shown["parent"]:
+        share = shown["shared_with_parent_bytes"] / shown["size"] if shown["size"] else 0.0
+        lines.append(
+            f"shared with parent {shown['parent']}: {format_bytes(shown['shared_with_parent_bytes'])} ({share:.0%})"
+        )
+    return lines
+
+
+def _metric_rows(metrics: dict[str, dict[str, Any]], style: Style) -> list[str]:
+    if not metrics:
+        return []
+    width = max(len(safe(n)) for n in metrics)
+    lines = [style(f"  {'metric':<{width}}  {'old':>10}  {'new':>10}  {'delta':>10}  {'change':>8}", "head")]
+    for name, row in metrics.items():
+        delta = "" if row["delta"] is None else f"{row['delta']:+.4g}"
+        rel = "" if row["relative"] is None else f"{row['relative']:+.1%}"
+        line = f"  {safe(name):<{width}}  {_num(row['old']):>10}  {_num(row['new']):>10}  {delta:>10}  {rel:>8}"
+        role = {True: "good", False: "bad"}.get(row["improved"], "")
+        lines.append(style(line, role) if role else line)
+    return lines
+
+
+def _tensor_lines(t: dict[str, Any], style: Style) -> list[str]:
+    lines = []
+    for row in t["added"]:
+        lines.append(style(f"      + {safe(row['name'])}  {row['dtype']} {row['shape']}", "good"))
+    for row in t["removed"]:
+        lines.append(style(f"      - {safe(row['name'])}  {row['dtype']} {row['shape']}", "bad"))
+    for row in t["changed"]:
+        what = []
+        if row["dtype_before"] != row["dtype_after"]:
+            what.append(f"dtype {row['dtype_before']} -> {row['dtype_after']}")
+        if row["shape_before"] != row["shape_after"]:
+            what.append(f"shape {row['shape_before']} -> {row['shape_after']}")
+        if row["changed_fraction"] is not None:
+            what.append(f"{row['changed_fraction']:.1%} of elements changed")
+        if row["rel_l2"] is not None:
+            what.append(f"rel L2 {row['rel_l2']:.3g}")
+        lines.append(f"      ~ {safe(row['name'])}  {', '.join(what)}")
+    lines.append(f"      {t['unchanged']} tensor(s) unchanged")
+    return lines
+
+
+def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -> list[str]:
+    same = "same model bytes" if d["same_model"] else "model changed"
+    h1, h2 = (str(d["model_hash"][k])[:12] for k in ("version1", "version2"))
+    lines = [
+        style(f"{d['version1']} -> {d['version2']}", "id") + f"  ({format_duration(d['time_diff'])} apart)",
+        f"model: {same} ({h1} -> {h2})",
+    ]
+    files, md, cats = d["files"], d["metadata"], d["categories"]
+    if stat:
+        improved = sum(1 for r in d["metrics"].values() if r["improved"] is True)
+        worse = sum(1 for r in d["metrics"].values() if r["improved"] is False)
+        changed_metrics = sum(1 for r in d["metrics"].values() if r["old"] != r["new"])
+        tensors = [f.get("tensors") for f in files["changed"] if f.get("tensors")]
+        t_changed = sum(len(t["changed"]) + len(t["added"]) + len(t["removed"]) for t in tensors)
+        lines.append(
+            f"{changed_metrics} metric(s) changed ({improved} better, {worse} worse); "
+            f"{len(md['added']) + len(md['removed']) + len(md['changed'])} metadata field(s) changed; "
+            f"files: {len(files['added'])} added, {len(files['removed'])} removed, {len(files['changed'])} changed"
+            + (f" ({t_changed} tensor(s))" if tensors else "")
+            + f", {files['unchanged']} unchanged"
+        )
+        return lines
+    for key, value in md["added"].items():
+        lines.append(style(f"+ {safe(key)}: {_json(value)}", "good"))
+    for key, value in md["removed"].items():
+        lines.append(style(f"- {safe(key)}: {_json(value)}", "bad"))
+    for key, change in md["changed"].items():
+        lines.append(f"~ {safe(key)}: {_json(change['old'])} -> {_json(change['new'])}")
+    if cats["added"] or cats["removed"]:
+        parts = [f"+{safe(c)}" for c in cats["added"]] + [f"-{safe(c)}" for c in cats["removed"]]
+        lines.append(f"categories: {' '.join(parts)}")
+    lines += _metric_rows(d["metrics"], style)
+    for f in files["added"]:
+        lines.append(style(f"+ file {safe(f['path'])} ({format_bytes(f['size'])})", "good"))
+    for f in files["removed"]:
+        lines.append(style(f"- file {safe(f['path'])} ({format_bytes(f['size'])})", "bad"))
+    for f in files["changed"]:
+        lines.append(f"~ file {safe(f['path'])} ({format_bytes(f['old_size'])} -> {format_bytes(f['new_size'])})")
+        if "tensors" in f:
+            lines += _tensor_lines(f["tensors"], style)
+    lines.append(f"  {files['unchanged']} file(s) unchanged")
+    return lines
+
+
+def du_lines(usage: dict[str, Any]) -> list[str]:
+    ratio = usage["savings_ratio"]
+    lines = [
+        f"{usage['versions']} versions, {format_bytes(usage['logical_bytes'])} of models "
+        f"in {format_bytes(usage['stored_bytes'])} on disk"
+        + (f" ({ratio:.1f}x smaller than plain copies)" if ratio else ""),
+    ]
+    if usage["unreachable_bytes"]:
+        lines.append(f"{format_bytes(usage['unreachable_bytes'])} unreferenced (`mstore gc` frees it)")
+    if usage["largest"]:
+        lines.append(f"{'version':<20}  {'model':>10}  {'only here':>10}")
+        for row in usage["largest"]:
+            model, alone = format_bytes(row["logical_bytes"]), format_bytes(row["exclusive_bytes"])
+            lines.append(f"{row['version']:<20}  {model:>10}  {alone:>10}")
+    return lines

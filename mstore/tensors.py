@@ -1,0 +1,207 @@
+"""Find the tensors inside a model file by parsing headers only: safetensors' JSON header, the zip
+central directory of `.npz` archives and `torch.save` checkpoints, and `.npy` headers.
+
+Nothing here unpickles, imports or executes model content. In a `torch.save` zip the tensor names
+live in a pickle, which is not read: each storage (`<archive>/data/<key>`) is reported as one tensor
+of bytes instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Read = Callable[[int, int], bytes]
+
+MAX_HEADER = 100 << 20
+ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+    "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+}  # fmt: skip
+_NPY_DTYPES = {
+    "f8": "F64", "f4": "F32", "f2": "F16", "i8": "I64", "i4": "I32", "i2": "I16", "i1": "I8",
+    "u8": "U64", "u4": "U32", "u2": "U16", "u1": "U8", "b1": "BOOL",
+}  # fmt: skip
+BYTES = "BYTES"  # a blob of unknown element type (a torch storage, a compressed zip entry)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    dtype: str  # safetensors names: F32, BF16, ...; BYTES when unknown
+    shape: tuple[int, ...]
+    offset: int  # byte offset of the data in the file
+    length: int  # bytes
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+class NotTensors(Exception):
+    """The file is not (or not validly) a tensor container."""
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def safetensors_index(read: Read, size: int) -> list[Tensor]:
+    if size < 8:
+        raise NotTensors("too small")
+    (n,) = struct.unpack("<Q", read(0, 8))
+    if n == 0 or n > MAX_HEADER or 8 + n > size:
+        raise NotTensors("bad header length")
+    try:
+        header = json.loads(read(8, n))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise NotTensors("header is not JSON") from None
+    if not isinstance(header, dict):
+        raise NotTensors("header is not an object")
+    base, out = 8 + n, []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise NotTensors(f"bad entry {name!r}") from None
+        if not (isinstance(dtype, str) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise NotTensors(f"bad entry {name!r}")
+        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= size - base):
+            raise NotTensors(f"bad offsets for {name!r}")
+        if dtype in ITEMSIZE and _numel(shape) * ITEMSIZE[dtype] != end - begin:
+            raise NotTensors(f"size mismatch for {name!r}")
+        out.append(Tensor(name, dtype, shape, base + begin, end - begin))
+    return sorted(out, key=lambda t: t.name)
+
+
+def _zip_entries(read: Read, size: int) -> list[tuple[str, int, int, int]]:
+    """(name, method, data offset, compressed size) of every entry, from the central directory."""
+    tail_len = min(size, 65557)
+    tail = read(size - tail_len, tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        raise NotTensors("no zip directory")
+    count, cd_size, cd_offset = struct.unpack("<HII", tail[at + 10 : at + 20])
+    if cd_offset == 0xFFFFFFFF or count == 0xFFFF:  # zip64
+        loc = tail.rfind(b"PK\x06\x07", 0, at)
+        if loc < 0:
+            raise NotTensors("no zip64 locator")
+        (eocd64,) = struct.unpack("<Q", tail[loc + 8 : loc + 16])
+        rec = read(eocd64, 56)
+        if rec[:4] != b"PK\x06\x06":
+            raise NotTensors("bad zip64 record")
+        count, cd_size, cd_offset = struct.unpack("<QQQ", rec[32:56])
+    if cd_offset + cd_size > size or count > 1_000_000:
+        raise NotTensors("bad zip directory")
+    cd, pos, out = read(cd_offset, cd_size), 0, []
+    for _ in range(count):
+        if cd[pos : pos + 4] != b"PK\x01\x02":
+            raise NotTensors("bad central directory entry")
+        (method,) = struct.unpack("<H", cd[pos + 10 : pos + 12])
+        csize, usize = struct.unpack("<II", cd[pos + 20 : pos + 28])
+        nlen, elen, clen = struct.unpack("<HHH", cd[pos + 28 : pos + 34])
+        (lho,) = struct.unpack("<I", cd[pos + 42 : pos + 46])
+        name = cd[pos + 46 : pos + 46 + nlen].decode("utf-8", "replace")
+        extra = cd[pos + 46 + nlen : pos + 46 + nlen + elen]
+        csize, lho = _zip64_sizes(extra, usize, csize, lho)
+        pos += 46 + nlen + elen + clen
+        local = read(lho, 30)
+        if local[:4] != b"PK\x03\x04":
+            raise NotTensors("bad local header")
+        lnlen, lelen = struct.unpack("<HH", local[26:30])
+        data = lho + 30 + lnlen + lelen
+        if data + csize > size:
+            raise NotTensors("entry outside the file")
+        out.append((name, method, data, csize))
+    return out
+
+
+def _zip64_sizes(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int]:
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, length = struct.unpack("<HH", extra[pos : pos + 4])
+        if tag == 1:
+            fields, p = extra[pos + 4 : pos + 4 + length], 0
+            if usize == 0xFFFFFFFF:
+                p += 8
+            if csize == 0xFFFFFFFF:
+                (csize,) = struct.unpack("<Q", fields[p : p + 8])
+                p += 8
+            if lho == 0xFFFFFFFF:
+                (lho,) = struct.unpack("<Q", fields[p : p + 8])
+        pos += 4 + length
+    return csize, lho
+
+
+_NPY_HEADER = re.compile(r"\{.*\}", re.S)
+
+
+def _npy_tensor(name: str, read: Read, offset: int, length: int) -> Tensor:
+    head = read(offset, min(length, 10))
+    if head[:6] != b"\x93NUMPY" or len(head) < 10:
+        raise NotTensors("not an npy entry")
+    major = head[6]
+    if major == 1:
+        (hlen,) = struct.unpack("<H", head[8:10])
+        start = 10
+    else:
+        (hlen,) = struct.unpack("<I", read(offset + 8, 4))
+        start = 12
+    if hlen > 1 << 20 or start + hlen > length:
+        raise NotTensors("bad npy header")
+    text = read(offset + start, hlen).decode("latin-1")
+    match = _NPY_HEADER.search(text)
+    if match is None:
+        raise NotTensors("bad npy header")
+    try:  # literal_eval evaluates literals only: no names, calls or attributes
+        header = ast.literal_eval(match.group(0))
+        descr, shape = header["descr"], tuple(header["shape"])
+    except (ValueError, SyntaxError, TypeError, KeyError, MemoryError, RecursionError):
+        raise NotTensors("bad npy header") from None
+    data_offset, data_len = offset + start + hlen, length - start - hlen
+    dtype = _NPY_DTYPES.get(descr[1:], BYTES) if isinstance(descr, str) and len(descr) >= 2 else BYTES
+    if str(descr)[:1] == ">" and dtype != BYTES and ITEMSIZE[dtype] > 1:
+        dtype = BYTES  # big-endian: compare as bytes
+    if dtype != BYTES and _numel(shape) * ITEMSIZE[dtype] != data_len:
+        dtype = BYTES  # object arrays and the like: bytes only, never unpickled
+    return Tensor(name, dtype, shape if dtype != BYTES else (data_len,), data_offset, data_len)
+
+
+def zip_index(read: Read, size: int) -> list[Tensor]:
+    out = []
+    for name, method, offset, length in _zip_entries(read, size):
+        if name.endswith("/"):
+            continue
+        if method == 0 and name.endswith(".npy"):
+            try:
+                out.append(_npy_tensor(name[:-4], read, offset, length))
+                continue
+            except NotTensors:
+                pass
+        if method == 0 and re.search(r"(^|/)data/[^/]+$", name):  # a torch.save storage
+            out.append(Tensor(name, BYTES, (length,), offset, length))
+        elif name.endswith(".npy"):  # compressed npz entry: compared as a whole
+            out.append(Tensor(name[:-4], BYTES, (length,), offset, length))
+    if not out:
+        raise NotTensors("no tensors in zip")
+    return sorted(out, key=lambda t: t.name)
+
+
+def index_tensors(path: str, read: Read, size: int) -> list[Tensor] | None:
+    """The tensors of a safetensors / npz / torch zip file, or None for any other file."""
+    try:
+        if path.endswith(".safetensors"):
+            return safetensors_index(read, size)
+        if size >= 4 and read(0, 4) == b"PK\x03\x04":
+            return zip_index(read, size)
+    except (NotTensors, struct.error, ValueError):
+        return None
+    return None
