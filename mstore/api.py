@@ -8,6 +8,7 @@ meta = mv.save_model_version("model.joblib", {"metrics": {...}, "num_samples": 1
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,34 @@ class ModelVersioning:
         """What changed from `version1` to `version2`: time_diff (seconds), same_model, metadata,
         metrics (old/new/delta, nested dicts flattened to dotted names), categories and files."""
         return self.repo.compare(version1, version2)
+
+    diff = compare_versions
+
+    def log(
+        self,
+        *,
+        limit: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tags: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Versions newest first (what `mstore log --json` prints), each with its `tags`."""
+        return self.repo.log(limit=limit, since=since, until=until, tags=tags)
+
+    def show(self, version: str = "latest") -> dict[str, Any]:
+        """Metadata, files and bytes shared with the parent (what `mstore show --json` prints)."""
+        return self.repo.show(version)
+
+    def du(self, largest: int = 10) -> dict[str, Any]:
+        """Logical vs on-disk bytes and what each version alone holds (what `mstore du --json` prints)."""
+        return self.repo.du(largest)
+
+    def prune(
+        self, *, keep_last: int | None = None, keep_within: float | None = None, dry_run: bool = False
+    ) -> list[str]:
+        """Remove versions outside the retention rules (tagged and newest kept); returns the removed IDs."""
+        plan, _ = self.repo.prune(keep_last=keep_last, keep_within=keep_within, dry_run=dry_run)
+        return list(plan.remove)
 
     def checkout(self, version: str, dest: str | os.PathLike[str], *, force: bool = False) -> Path:
         """Restore a version's model to `dest`, verified bit-exact; returns the path written."""

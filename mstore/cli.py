@@ -176,18 +176,29 @@ def _load_metadata_file(path: Path) -> dict[str, Any]:
 
 @app.command()
 def save(
-    path: Annotated[Path, typer.Argument(help="Model file or directory to save.", show_default=False)],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Model file or directory to save.", show_default=False)],
     metric: Annotated[
-        Optional[list[str]], typer.Option("--metric", "-M", help="A metric as NAME=VALUE (repeatable).")
+        Optional[list[str]],
+        typer.Option("--metric", "-M", metavar="NAME=VALUE", help="A metric as NAME=VALUE (repeatable)."),
     ] = None,
     set_: Annotated[
         Optional[list[str]],
-        typer.Option("--set", help="A metadata field as KEY=VALUE; VALUE is parsed as JSON if it can be (repeatable)."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="A metadata field as KEY=VALUE; VALUE is parsed as JSON if it can be (repeatable).",
+        ),
     ] = None,
-    metadata_file: Annotated[Optional[Path], typer.Option(help="JSON file with metadata fields.")] = None,
-    training_file: Annotated[Optional[str], typer.Option(help="Training data file, recorded as training_file.")] = None,
-    message: Annotated[Optional[str], typer.Option("--message", "-m", help="A note about this version.")] = None,
-    tag: Annotated[Optional[str], typer.Option("--tag", "-t", help="Also tag the new version.")] = None,
+    metadata_file: Annotated[
+        Optional[Path], typer.Option(metavar="FILE", help="JSON file with metadata fields.")
+    ] = None,
+    training_file: Annotated[
+        Optional[str], typer.Option(metavar="FILE", help="Training data file, recorded as training_file.")
+    ] = None,
+    message: Annotated[
+        Optional[str], typer.Option("--message", "-m", metavar="TEXT", help="A note about this version.")
+    ] = None,
+    tag: Annotated[Optional[str], typer.Option("--tag", "-t", metavar="NAME", help="Also tag the new version.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Save a model file or directory as a new version."""
@@ -253,15 +264,25 @@ def _echo_lines(lines: list[str]) -> None:
 
 @app.command()
 def log(
-    n: Annotated[Optional[int], typer.Option("-n", "--max-count", help="Show at most N versions.", min=0)] = None,
+    n: Annotated[
+        Optional[int], typer.Option("-n", "--max-count", metavar="N", help="Show at most N versions.", min=0)
+    ] = None,
     oneline: Annotated[bool, typer.Option("--oneline", help="One line per version.")] = False,
     metric: Annotated[
         Optional[list[str]],
-        typer.Option("--metric", "-M", help="Metric to show (repeatable; dotted names reach nested ones)."),
+        typer.Option(
+            "--metric", "-M", metavar="NAME", help="Metric to show (repeatable; dotted names reach nested ones)."
+        ),
     ] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only versions saved at or after (2026-11-01, 7d).")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Only versions saved at or before (2026-11-20, 1d).")] = None,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="Only versions with this tag.")] = None,
+    since: Annotated[
+        Optional[str], typer.Option(metavar="WHEN", help="Only versions saved at or after (2026-11-01, 7d).")
+    ] = None,
+    until: Annotated[
+        Optional[str], typer.Option(metavar="WHEN", help="Only versions saved at or before (2026-11-20, 1d).")
+    ] = None,
+    tag: Annotated[
+        Optional[list[str]], typer.Option("--tag", "-t", metavar="NAME", help="Only versions with this tag.")
+    ] = None,
     as_json: JsonOpt = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
 ) -> None:
@@ -291,7 +312,7 @@ def log(
 
 @app.command()
 def show(
-    ref: Annotated[str, typer.Argument(help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
     as_json: JsonOpt = False,
 ) -> None:
     """Show a version's metadata, files, and how much it shares with its parent."""
@@ -304,8 +325,8 @@ def show(
 
 @app.command()
 def diff(
-    old: Annotated[str, typer.Argument(help="Older version (default latest~1).")] = "latest~1",
-    new: Annotated[str, typer.Argument(help="Newer version (default latest).")] = "latest",
+    old: Annotated[str, typer.Argument(metavar="OLD", help="Older version (default latest~1).")] = "latest~1",
+    new: Annotated[str, typer.Argument(metavar="NEW", help="Newer version (default latest).")] = "latest",
     stat: Annotated[bool, typer.Option("--stat", help="A short summary only.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -319,7 +340,9 @@ def diff(
 
 @app.command()
 def du(
-    top: Annotated[int, typer.Option("--top", help="How many of the largest versions to list.", min=0)] = 10,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", help="How many of the largest versions to list.", min=0)
+    ] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """Disk usage: logical size of all versions, bytes on disk, savings, what each version alone holds."""
@@ -332,8 +355,10 @@ def du(
 
 @app.command()
 def checkout(
-    ref: Annotated[str, typer.Argument(help="Version to restore.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the model (file or directory).")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Version to restore.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="PATH", help="Where to write the model (file or directory).")
+    ],
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -351,8 +376,8 @@ def checkout(
 
 @app.command()
 def tag(
-    name: Annotated[Optional[str], typer.Argument(help="Tag name; omit to list tags.")] = None,
-    ref: Annotated[str, typer.Argument(help="Version to tag.")] = "latest",
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Tag name; omit to list tags.")] = None,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Version to tag.")] = "latest",
     force: Annotated[bool, typer.Option("--force", "-f", help="Move an existing tag.")] = False,
     delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete the tag.")] = False,
     as_json: JsonOpt = False,
@@ -383,7 +408,7 @@ def tag(
 
 @app.command()
 def rm(
-    ref: Annotated[str, typer.Argument(help="Version to remove.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Version to remove.")],
     force: Annotated[bool, typer.Option("--force", "-f", help="Also remove a tagged version and its tags.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -441,7 +466,7 @@ def fsck(
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be freed; delete nothing.")] = False,
     grace: Annotated[
-        str, typer.Option(help="Keep unreferenced objects younger than this (e.g. 0, 30m, 2h, 7d).")
+        str, typer.Option(metavar="DURATION", help="Keep unreferenced objects younger than this (e.g. 0, 30m, 2h, 7d).")
     ] = format_duration(DEFAULT_GRACE_SECONDS),
     as_json: JsonOpt = False,
 ) -> None:
@@ -468,12 +493,14 @@ def gc(
 
 @app.command()
 def prune(
-    keep_last: Annotated[Optional[int], typer.Option(help="Keep the newest N versions.", min=0)] = None,
-    keep_within: Annotated[Optional[str], typer.Option(help="Keep versions younger than this (e.g. 30d, 12h).")] = None,
+    keep_last: Annotated[Optional[int], typer.Option(metavar="N", help="Keep the newest N versions.", min=0)] = None,
+    keep_within: Annotated[
+        Optional[str], typer.Option(metavar="DURATION", help="Keep versions younger than this (e.g. 30d, 12h).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show the plan; remove nothing.")] = False,
-    grace: Annotated[str, typer.Option(help="gc grace period for the freed objects.")] = format_duration(
-        DEFAULT_GRACE_SECONDS
-    ),
+    grace: Annotated[
+        str, typer.Option(metavar="DURATION", help="gc grace period for the freed objects.")
+    ] = format_duration(DEFAULT_GRACE_SECONDS),
     as_json: JsonOpt = False,
 ) -> None:
     """Remove versions outside the retention rules, then free their space. Tagged versions and the

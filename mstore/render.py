@@ -119,7 +119,9 @@ def _metric_rows(metrics: dict[str, dict[str, Any]], style: Style) -> list[str]:
     for name, row in metrics.items():
         delta = "" if row["delta"] is None else f"{row['delta']:+.4g}"
         rel = "" if row["relative"] is None else f"{row['relative']:+.1%}"
-        line = f"  {safe(name):<{width}}  {_num(row['old']):>10}  {_num(row['new']):>10}  {delta:>10}  {rel:>8}"
+        line = (
+            f"  {safe(name):<{width}}  {_num(row['old']):>10}  {_num(row['new']):>10}  {delta:>10}  {rel:>8}".rstrip()
+        )
         role = {True: "good", False: "bad"}.get(row["improved"], "")
         lines.append(style(line, role) if role else line)
     return lines

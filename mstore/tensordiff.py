@@ -8,9 +8,10 @@ block by block straight from the store (bounded memory, whatever the tensor size
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported when a tensor is actually compared: it costs CLI start-up time
+    import numpy as np
 
 from .reader import StoredFile
 from .tensors import BYTES, ITEMSIZE, Tensor, index_tensors
@@ -23,6 +24,8 @@ _UINT_OF_SIZE = {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}
 
 def _values(raw: bytes, dtype: str) -> np.ndarray | None:
     """Element values as float64 for the numeric dtypes, None for the rest."""
+    import numpy as np
+
     if dtype in _FLOAT:
         return np.frombuffer(raw, _FLOAT[dtype]).astype(np.float64)
     if dtype == "BF16":  # bfloat16 is the top half of a float32
@@ -47,6 +50,8 @@ def compare_tensor(a: Tensor, fa: StoredFile, b: Tensor, fb: StoredFile) -> dict
         return row
     if fa.chunk_ids(a.offset, a.length) == fb.chunk_ids(b.offset, b.length):
         return None
+    import numpy as np
+
     itemsize = ITEMSIZE.get(a.dtype, 1) if a.dtype != BYTES else 1
     block = BLOCK_BYTES - BLOCK_BYTES % itemsize
     differing, sum_d2, sum_a2, identical = 0, 0.0, 0.0, True

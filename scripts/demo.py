@@ -2,7 +2,7 @@
 
 Each round trains a real scikit-learn TF-IDF + logistic-regression ticket classifier, saves it with
 `ModelVersioning.save_model_version` (the seed's API), then shows what `mstore log`, `mstore diff`,
-`mstore fsck` and `mstore checkout` tell you. The ticket texts are generated deterministically here
+`mstore du`, `mstore fsck` and `mstore checkout` tell you. The ticket texts are generated deterministically here
 (the machine has no network to download a corpus), so every run prints the same story.
 
 Run:  python scripts/demo.py [--out DIR]      (default DIR: ./demo, wiped first)
@@ -120,10 +120,12 @@ def main() -> None:
             f"model {info['size']:,} B, new in store {info['new_bytes']:,} B"
         )
 
-    mstore(store, "log")
+    mstore(store, "log", "--oneline")
+    mstore(store, "log", "-n", "1")
     mstore(store, "diff", "latest~3", "latest~1")
-    mstore(store, "diff", "latest~1", "latest")
+    mstore(store, "diff", "latest~1", "latest", "--stat")
     mstore(store, "tag", "prod", "latest")
+    mstore(store, "du")
     mstore(store, "fsck")
     restored = args.out / "restored.joblib"
     mstore(store, "checkout", "prod", "-o", str(restored))

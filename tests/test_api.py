@@ -42,6 +42,10 @@ def test_seed_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert comparison["metrics"]["accuracy"]["delta"] == pytest.approx(0.02)
     assert comparison["categories"]["added"] == ["account"]
     assert comparison["same_model"] is False
+    assert versioning.diff(saved["timestamp"], second["timestamp"]) == comparison
+    assert [e["timestamp"] for e in versioning.log(limit=1)] == [second["timestamp"]]
+    assert versioning.show("latest")["parent"] == saved["timestamp"]
+    assert versioning.du()["versions"] == 2
     versioning.tag("prod", saved["timestamp"])
     restored = versioning.checkout("prod", tmp_path / "restored.joblib")
     assert restored.read_bytes() == b"first model"
