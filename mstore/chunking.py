@@ -1,22 +1,45 @@
-"""How a file's bytes are cut into objects. One small interface, so that content-defined and
-model-aware chunkers can replace the fixed-size one without touching the rest of the store.
+"""How a file's bytes are cut into objects. One small interface, so chunkers can be swapped without
+touching the rest of the store; the chunker's parameters are recorded in the store's config, so an
+existing store keeps cutting the same way (which is what makes unchanged content dedup).
 
-The chunker's parameters are recorded in the store's config: an existing store keeps cutting the
-same way, which is what makes unchanged content dedup across versions.
+- `fixed`: every N bytes (format-1 stores).
+- `model-aware` (new stores): tensor containers (safetensors, npz, torch zip) are cut at tensor
+  boundaries, each tensor into pieces of at most `tensor_piece` bytes, so an unchanged tensor dedups
+  whatever moved around it, and every piece carries its tensor's identity (for deltas against the
+  parent) and element width (for byte-grouped compression). Everything else (joblib/pickle, ONNX,
+  GGUF, headers, zip directories) is cut by content-defined chunking (FastCDC), so an insertion only
+  changes the chunks around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, BinaryIO, Protocol
 
-DEFAULT_CHUNK_SIZE = 4 << 20  # 4 MiB: few objects per GB, little per-object overhead
+from .tensors import BYTES, ITEMSIZE, Tensor, index_tensors
+
+DEFAULT_CHUNK_SIZE = 4 << 20  # fixed chunker: few objects per GB, little per-object overhead
 MIN_CHUNK_SIZE = 4 << 10
 MAX_CHUNK_SIZE = 64 << 20
+CDC_DEFAULT = (64 << 10, 256 << 10, 1 << 20)  # min, average, max: chosen by scripts/bench_space.py --sweep
+TENSOR_PIECE = 4 << 20
+FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+PROBE_WIDTH = 0  # "unknown element width": the encoder tries a few on a sample
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One chunk of a file, with what the encoder may use: element width and tensor identity."""
+
+    data: bytes
+    width: int = 1
+    key: tuple[Any, ...] | None = None  # (tensor name, piece index, dtype, shape) for tensor pieces
 
 
 class Chunker(Protocol):
-    def split(self, stream: BinaryIO) -> Iterator[bytes]:
+    def split(self, stream: BinaryIO, path: str = "", size: int = -1) -> Iterator[Piece]:
         """Yield consecutive non-empty pieces of `stream` that concatenate to all of its bytes."""
         ...
 
@@ -33,12 +56,86 @@ class FixedSizeChunker:
             raise ValueError(f"chunk size must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE} bytes")
         self.size = size
 
-    def split(self, stream: BinaryIO) -> Iterator[bytes]:
-        while piece := stream.read(self.size):
-            yield piece
+    def split(self, stream: BinaryIO, path: str = "", size: int = -1) -> Iterator[Piece]:
+        while data := stream.read(self.size):
+            yield Piece(data)
 
     def config(self) -> dict[str, Any]:
         return {"name": "fixed", "size": self.size}
+
+
+def _width(dtype: str) -> int:
+    if dtype in FLOAT_DTYPES:
+        return ITEMSIZE[dtype]
+    return PROBE_WIDTH if dtype == BYTES else 1
+
+
+class ModelAwareChunker:
+    """Tensor-aligned pieces for tensor containers, FastCDC for everything else."""
+
+    def __init__(self, cdc: tuple[int, int, int] = CDC_DEFAULT, tensor_piece: int = TENSOR_PIECE) -> None:
+        lo, avg, hi = cdc
+        if not (MIN_CHUNK_SIZE <= lo <= avg <= hi <= MAX_CHUNK_SIZE) or not (
+            MIN_CHUNK_SIZE <= tensor_piece <= MAX_CHUNK_SIZE
+        ):
+            raise ValueError("invalid chunk sizes")
+        self.cdc = (lo, avg, hi)
+        self.tensor_piece = tensor_piece
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "model-aware", "cdc": list(self.cdc), "tensor_piece": self.tensor_piece}
+
+    def _cdc(self) -> Any:
+        import pyfastcdc
+
+        lo, avg, hi = self.cdc
+        return pyfastcdc.FastCDC(avg_size=avg, min_size=lo, max_size=hi)
+
+    def tensor_regions(self, read: Callable[[int, int], bytes], path: str, size: int) -> list[Tensor]:
+        """The file's tensors sorted by offset, if it is a tensor container with non-overlapping tensors."""
+        tensors = index_tensors(path, read, size) if size > 0 else None
+        if not tensors:
+            return []
+        tensors = sorted((t for t in tensors if t.length > 0), key=lambda t: t.offset)
+        for a, b in pairwise(tensors):
+            if a.offset + a.length > b.offset:
+                return []
+        return tensors
+
+    def tensor_pieces(self, t: Tensor) -> Iterator[tuple[int, int, int, tuple[Any, ...]]]:
+        """(offset, length, width, key) of each piece of one tensor; pieces are element-aligned."""
+        width = _width(t.dtype)
+        step = self.tensor_piece - self.tensor_piece % max(width, 8)
+        for i, start in enumerate(range(0, t.length, step)):
+            yield t.offset + start, min(step, t.length - start), width, (t.name, i, t.dtype, tuple(t.shape))
+
+    def split(self, stream: BinaryIO, path: str = "", size: int = -1) -> Iterator[Piece]:
+        def read(offset: int, length: int) -> bytes:
+            stream.seek(offset)
+            return stream.read(length)
+
+        tensors = self.tensor_regions(read, path, size) if size > 0 else []
+        stream.seek(0)
+        if not tensors:
+            for chunk in self._cdc().cut_stream(stream):
+                yield Piece(bytes(chunk.data))
+            return
+        position = 0
+        for t in tensors:
+            if t.offset > position:  # headers and other bytes between tensors
+                yield from self._opaque(stream, position, t.offset - position)
+            for offset, length, width, key in self.tensor_pieces(t):
+                stream.seek(offset)
+                yield Piece(stream.read(length), width, key)
+            position = t.offset + t.length
+        if size > position:
+            yield from self._opaque(stream, position, size - position)
+
+    def _opaque(self, stream: BinaryIO, offset: int, length: int) -> Iterator[Piece]:
+        stream.seek(offset)
+        block = stream.read(length)
+        for chunk in self._cdc().cut_buf(block):
+            yield Piece(bytes(chunk.data))
 
 
 def chunker_from_config(config: dict[str, Any]) -> Chunker:
@@ -48,4 +145,11 @@ def chunker_from_config(config: dict[str, Any]) -> Chunker:
         if not isinstance(size, int) or isinstance(size, bool):
             raise ValueError("fixed chunker needs an integer size")
         return FixedSizeChunker(size)
+    if name == "model-aware":
+        cdc, piece = config.get("cdc"), config.get("tensor_piece")
+        if not (isinstance(cdc, list) and len(cdc) == 3 and all(isinstance(x, int) for x in cdc)):
+            raise ValueError("model-aware chunker needs cdc [min, avg, max]")
+        if not isinstance(piece, int):
+            raise ValueError("model-aware chunker needs tensor_piece")
+        return ModelAwareChunker((cdc[0], cdc[1], cdc[2]), piece)
     raise ValueError(f"unknown chunker {name!r}")

@@ -89,24 +89,18 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
             )
         _collect_chunks(manifest, vid, users, expected_size)
 
+    _add_delta_bases(store, users)
     on_disk = set(store.objects)
     report.objects = len(on_disk)
     for oid in sorted(set(users) - on_disk):
         add(Problem(ERROR, "missing-object", oid, f"object {oid} is missing", _vs(users, oid)))
     for oid in sorted(on_disk & set(expected_size)):
-        actual = store.objects.size(oid)
-        if actual != expected_size[oid]:
-            add(
-                Problem(
-                    ERROR,
-                    "corrupt-object",
-                    oid,
-                    f"object {oid} has {actual} bytes, expected {expected_size[oid]}",
-                    _vs(users, oid),
-                )
-            )
+        claimed = store.objects.claimed_size(oid)
+        if claimed != expected_size[oid]:
+            message = f"object {oid} holds {claimed} bytes, the manifest expects {expected_size[oid]}"
+            add(Problem(ERROR, "corrupt-object", oid, message, _vs(users, oid)))
     if verify_data:
-        report.bytes_checked = _verify_all(store, sorted(on_disk), users, add, progress)
+        report.bytes_checked = _verify_all(store, sorted(on_disk), users, expected_size, add, progress)
     for oid in sorted(on_disk - set(users)):
         add(Problem(INFO, "unreachable", oid, f"object {oid} is not used by any version (gc removes it)"))
 
@@ -133,6 +127,17 @@ def _vs(users: dict[str, set[str]], oid: str) -> tuple[str, ...]:
     return tuple(sorted(users.get(oid, ())))
 
 
+def _add_delta_bases(store: Store, users: dict[str, set[str]]) -> None:
+    """A delta object's base is needed by every version that needs the delta."""
+    for oid in list(users):
+        seen = {oid}
+        base = store.objects.delta_base(oid)
+        while base is not None and base not in seen:
+            users.setdefault(base, set()).update(users[oid])
+            seen.add(base)
+            base = store.objects.delta_base(base)
+
+
 def _collect_chunks(manifest: Manifest, vid: str, users: dict[str, set[str]], sizes: dict[str, int]) -> None:
     for entry in manifest.files:
         for chunk in entry.chunks:
@@ -144,6 +149,7 @@ def _verify_all(
     store: Store,
     oids: list[str],
     users: dict[str, set[str]],
+    sizes: dict[str, int],
     add: Callable[[Problem], None],
     progress: Callable[[int], None] | None,
 ) -> int:
@@ -151,7 +157,7 @@ def _verify_all(
 
     def check(oid: str) -> tuple[str, str | None, int]:
         size = store.objects.size(oid)
-        return oid, store.objects.verify(oid), size
+        return oid, store.objects.verify(oid, sizes.get(oid)), size
 
     total = 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -160,7 +166,7 @@ def _verify_all(
             if progress:
                 progress(size)
             if problem:
-                add(Problem(ERROR, "corrupt-object", oid, f"object {oid}: {problem}", _vs(users, oid)))
+                add(Problem(ERROR, "corrupt-object", oid, problem, _vs(users, oid)))
     return total
 
 

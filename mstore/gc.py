@@ -39,7 +39,7 @@ def reachable(store: Store) -> set[str]:
             raise GcRefused(f"gc deleted nothing: {exc} (run `mstore fsck`)") from None
         keep.add(moid)
         keep.update(manifest.chunk_ids())
-    return keep
+    return store.objects.closure(keep)  # delta bases stay alive as long as anything needs them
 
 
 def _older_than(path: Path, cutoff: float) -> bool:

@@ -1,26 +1,38 @@
-"""Turn a model file or directory into objects plus a manifest, hashing while reading.
+"""Turn a model file or directory into objects plus a manifest, reading each source byte once.
 
-The source is read exactly once: each chunk is hashed, stored if new, and fed to the whole-file
-hash. A file whose size, mtime or inode differ before and after reading is refused, so a version is
-never stored under a hash that does not match the file the user meant.
+The main thread reads pieces (chunker), feeds the whole-file hash and hands each piece to a small pool
+of workers that hash it, skip it if the store has it, and otherwise encode (compress, byte-group, or
+delta against the parent's same tensor) and write it, with a bounded number of pieces in flight so
+memory stays bounded whatever the model size. A file whose size, mtime or inode differ before and
+after reading is refused, so a version is never stored under a hash that does not match the file.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import blake3
 
-from .chunking import Chunker
+from . import codec
+from .chunking import Chunker, Piece
+from .codec import Encoder
 from .errors import InvalidName, SourceChanged, SourceNotFound, UnsupportedSource
 from .manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
 from .objects import ObjectStore, hash_bytes
 
 Progress = Callable[[int], None]
+# (path, tensor piece key) -> object id of that piece in the parent version; path "" for single-file models
+ParentPieces = dict[tuple[str, tuple[Any, ...]], str]
+PARALLEL_MIN_BYTES = 8 << 20  # smaller files are done inline: no thread start-up, deterministic order
+WORKERS = max(2, min(4, os.cpu_count() or 2))
 
 
 @dataclass
@@ -28,21 +40,83 @@ class IngestStats:
     """What a save read and what it added to the store."""
 
     bytes_total: int = 0
-    bytes_new: int = 0
+    bytes_new: int = 0  # content bytes of new objects
+    stored_new: int = 0  # bytes those objects take on disk (after compression / delta)
     chunks_total: int = 0
     chunks_new: int = 0
+    deltas: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def bytes_reused(self) -> int:
         return self.bytes_total - self.bytes_new
 
 
+@dataclass
+class Compression:
+    """How new objects are encoded; `None` keeps them raw (format-1 stores)."""
+
+    level: int = 1
+    delta: bool = True
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def encoder(self) -> Encoder:
+        enc: Encoder | None = getattr(self._local, "encoder", None)
+        if enc is None:
+            enc = self._local.encoder = Encoder(self.level)
+        return enc
+
+
 def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
+class _Writer:
+    """Stores pieces; safe to call from several threads."""
+
+    def __init__(
+        self, objects: ObjectStore, stats: IngestStats, compression: Compression | None, parent: ParentPieces
+    ) -> None:
+        self.objects, self.stats, self.compression, self.parent = objects, stats, compression, parent
+
+    def store(self, piece: Piece, rel: str) -> Chunk:
+        data, n = piece.data, len(piece.data)
+        oid = hash_bytes(data)
+        if self.objects.has_intact(oid, n):
+            return Chunk(oid, n)
+        stored, is_delta = None, False
+        if self.compression is not None:
+            base = self._base(rel, piece, oid)
+            stored = self.compression.encoder().encode(data, piece.width, base)
+            is_delta = base is not None and codec.is_delta(stored)
+        if self.objects.put(data, oid, stored):
+            with self.stats._lock:
+                self.stats.bytes_new += n
+                self.stats.stored_new += len(stored) if stored is not None else n
+                self.stats.chunks_new += 1
+                self.stats.deltas += is_delta
+        return Chunk(oid, n)
+
+    def _base(self, rel: str, piece: Piece, oid: str) -> tuple[str, bytes, int] | None:
+        if piece.key is None or self.compression is None or not self.compression.delta:
+            return None
+        base_oid = self.parent.get((rel, piece.key))
+        if base_oid is None or base_oid == oid:
+            return None
+        try:
+            return base_oid, self.objects.read(base_oid, len(piece.data)), self.objects.depth(base_oid)
+        except Exception:  # an unreadable base only costs the delta, never the save
+            return None
+
+
 def _ingest_file(
-    path: Path, rel: str, objects: ObjectStore, chunker: Chunker, stats: IngestStats, progress: Progress | None
+    path: Path,
+    rel: str,
+    parent_key: str,
+    writer: _Writer,
+    chunker: Chunker,
+    pool: ThreadPoolExecutor | None,
+    progress: Progress | None,
 ) -> Entry:
     try:
         with open(path, "rb") as f:
@@ -50,24 +124,28 @@ def _ingest_file(
             if not stat.S_ISREG(before.st_mode):
                 raise UnsupportedSource(f"{path} is not a regular file")
             whole = blake3.blake3()
-            chunks = []
-            for piece in chunker.split(f):
-                oid = hash_bytes(piece)
-                if objects.put(piece, oid):
-                    stats.bytes_new += len(piece)
-                    stats.chunks_new += 1
-                whole.update(piece)
-                chunks.append(Chunk(oid, len(piece)))
-                stats.chunks_total += 1
+            chunks: list[Chunk] = []
+            pending: deque[Future[Chunk]] = deque()
+            use_pool = pool is not None and before.st_size >= PARALLEL_MIN_BYTES
+            for piece in chunker.split(f, rel, before.st_size):
+                whole.update(piece.data)
+                if use_pool and pool is not None:
+                    pending.append(pool.submit(writer.store, piece, parent_key))
+                    if len(pending) > 2 * WORKERS:  # bounded memory: few pieces in flight
+                        chunks.append(pending.popleft().result())
+                else:
+                    chunks.append(writer.store(piece, parent_key))
                 if progress:
-                    progress(len(piece))
+                    progress(len(piece.data))
+            chunks.extend(future.result() for future in pending)
             after = os.stat(path)
     except FileNotFoundError:
         raise SourceChanged(f"{path} disappeared while it was being saved; nothing was published") from None
     size = sum(c.size for c in chunks)
     if _fingerprint(before) != _fingerprint(after) or size != before.st_size:
         raise SourceChanged(f"{path} changed while it was being saved; nothing was published (save it again)")
-    stats.bytes_total += size
+    writer.stats.bytes_total += size
+    writer.stats.chunks_total += len(chunks)
     return Entry(rel, False, size, bool(before.st_mode & stat.S_IXUSR), whole.hexdigest(), tuple(chunks))
 
 
@@ -75,9 +153,7 @@ def scan(source: Path) -> tuple[str, list[tuple[str, Path, bool]]]:
     """Check the source and list what to store: (kind, [(relative path, absolute path, is_dir)])."""
     try:
         st = source.stat()  # a top-level symlink is followed, as `cp` would
-    except FileNotFoundError:
-        raise SourceNotFound(f"model path {str(source)!r} does not exist") from None
-    except NotADirectoryError:
+    except (FileNotFoundError, NotADirectoryError):
         raise SourceNotFound(f"model path {str(source)!r} does not exist") from None
     if stat.S_ISREG(st.st_mode):
         name = source.resolve().name if source.is_symlink() else source.name
@@ -112,15 +188,30 @@ def _raise(exc: OSError) -> None:
 
 
 def ingest(
-    source: Path, objects: ObjectStore, chunker: Chunker, progress: Progress | None = None
+    source: Path,
+    objects: ObjectStore,
+    chunker: Chunker,
+    progress: Progress | None = None,
+    *,
+    compression: Compression | None = None,
+    parent: ParentPieces | None = None,
 ) -> tuple[Manifest, IngestStats]:
     """Store every file of `source` in `objects` and return its manifest (not yet stored) and stats."""
     kind, items = scan(source)
     stats = IngestStats()
-    entries = [
-        Entry(rel, is_dir=True) if is_dir else _ingest_file(full, rel, objects, chunker, stats, progress)
-        for rel, full, is_dir in items
-    ]
+    writer = _Writer(objects, stats, compression, parent or {})
+    needs_pool = any(not d and full.stat().st_size >= PARALLEL_MIN_BYTES for _, full, d in items)
+    pool = ThreadPoolExecutor(WORKERS) if needs_pool else None
+    try:
+        entries = [
+            Entry(rel, is_dir=True)
+            if is_dir
+            else _ingest_file(full, rel, "" if kind == KIND_FILE else rel, writer, chunker, pool, progress)
+            for rel, full, is_dir in items
+        ]
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return Manifest(kind, tuple(entries)), stats
 
 

@@ -1,7 +1,9 @@
-"""Content-addressed object store: immutable files named by the blake3 hex digest of their bytes.
+"""Content-addressed object store: immutable files named by the blake3 hex digest of their content.
 
 `objects/ab/cdef…` holds the object whose id is `abcdef…` (git-style fan-out on the first two hex
-digits), so `b3sum objects/ab/cdef…` prints `abcdef…`. Objects are written once and never modified.
+digits). A raw object is its content, so `b3sum objects/ab/cdef…` prints `abcdef…`; an encoded one
+(compressed, byte-grouped or a delta, see codec.py) decodes to it. Objects are written once and never
+modified; every read decodes and re-hashes.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from pathlib import Path
 
 import blake3
 
-from . import fsutil
+from . import codec, fsutil
 from .errors import CorruptObject, IntegrityError, MissingObject
 
 OID_HEX_LEN = 64
 _OID_RE = re.compile(r"[0-9a-f]{64}")
 _FANOUT_RE = re.compile(r"[0-9a-f]{2}")
 _REST_RE = re.compile(r"[0-9a-f]{62}")
-READ_BLOCK = 1 << 20
 
 
 def hash_bytes(data: bytes | memoryview) -> str:
@@ -42,8 +43,9 @@ def check_oid(value: str) -> str:
 class ObjectStore:
     """The `objects/` directory of one store."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, envelopes: bool = True) -> None:
         self.root = root
+        self.envelopes = envelopes  # False for format-1 stores: every object is raw, nothing is parsed
         self._dirty: set[Path] = set()
 
     def path(self, oid: str) -> Path:
@@ -53,26 +55,51 @@ class ObjectStore:
     def has(self, oid: str) -> bool:
         return self.path(oid).is_file()
 
-    def put(self, data: bytes, oid: str | None = None) -> bool:
-        """Store `data`; returns True if it was new. Call `sync()` before publishing anything that refers to it.
+    def _existing_size(self, path: Path) -> int | None:
+        """Content size an existing object file claims (raw: its length; encoded: its header), or None."""
+        try:
+            with open(path, "rb") as f:
+                head = f.read(64)
+                size = os.fstat(f.fileno()).st_size
+        except FileNotFoundError:
+            return None
+        if not self.envelopes:
+            return size
+        try:
+            header = codec.parse_header(head)
+        except CorruptObject:
+            return -1
+        return size if header is None else header.size
 
-        An existing object of the right size is kept and has its mtime refreshed (so a gc grace
-        period protects it); one of the wrong size is damaged and is replaced by the good bytes.
+    def claimed_size(self, oid: str) -> int | None:
+        """The content size the object file claims (-1 if its header is damaged), None if it is missing."""
+        return self._existing_size(self.path(oid))
+
+    def has_intact(self, oid: str, size: int) -> bool:
+        """True when the object exists and claims the right size; refreshes its mtime (gc grace)."""
+        path = self.path(oid)
+        if self._existing_size(path) != size:
+            return False
+        fsutil.touch(path)
+        return True
+
+    def put(self, data: bytes, oid: str | None = None, stored: bytes | None = None) -> bool:
+        """Store `data` (on disk as `stored`, its encoding, if given); returns True if it was new.
+
+        Call `sync()` before publishing anything that refers to it. An existing object that claims the
+        right size is kept and has its mtime refreshed (so a gc grace period protects it); one that
+        does not is damaged and is replaced by the good bytes.
         """
         oid = oid or hash_bytes(data)
-        path = self.path(oid)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            st = None
-        if st is not None and st.st_size == len(data):
-            fsutil.touch(path)
+        if self.has_intact(oid, len(data)):
             return False
+        path = self.path(oid)
+        blob = stored if stored is not None else codec.as_raw(data) if self.envelopes else data
         fsutil.make_dir(path.parent, parents=True)
-        if st is None:
-            created = fsutil.create_exclusive(path, data)
+        if not path.exists():
+            created = fsutil.create_exclusive(path, blob)
         else:  # damaged copy: replace it
-            fsutil.atomic_write(path, data, mode=0o444, sync_dir=False)
+            fsutil.atomic_write(path, blob, mode=0o444, sync_dir=False)
             created = True
         self._dirty.update((path.parent, path.parent.parent))  # the fan-out dir may be new too
         return created
@@ -83,35 +110,82 @@ class ObjectStore:
             fsutil.fsync_dir(directory)
         self._dirty.clear()
 
-    def read(self, oid: str, expected_size: int | None = None) -> bytes:
-        """The object's bytes, verified against its id (never returns wrong bytes)."""
+    def read(self, oid: str, expected_size: int | None = None, _depth: int = 0) -> bytes:
+        """The object's content, decoded and verified against its id (never returns wrong bytes)."""
+        if _depth > codec.MAX_DEPTH + 1:
+            raise CorruptObject(f"object {oid}: delta chain is too long (or a cycle)")
         path = self.path(oid)
         try:
             with open(path, "rb") as f:
-                limit = -1 if expected_size is None else expected_size + 1
-                data = f.read(limit)
+                blob = f.read(codec.MAX_OBJECT + 64)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
+        if not self.envelopes:
+            return self._verified(oid, blob, expected_size)
+
+        def load_base(base: str, size: int) -> bytes:
+            header = codec.parse_header(blob)
+            if header is None or header.depth != self.depth(base) + 1:  # the depth byte is checked too
+                raise CorruptObject("delta depth does not match its base")
+            return self.read(base, size, _depth + 1)
+
+        try:
+            data = codec.decode(blob, expected_size, load_base)
+        except CorruptObject as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+        except MissingObject as exc:
+            raise MissingObject(f"object {oid} needs a delta base that is missing ({exc})") from None
+        return self._verified(oid, data, expected_size)
+
+    @staticmethod
+    def _verified(oid: str, data: bytes, expected_size: int | None) -> bytes:
         if expected_size is not None and len(data) != expected_size:
             raise CorruptObject(f"object {oid} is truncated or overlong: expected {expected_size} bytes")
         if hash_bytes(data) != oid:
             raise CorruptObject(f"object {oid} is corrupt: its bytes do not match its hash")
         return data
 
-    def verify(self, oid: str) -> str | None:
-        """Re-hash an object from disk in bounded memory; returns a problem description or None."""
-        hasher = blake3.blake3()
+    def verify(self, oid: str, expected_size: int | None = None) -> str | None:
+        """Decode and re-hash one object; returns a one-line problem description or None."""
+        try:
+            self.read(oid, expected_size)
+        except IntegrityError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"object {oid} is unreadable: {exc.strerror}"
+        return None
+
+    def depth(self, oid: str) -> int:
+        """How many deltas must be undone to read this object (0 for a raw or plainly compressed one)."""
+        if not self.envelopes:
+            return 0
         try:
             with open(self.path(oid), "rb") as f:
-                while block := f.read(READ_BLOCK):
-                    hasher.update(block)
-        except FileNotFoundError:
-            return "missing"
-        except OSError as exc:
-            return f"unreadable: {exc.strerror}"
-        if hasher.hexdigest() != oid:
-            return "bytes do not match the hash"
-        return None
+                header = codec.parse_header(f.read(64))
+        except (FileNotFoundError, CorruptObject):
+            return 0
+        return header.depth if header else 0
+
+    def delta_base(self, oid: str) -> str | None:
+        """The object a delta-encoded object is decoded against (it must stay reachable), or None."""
+        if not self.envelopes:
+            return None
+        try:
+            with open(self.path(oid), "rb") as f:
+                header = codec.parse_header(f.read(64))
+        except (FileNotFoundError, CorruptObject):
+            return None
+        return header.base if header else None
+
+    def closure(self, oids: set[str]) -> set[str]:
+        """`oids` plus every delta base they (transitively) need."""
+        out, todo = set(oids), list(oids)
+        while todo:
+            base = self.delta_base(todo.pop())
+            if base is not None and is_oid(base) and base not in out:
+                out.add(base)
+                todo.append(base)
+        return out
 
     def size(self, oid: str) -> int:
         return self.path(oid).stat().st_size

@@ -21,6 +21,7 @@ from .errors import TagExists, VersionIsTagged, VersionNotFound
 from .ingest import ingest
 from .manifest import Manifest
 from .objects import hash_bytes
+from .parents import parent_pieces
 from .refs import check_tag_name
 from .restore import restore
 from .retention import PrunePlan, plan_prune
@@ -58,16 +59,26 @@ class Repository:
         metadata: Mapping[str, Any] | None = None,
         *,
         message: str | None = None,
+        parent: str | None = None,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Store a model file or directory as a new version and return its metadata."""
+        """Store a model file or directory as a new version and return its metadata.
+
+        Tensors are delta-encoded against `parent` (a version reference; default: the newest version)
+        when that makes them clearly smaller.
+        """
         user = _metadata.normalize(metadata)
         if message is not None:
             user["message"] = message
         source_path = Path(source)
         store = self.store
         with store.gc_lock():
-            manifest, stats = ingest(source_path, store.objects, store.chunker, progress)
+            ids = store.versions.ids()
+            parent_id = self.resolve(parent) if parent is not None else (ids[-1] if ids else None)
+            bases = parent_pieces(store, parent_id) if store.compression and store.compression.delta else {}
+            manifest, stats = ingest(
+                source_path, store.objects, store.chunker, progress, compression=store.compression, parent=bases
+            )
             manifest_bytes = manifest.encode()
             manifest_oid = hash_bytes(manifest_bytes)
             manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
@@ -86,8 +97,11 @@ class Repository:
                         "kind": manifest.kind,
                         "size": manifest.size,
                         "files": len(manifest.files),
-                        "parent": ids[-1] if ids else None,
-                        "new_bytes": stats.bytes_new + (len(manifest_bytes) if manifest_is_new else 0),
+                        "parent": parent_id,
+                        "new_bytes": stats.stored_new + (len(manifest_bytes) if manifest_is_new else 0),
+                        "new_content_bytes": stats.bytes_new,
+                        "reused_bytes": stats.bytes_reused,
+                        "delta_objects": stats.deltas,
                     },
                 }
                 staged = store.versions.stage(meta)

@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from . import fsutil
-from .chunking import Chunker, FixedSizeChunker, chunker_from_config
+from .chunking import Chunker, ModelAwareChunker, chunker_from_config
 from .errors import CorruptVersion, StoreNotFound, UnsupportedFormat
+from .ingest import Compression
 from .manifest import Manifest
 from .objects import ObjectStore, is_oid
 from .refs import Refs
 from .versions import PREFIX, VersionStore
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: encoded objects (zstd, byte groups, deltas) and model-aware chunking
 CONFIG = "mstore.json"
 
 
@@ -36,7 +37,8 @@ class Store:
     def __init__(self, root: Path, config: dict[str, Any]) -> None:
         self.root = root
         self.config = config
-        self.objects = ObjectStore(root / "objects")
+        self.format = int(config["format"])
+        self.objects = ObjectStore(root / "objects", envelopes=self.format >= 2)
         self.tmp = root / "tmp"
         self.versions = VersionStore(root, self.tmp)
         self.refs = Refs(root / "refs")
@@ -45,6 +47,14 @@ class Store:
     @property
     def chunker(self) -> Chunker:
         return chunker_from_config(self.config["chunker"])
+
+    @property
+    def compression(self) -> Compression | None:
+        """How new objects are encoded (None: raw, as in format-1 stores)."""
+        cfg = self.config.get("compression")
+        if self.format < 2 or not isinstance(cfg, dict):
+            return None
+        return Compression(level=int(cfg.get("zstd_level", 1)), delta=bool(cfg.get("delta", True)))
 
     @classmethod
     def init(cls, root: Path) -> Store:
@@ -62,7 +72,11 @@ class Store:
         fsutil.make_dir(root, parents=True)
         for sub in ("objects", "refs", "refs/tags", "tmp", "locks"):
             fsutil.make_dir(root / sub)
-        config = {"format": STORE_FORMAT, "chunker": FixedSizeChunker().config()}
+        config = {
+            "format": STORE_FORMAT,
+            "chunker": ModelAwareChunker().config(),
+            "compression": {"codec": "zstd", "zstd_level": 1, "byte_grouping": True, "delta": True},
+        }
         data = (json.dumps(config, indent=2) + "\n").encode()
         with fsutil.file_lock(root / "locks" / "write"):
             if not (root / CONFIG).exists():

@@ -33,7 +33,7 @@ def disk_usage(store: Store, largest: int = 10) -> dict[str, Any]:
         moid = manifest_id(meta, vid)
         manifest = store.read_manifest(moid)
         logical[vid] = manifest.size
-        for oid in {moid, *manifest.chunk_ids()}:
+        for oid in store.objects.closure({moid, *manifest.chunk_ids()}):
             users.setdefault(oid, set()).add(vid)
     sizes = {oid: store.objects.size(oid) for oid in store.objects}
     exclusive = dict.fromkeys(logical, 0)

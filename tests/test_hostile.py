@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mstore import Repository
-from mstore.chunking import FixedSizeChunker
+from mstore.chunking import ModelAwareChunker
 from mstore.cli import app
 from mstore.errors import CorruptManifest, CorruptVersion, InvalidName, SourceChanged
 from mstore.manifest import KIND_DIR, Chunk, Entry, Manifest
@@ -120,16 +120,16 @@ def test_a_source_that_changes_while_saving_is_refused(tmp_path: Path, monkeypat
     repo = Repository.init(tmp_path / "store")
     src = tmp_path / "growing.bin"
     src.write_bytes(os.urandom(3 * (4 << 20)))
-    original_split = FixedSizeChunker.split
+    original_split = ModelAwareChunker.split
 
-    def split_while_training_job_writes(self: FixedSizeChunker, stream):  # type: ignore[no-untyped-def]
-        for i, piece in enumerate(original_split(self, stream)):
+    def split_while_training_job_writes(self: ModelAwareChunker, stream, path, size):  # type: ignore[no-untyped-def]
+        for i, piece in enumerate(original_split(self, stream, path, size)):
             if i == 1:
                 with open(src, "ab") as f:
                     f.write(b"the training job is still writing")
             yield piece
 
-    monkeypatch.setattr(FixedSizeChunker, "split", split_while_training_job_writes)
+    monkeypatch.setattr(ModelAwareChunker, "split", split_while_training_job_writes)
     with pytest.raises(SourceChanged):
         repo.save(src)
     assert repo.ids() == [] and repo.store.refs.latest() is None

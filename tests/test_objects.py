@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mstore.codec import MAGIC
 from mstore.errors import CorruptObject, IntegrityError, MissingObject
 from mstore.objects import ObjectStore, check_oid, hash_bytes
 
@@ -22,7 +23,9 @@ def test_put_then_read_round_trips_and_name_is_b3sum(tmp_path: Path, data: bytes
     objects.sync()
     assert objects.read(oid) == data
     path = objects.path(oid)
-    assert path.parent.name + path.name == oid == blake3.blake3(path.read_bytes()).hexdigest()
+    assert path.parent.name + path.name == oid
+    if not data.startswith(MAGIC):  # a raw object is its content: b3sum prints its name
+        assert blake3.blake3(path.read_bytes()).hexdigest() == oid
 
 
 def test_same_bytes_are_stored_once(tmp_path: Path) -> None:
@@ -61,13 +64,13 @@ def test_read_detects_corruption_and_absence(tmp_path: Path) -> None:
     path.write_bytes(b"abcdeF")
     with pytest.raises(CorruptObject):
         objects.read(oid)
-    assert objects.verify(oid) == "bytes do not match the hash"
+    assert "do not match its hash" in str(objects.verify(oid))
     with pytest.raises(CorruptObject):
         objects.read(oid, expected_size=3)
     objects.delete(oid)
     with pytest.raises(MissingObject):
         objects.read(oid)
-    assert objects.verify(oid) == "missing"
+    assert "missing" in str(objects.verify(oid))
 
 
 @pytest.mark.parametrize("bad", ["", "../" + "a" * 61, "A" * 64, "a" * 63, "a" * 65, "/" + "a" * 63, "g" * 64])
