@@ -23,7 +23,7 @@ from .errors import EXIT_PROBLEM, BadInput, MStoreError
 from .gc import DEFAULT_GRACE_SECONDS
 from .humanize import format_bytes, format_duration, parse_duration, parse_time, safe
 from .ingest import source_size
-from .render import default_metrics, diff_lines, du_lines, log_lines, show_lines
+from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines
 from .repository import Repository
 
 DEFAULT_STORE = "data/models"
@@ -199,6 +199,10 @@ def save(
         Optional[str], typer.Option("--message", "-m", metavar="TEXT", help="A note about this version.")
     ] = None,
     tag: Annotated[Optional[str], typer.Option("--tag", "-t", metavar="NAME", help="Also tag the new version.")] = None,
+    parent: Annotated[
+        Optional[str],
+        typer.Option(metavar="REF", help="Version this model was trained from (deltas); default: the newest."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Save a model file or directory as a new version."""
@@ -224,20 +228,15 @@ def save(
         check_tag_name(tag)  # before anything is written
     repo = Repository.init(state.store)
     with _progress(_safe_size(path), "saving") as progress:
-        result = repo.save(path, meta, message=message, progress=progress)
+        result = repo.save(path, meta, message=message, parent=parent, progress=progress)
     vid = result["timestamp"]
     if tag is not None:
         repo.tag(tag, vid, force=False)
-    info = result["mstore"]
-    size, new = info["size"], info["new_bytes"]
     if as_json:
         _emit_json(result)
         return
     typer.echo(f"saved version {vid}")
-    _info(
-        f"  {info['files']} file(s), {format_bytes(size)}, model_hash {result['model_hash'][:12]}; "
-        f"stored {format_bytes(new)} new, {format_bytes(max(size - new, 0))} reused"
-    )
+    _info(save_summary(result))
 
 
 def _safe_size(path: Path) -> int:

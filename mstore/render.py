@@ -92,6 +92,19 @@ def log_lines(
     return lines[:-1] if lines and not oneline else lines
 
 
+def save_summary(meta: dict[str, Any]) -> str:
+    """`3 file(s), 40.0 MiB, model_hash ab12…; new 1.2 MiB stored in 0.4 MiB (3.0x), reused 38.8 MiB, 12 deltas`."""
+    info = meta["mstore"]
+    content, stored = info.get("new_content_bytes", info["new_bytes"]), info["new_bytes"]
+    ratio = f" ({content / stored:.1f}x)" if stored and content else ""
+    deltas = f", {info['delta_objects']} delta(s) against {info['parent']}" if info.get("delta_objects") else ""
+    reused = info.get("reused_bytes", max(info["size"] - content, 0))
+    return (
+        f"  {info['files']} file(s), {format_bytes(info['size'])}, model_hash {meta['model_hash'][:12]}; "
+        f"new {format_bytes(content)} stored in {format_bytes(stored)}{ratio}, reused {format_bytes(reused)}{deltas}"
+    )
+
+
 def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
     meta = shown["metadata"]
     lines = [style(f"version {meta['timestamp']}", "id")]

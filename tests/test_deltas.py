@@ -1,0 +1,116 @@
+"""Tensor-aware storage end to end: unchanged tensors dedup, retrained tensors become small lossless
+deltas against the parent, chains stay bounded, and every version restores bit-exact even after the
+versions its deltas were based on are removed and garbage-collected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import blake3
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mstore import Repository
+from mstore.codec import MAX_DEPTH
+
+from helpers import safetensors_bytes, store_bytes
+
+
+def _weights(seed: int, n: int = 64 * 1024) -> dict[str, tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return {
+        "backbone.weight": ("F32", rng.standard_normal(n).astype(np.float32)),
+        "backbone.bias": ("F32", rng.standard_normal(256).astype(np.float32)),
+        "head.weight": ("F32", rng.standard_normal(4 * 256).astype(np.float32)),
+    }
+
+
+def _nudge(tensors: dict[str, tuple[str, np.ndarray]], seed: int) -> dict[str, tuple[str, np.ndarray]]:
+    """A warm-started retrain: every weight moves a little."""
+    rng = np.random.default_rng(seed)
+    return {
+        k: (d, (a + rng.standard_normal(a.shape).astype(a.dtype) * np.float32(1e-3) * np.abs(a)).astype(a.dtype))
+        for k, (d, a) in tensors.items()
+    }
+
+
+def _save(repo: Repository, path: Path, tensors: dict[str, tuple[str, np.ndarray]], **kw: object) -> dict:  # type: ignore[type-arg]
+    path.write_bytes(safetensors_bytes(tensors))
+    return repo.save(path, **kw)  # type: ignore[arg-type]
+
+
+def test_warm_start_retrain_is_stored_as_deltas_and_restores_exactly(tmp_path: Path, repo: Repository) -> None:
+    v1 = _weights(0)
+    m1 = _save(repo, tmp_path / "model.safetensors", v1)
+    v2 = _nudge(v1, 1)
+    m2 = _save(repo, tmp_path / "model.safetensors", v2)
+    info = m2["mstore"]
+    assert info["delta_objects"] >= 1 and info["parent"] == m1["timestamp"]
+    plain_first = m1["mstore"]["new_bytes"]
+    assert info["new_bytes"] < 0.75 * plain_first  # the delta is much smaller than a full (compressed) copy
+    out = repo.checkout("latest", tmp_path / "out.safetensors")
+    assert out.read_bytes() == safetensors_bytes(v2)
+    assert repo.fsck().ok
+
+
+def test_frozen_backbone_new_head_stores_only_the_head(tmp_path: Path, repo: Repository) -> None:
+    v1 = _weights(0, n=1 << 18)
+    _save(repo, tmp_path / "m.safetensors", v1)
+    v2 = dict(v1, **{"head.weight": ("F32", np.random.default_rng(9).standard_normal(4 * 256).astype(np.float32))})
+    m2 = _save(repo, tmp_path / "m.safetensors", v2)
+    assert m2["mstore"]["new_content_bytes"] <= 4 * 256 * 4 + 4096  # the head and the header, nothing else
+    assert m2["mstore"]["reused_bytes"] >= (1 << 18) * 4
+
+
+def test_delta_chains_survive_removal_of_their_bases(tmp_path: Path, repo: Repository) -> None:
+    tensors = _weights(0)
+    saved = []
+    for i in range(8):
+        saved.append(_save(repo, tmp_path / "m.safetensors", tensors)["timestamp"])
+        expected_last = safetensors_bytes(tensors)
+        tensors = _nudge(tensors, i + 10)
+    for oid in repo.store.objects:
+        assert repo.store.objects.depth(oid) <= MAX_DEPTH  # restoring reads a bounded chain
+    for vid in saved[:-1]:
+        repo.remove(vid)
+    repo.gc(grace_seconds=0)
+    assert repo.fsck().ok
+    assert repo.checkout(saved[-1], tmp_path / "last.safetensors").read_bytes() == expected_last
+    assert blake3.blake3(expected_last).hexdigest() == repo.get(saved[-1])["model_hash"]
+
+
+def test_explicit_parent(tmp_path: Path, repo: Repository) -> None:
+    base = _weights(0)
+    first = _save(repo, tmp_path / "m.safetensors", base)["timestamp"]
+    _save(repo, tmp_path / "m.safetensors", _weights(5))  # an unrelated model in between
+    child = _save(repo, tmp_path / "m.safetensors", _nudge(base, 3), parent=first)
+    assert child["mstore"]["parent"] == first and child["mstore"]["delta_objects"] >= 1
+
+
+@settings(max_examples=25)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 3), st.floats(1e-6, 1.0)), min_size=1, max_size=4),
+    dtype=st.sampled_from([("F32", np.float32), ("F16", np.float16), ("BF16", np.uint16)]),
+)
+def test_any_sequence_of_retrains_restores_bit_exact(
+    tmp_path_factory: object, steps: list[tuple[int, float]], dtype: tuple[str, type]
+) -> None:
+    tmp = tmp_path_factory.mktemp("seq")  # type: ignore[attr-defined]
+    repo = Repository.init(tmp / "store")
+    rng = np.random.default_rng(0)
+    arrays = {f"layer{i}": rng.standard_normal(3000 + i).astype(np.float32) for i in range(3)}
+    versions = []
+    for which, scale in steps:
+        name = f"layer{which % 3}"
+        arrays[name] = (arrays[name] + np.float32(scale) * rng.standard_normal(arrays[name].shape)).astype(np.float32)
+        if dtype[0] == "BF16":
+            tensors = {k: ("BF16", (a.view(np.uint32) >> 16).astype(np.uint16)) for k, a in arrays.items()}
+        else:
+            tensors = {k: (dtype[0], a.astype(dtype[1])) for k, a in arrays.items()}
+        data = safetensors_bytes(tensors)
+        (tmp / "m.safetensors").write_bytes(data)
+        versions.append((repo.save(tmp / "m.safetensors")["timestamp"], data))
+    for vid, data in versions:
+        assert repo.checkout(vid, tmp / f"out-{vid}.safetensors").read_bytes() == data
+    assert repo.fsck().ok and store_bytes(repo) > 0
