@@ -117,7 +117,10 @@ class ObjectStore:
         path = self.path(oid)
         try:
             with open(path, "rb") as f:
-                blob = f.read(codec.MAX_OBJECT + 64)
+                size = os.fstat(f.fileno()).st_size
+                if size > codec.MAX_OBJECT + 64:
+                    raise CorruptObject(f"object {oid} is larger than any object mstore writes")
+                blob = f.read(size)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         if not self.envelopes:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
 
 from . import fsutil
 from .errors import CorruptObject, DestinationExists, InvalidName
+from .ingest import PARALLEL_MIN_BYTES, WORKERS
 from .manifest import KIND_FILE, Entry, Manifest, check_relpath
 from .objects import ObjectStore
 
@@ -29,17 +32,32 @@ def checkout_target(manifest: Manifest, dest: Path) -> Path:
     return dest
 
 
+def _chunks(entry: Entry, objects: ObjectStore) -> Iterator[bytes]:
+    """The file's chunks in order, decoded and verified; large files on a few threads, a bounded window ahead."""
+    if entry.size < PARALLEL_MIN_BYTES or len(entry.chunks) < 2:
+        for chunk in entry.chunks:
+            yield objects.read(chunk.oid, chunk.size)
+        return
+    with ThreadPoolExecutor(WORKERS) as pool:
+        pending: deque[Future[bytes]] = deque()
+        for chunk in entry.chunks:
+            pending.append(pool.submit(objects.read, chunk.oid, chunk.size))
+            if len(pending) > 2 * WORKERS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _write_file(entry: Entry, target: Path, objects: ObjectStore, progress: Progress | None) -> None:
     tmp = fsutil.temp_name(target.parent, target.name)
     whole = blake3.blake3()
     try:
         with open(tmp, "xb") as out:
-            for chunk in entry.chunks:
-                data = objects.read(chunk.oid, chunk.size)
+            for data in _chunks(entry, objects):
                 whole.update(data)
                 out.write(data)
                 if progress:
-                    progress(chunk.size)
+                    progress(len(data))
         if whole.hexdigest() != entry.digest:
             raise CorruptObject(f"{entry.path}: reassembled bytes do not match the saved file hash")
         os.chmod(tmp, 0o755 if entry.executable else 0o644)

@@ -1,0 +1,441 @@
+"""Space and speed of mstore next to plain copies, zstd -3, restic and borg, on deterministic retrain
+sequences. Every tool ingests the same files in the same run; `cp` of the same files is the baseline.
+
+    python scripts/bench_space.py                  # all scenarios + the speed section (~5-10 min)
+    python scripts/bench_space.py --quick          # smaller models, fewer versions (smoke test)
+    python scripts/bench_space.py --sweep          # also compare FastCDC average sizes on the joblib scenario
+    python scripts/bench_space.py --markdown docs/benchmarks.md.new
+
+Installs restic, borgbackup and zstd with apt-get when they are missing (the machine must allow it).
+Scenarios: frozen backbone + new head (fp32, bf16), an adapter tensor inserted mid-file, warm-started
+full retrain where every weight moves slightly (fp32, bf16), identical re-save, and a scikit-learn
+TF-IDF + logistic regression retrained on growing data (joblib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1e6
+Files = list[Path]
+
+
+# ---------------------------------------------------------------- model generators
+
+
+def safetensors_bytes(tensors: dict[str, tuple[str, np.ndarray]]) -> bytes:
+    header: dict[str, object] = {}
+    blobs, offset = [], 0
+    for name, (dtype, array) in tensors.items():
+        raw = array.tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + b"".join(blobs)
+
+
+def bf16(a: np.ndarray) -> np.ndarray:
+    return (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def backbone(rng: np.random.Generator, params: int, layers: int = 12) -> dict[str, np.ndarray]:
+    """A transformer-ish stack of weight matrices, biases and norms (fp32, N(0, 0.02))."""
+    out: dict[str, np.ndarray] = {}
+    per = params // layers
+    side = int(math.sqrt(per // 4))
+    for i in range(layers):
+        out[f"layers.{i}.attn.weight"] = rng.normal(0, 0.02, (side, side)).astype(np.float32)
+        out[f"layers.{i}.mlp.weight"] = rng.normal(0, 0.02, (3 * side, side)).astype(np.float32)
+        out[f"layers.{i}.norm.weight"] = np.ones(side, np.float32)
+        out[f"layers.{i}.mlp.bias"] = rng.normal(0, 0.01, 3 * side).astype(np.float32)
+    return out
+
+
+def write(files_dir: Path, name: str, tensors: dict[str, np.ndarray], dtype: str) -> Path:
+    path = files_dir / name
+    conv = {k: ("BF16", bf16(a)) if dtype == "BF16" else ("F32", a) for k, a in tensors.items()}
+    path.write_bytes(safetensors_bytes(conv))
+    return path
+
+
+def frozen_backbone(out: Path, params: int, versions: int, dtype: str) -> Files:
+    rng = np.random.default_rng(1)
+    body = backbone(rng, params)
+    files = []
+    for v in range(versions):
+        head = {
+            "classifier.weight": rng.normal(0, 0.02, (8, 768)).astype(np.float32),
+            "classifier.bias": np.zeros(8, np.float32),
+        }
+        files.append(write(out, f"v{v}.safetensors", {**body, **head}, dtype))
+    return files
+
+
+def adapter_inserted(out: Path, params: int, versions: int) -> Files:
+    rng = np.random.default_rng(2)
+    body = backbone(rng, params)
+    names = list(body)
+    files = []
+    for v in range(versions):
+        model = dict(body)
+        if v:  # an adapter inserted in the middle of the file, retrained each version
+            mid = len(names) // 2
+            adapter = {f"layers.6.adapter.{j}": rng.normal(0, 0.02, (64, 768)).astype(np.float32) for j in range(2)}
+            model = {**{k: body[k] for k in names[:mid]}, **adapter, **{k: body[k] for k in names[mid:]}}
+        files.append(write(out, f"v{v}.safetensors", model, "F32"))
+    return files
+
+
+def warm_start(out: Path, params: int, versions: int, dtype: str) -> Files:
+    rng = np.random.default_rng(3)
+    model = backbone(rng, params)
+    files = []
+    for v in range(versions):
+        files.append(write(out, f"v{v}.safetensors", model, dtype))
+        # one more epoch: every weight moves by ~0.1% (lr * grad), as continued training does
+        model = {
+            k: (a + rng.normal(0, 1e-3, a.shape).astype(np.float32) * np.abs(a)).astype(np.float32)
+            for k, a in model.items()
+        }
+    return files
+
+
+def identical(out: Path, params: int, versions: int) -> Files:
+    first = write(out, "v0.safetensors", backbone(np.random.default_rng(4), params), "F32")
+    files = [first]
+    for v in range(1, versions):
+        copy = out / f"v{v}.safetensors"
+        shutil.copyfile(first, copy)
+        files.append(copy)
+    return files
+
+
+def sklearn_joblib(out: Path, versions: int) -> Files:
+    import joblib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import random
+
+    from demo import VOCAB, make_tickets
+
+    files = []
+    for v in range(versions):
+        rows = make_tickets(300 + 300 * v, list(VOCAB), seed=0)
+        rng = random.Random(
+            0
+        )  # order numbers and product codes: the vocabulary grows with the data, as in real tickets
+        texts = [f"{t} order{rng.randrange(10**6)} sku-{rng.randrange(10**5)}" for t, _ in rows]
+        model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=500, random_state=0))
+        model.fit(texts, [c for _, c in rows])
+        path = out / f"v{v}.joblib"
+        joblib.dump(model, path)
+        files.append(path)
+    return files
+
+
+# ---------------------------------------------------------------- tools
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run(cmd: list[str], **kw: object) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("restic", "borg", "zstd") if shutil.which(t) is None]
+    if missing:
+        print(f"installing {missing} with apt-get ...", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run(["apt-get", "update", "-qq"], env=env)
+        run(["apt-get", "install", "-y", "-qq", "restic", "borgbackup", "zstd"], env=env)
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+
+    def setup(self) -> None: ...
+
+    def ingest(self, path: Path, i: int) -> None: ...
+
+    def restore(self, i: int, target: Path) -> None: ...
+
+    def size(self) -> int:
+        return tree_bytes(self.work)
+
+
+class Copy(Tool):
+    name = "cp"
+
+    def ingest(self, path: Path, i: int) -> None:
+        run(["cp", str(path), str(self.work / f"v{i}")])
+
+    def restore(self, i: int, target: Path) -> None:
+        run(["cp", str(self.work / f"v{i}"), str(target)])
+
+
+class Zstd(Tool):
+    name = "zstd -3"
+
+    def ingest(self, path: Path, i: int) -> None:
+        run(["zstd", "-3", "-q", "-f", str(path), "-o", str(self.work / f"v{i}.zst")])
+
+    def restore(self, i: int, target: Path) -> None:
+        run(["zstd", "-d", "-q", "-f", str(self.work / f"v{i}.zst"), "-o", str(target)])
+
+
+class Restic(Tool):
+    name = "restic"
+    env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": "/tmp/restic-bench-cache"}
+
+    def setup(self) -> None:
+        run(["restic", "init", "--repo", str(self.work / "repo"), "--repository-version", "2"], env=self.env)
+
+    def ingest(self, path: Path, i: int) -> None:
+        run(
+            ["restic", "--repo", str(self.work / "repo"), "backup", "--tag", f"v{i}", str(path)],
+            env=self.env,
+            cwd=path.parent,
+        )
+
+    def restore(self, i: int, target: Path) -> None:
+        out = target.parent / "restic-out"
+        run(
+            ["restic", "--repo", str(self.work / "repo"), "restore", "latest", "--tag", f"v{i}", "--target", str(out)],
+            env=self.env,
+        )
+        found = next(p for p in out.rglob("*") if p.is_file())
+        os.replace(found, target)
+        shutil.rmtree(out)
+
+
+class Borg(Tool):
+    name = "borg zstd,3"
+    env = {**os.environ, "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes", "BORG_BASE_DIR": "/tmp/borg-bench-base"}
+
+    def setup(self) -> None:
+        run(["borg", "init", "-e", "none", str(self.work / "repo")], env=self.env)
+
+    def ingest(self, path: Path, i: int) -> None:
+        run(["borg", "create", "-C", "zstd,3", f"{self.work / 'repo'}::v{i}", path.name], env=self.env, cwd=path.parent)
+
+    def restore(self, i: int, target: Path) -> None:
+        out = target.parent / "borg-out"
+        out.mkdir()
+        run(["borg", "extract", f"{self.work / 'repo'}::v{i}"], env=self.env, cwd=out)
+        found = next(p for p in out.rglob("*") if p.is_file())
+        os.replace(found, target)
+        shutil.rmtree(out)
+
+
+class MStore(Tool):
+    name = "mstore"
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "mstore", "--store", str(self.work / "store"), "-q", *args]
+
+    def ingest(self, path: Path, i: int) -> None:
+        run(self.command("save", str(path), "-m", f"v{i}"))
+
+    def restore(self, i: int, target: Path) -> None:
+        run(self.command("checkout", f"latest~{self.versions - 1 - i}", "-o", str(target), "--force"))
+
+    versions = 0
+
+
+TOOLS: list[type[Tool]] = [Copy, Zstd, Restic, Borg, MStore]
+
+
+def measure(files: Files, tool_cls: type[Tool], scratch: Path) -> dict[str, float]:
+    work = scratch / tool_cls.name.replace(" ", "_").replace(",", "")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tool = tool_cls(work)
+    if isinstance(tool, MStore):
+        tool.versions = len(files)
+    tool.setup()
+    run(["sync"])
+    started = time.perf_counter()
+    for i, path in enumerate(files):
+        tool.ingest(path, i)
+    ingest_s = time.perf_counter() - started
+    target = scratch / "restored"
+    target.unlink(missing_ok=True)
+    started = time.perf_counter()
+    tool.restore(len(files) - 1, target)
+    restore_s = time.perf_counter() - started
+    assert target.read_bytes() == files[-1].read_bytes(), f"{tool.name} restored wrong bytes"
+    target.unlink()
+    size = tool.size()
+    shutil.rmtree(work)
+    raw = sum(p.stat().st_size for p in files)
+    return {
+        "bytes": size,
+        "ratio": raw / size,
+        "ingest_mb_s": raw / MB / ingest_s,
+        "restore_mb_s": files[-1].stat().st_size / MB / restore_s,
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def table(name: str, files: Files, rows: dict[str, dict[str, float]]) -> list[str]:
+    raw = sum(p.stat().st_size for p in files)
+    lines = [
+        f"### {name}: {len(files)} versions, {raw / MB:.1f} MB raw ({files[0].stat().st_size / MB:.1f} MB each)",
+        "",
+        "| tool | store bytes | ratio vs raw | ingest MB/s | restore MB/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for tool, r in rows.items():
+        lines.append(
+            f"| {tool} | {r['bytes']:,} | {r['ratio']:.2f}x | {r['ingest_mb_s']:.0f} | {r['restore_mb_s']:.0f} |"
+        )
+    best = min(rows["restic"]["bytes"], rows["borg zstd,3"]["bytes"])
+    lines += [
+        "",
+        f"mstore / best of restic, borg: **{rows['mstore']['bytes'] / best:.3f}**; "
+        f"mstore / zstd -3: {rows['mstore']['bytes'] / rows['zstd -3']['bytes']:.3f}",
+        "",
+    ]
+    return lines
+
+
+def scenarios(out: Path, quick: bool) -> Iterator[tuple[str, Callable[[], Files]]]:
+    params = 2_000_000 if quick else 12_000_000  # fp32: 8 MB / 48 MB per version
+    n = 4 if quick else 10
+
+    def sub(name: str) -> Path:
+        d = out / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    yield "frozen backbone + new head, fp32", lambda: frozen_backbone(sub("frozen32"), params, n, "F32")
+    yield "frozen backbone + new head, bf16", lambda: frozen_backbone(sub("frozen16"), params, n, "BF16")
+    yield "adapter inserted mid-file, fp32", lambda: adapter_inserted(sub("adapter"), params, max(3, n // 2))
+    yield "warm-started full retrain, fp32", lambda: warm_start(sub("warm32"), params, max(3, n // 2), "F32")
+    yield "warm-started full retrain, bf16", lambda: warm_start(sub("warm16"), params, max(3, n // 2), "BF16")
+    yield "identical re-save", lambda: identical(sub("identical"), params, max(3, n // 2))
+    yield (
+        "scikit-learn TF-IDF + logistic regression, growing data (joblib)",
+        lambda: sklearn_joblib(sub("joblib"), max(3, n // 2) + 1),
+    )
+
+
+def speed_section(scratch: Path, size_mb: int) -> list[str]:
+    """Throughput of one large model: new content, a new head, checkout; peak RSS of the save."""
+    rng = np.random.default_rng(7)
+    params = size_mb * 1_000_000 // 4
+    body = backbone(rng, params, layers=24)
+    a = write(scratch, "big_v0.safetensors", body, "F32")
+    head = {"classifier.weight": rng.normal(0, 0.02, (8, 768)).astype(np.float32)}
+    b = write(scratch, "big_v1.safetensors", {**body, **head}, "F32")
+    store = scratch / "speed-store"
+    shutil.rmtree(store, ignore_errors=True)
+    mstore = [sys.executable, "-m", "mstore", "--store", str(store), "-q"]
+
+    def timed(cmd: list[str]) -> float:
+        run(["sync"])
+        started = time.perf_counter()
+        run(cmd)
+        return time.perf_counter() - started
+
+    def rss(cmd: list[str]) -> int:
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], check=True, capture_output=True, text=True)
+        return int(out.stderr.strip().splitlines()[-1]) * 1024
+
+    size = a.stat().st_size / MB
+    cp_times = [timed(["cp", str(a), str(scratch / f"cp{i}")]) for i in range(3)]
+    cp = statistics.median(cp_times)
+    cp_sync = statistics.median(timed(["sh", "-c", f"cp {a} {scratch}/cps{i} && sync"]) for i in range(3))
+    peak = rss([*mstore, "save", str(a), "-m", "first, for peak RSS"])
+    shutil.rmtree(store)
+    new_t = timed([*mstore, "save", str(a)])
+    head_t = timed([*mstore, "save", str(b)])
+    out_path = scratch / "restored.safetensors"
+    co_t = timed([*mstore, "checkout", "latest~1", "-o", str(out_path), "--force"])
+    cp_back = statistics.median(timed(["cp", str(scratch / "cp0"), str(scratch / f"back{i}")]) for i in range(3))
+    assert out_path.read_bytes() == b.read_bytes()
+    shutil.rmtree(store)
+    rows = [
+        ("cp of the same file (baseline)", cp, 1.0),
+        ("cp + sync (a durable copy, for reference)", cp_sync, cp / cp_sync),
+        ("mstore save, brand-new model", new_t, cp / new_t),
+        ("mstore save, new head on a stored backbone", head_t, cp / head_t),
+        ("mstore checkout", co_t, cp_back / co_t),
+    ]
+    lines = [
+        f"### Speed: one {size:.0f} MB safetensors model (times include process start-up)",
+        "",
+        "| operation | seconds | speed vs cp |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {t:.2f} | {ratio:.2f}x |" for name, t, ratio in rows]
+    lines += ["", f"Peak RSS of `mstore save` of the {size:.0f} MB model: {peak / 2**20:.0f} MiB.", ""]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sweep", action="store_true", help="compare FastCDC average sizes on the joblib scenario")
+    parser.add_argument("--speed-mb", type=int, default=1000, help="model size for the speed section (0: skip)")
+    parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    parser.add_argument("--skip-space", action="store_true", help="only the speed section")
+    parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "mstore-bench-space")
+    args = parser.parse_args()
+    ensure_tools()
+    shutil.rmtree(args.scratch, ignore_errors=True)
+    args.scratch.mkdir(parents=True)
+    command = "python scripts/bench_space.py" + (" --quick" if args.quick else "")
+    lines = [f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; command: `{command}`", ""]
+    ratios = []
+    for name, make in [] if args.skip_space else scenarios(args.scratch / "models", args.quick):
+        files = make()
+        rows = {t.name: measure(files, t, args.scratch / "tools") for t in TOOLS}
+        best = min(rows["restic"]["bytes"], rows["borg zstd,3"]["bytes"])
+        ratios.append(rows["mstore"]["bytes"] / best)
+        block = table(name, files, rows)
+        print("\n".join(block), flush=True)
+        lines += block
+    if ratios:
+        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        summary = f"**Geometric mean of mstore / best of (restic, borg zstd,3) over the scenarios: {geo:.3f}**"
+        print(summary)
+        lines += [summary, ""]
+    if args.speed_mb:
+        block = speed_section(args.scratch, args.speed_mb if not args.quick else 100)
+        print("\n".join(block), flush=True)
+        lines += block
+    if args.markdown:
+        args.markdown.write_text("\n".join(lines) + "\n")
+    shutil.rmtree(args.scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
