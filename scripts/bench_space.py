@@ -400,6 +400,32 @@ def speed_section(scratch: Path, size_mb: int) -> list[str]:
     return lines
 
 
+def cdc_sweep(scratch: Path) -> list[str]:
+    """Store bytes and save time of the joblib scenario for several FastCDC average sizes."""
+    sys.path.insert(0, str(ROOT))
+    from mstore import Repository
+
+    files = sklearn_joblib(scratch / "sweep-models", 6)
+    lines = [
+        "### FastCDC average chunk size (joblib scenario, min = avg/4, max = avg*4)",
+        "",
+        "| average | store bytes | objects | save seconds |",
+        "|---:|---:|---:|---:|",
+    ]
+    for avg in (32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20):
+        root = scratch / f"sweep-{avg}"
+        repo = Repository.init(root)
+        repo.store.config["chunker"]["cdc"] = [max(avg // 4, 4096), avg, avg * 4]
+        started = time.perf_counter()
+        for path in files:
+            repo.save(path)
+        seconds = time.perf_counter() - started
+        objects = len(list(repo.store.objects))
+        lines.append(f"| {avg >> 10} KiB | {tree_bytes(root):,} | {objects} | {seconds:.2f} |")
+        shutil.rmtree(root)
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -428,6 +454,10 @@ def main() -> None:
         summary = f"**Geometric mean of mstore / best of (restic, borg zstd,3) over the scenarios: {geo:.3f}**"
         print(summary)
         lines += [summary, ""]
+    if args.sweep:
+        block = cdc_sweep(args.scratch)
+        print("\n".join(block), flush=True)
+        lines += block
     if args.speed_mb:
         block = speed_section(args.scratch, args.speed_mb if not args.quick else 100)
         print("\n".join(block), flush=True)
