@@ -23,7 +23,7 @@ from .tensors import BYTES, ITEMSIZE, Tensor, index_tensors
 DEFAULT_CHUNK_SIZE = 4 << 20  # fixed chunker: few objects per GB, little per-object overhead
 MIN_CHUNK_SIZE = 4 << 10
 MAX_CHUNK_SIZE = 64 << 20
-CDC_DEFAULT = (64 << 10, 256 << 10, 1 << 20)  # min, average, max: chosen by scripts/bench_space.py --sweep
+CDC_DEFAULT = (512 << 10, 2 << 20, 8 << 20)  # min, avg, max: chosen with scripts/bench_space.py --sweep
 TENSOR_PIECE = 4 << 20
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 PROBE_WIDTH = 0  # "unknown element width": the encoder tries a few on a sample

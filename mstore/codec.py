@@ -97,20 +97,29 @@ def _envelope(codec: int, width: int, size: int, payload: bytes, base: str | Non
 
 
 class Encoder:
-    """Chooses the smallest encoding of one object. zstd contexts are per thread: make one per worker."""
+    """Chooses the smallest encoding of one object. zstd contexts are per thread: make one per worker.
 
-    def __init__(self, level: int = 1) -> None:
-        self._zstd = zstandard.ZstdCompressor(level=level)
+    Tensor pieces use a fast level (their entropy is in the exponent plane, which level 1 already
+    captures); opaque chunks (pickles, headers) a stronger one, where it pays.
+    """
+
+    def __init__(self, level: int = 1, opaque_level: int | None = None) -> None:
+        self._tensor = zstandard.ZstdCompressor(level=level)
+        self._opaque = self._tensor if opaque_level in (None, level) else zstandard.ZstdCompressor(level=opaque_level)
+        self._zstd = self._tensor
 
     def compress(self, data: bytes) -> bytes:
         return self._zstd.compress(data)
 
-    def encode(self, data: bytes, width: int = 1, base: tuple[str, bytes, int] | None = None) -> bytes:
+    def encode(
+        self, data: bytes, width: int = 1, base: tuple[str, bytes, int] | None = None, *, tensor: bool = True
+    ) -> bytes:
         """Bytes to store for `data`: raw when nothing wins, else the smallest envelope.
 
         `width` > 1 groups bytes into planes (for float tensors); `base` = (id, bytes, depth) of the
         parent's same tensor, tried as an XOR delta and kept only when clearly smaller.
         """
+        self._zstd = self._tensor if tensor else self._opaque
         n = len(data)
         candidates: list[bytes] = []
         if width > 1 and n % width == 0:

@@ -56,14 +56,15 @@ class IngestStats:
 class Compression:
     """How new objects are encoded; `None` keeps them raw (format-1 stores)."""
 
-    level: int = 1
+    level: int = 1  # tensor pieces
+    opaque_level: int = 3  # everything else
     delta: bool = True
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def encoder(self) -> Encoder:
         enc: Encoder | None = getattr(self._local, "encoder", None)
         if enc is None:
-            enc = self._local.encoder = Encoder(self.level)
+            enc = self._local.encoder = Encoder(self.level, self.opaque_level)
         return enc
 
 
@@ -87,7 +88,7 @@ class _Writer:
         stored, is_delta = None, False
         if self.compression is not None:
             base = self._base(rel, piece, oid)
-            stored = self.compression.encoder().encode(data, piece.width, base)
+            stored = self.compression.encoder().encode(data, piece.width, base, tensor=piece.key is not None)
             is_delta = base is not None and codec.is_delta(stored)
         if self.objects.put(data, oid, stored):
             with self.stats._lock:

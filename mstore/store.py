@@ -54,7 +54,11 @@ class Store:
         cfg = self.config.get("compression")
         if self.format < 2 or not isinstance(cfg, dict):
             return None
-        return Compression(level=int(cfg.get("zstd_level", 1)), delta=bool(cfg.get("delta", True)))
+        return Compression(
+            level=int(cfg.get("tensor_level") or cfg.get("zstd_level") or 1),
+            opaque_level=int(cfg.get("opaque_level", 3)),
+            delta=bool(cfg.get("delta", True)),
+        )
 
     @classmethod
     def init(cls, root: Path) -> Store:
@@ -75,7 +79,13 @@ class Store:
         config = {
             "format": STORE_FORMAT,
             "chunker": ModelAwareChunker().config(),
-            "compression": {"codec": "zstd", "zstd_level": 1, "byte_grouping": True, "delta": True},
+            "compression": {
+                "codec": "zstd",
+                "tensor_level": 1,
+                "opaque_level": 3,
+                "byte_grouping": True,
+                "delta": True,
+            },
         }
         data = (json.dumps(config, indent=2) + "\n").encode()
         with fsutil.file_lock(root / "locks" / "write"):

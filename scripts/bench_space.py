@@ -378,7 +378,7 @@ def speed_section(scratch: Path, size_mb: int) -> list[str]:
     new_t = timed([*mstore, "save", str(a)])
     head_t = timed([*mstore, "save", str(b)])
     out_path = scratch / "restored.safetensors"
-    co_t = timed([*mstore, "checkout", "latest~1", "-o", str(out_path), "--force"])
+    co_t = timed([*mstore, "checkout", "latest", "-o", str(out_path), "--force"])
     cp_back = statistics.median(timed(["cp", str(scratch / "cp0"), str(scratch / f"back{i}")]) for i in range(3))
     assert out_path.read_bytes() == b.read_bytes()
     shutil.rmtree(store)
