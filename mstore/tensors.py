@@ -14,6 +14,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 Read = Callable[[int, int], bytes]
 
@@ -205,3 +206,19 @@ def index_tensors(path: str, read: Read, size: int) -> list[Tensor] | None:
     except (NotTensors, struct.error, ValueError):
         return None
     return None
+
+
+def safetensors_bytes(tensors: dict[str, tuple[str, Any]]) -> bytes:
+    """Serialise `{name: (dtype, array)}` as a safetensors file (8-byte header length, JSON header,
+    then each array's bytes in order). For tests and benchmarks; `array` is anything with `.tobytes()`
+    and `.shape` (a numpy array)."""
+    header: dict[str, object] = {}
+    blobs, offset = [], 0
+    for name, (dtype, array) in tensors.items():
+        raw = array.tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + b"".join(blobs)

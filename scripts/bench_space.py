@@ -15,7 +15,6 @@ TF-IDF + logistic regression retrained on growing data (joblib).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -29,25 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mstore.tensors import safetensors_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1e6
 Files = list[Path]
 
 
 # ---------------------------------------------------------------- model generators
-
-
-def safetensors_bytes(tensors: dict[str, tuple[str, np.ndarray]]) -> bytes:
-    header: dict[str, object] = {}
-    blobs, offset = [], 0
-    for name, (dtype, array) in tensors.items():
-        raw = array.tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    head = json.dumps(header).encode()
-    head += b" " * (-len(head) % 8)
-    return len(head).to_bytes(8, "little") + head + b"".join(blobs)
 
 
 def bf16(a: np.ndarray) -> np.ndarray:

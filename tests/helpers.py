@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from mstore import Repository
+from mstore.tensors import safetensors_bytes
+
+__all__ = ["read_tree", "safetensors_bytes", "store_bytes", "write_tree"]
 
 
 def write_tree(root: Path, files: dict[str, bytes], executable: frozenset[str] = frozenset()) -> Path:
@@ -33,19 +34,3 @@ def read_tree(root: Path) -> dict[str, tuple[bytes, bool]]:
 def store_bytes(repo: Repository) -> int:
     """Bytes held in objects/."""
     return sum(repo.store.objects.size(oid) for oid in repo.store.objects)
-
-
-def safetensors_bytes(tensors: dict[str, tuple[str, np.ndarray]]) -> bytes:
-    """A safetensors file: 8-byte header length, JSON header, then the tensors' bytes in order."""
-    import json
-
-    header: dict[str, object] = {}
-    blobs, offset = [], 0
-    for name, (dtype, array) in tensors.items():
-        raw = array.tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    head = json.dumps(header).encode()
-    head += b" " * (-len(head) % 8)
-    return len(head).to_bytes(8, "little") + head + b"".join(blobs)
