@@ -61,8 +61,9 @@ def parse_header(blob: bytes) -> Header | None:
     return Header(codec, width, size, None, 0, start)
 
 
-def _check(blob: bytes) -> bytes:
-    return blake3.blake3(blob[: _HEAD.size]).update(blob[_HEAD.size + CHECK :]).digest()[:CHECK]
+def _check(head: bytes | memoryview, tail: bytes | memoryview) -> bytes:
+    """The envelope checksum: blake3 of the fixed header and everything after the check field."""
+    return blake3.blake3(head).update(tail).digest()[:CHECK]
 
 
 def group(data: bytes, width: int) -> bytes:
@@ -92,8 +93,9 @@ def xor(a: bytes, b: bytes) -> bytes:
 
 def _envelope(codec: int, width: int, size: int, payload: bytes, base: str | None = None, depth: int = 0) -> bytes:
     head = _HEAD.pack(MAGIC, codec, width, size)
-    tail = (bytes.fromhex(base) + bytes([depth]) if base is not None else b"") + payload
-    return head + _check(head + bytes(CHECK) + tail) + tail
+    prefix = bytes.fromhex(base) + bytes([depth]) if base is not None else b""
+    check = blake3.blake3(head).update(prefix).update(payload).digest()[:CHECK]
+    return b"".join((head, check, prefix, payload))
 
 
 class Encoder:
@@ -149,7 +151,8 @@ def decode(blob: bytes, expected_size: int | None, load_base: Callable[[str, int
     header = parse_header(blob)
     if header is None:
         return blob
-    if blob[_HEAD.size : _HEAD.size + CHECK] != _check(blob):
+    view = memoryview(blob)
+    if view[_HEAD.size : _HEAD.size + CHECK] != _check(view[: _HEAD.size], view[_HEAD.size + CHECK :]):
         raise CorruptObject("object envelope fails its checksum")
     if expected_size is not None and header.size != expected_size:
         raise CorruptObject(f"object declares {header.size} bytes, the manifest expects {expected_size}")
