@@ -358,19 +358,30 @@ def speed_section(scratch: Path, size_mb: int) -> list[str]:
         return int(out.stderr.strip().splitlines()[-1]) * 1024
 
     size = a.stat().st_size / MB
-    cp_times = [timed(["cp", str(a), str(scratch / f"cp{i}")]) for i in range(3)]
-    cp = statistics.median(cp_times)
-    cp_sync = statistics.median(timed(["sh", "-c", f"cp {a} {scratch}/cps{i} && sync"]) for i in range(3))
     peak = rss([*mstore, "save", str(a), "-m", "first, for peak RSS"])
-    new_times, head_times = [], []
-    for _ in range(3):  # medians of three, each on a fresh store
-        shutil.rmtree(store)
-        new_times.append(timed([*mstore, "save", str(a)]))
-        head_times.append(timed([*mstore, "save", str(b)]))
-    new_t, head_t = statistics.median(new_times), statistics.median(head_times)
     out_path = scratch / "restored.safetensors"
-    co_t = statistics.median(timed([*mstore, "checkout", "latest", "-o", str(out_path), "--force"]) for _ in range(3))
-    cp_back = statistics.median(timed(["cp", str(scratch / "cp0"), str(scratch / f"back{i}")]) for i in range(3))
+    samples: dict[str, list[float]] = {k: [] for k in ("cp", "cp_sync", "new", "head", "checkout", "cp_back")}
+    for i in range(5):  # interleaved, so page-cache and writeback swings hit every operation alike
+        samples["cp"].append(timed(["cp", str(a), str(scratch / f"cp{i}")]))
+        samples["cp_sync"].append(timed(["sh", "-c", f"cp {a} {scratch}/cps{i} && sync"]))
+        shutil.rmtree(store)
+        samples["new"].append(timed([*mstore, "save", str(a)]))
+        samples["head"].append(timed([*mstore, "save", str(b)]))
+        samples["checkout"].append(timed([*mstore, "checkout", "latest", "-o", str(out_path), "--force"]))
+        samples["cp_back"].append(timed(["cp", str(b), str(scratch / f"back{i}")]))
+        for p in scratch.glob("cp*"):
+            p.unlink()
+        for p in scratch.glob("back*"):
+            p.unlink()
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    cp, cp_sync, new_t, head_t, co_t, cp_back = (
+        med["cp"],
+        med["cp_sync"],
+        med["new"],
+        med["head"],
+        med["checkout"],
+        med["cp_back"],
+    )
     assert out_path.read_bytes() == b.read_bytes()
     shutil.rmtree(store)
     rows = [
@@ -381,7 +392,7 @@ def speed_section(scratch: Path, size_mb: int) -> list[str]:
         ("mstore checkout", co_t, cp_back / co_t),
     ]
     lines = [
-        f"### Speed: one {size:.0f} MB safetensors model (medians of 3; `sync` before each; includes start-up)",
+        f"### Speed: one {size:.0f} MB safetensors model (medians of 5 interleaved runs; `sync` before each)",
         "",
         "| operation | seconds | speed vs cp |",
         "|---|---:|---:|",
