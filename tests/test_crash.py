@@ -73,6 +73,7 @@ def test_crash_at_every_step_of_a_save(tmp_path: Path) -> None:
         assert code == 0 or code == fsutil.CRASH_EXIT_CODE
         assert_consistent(repo, expected, latest_before=latest_before)  # ...or absent, nothing else broke
     assert crashed == total  # every step was a crash point, and the last run completed
+    print(f"save: crashed at each of its {total} filesystem steps")
     expected[repo.save(src)["timestamp"]] = blake3.blake3(src.read_bytes()).hexdigest()  # next save works
     repo.gc(grace_seconds=0)
     assert leftovers(repo) == []
@@ -137,6 +138,7 @@ def test_crash_at_every_step_of_gc(tmp_path: Path) -> None:
     proto, expected = _store_with_garbage(tmp_path, versions=3, garbage=26)  # 104 unreachable objects
     total = steps_of(lambda: _copy(proto, tmp_path / "probe").gc(grace_seconds=0))
     assert total >= 100
+    print(f"gc: crashing at each of its {total} filesystem steps")
     for k in range(1, total + 1):
         repo = _copy(proto, tmp_path / f"s{k}")
         assert run_in_child(lambda r=repo: r.gc(grace_seconds=0), crash_at=k) == fsutil.CRASH_EXIT_CODE
@@ -155,6 +157,7 @@ def test_crash_at_every_step_of_prune(tmp_path: Path) -> None:
     keep = set(sorted(expected)[-3:]) | {sorted(expected)[0]}
     total = steps_of(lambda: _copy(proto, tmp_path / "probe").prune(keep_last=3, grace_seconds=0))
     assert total >= 100
+    print(f"prune: crashing at each of its {total} filesystem steps")
     for k in range(1, total + 1):
         repo = _copy(proto, tmp_path / f"p{k}")
         latest_before = repo.store.refs.latest()
@@ -180,6 +183,7 @@ def test_crash_at_every_step_of_tag_updates(tmp_path: Path) -> None:
 
     total = steps_of(retag)
     assert total >= 100
+    print(f"tag updates: crashing at each of their {total} filesystem steps")
     for k in range(1, total + 1):
         assert run_in_child(retag, crash_at=k) == fsutil.CRASH_EXIT_CODE
         tags = repo.tags()
