@@ -26,7 +26,7 @@ from .refs import check_tag_name
 from .restore import restore
 from .retention import PrunePlan, plan_prune
 from .revparse import resolve
-from .store import STORE_FORMAT, Store
+from .store import Store
 from .usage import disk_usage, shared_bytes
 from .versions import next_version_id, parse_id_time
 
@@ -92,7 +92,7 @@ class Repository:
                     "model_hash": manifest.model_hash,
                     "original_path": os.path.abspath(source_path),
                     "mstore": {
-                        "format": STORE_FORMAT,
+                        "format": store.format,
                         "manifest": manifest_oid,
                         "kind": manifest.kind,
                         "size": manifest.size,
