@@ -18,7 +18,10 @@ def parent_pieces(store: Store, parent_id: str | None) -> ParentPieces:
     chunker = store.chunker
     if parent_id is None or not isinstance(chunker, ModelAwareChunker):
         return {}
-    manifest = store.version_manifest(parent_id)
+    try:
+        manifest = store.version_manifest(parent_id)
+    except MStoreError:  # a damaged parent only costs the deltas, never the save
+        return {}
     out: ParentPieces = {}
     for entry in manifest.files:
         reader = StoredFile(entry, store.objects)

@@ -137,3 +137,15 @@ def test_large_files_take_the_parallel_path_and_still_round_trip(tmp_path: Path,
         model / "model.safetensors"
     ).read_bytes()
     assert repo.fsck().ok
+
+
+def test_a_damaged_parent_costs_the_deltas_not_the_save(tmp_path: Path, repo: Repository) -> None:
+    v1 = _weights(0)
+    first = _save(repo, tmp_path / "m.safetensors", v1)
+    manifest = repo.store.objects.path(first["mstore"]["manifest"])
+    manifest.chmod(0o644)
+    manifest.write_bytes(b"damaged")
+    second = _save(repo, tmp_path / "m.safetensors", _nudge(v1, 1))
+    assert second["mstore"]["delta_objects"] == 0
+    assert repo.checkout("latest", tmp_path / "out.safetensors").read_bytes() == safetensors_bytes(_nudge(v1, 1))
+    assert repo.fsck().damaged_versions == [first["timestamp"]]
