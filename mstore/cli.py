@@ -25,6 +25,7 @@ from .humanize import format_bytes, format_duration, parse_duration, parse_time,
 from .ingest import source_size
 from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines
 from .repository import Repository
+from .transfer import TransferStats
 
 DEFAULT_STORE = "data/models"
 PROGRESS_MIN_BYTES = 64 << 20
@@ -527,6 +528,108 @@ def prune(
     if freed is not None:
         summary += f", freed {format_bytes(freed.bytes)}"
     typer.echo(summary)
+
+
+remote_app = typer.Typer(cls=_Group, help="Manage remotes (directory paths; S3 is planned).", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("add")
+def remote_add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Remote name, e.g. origin.")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="A directory (local or NFS path, or file://).")],
+) -> None:
+    """Register a remote."""
+    _repo().remote_add(name, url)
+    typer.echo(f"added remote {name} -> {url}")
+
+
+@remote_app.command("list")
+def remote_list(as_json: JsonOpt = False) -> None:
+    """List remotes."""
+    remotes = _repo().remotes()
+    if as_json:
+        _emit_json(remotes)
+    else:
+        for name, url in remotes.items():
+            typer.echo(f"{name}  {url}")
+
+
+@remote_app.command("remove")
+def remote_remove(name: Annotated[str, typer.Argument(metavar="NAME", help="Remote to forget.")]) -> None:
+    """Forget a remote (its data is left alone)."""
+    _repo().remote_remove(name)
+    typer.echo(f"removed remote {name}")
+
+
+def _transfer_summary(verb: str, stats: TransferStats) -> str:
+    text = (
+        f"{verb} {stats.versions_sent} version(s) ({stats.versions_skipped} already there), "
+        f"{stats.objects_sent} object(s) / {format_bytes(stats.bytes_sent)} sent, {stats.objects_skipped} skipped"
+    )
+    if stats.tag_conflicts:
+        text += f"; tags left as they were on the other side: {', '.join(stats.tag_conflicts)}"
+    return text
+
+
+def _transfer_json(stats: TransferStats) -> dict[str, Any]:
+    return {
+        "versions_sent": stats.versions_sent,
+        "versions_skipped": stats.versions_skipped,
+        "objects_sent": stats.objects_sent,
+        "objects_skipped": stats.objects_skipped,
+        "bytes_sent": stats.bytes_sent,
+        "tag_conflicts": stats.tag_conflicts,
+    }
+
+
+RemoteArg = Annotated[str, typer.Argument(metavar="[NAME]", help="Remote name.")]
+RefsArg = Annotated[Optional[list[str]], typer.Argument(metavar="[REF]...", help="Versions (default: all).")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every version (the default when no REF is given).")]
+
+
+@app.command()
+def push(
+    remote: RemoteArg = "origin",
+    refs: RefsArg = None,
+    all_: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send versions and their tags to a remote; only objects it lacks are copied."""
+    stats = _repo().push(remote, None if all_ else refs)
+    if as_json:
+        _emit_json(_transfer_json(stats))
+    else:
+        typer.echo(_transfer_summary("pushed", stats))
+
+
+@app.command()
+def pull(
+    remote: RemoteArg = "origin",
+    refs: RefsArg = None,
+    all_: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch versions and their tags from a remote, verifying every object before it is stored."""
+    stats = _repo().pull(remote, None if all_ else refs)
+    if as_json:
+        _emit_json(_transfer_json(stats))
+    else:
+        typer.echo(_transfer_summary("pulled", stats))
+
+
+@app.command()
+def clone(
+    url: Annotated[str, typer.Argument(metavar="URL", help="The store to copy (a directory).")],
+    dest: Annotated[Path, typer.Argument(metavar="DIR", help="New store directory.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a whole store into a new directory; the source becomes its remote `origin`."""
+    _, stats = Repository.clone(url, dest)
+    if as_json:
+        _emit_json(_transfer_json(stats))
+    else:
+        typer.echo(_transfer_summary(f"cloned into {dest}:", stats))
 
 
 def run() -> None:

@@ -158,6 +158,11 @@ class ObjectStore:
             return f"object {oid} is unreadable: {exc.strerror}"
         return None
 
+    def stored_bytes(self, oid: str) -> bytes:
+        """The object file exactly as stored (raw or envelope), after checking it decodes to its id."""
+        self.read(oid)
+        return self.path(oid).read_bytes()
+
     def depth(self, oid: str) -> int:
         """How many deltas must be undone to read this object (0 for a raw or plainly compressed one)."""
         if not self.envelopes:

@@ -17,7 +17,7 @@ from . import compare as _compare
 from . import fsck as _fsck
 from . import gc as _gc
 from . import metadata as _metadata
-from .errors import TagExists, VersionIsTagged, VersionNotFound
+from .errors import BadInput, DestinationExists, TagExists, VersionIsTagged, VersionNotFound
 from .ingest import ingest
 from .manifest import Manifest
 from .objects import hash_bytes
@@ -27,6 +27,7 @@ from .restore import restore
 from .retention import PrunePlan, plan_prune
 from .revparse import resolve
 from .store import Store
+from .transfer import TransferStats, transfer
 from .usage import disk_usage, shared_bytes
 from .versions import next_version_id, parse_id_time
 
@@ -168,6 +169,58 @@ class Repository:
                 self._remove_locked(version_id, force=False)
         return plan, self.gc(grace_seconds=grace_seconds)
 
+    # -- remotes (directory remotes today; S3 is issue #6) ------------------------------------
+
+    def remotes(self) -> dict[str, str]:
+        remotes = self.store.config.get("remotes") or {}
+        return {name: str(info.get("url")) for name, info in sorted(remotes.items()) if isinstance(info, dict)}
+
+    def remote_add(self, name: str, url: str) -> None:
+        check_tag_name(name)
+        _remote_path(url)  # validate before recording it
+        with self.store.write_lock():
+            remotes = self.store.config.setdefault("remotes", {})
+            if name in remotes:
+                raise TagExists(f"remote {name!r} already exists")
+            remotes[name] = {"url": url}
+            self.store.save_config()
+
+    def remote_remove(self, name: str) -> None:
+        with self.store.write_lock():
+            remotes = self.store.config.get("remotes") or {}
+            if name not in remotes:
+                raise VersionNotFound(f"no remote named {name!r}")
+            del remotes[name]
+            self.store.save_config()
+
+    def _remote(self, name: str, *, create: bool) -> Store:
+        url = self.remotes().get(name)
+        if url is None:
+            raise VersionNotFound(f"no remote named {name!r} (add one with `mstore remote add {name} PATH`)")
+        path = _remote_path(url)
+        return Store.init(path, like=self.store) if create else Store.open(path)
+
+    def push(self, remote: str = "origin", refs: list[str] | None = None) -> TransferStats:
+        """Send versions (all by default) and their tags to a remote; only what it lacks travels."""
+        ids = [self.resolve(r) for r in refs] if refs else self.ids()
+        return transfer(self.store, self._remote(remote, create=True), sorted(set(ids)))
+
+    def pull(self, remote: str = "origin", refs: list[str] | None = None) -> TransferStats:
+        """Fetch versions (all by default) and their tags from a remote, verifying every object."""
+        other = self._remote(remote, create=False)
+        ids = [resolve(other, r) for r in refs] if refs else other.versions.ids()
+        return transfer(other, self.store, sorted(set(ids)))
+
+    @classmethod
+    def clone(cls, url: str, dest: str | os.PathLike[str]) -> tuple[Repository, TransferStats]:
+        """A new store at `dest` with every version of `url`, which becomes its remote `origin`."""
+        source = Store.open(_remote_path(url))
+        if Path(dest).exists() and any(Path(dest).iterdir()):
+            raise DestinationExists(f"{dest} exists and is not empty")
+        repo = cls(Store.init(Path(dest), like=source))
+        repo.remote_add("origin", str(_remote_path(url).resolve()))
+        return repo, repo.pull("origin")
+
     def gc(self, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
         return _gc.collect(self.store, grace_seconds=grace_seconds, dry_run=dry_run)
 
@@ -275,3 +328,12 @@ class Repository:
         """Move the corrupt objects of an fsck report aside; returns their ids."""
         with self.store.write_lock():
             return _fsck.quarantine(self.store, report)
+
+
+def _remote_path(url: str) -> Path:
+    """A directory remote's path (`/path`, `file:///path`); other schemes are not supported yet."""
+    if url.startswith("file://"):
+        return Path(url[len("file://") :])
+    if "://" in url:
+        raise BadInput(f"remote {url!r}: only directory remotes are supported so far (S3 is planned)")
+    return Path(url)

@@ -61,8 +61,11 @@ class Store:
         )
 
     @classmethod
-    def init(cls, root: Path) -> Store:
-        """Create a store at `root` (an empty or new directory); opening an existing store is fine."""
+    def init(cls, root: Path, like: Store | None = None) -> Store:
+        """Create a store at `root` (an empty or new directory); opening an existing store is fine.
+
+        `like` copies another store's format, chunker and compression, so the two dedup against each other.
+        """
         root = Path(root)
         if (root / CONFIG).exists():
             return cls.open(root)
@@ -87,6 +90,8 @@ class Store:
                 "delta": True,
             },
         }
+        if like is not None:
+            config = {k: v for k, v in like.config.items() if k != "remotes"}
         data = (json.dumps(config, indent=2) + "\n").encode()
         with fsutil.file_lock(root / "locks" / "write"):
             if not (root / CONFIG).exists():
@@ -114,6 +119,10 @@ class Store:
                 "or older: upgrade mstore"
             )
         return cls(root, config)
+
+    def save_config(self) -> None:
+        """Rewrite mstore.json atomically (callers hold the write lock)."""
+        fsutil.atomic_write(self.root / CONFIG, (json.dumps(self.config, indent=2) + "\n").encode())
 
     def read_manifest(self, oid: str) -> Manifest:
         """A manifest object, hash-verified and strictly decoded."""

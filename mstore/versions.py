@@ -92,11 +92,16 @@ class VersionStore:
             raise CorruptVersion(f"{where}: metadata timestamp {meta.get('timestamp')!r} does not match")
         return meta
 
-    def stage(self, meta: Mapping[str, Any]) -> Path:
+    def raw_metadata(self, version_id: str) -> bytes:
+        """metadata.json's exact bytes, verified (for copying a version to another store unchanged)."""
+        self.read(version_id)
+        return (self.path(version_id) / METADATA).read_bytes()
+
+    def stage(self, meta: Mapping[str, Any] | bytes) -> Path:
         """Write a complete version directory under tmp/ (fsynced), ready for `publish`."""
         staged = self.tmp / f"{fsutil.TMP_PREFIX}stage-{os.getpid()}-{secrets.token_hex(6)}"
         fsutil.make_dir(staged)
-        data = metadata.dumps(meta)
+        data = meta if isinstance(meta, bytes) else metadata.dumps(meta)
         fsutil.write_file(staged / METADATA, data)
         fsutil.write_file(staged / CHECKSUM, checksum_line(data))
         fsutil.fsync_dir(staged)

@@ -1,0 +1,105 @@
+"""Directory remotes: push, pull and clone move exactly what the other side lacks, verified, in an order
+that never publishes a version before its objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mstore import Repository
+from mstore.cli import app
+from mstore.errors import CorruptObject
+
+from helpers import safetensors_bytes
+
+runner = CliRunner()
+
+
+def _model(seed: int, head_seed: int) -> bytes:
+    rng, head = np.random.default_rng(seed), np.random.default_rng(head_seed)
+    return safetensors_bytes(
+        {
+            "backbone": ("F32", rng.standard_normal(1 << 18).astype(np.float32)),
+            "head": ("F32", head.standard_normal(1024).astype(np.float32)),
+        }
+    )
+
+
+def _cli(store: Path, *args: str, code: int = 0) -> str:
+    result = runner.invoke(app, ["--store", str(store), *args])
+    assert result.exit_code == code, (args, result.stdout, result.stderr)
+    return result.stdout
+
+
+def test_push_clone_pull_round_trip_and_incremental_push(tmp_path: Path) -> None:
+    alice, shared = tmp_path / "alice", tmp_path / "shared"
+    src = tmp_path / "model.safetensors"
+    src.write_bytes(_model(0, 1))
+    _cli(alice, "save", str(src), "-M", "accuracy=0.9", "--tag", "prod")
+    _cli(alice, "remote", "add", "origin", str(shared))
+    assert json.loads(_cli(alice, "remote", "list", "--json")) == {"origin": str(shared)}
+    first = json.loads(_cli(alice, "push", "--json"))
+    assert first["versions_sent"] == 1 and first["objects_sent"] >= 2
+
+    src.write_bytes(_model(0, 2))  # fine-tuned: only the head changed
+    _cli(alice, "save", str(src), "-M", "accuracy=0.92")
+    second = json.loads(_cli(alice, "push", "--json"))
+    assert second["versions_sent"] == 1 and second["versions_skipped"] == 1
+    assert second["bytes_sent"] < 16 * 1024  # the head (4 KiB) and a manifest, not the 1 MiB backbone
+    assert second["objects_skipped"] >= 1
+
+    bob = tmp_path / "bob"
+    cloned = json.loads(_cli(tmp_path / "unused", "clone", str(shared), str(bob), "--json"))
+    assert cloned["versions_sent"] == 2
+    bob_repo = Repository.open(bob)
+    assert bob_repo.remotes() == {"origin": str(shared.resolve())}
+    assert bob_repo.tags() == {"prod": bob_repo.ids()[0]}
+    assert bob_repo.checkout("latest", tmp_path / "bob.safetensors").read_bytes() == src.read_bytes()
+    assert bob_repo.fsck().ok
+
+    src.write_bytes(_model(0, 3))
+    _cli(alice, "save", str(src))
+    _cli(alice, "push")
+    pulled = json.loads(_cli(bob, "pull", "--json"))
+    assert pulled["versions_sent"] == 1 and pulled["versions_skipped"] == 2
+    assert Repository.open(bob).ids() == Repository.open(alice).ids()
+    assert "pulled 0 version(s)" in _cli(bob, "pull")
+
+
+def test_a_corrupt_object_never_travels(tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "a")
+    src = tmp_path / "m.safetensors"
+    src.write_bytes(_model(5, 6))
+    vid = repo.save(src)["timestamp"]
+    oid = repo.manifest(vid).files[0].chunks[-1].oid
+    path = repo.store.objects.path(oid)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    repo.remote_add("backup", str(tmp_path / "backup"))
+    with pytest.raises(CorruptObject):
+        repo.push("backup")
+    remote = Repository.open(tmp_path / "backup")
+    assert remote.ids() == [] and oid not in set(remote.store.objects)
+
+
+def test_remote_errors_are_clear(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"model")
+    _cli(store, "save", str(src))
+    assert (
+        "only directory remotes"
+        in runner.invoke(app, ["--store", str(store), "remote", "add", "s3", "s3://bucket/x"]).stderr
+    )
+    _cli(store, "push", code=2)  # no remote named origin
+    _cli(store, "remote", "add", "origin", str(tmp_path / "r"))
+    _cli(store, "remote", "add", "origin", str(tmp_path / "r2"), code=2)
+    _cli(store, "remote", "remove", "origin")
+    _cli(store, "remote", "remove", "origin", code=2)
+    _cli(store, "clone", str(tmp_path / "nothing-here"), str(tmp_path / "c"), code=2)
