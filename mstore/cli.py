@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
@@ -572,15 +573,11 @@ def _transfer_summary(verb: str, stats: TransferStats) -> str:
     return text
 
 
-def _transfer_json(stats: TransferStats) -> dict[str, Any]:
-    return {
-        "versions_sent": stats.versions_sent,
-        "versions_skipped": stats.versions_skipped,
-        "objects_sent": stats.objects_sent,
-        "objects_skipped": stats.objects_skipped,
-        "bytes_sent": stats.bytes_sent,
-        "tag_conflicts": stats.tag_conflicts,
-    }
+def _report_transfer(verb: str, stats: TransferStats, as_json: bool) -> None:
+    if as_json:
+        _emit_json(asdict(stats))
+    else:
+        typer.echo(_transfer_summary(verb, stats))
 
 
 RemoteArg = Annotated[str, typer.Argument(metavar="[NAME]", help="Remote name.")]
@@ -596,11 +593,7 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Send versions and their tags to a remote; only objects it lacks are copied."""
-    stats = _repo().push(remote, None if all_ else refs)
-    if as_json:
-        _emit_json(_transfer_json(stats))
-    else:
-        typer.echo(_transfer_summary("pushed", stats))
+    _report_transfer("pushed", _repo().push(remote, None if all_ else refs), as_json)
 
 
 @app.command()
@@ -611,11 +604,7 @@ def pull(
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch versions and their tags from a remote, verifying every object before it is stored."""
-    stats = _repo().pull(remote, None if all_ else refs)
-    if as_json:
-        _emit_json(_transfer_json(stats))
-    else:
-        typer.echo(_transfer_summary("pulled", stats))
+    _report_transfer("pulled", _repo().pull(remote, None if all_ else refs), as_json)
 
 
 @app.command()
@@ -625,11 +614,7 @@ def clone(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy a whole store into a new directory; the source becomes its remote `origin`."""
-    _, stats = Repository.clone(url, dest)
-    if as_json:
-        _emit_json(_transfer_json(stats))
-    else:
-        typer.echo(_transfer_summary(f"cloned into {dest}:", stats))
+    _report_transfer(f"cloned into {dest}:", Repository.clone(url, dest)[1], as_json)
 
 
 def run() -> None:
