@@ -112,6 +112,10 @@ class ObjectStore:
 
     def read(self, oid: str, expected_size: int | None = None, _depth: int = 0) -> bytes:
         """The object's content, decoded and verified against its id (never returns wrong bytes)."""
+        return self.read_with_blob(oid, expected_size, _depth)[0]
+
+    def read_with_blob(self, oid: str, expected_size: int | None = None, _depth: int = 0) -> tuple[bytes, bytes]:
+        """(content, the file as stored): one read, decoded and verified (for copying an object as is)."""
         if _depth > codec.MAX_DEPTH + 1:
             raise CorruptObject(f"object {oid}: delta chain is too long (or a cycle)")
         path = self.path(oid)
@@ -124,7 +128,7 @@ class ObjectStore:
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         if not self.envelopes:
-            return self._verified(oid, blob, expected_size)
+            return self._verified(oid, blob, expected_size), blob
 
         def load_base(base: str, size: int) -> bytes:
             header = codec.parse_header(blob)
@@ -138,7 +142,7 @@ class ObjectStore:
             raise CorruptObject(f"object {oid}: {exc}") from None
         except MissingObject as exc:
             raise MissingObject(f"object {oid} needs a delta base that is missing ({exc})") from None
-        return self._verified(oid, data, expected_size)
+        return self._verified(oid, data, expected_size), blob
 
     @staticmethod
     def _verified(oid: str, data: bytes, expected_size: int | None) -> bytes:
@@ -157,11 +161,6 @@ class ObjectStore:
         except OSError as exc:
             return f"object {oid} is unreadable: {exc.strerror}"
         return None
-
-    def stored_bytes(self, oid: str) -> bytes:
-        """The object file exactly as stored (raw or envelope), after checking it decodes to its id."""
-        self.read(oid)
-        return self.path(oid).read_bytes()
 
     def depth(self, oid: str) -> int:
         """How many deltas must be undone to read this object (0 for a raw or plainly compressed one)."""

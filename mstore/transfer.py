@@ -53,8 +53,8 @@ def transfer(src: Store, dst: Store, version_ids: list[str]) -> TransferStats:
                 if size is not None and dst.objects.has_intact(oid, size):
                     stats.objects_skipped += 1
                     continue
-                content = src.objects.read(oid)  # verified before it goes anywhere
-                stored = src.objects.stored_bytes(oid) if dst.objects.envelopes and src.objects.envelopes else None
+                content, blob = src.objects.read_with_blob(oid)  # verified before it goes anywhere
+                stored = blob if dst.objects.envelopes and src.objects.envelopes else None
                 if dst.objects.put(content, oid, stored):
                     stats.objects_sent += 1
                     stats.bytes_sent += len(stored) if stored is not None else len(content)
