@@ -24,6 +24,7 @@ from .errors import EXIT_PROBLEM, BadInput, MStoreError
 from .gc import DEFAULT_GRACE_SECONDS
 from .humanize import format_bytes, format_duration, parse_duration, parse_time, safe
 from .ingest import source_size
+from .manifest import KIND_FILE
 from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines
 from .repository import Repository
 from .transfer import TransferStats
@@ -358,8 +359,15 @@ def du(
 def checkout(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version to restore.")],
     output: Annotated[
-        Path, typer.Option("--output", "-o", metavar="PATH", help="Where to write the model (file or directory).")
-    ],
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Where to write the model. Default: a file into the current directory under its saved name; "
+            "a directory model as ./<its saved directory name>.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -367,6 +375,9 @@ def checkout(
     repo = _repo()
     vid = repo.resolve(ref)
     manifest = repo.manifest(vid)
+    if output is None:
+        saved_as = Path(str(repo.get(vid).get("original_path", ""))).name
+        output = Path(".") if manifest.kind == KIND_FILE else Path(saved_as or f"model-{vid}")
     with _progress(manifest.size, "checkout") as progress:
         written = repo.checkout(vid, output, force=force, progress=progress)
     if as_json:

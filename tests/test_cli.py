@@ -132,6 +132,24 @@ def test_full_workflow(cli: Cli, model: Path, tmp_path: Path) -> None:
     assert cli.json("fsck")["problems"] == []  # type: ignore[index]
 
 
+def test_checkout_defaults_to_the_saved_name_in_the_current_directory(
+    cli: Cli, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli("save", str(model))
+    tree = tmp_path / "hf-checkpoint"
+    tree.mkdir()
+    (tree / "config.json").write_text("{}")
+    cli("save", str(tree))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cli("checkout", "latest~1")
+    assert (work / "model.joblib").read_bytes() == model.read_bytes()
+    cli("checkout", "latest")
+    assert (work / "hf-checkpoint" / "config.json").read_text() == "{}"
+    cli("checkout", "latest~1", code=2)  # exists already: needs --force
+
+
 def test_directory_model(cli: Cli, tmp_path: Path) -> None:
     src = tmp_path / "hf"
     (src / "tokenizer").mkdir(parents=True)
