@@ -85,6 +85,10 @@ class MissingObject(IntegrityError):
     """An object a version needs is not in the store."""
 
 
+class DamagedDeltaBase(IntegrityError):
+    """An object is intact but is stored as a delta against an object that is damaged or missing."""
+
+
 class CorruptManifest(IntegrityError):
     """A manifest object does not decode to a valid manifest."""
 

@@ -155,7 +155,7 @@ def _verify_all(
 ) -> int:
     """Re-hash every object on disk, streamed, on all cores (blake3 and file reads release the GIL)."""
 
-    def check(oid: str) -> tuple[str, str | None, int]:
+    def check(oid: str) -> tuple[str, tuple[str, str] | None, int]:
         size = store.objects.size(oid)
         return oid, store.objects.verify(oid, sizes.get(oid)), size
 
@@ -166,7 +166,7 @@ def _verify_all(
             if progress:
                 progress(size)
             if problem:
-                add(Problem(ERROR, "corrupt-object", oid, problem, _vs(users, oid)))
+                add(Problem(ERROR, problem[0], oid, problem[1], _vs(users, oid)))
     return total
 
 

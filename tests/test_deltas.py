@@ -149,3 +149,30 @@ def test_a_damaged_parent_costs_the_deltas_not_the_save(tmp_path: Path, repo: Re
     assert second["mstore"]["delta_objects"] == 0
     assert repo.checkout("latest", tmp_path / "out.safetensors").read_bytes() == safetensors_bytes(_nudge(v1, 1))
     assert repo.fsck().damaged_versions == [first["timestamp"]]
+
+
+def test_a_quarantined_delta_base_heals_when_its_model_is_saved_again(tmp_path: Path, repo: Repository) -> None:
+    from typer.testing import CliRunner
+
+    from mstore.cli import app
+
+    v1 = _weights(0)
+    first = _save(repo, tmp_path / "m.safetensors", v1)
+    second = _save(repo, tmp_path / "m.safetensors", _nudge(v1, 1))
+    assert second["mstore"]["delta_objects"] >= 1
+    base = next(
+        repo.store.objects.delta_base(o)
+        for o in repo.manifest(second["timestamp"]).chunk_ids()
+        if repo.store.objects.delta_base(o)
+    )
+    path = repo.store.objects.path(base)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    result = CliRunner().invoke(app, ["--store", str(repo.root), "fsck", "--repair"])
+    assert result.exit_code == 1 and first["timestamp"] in result.stdout and second["timestamp"] in result.stdout
+    (tmp_path / "m.safetensors").write_bytes(safetensors_bytes(v1))
+    repo.save(tmp_path / "m.safetensors")  # the first model again: recreates the base
+    assert repo.fsck().ok
+    assert repo.checkout(second["timestamp"], tmp_path / "b.safetensors").read_bytes() == safetensors_bytes(
+        _nudge(v1, 1)
+    )
