@@ -112,10 +112,6 @@ class Encoder:
     def __init__(self, level: int = 1, opaque_level: int | None = None) -> None:
         self._tensor = zstandard.ZstdCompressor(level=level)
         self._opaque = self._tensor if opaque_level in (None, level) else zstandard.ZstdCompressor(level=opaque_level)
-        self._zstd = self._tensor
-
-    def compress(self, data: bytes) -> bytes:
-        return self._zstd.compress(data)
 
     def encode(
         self, data: bytes, width: int = 1, base: tuple[str, bytes, int] | None = None, *, tensor: bool = True
@@ -125,16 +121,16 @@ class Encoder:
         `width` > 1 groups bytes into planes (for float tensors); `base` = (id, bytes, depth) of the
         parent's same tensor, tried as an XOR delta and kept only when clearly smaller.
         """
-        self._zstd = self._tensor if tensor else self._opaque
+        compress = (self._tensor if tensor else self._opaque).compress
         n = len(data)
         candidates: list[bytes] = []
         if width > 1 and n % width == 0:
-            candidates.append(_envelope(GROUPED, width, n, self.compress(group(data, width))))
+            candidates.append(_envelope(GROUPED, width, n, compress(group(data, width))))
         else:
-            candidates.append(_envelope(ZSTD, 1, n, self.compress(data)))
+            candidates.append(_envelope(ZSTD, 1, n, compress(data)))
         if base is not None and len(base[1]) == n and base[2] < MAX_DEPTH:
             w = width if width > 1 and n % width == 0 else 1
-            delta = self.compress(group(xor(data, base[1]), w))
+            delta = compress(group(xor(data, base[1]), w))
             if len(delta) < 0.9 * len(candidates[0]):
                 candidates.append(_envelope(XOR_DELTA, w, n, delta, base[0], base[2] + 1))
         best = min(candidates, key=len)
