@@ -92,9 +92,16 @@ def _repo() -> Repository:
 
 
 @contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar on stderr for long work on a terminal; nothing when piped or quiet."""
-    if state.quiet or total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+def _progress(total_of: Callable[[], int], label: str) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr for long work on a terminal; nothing when piped or quiet.
+
+    `total_of` is only called when a bar could be shown, so piped runs never pay for sizing the work.
+    """
+    if state.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    total = total_of()
+    if total < PROGRESS_MIN_BYTES:
         yield None
         return
     from rich.console import Console
@@ -230,7 +237,7 @@ def save(
 
         check_tag_name(tag)  # before anything is written
     repo = Repository.init(state.store)
-    with _progress(_safe_size(path), "saving") as progress:
+    with _progress(lambda: _safe_size(path), "saving") as progress:
         result = repo.save(path, meta, message=message, parent=parent, progress=progress)
     vid = result["timestamp"]
     if tag is not None:
@@ -378,7 +385,7 @@ def checkout(
     if output is None:
         saved_as = Path(str(repo.get(vid).get("original_path", ""))).name
         output = Path(".") if manifest.kind == KIND_FILE else Path(saved_as or f"model-{vid}")
-    with _progress(manifest.size, "checkout") as progress:
+    with _progress(lambda: manifest.size, "checkout") as progress:
         written = repo.checkout(vid, output, force=force, progress=progress)
     if as_json:
         _emit_json({"version": vid, "path": str(written), "size": manifest.size})
@@ -449,7 +456,10 @@ def fsck(
     listed), 1 when errors were found.
     """
     repo = _repo()
-    total = 0 if quick else sum(repo.store.objects.size(o) for o in repo.store.objects)
+
+    def total() -> int:
+        return 0 if quick else sum(repo.store.objects.size(o) for o in repo.store.objects)
+
     with _progress(total, "verifying") as progress:
         report = repo.fsck(verify_data=not quick, progress=progress)
     quarantined = repo.quarantine(report) if repair else []
