@@ -25,6 +25,7 @@ from .gc import DEFAULT_GRACE_SECONDS
 from .humanize import format_bytes, format_duration, parse_duration, parse_time, safe
 from .ingest import source_size
 from .manifest import KIND_FILE
+from .refs import check_tag_name
 from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines
 from .repository import Repository
 from .transfer import TransferStats
@@ -233,8 +234,6 @@ def save(
             name, raw = _split_pair(item, "--metric")
             metrics[name] = _parse_number(raw)
     if tag is not None:
-        from .refs import check_tag_name
-
         check_tag_name(tag)  # before anything is written
     repo = Repository.init(state.store)
     with _progress(lambda: _safe_size(path), "saving") as progress:

@@ -24,7 +24,7 @@ import blake3
 from . import codec
 from .chunking import Chunker, Piece
 from .codec import Encoder
-from .errors import InvalidName, SourceChanged, SourceNotFound, UnsupportedSource
+from .errors import InvalidName, MStoreError, SourceChanged, SourceNotFound, UnsupportedSource
 from .manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
 from .objects import ObjectStore, hash_bytes
 
@@ -106,7 +106,7 @@ class _Writer:
             return None
         try:
             return base_oid, self.objects.read(base_oid, len(piece.data)), self.objects.depth(base_oid)
-        except Exception:  # an unreadable base only costs the delta, never the save
+        except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
             return None
 
 

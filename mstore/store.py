@@ -92,10 +92,9 @@ class Store:
         }
         if like is not None:
             config = {k: v for k, v in like.config.items() if k != "remotes"}
-        data = (json.dumps(config, indent=2) + "\n").encode()
         with fsutil.file_lock(root / "locks" / "write"):
             if not (root / CONFIG).exists():
-                fsutil.atomic_write(root / CONFIG, data)
+                fsutil.atomic_write(root / CONFIG, _config_bytes(config))
         return cls.open(root)
 
     @classmethod
@@ -122,7 +121,7 @@ class Store:
 
     def save_config(self) -> None:
         """Rewrite mstore.json atomically (callers hold the write lock)."""
-        fsutil.atomic_write(self.root / CONFIG, (json.dumps(self.config, indent=2) + "\n").encode())
+        fsutil.atomic_write(self.root / CONFIG, _config_bytes(self.config))
 
     def read_manifest(self, oid: str) -> Manifest:
         """A manifest object, hash-verified and strictly decoded."""
@@ -154,3 +153,7 @@ def manifest_id(meta: dict[str, Any], version_id: str) -> str:
         raise CorruptVersion(f"version_{version_id}: metadata has no valid mstore.manifest")
     assert isinstance(oid, str)
     return oid
+
+
+def _config_bytes(config: dict[str, Any]) -> bytes:
+    return (json.dumps(config, indent=2) + "\n").encode()

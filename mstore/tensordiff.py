@@ -22,6 +22,10 @@ _INT = {"I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U64": "<u8", "U32
 _UINT_OF_SIZE = {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}
 
 
+def _is_numeric(dtype: str) -> bool:
+    return dtype in _FLOAT or dtype == "BF16" or dtype in _INT
+
+
 def _values(raw: bytes, dtype: str) -> np.ndarray | None:
     """Element values as float64 for the numeric dtypes, None for the rest."""
     import numpy as np
@@ -73,7 +77,7 @@ def compare_tensor(a: Tensor, fa: StoredFile, b: Tensor, fb: StoredFile) -> dict
     if identical:
         return None
     row["changed_fraction"] = differing / max(a.length // itemsize, 1)
-    if _values(b"", a.dtype) is not None and sum_a2 > 0:
+    if _is_numeric(a.dtype) and sum_a2 > 0:
         rel = math.sqrt(sum_d2) / math.sqrt(sum_a2)
         row["rel_l2"] = rel if math.isfinite(rel) else None
     return row
