@@ -375,11 +375,17 @@ def checkout(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing files.")] = False,
+    remote: Annotated[
+        Optional[str],
+        typer.Option(
+            "--remote", metavar="NAME", help="Resolve REF on this remote and fetch the version first if needed."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore a version's model, verified bit-exact, to a path."""
     repo = _repo()
-    vid = repo.resolve(ref)
+    vid = repo.fetch(remote, ref) if remote else repo.resolve(ref)
     manifest = repo.manifest(vid)
     if output is None:
         saved_as = Path(str(repo.get(vid).get("original_path", ""))).name
@@ -447,14 +453,24 @@ def fsck(
     repair: Annotated[
         bool, typer.Option("--repair", help="Move corrupt objects to quarantine/ (nothing is patched).")
     ] = False,
+    remote: Annotated[
+        Optional[str], typer.Option("--remote", metavar="NAME", help="Check this remote instead of the local store.")
+    ] = None,
+    verify_data: Annotated[
+        bool, typer.Option("--verify-data", help="With --remote: also download and re-hash every object.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify the store: re-hash every object, check manifests, metadata and refs.
 
     Exit 0 when every version can be restored bit-exact (information such as unreachable objects may be
-    listed), 1 when errors were found.
+    listed), 1 when errors were found. With --remote, checks the remote's structure (versions, refs,
+    manifests, presence of every object), and with --verify-data its bytes too.
     """
     repo = _repo()
+    if remote is not None:
+        _fsck_remote(repo, remote, verify_data, as_json)
+        return
 
     def total() -> int:
         return 0 if quick else sum(repo.store.objects.size(o) for o in repo.store.objects)
@@ -483,18 +499,52 @@ def fsck(
         raise typer.Exit(EXIT_PROBLEM)
 
 
+def _fsck_remote(repo: Repository, remote: str, verify_data: bool, as_json: bool) -> None:
+    with _transfer_progress("verifying") as progress:
+        report = repo.fsck_remote(
+            remote, verify_data=verify_data, progress=progress.advance if progress is not None else None
+        )
+    if as_json:
+        _emit_json(asdict(report) | {"ok": report.ok})
+    else:
+        for p in report.problems:
+            label = _style(p.severity, "bad" if p.severity == "error" else "deco")
+            typer.echo(f"{label}: {safe(p.message)}")
+        checked = f", {report.objects_verified} re-hashed" if verify_data else " (structure; --verify-data reads all)"
+        errors = sum(p.severity == "error" for p in report.problems)
+        verdict = "ok" if report.ok else f"{errors} error(s)"
+        typer.echo(f"{report.url}: {report.versions} versions, {report.objects} objects{checked}: {verdict}")
+    if not report.ok:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
 @app.command()
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be freed; delete nothing.")] = False,
     grace: Annotated[
         str, typer.Option(metavar="DURATION", help="Keep unreferenced objects younger than this (e.g. 0, 30m, 2h, 7d).")
     ] = format_duration(DEFAULT_GRACE_SECONDS),
+    remote: Annotated[
+        Optional[str],
+        typer.Option("--remote", metavar="NAME", help="Collect on this remote (only ever when asked by name)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete objects that no version uses (and leftovers of interrupted commands)."""
     grace_seconds = parse_duration(grace)
     if grace_seconds == 0:
         _info("warning: --grace 0 deletes unreferenced objects however new they are")
+    if remote is not None:
+        remote_plan = _repo().gc_remote(remote, dry_run=dry_run, grace_seconds=grace_seconds)
+        if as_json:
+            _emit_json({"dry_run": dry_run, "remote": remote} | asdict(remote_plan))
+            return
+        verb = "would free" if dry_run else "freed"
+        count = len(remote_plan.garbage)
+        typer.echo(f"{remote}: {verb} {format_bytes(remote_plan.garbage_bytes)} in {count} objects")
+        if remote_plan.kept_young:
+            _info(f"kept {remote_plan.kept_young} unreferenced objects younger than {grace} (see --grace)")
+        return
     plan = _repo().gc(dry_run=dry_run, grace_seconds=grace_seconds)
     doc = {
         "dry_run": dry_run,
@@ -551,29 +601,46 @@ def prune(
     typer.echo(summary)
 
 
-remote_app = typer.Typer(cls=_Group, help="Manage remotes (directory paths; S3 is planned).", no_args_is_help=True)
+EndpointOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--endpoint-url",
+        metavar="URL",
+        help="S3 endpoint (MinIO, R2, Ceph…); default: AWS_ENDPOINT_URL or AWS itself.",
+    ),
+]
+
+
+remote_app = typer.Typer(
+    cls=_Group, help="Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories.", no_args_is_help=True
+)
 app.add_typer(remote_app, name="remote")
 
 
 @remote_app.command("add")
 def remote_add(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Remote name, e.g. origin.")],
-    url: Annotated[str, typer.Argument(metavar="URL", help="A directory (local or NFS path, or file://).")],
+    url: Annotated[
+        str, typer.Argument(metavar="URL", help="s3://BUCKET/PREFIX, or a directory (local or NFS path, file://).")
+    ],
+    endpoint_url: EndpointOpt = None,
 ) -> None:
-    """Register a remote."""
-    _repo().remote_add(name, url)
-    typer.echo(f"added remote {name} -> {url}")
+    """Register a remote. Credentials come from the usual AWS settings (environment, ~/.aws, AWS_PROFILE)."""
+    repo = _repo()
+    repo.remote_add(name, url, endpoint_url=endpoint_url)
+    typer.echo(f"added remote {name} -> {repo.remotes()[name]}")
 
 
 @remote_app.command("list")
 def remote_list(as_json: JsonOpt = False) -> None:
     """List remotes."""
-    remotes = _repo().remotes()
+    repo = _repo()
     if as_json:
-        _emit_json(remotes)
+        _emit_json(repo.remotes())
     else:
-        for name, url in remotes.items():
-            typer.echo(f"{name}  {url}")
+        for name, info in repo.remote_settings().items():
+            endpoint = f"  (endpoint {info['endpoint_url']})" if info.get("endpoint_url") else ""
+            typer.echo(f"{name}  {info['url']}{endpoint}")
 
 
 @remote_app.command("remove")
@@ -584,9 +651,13 @@ def remote_remove(name: Annotated[str, typer.Argument(metavar="NAME", help="Remo
 
 
 def _transfer_summary(verb: str, stats: TransferStats) -> str:
+    rate = (
+        f", {format_bytes(int(stats.bytes_sent / stats.seconds))}/s" if stats.seconds > 0 and stats.bytes_sent else ""
+    )
     text = (
-        f"{verb} {stats.versions_sent} version(s) ({stats.versions_skipped} already there), "
-        f"{stats.objects_sent} object(s) / {format_bytes(stats.bytes_sent)} sent, {stats.objects_skipped} skipped"
+        f"{verb} {stats.versions_sent} version(s) ({stats.versions_skipped} already there): "
+        f"{stats.objects_sent} object(s) / {format_bytes(stats.bytes_sent)} sent, {stats.objects_skipped} skipped, "
+        f"in {stats.seconds:.1f} s{rate}"
     )
     if stats.tag_conflicts:
         text += f"; tags left as they were on the other side: {', '.join(stats.tag_conflicts)}"
@@ -596,8 +667,46 @@ def _transfer_summary(verb: str, stats: TransferStats) -> str:
 def _report_transfer(verb: str, stats: TransferStats, as_json: bool) -> None:
     if as_json:
         _emit_json(asdict(stats))
-    else:
-        typer.echo(_transfer_summary(verb, stats))
+        return
+    typer.echo(_transfer_summary(verb, stats))
+    if stats.latest_moved_by_other:
+        _info(
+            f"note: the other side's latest is {stats.latest}, newer than what you sent (someone else pushed it); "
+            "your versions are there too"
+        )
+
+
+class _BarProgress:
+    """TransferProgress on a rich bar: the total is known only once the transfer has planned its work."""
+
+    def __init__(self, bar: Any, task: Any) -> None:
+        self.bar, self.task = bar, task
+
+    def start(self, total_bytes: int) -> None:
+        self.bar.update(self.task, total=total_bytes, completed=0)
+
+    def advance(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+
+
+@contextmanager
+def _transfer_progress(label: str) -> Iterator[_BarProgress | None]:
+    """A progress bar for network work on a terminal (its size is unknown until planned); none when piped."""
+    if state.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        yield _BarProgress(bar, bar.add_task(label, total=None))
 
 
 RemoteArg = Annotated[str, typer.Argument(metavar="[NAME]", help="Remote name.")]
@@ -612,8 +721,14 @@ def push(
     all_: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send versions and their tags to a remote; only objects it lacks are copied."""
-    _report_transfer("pushed", _repo().push(remote, None if all_ else refs), as_json)
+    """Send versions and their tags to a remote; only objects it lacks are uploaded.
+
+    Objects go first, then version records, then refs (by compare-and-swap), so nobody reading the
+    remote ever sees a version with missing objects; an interrupted push resumes when run again.
+    """
+    with _transfer_progress("pushing") as progress:
+        stats = _repo().push(remote, None if all_ else refs, progress=progress)
+    _report_transfer("pushed", stats, as_json)
 
 
 @app.command()
@@ -624,17 +739,22 @@ def pull(
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch versions and their tags from a remote, verifying every object before it is stored."""
-    _report_transfer("pulled", _repo().pull(remote, None if all_ else refs), as_json)
+    with _transfer_progress("pulling") as progress:
+        stats = _repo().pull(remote, None if all_ else refs, progress=progress)
+    _report_transfer("pulled", stats, as_json)
 
 
 @app.command()
 def clone(
-    url: Annotated[str, typer.Argument(metavar="URL", help="The store to copy (a directory).")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="The store to copy: s3://BUCKET/PREFIX or a directory.")],
     dest: Annotated[Path, typer.Argument(metavar="DIR", help="New store directory.")],
+    endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Copy a whole store into a new directory; the source becomes its remote `origin`."""
-    _report_transfer(f"cloned into {dest}:", Repository.clone(url, dest)[1], as_json)
+    with _transfer_progress("cloning") as progress:
+        stats = Repository.clone(url, dest, endpoint_url=endpoint_url, progress=progress)[1]
+    _report_transfer(f"cloned into {dest}:", stats, as_json)
 
 
 def run() -> None:

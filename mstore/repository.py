@@ -17,17 +17,21 @@ from . import compare as _compare
 from . import fsck as _fsck
 from . import gc as _gc
 from . import metadata as _metadata
-from .errors import BadInput, DestinationExists, TagExists, VersionIsTagged, VersionNotFound
+from . import remote_check as _remote_check
+from . import transfer as _transfer
+from .bucket import parse_s3_url
+from .errors import DestinationExists, StoreNotFound, TagExists, VersionIsTagged, VersionNotFound
 from .ingest import ingest
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
 from .refs import check_tag_name
+from .remotes import Remote, open_remote, remote_path, tag_of
 from .restore import restore
 from .retention import PrunePlan, plan_prune
-from .revparse import resolve
+from .revparse import resolve, resolve_in
 from .store import Store
-from .transfer import TransferStats, transfer
+from .transfer import TransferProgress, TransferStats
 from .usage import disk_usage, shared_bytes
 from .versions import next_version_id, parse_id_time
 
@@ -169,20 +173,27 @@ class Repository:
                 self._remove_locked(version_id, force=False)
         return plan, self.gc(grace_seconds=grace_seconds)
 
-    # -- remotes (directory remotes today; S3 is issue #6) ------------------------------------
+    # -- remotes ---------------------------------------------------------------------------------
 
     def remotes(self) -> dict[str, str]:
-        remotes = self.store.config.get("remotes") or {}
-        return {name: str(info.get("url")) for name, info in sorted(remotes.items()) if isinstance(info, dict)}
+        return {name: str(info.get("url")) for name, info in self._remote_configs().items()}
 
-    def remote_add(self, name: str, url: str) -> None:
+    def remote_settings(self) -> dict[str, dict[str, Any]]:
+        """name -> {"url": …, "endpoint_url": … (when one was given)}."""
+        return {name: dict(info) for name, info in self._remote_configs().items()}
+
+    def _remote_configs(self) -> dict[str, dict[str, Any]]:
+        remotes = self.store.config.get("remotes") or {}
+        return {name: info for name, info in sorted(remotes.items()) if isinstance(info, dict)}
+
+    def remote_add(self, name: str, url: str, *, endpoint_url: str | None = None) -> None:
         check_tag_name(name)
-        _remote_path(url)  # validate before recording it
+        url = _normalise_remote_url(url)
         with self.store.write_lock():
             remotes = self.store.config.setdefault("remotes", {})
             if name in remotes:
                 raise TagExists(f"remote {name!r} already exists")
-            remotes[name] = {"url": url}
+            remotes[name] = {"url": url, **({"endpoint_url": endpoint_url} if endpoint_url else {})}
             self.store.save_config()
 
     def remote_remove(self, name: str) -> None:
@@ -193,33 +204,67 @@ class Repository:
             del remotes[name]
             self.store.save_config()
 
-    def _remote(self, name: str, *, create: bool) -> Store:
-        url = self.remotes().get(name)
-        if url is None:
-            raise VersionNotFound(f"no remote named {name!r} (add one with `mstore remote add {name} PATH`)")
-        path = _remote_path(url)
-        return Store.init(path, like=self.store) if create else Store.open(path)
+    def remote(self, name: str) -> Remote:
+        info = self._remote_configs().get(name)
+        if info is None:
+            raise VersionNotFound(f"no remote named {name!r} (add one with `mstore remote add {name} URL`)")
+        return open_remote(str(info["url"]), endpoint_url=info.get("endpoint_url"))
 
-    def push(self, remote: str = "origin", refs: list[str] | None = None) -> TransferStats:
+    def push(
+        self, remote: str = "origin", refs: list[str] | None = None, *, progress: TransferProgress | None = None
+    ) -> TransferStats:
         """Send versions (all by default) and their tags to a remote; only what it lacks travels."""
         ids = [self.resolve(r) for r in refs] if refs else self.ids()
-        return transfer(self.store, self._remote(remote, create=True), sorted(set(ids)))
+        return _transfer.push(self.store, self.remote(remote), sorted(set(ids)), progress=progress)
 
-    def pull(self, remote: str = "origin", refs: list[str] | None = None) -> TransferStats:
+    def pull(
+        self, remote: str = "origin", refs: list[str] | None = None, *, progress: TransferProgress | None = None
+    ) -> TransferStats:
         """Fetch versions (all by default) and their tags from a remote, verifying every object."""
-        other = self._remote(remote, create=False)
-        ids = [resolve(other, r) for r in refs] if refs else other.versions.ids()
-        return transfer(other, self.store, sorted(set(ids)))
+        other = self.remote(remote)
+        ids = other.version_ids()
+        if refs:
+            ids = [resolve_in(r, ids, lambda name: tag_of(other, name)) for r in refs]
+        return _transfer.pull(other, self.store, sorted(set(ids)), progress=progress)
+
+    def fetch(self, remote: str, ref: str) -> str:
+        """Pull the one version `ref` names on the remote (if it is not here yet); returns its ID."""
+        other = self.remote(remote)
+        vid = resolve_in(ref, other.version_ids(), lambda name: tag_of(other, name))
+        if not self.store.versions.exists(vid):
+            _transfer.pull(other, self.store, [vid])
+        return vid
 
     @classmethod
-    def clone(cls, url: str, dest: str | os.PathLike[str]) -> tuple[Repository, TransferStats]:
+    def clone(
+        cls,
+        url: str,
+        dest: str | os.PathLike[str],
+        *,
+        endpoint_url: str | None = None,
+        progress: TransferProgress | None = None,
+    ) -> tuple[Repository, TransferStats]:
         """A new store at `dest` with every version of `url`, which becomes its remote `origin`."""
-        source = Store.open(_remote_path(url))
-        if Path(dest).exists() and any(Path(dest).iterdir()):
+        url = _normalise_remote_url(url)
+        source = open_remote(url, endpoint_url=endpoint_url)
+        config = source.config()
+        if config is None:
+            raise StoreNotFound(f"{url}: no mstore store there (nothing was pushed yet)")
+        if Path(dest).exists() and (not Path(dest).is_dir() or any(Path(dest).iterdir())):
             raise DestinationExists(f"{dest} exists and is not empty")
-        repo = cls(Store.init(Path(dest), like=source))
-        repo.remote_add("origin", str(_remote_path(url).resolve()))
-        return repo, repo.pull("origin")
+        repo = cls(Store.init(Path(dest), like=config))
+        repo.remote_add("origin", url, endpoint_url=endpoint_url)
+        return repo, repo.pull("origin", progress=progress)
+
+    def fsck_remote(
+        self, remote: str, *, verify_data: bool = False, progress: Progress | None = None
+    ) -> _remote_check.RemoteReport:
+        return _remote_check.check(self.remote(remote), verify_data=verify_data, progress=progress)
+
+    def gc_remote(
+        self, remote: str, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS
+    ) -> _remote_check.RemoteGcPlan:
+        return _remote_check.collect(self.remote(remote), grace_seconds=grace_seconds, dry_run=dry_run)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
         return _gc.collect(self.store, grace_seconds=grace_seconds, dry_run=dry_run)
@@ -330,10 +375,9 @@ class Repository:
             return _fsck.quarantine(self.store, report)
 
 
-def _remote_path(url: str) -> Path:
-    """A directory remote's path (`/path`, `file:///path`); other schemes are not supported yet."""
-    if url.startswith("file://"):
-        return Path(url[len("file://") :])
-    if "://" in url:
-        raise BadInput(f"remote {url!r}: only directory remotes are supported so far (S3 is planned)")
-    return Path(url)
+def _normalise_remote_url(url: str) -> str:
+    """Validate a remote URL; a directory path is made absolute so the remote works from anywhere."""
+    if url.startswith("s3://"):
+        parse_s3_url(url)
+        return url
+    return str(remote_path(url).resolve())

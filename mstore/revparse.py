@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .errors import AmbiguousReference, VersionNotFound
 from .refs import RESERVED_NAMES, check_ref_syntax
 from .store import Store
@@ -12,11 +14,22 @@ MAX_LISTED = 5
 
 def resolve(store: Store, ref: str) -> str:
     """Resolve `ref` against the published versions; raises VersionNotFound / AmbiguousReference."""
+
+    def tag_of(name: str) -> str | None:
+        return store.refs.tag(name) if (store.refs.tags_dir / name).exists() else None
+
+    return resolve_in(ref, store.versions.ids(), tag_of)
+
+
+def resolve_in(ref: str, ids: list[str], tag_of: Callable[[str], str | None]) -> str:
+    """Resolve `ref` against `ids` (oldest first), `tag_of(name)` giving a tag's target or None if no such tag.
+
+    Works for any set of versions: the local store's, or a remote's.
+    """
     check_ref_syntax(ref)
     base, _, back = ref.partition("~")
     steps = int(back) if back else 0
-    ids = store.versions.ids()
-    version_id = _resolve_base(store, base, ids)
+    version_id = _resolve_base(base, ids, tag_of)
     if steps:
         index = ids.index(version_id) - steps
         if index < 0:
@@ -25,16 +38,17 @@ def resolve(store: Store, ref: str) -> str:
     return version_id
 
 
-def _resolve_base(store: Store, base: str, ids: list[str]) -> str:
+def _resolve_base(base: str, ids: list[str], tag_of: Callable[[str], str | None]) -> str:
     if base in RESERVED_NAMES:  # `latest` is the newest published version (refs/latest mirrors it)
         if not ids:
             raise VersionNotFound("the store has no versions yet")
         return ids[-1]
-    if not base.startswith(PREFIX) and (store.refs.tags_dir / base).exists():
-        target = store.refs.tag(base)
-        if target is None or target not in ids:
-            raise VersionNotFound(f"tag {base!r} names version {target}, which does not exist")
-        return target
+    if not base.startswith(PREFIX):
+        target = tag_of(base)
+        if target is not None:
+            if target not in ids:
+                raise VersionNotFound(f"tag {base!r} names version {target}, which does not exist")
+            return target
     wanted = base[len(PREFIX) :] if base.startswith(PREFIX) else base
     if wanted in ids:
         return wanted

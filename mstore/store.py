@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,10 +61,11 @@ class Store:
         )
 
     @classmethod
-    def init(cls, root: Path, like: Store | None = None) -> Store:
+    def init(cls, root: Path, like: Store | Mapping[str, Any] | None = None) -> Store:
         """Create a store at `root` (an empty or new directory); opening an existing store is fine.
 
-        `like` copies another store's format, chunker and compression, so the two dedup against each other.
+        `like` (a store or its config) gives the format, chunker and compression, so the two dedup
+        against each other.
         """
         root = Path(root)
         if (root / CONFIG).exists():
@@ -91,7 +92,11 @@ class Store:
             },
         }
         if like is not None:
-            config = {k: v for k, v in like.config.items() if k != "remotes"}
+            source = like.config if isinstance(like, Store) else like
+            config = {k: v for k, v in source.items() if k != "remotes"}
+            fmt = config.get("format")
+            if not isinstance(fmt, int) or fmt > STORE_FORMAT:
+                raise UnsupportedFormat(f"the other store uses format {config.get('format')!r}: upgrade mstore")
         with fsutil.file_lock(root / "locks" / "write"):
             if not (root / CONFIG).exists():
                 fsutil.atomic_write(root / CONFIG, _config_bytes(config))

@@ -1,21 +1,55 @@
-"""Copy versions between two stores, in the order that keeps the receiving side consistent:
-objects first (verified on the way, written as stored, fsynced), then the version records (one rename
-each), then refs. A reader of the receiving store never sees a version whose objects are not all there,
-and an interrupted transfer simply resumes: what already arrived is skipped.
+"""Move versions between the local store and a remote, in the order that keeps the receiving side consistent.
 
-Today the other store is a directory (a local or NFS path); S3-compatible remotes are issue #6.
+Push: objects the remote lacks (one listing tells which; each verified before it leaves) -> the version
+record (committed last) -> refs by compare-and-swap. Pull: every object decoded and hashed before it
+enters the local store (a corrupt remote object is reported, never stored) -> the version (one rename)
+-> refs. A reader on either side never sees a version whose objects are not all there, and an
+interrupted transfer resumes: what already arrived is skipped. Objects travel on a bounded pool of
+threads with a bounded window, so memory stays at a few objects per worker.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
-from .errors import BadInput, MStoreError
+from . import codec
+from .bucket import PreconditionFailed
+from .errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
+from .manifest import Manifest
+from .metadata import loads as load_metadata
+from .objects import hash_bytes
+from .refs import LATEST, check_tag_name
+from .remotes import Remote, VersionConflict
 from .store import Store, manifest_id
 
+WORKERS = 8  # requests in flight; object storage rewards concurrency far more than local disks do
 
-class VersionConflict(MStoreError):
-    """Both stores hold a version with this ID, with different content."""
+
+def default_workers() -> int:
+    """WORKERS, or MSTORE_TRANSFER_WORKERS when set (1 to 64)."""
+    try:
+        return max(1, min(64, int(os.environ.get("MSTORE_TRANSFER_WORKERS", WORKERS))))
+    except ValueError:
+        return WORKERS
+
+
+CAS_ATTEMPTS = 20
+
+T = TypeVar("T")
+__all__ = ["TransferStats", "VersionConflict", "push", "pull", "needed_objects"]
+
+
+class TransferProgress(Protocol):
+    def start(self, total_bytes: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
 
 
 @dataclass
@@ -25,6 +59,9 @@ class TransferStats:
     objects_sent: int = 0
     objects_skipped: int = 0
     bytes_sent: int = 0
+    seconds: float = 0.0
+    latest: str | None = None  # what `latest` names on the receiving side afterwards
+    latest_moved_by_other: bool = False  # a newer version pushed by someone else stayed `latest`
     tag_conflicts: list[str] = field(default_factory=list)
 
 
@@ -35,42 +72,220 @@ def needed_objects(store: Store, version_id: str) -> set[str]:
     return store.objects.closure({moid, *store.read_manifest(moid).chunk_ids()})
 
 
-def transfer(src: Store, dst: Store, version_ids: list[str]) -> TransferStats:
-    """Copy `version_ids` (and the tags naming them) from `src` to `dst`."""
-    if src.config.get("chunker") != dst.config.get("chunker"):
-        raise BadInput("the two stores cut models differently (chunker settings differ); clone instead")
-    stats = TransferStats()
-    with dst.gc_lock():  # the receiving gc must not sweep objects before their version lands
+def check_compatible(local: dict[str, Any], remote: dict[str, Any], url: str) -> None:
+    if local.get("chunker") != remote.get("chunker"):
+        raise BadInput(
+            f"{url} cuts models differently (chunker settings differ), so nothing would dedup; "
+            "use a new remote, or clone it into a new store"
+        )
+
+
+def stored_form(content: bytes, blob: bytes, source_envelopes: bool, target_envelopes: bool) -> bytes:
+    """The bytes to store on the receiving side: encodings travel as they are between format-2 stores."""
+    if not target_envelopes:
+        return content
+    return blob if source_envelopes else codec.as_raw(content)
+
+
+def run_bounded(items: Iterable[T], fn: Callable[[T], None], workers: int) -> None:
+    """`fn` over `items` on `workers` threads with at most 2 x workers in flight; the first error stops it."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mstore-transfer") as pool:
+        pending: set[Future[None]] = set()
+        try:
+            for item in items:
+                if len(pending) >= 2 * workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        f.result()
+                pending.add(pool.submit(fn, item))
+            for f in pending:
+                f.result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+def _ref_cas(remote: Remote, name: str, decide: Callable[[str | None], str | None]) -> str | None:
+    """Compare-and-swap `name`: `decide(current)` returns the new target or None to leave it."""
+    for _ in range(CAS_ATTEMPTS):
+        current, token = remote.get_ref(name)
+        new = decide(current)
+        if new is None or new == current:
+            return current
+        try:
+            remote.set_ref(name, new, token)
+            return new
+        except PreconditionFailed:
+            time.sleep(0.01)  # someone else moved it between our read and write: read again
+    raise PreconditionFailed(f"{remote.url}: refs/{name} keeps changing under us; try again")
+
+
+def _create_only(target: str, current: str | None) -> str | None:
+    return target if current is None else None
+
+
+def push(
+    store: Store,
+    remote: Remote,
+    version_ids: list[str],
+    *,
+    progress: TransferProgress | None = None,
+    workers: int | None = None,
+) -> TransferStats:
+    """Send `version_ids` (and the tags naming them) to `remote`; only the objects it lacks travel."""
+    started, stats, workers = time.monotonic(), TransferStats(), workers or default_workers()
+    remote_config = remote.initialise(store.config)
+    check_compatible(store.config, remote_config, remote.url)
+    target_envelopes = int(remote_config["format"]) >= 2
+    with remote.lock("push"):
+        present = set(remote.object_index())
+        on_remote = set(remote.version_ids())
+        plan: list[tuple[str, bytes, list[str]]] = []
         for vid in version_ids:
-            meta_bytes = src.versions.raw_metadata(vid)
-            if dst.versions.exists(vid):
-                if dst.versions.read(vid).get("model_hash") != src.versions.read(vid).get("model_hash"):
+            meta = store.versions.raw_metadata(vid)
+            if vid in on_remote:
+                if remote.raw_version(vid) != meta:
                     raise VersionConflict(f"version {vid} exists on both sides with different content")
                 stats.versions_skipped += 1
                 continue
-            for oid in sorted(needed_objects(src, vid)):
-                size = src.objects.claimed_size(oid)
-                if size is not None and dst.objects.has_intact(oid, size):
-                    stats.objects_skipped += 1
-                    continue
-                content, blob = src.objects.read_with_blob(oid)  # verified before it goes anywhere
-                stored = blob if dst.objects.envelopes and src.objects.envelopes else None
-                if dst.objects.put(content, oid, stored):
-                    stats.objects_sent += 1
-                    stats.bytes_sent += len(stored) if stored is not None else len(content)
-            dst.objects.sync()
-            with dst.write_lock():
-                if not dst.versions.exists(vid):
-                    dst.versions.publish(dst.versions.stage(meta_bytes), vid)
-                    stats.versions_sent += 1
-                dst.refs.set_latest(dst.versions.ids()[-1])
-    with dst.write_lock():
-        for name, target in sorted(src.refs.tags().items()):
-            if target not in version_ids:
-                continue
-            current = dst.refs.tag(name)
-            if current is None:
-                dst.refs.set_tag(name, target)
-            elif current != target:
+            needed = needed_objects(store, vid)
+            todo = sorted(needed - present)
+            present.update(todo)  # a later version sharing them needs them only once
+            stats.objects_skipped += len(needed) - len(todo)
+            plan.append((vid, meta, todo))
+        if progress is not None:
+            progress.start(sum(store.objects.size(oid) for _, _, todo in plan for oid in todo))
+
+        def send(oid: str) -> None:
+            content, blob = store.objects.read_with_blob(oid)  # verified: a corrupt object never leaves
+            stored = stored_form(content, blob, store.objects.envelopes, target_envelopes)
+            sent = remote.put_object(oid, content, stored)
+            with counting:
+                stats.objects_sent += 1
+                stats.bytes_sent += sent
+            if progress is not None:
+                progress.advance(len(blob))
+
+        counting = threading.Lock()
+        for vid, meta, todo in plan:
+            run_bounded(todo, send, workers)
+            if remote.publish_version(vid, meta):
+                stats.versions_sent += 1
+            else:
+                stats.versions_skipped += 1
+
+        if version_ids:
+            newest = max(version_ids)
+            stats.latest = _ref_cas(remote, LATEST, lambda cur: newest if cur is None or cur < newest else None)
+            stats.latest_moved_by_other = stats.latest is not None and stats.latest > newest
+        wanted = set(version_ids)
+        for name, target in sorted(store.refs.tags().items()):
+            if target in wanted and _ref_cas(remote, f"tags/{name}", partial(_create_only, target)) != target:
                 stats.tag_conflicts.append(name)
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+class _Fetcher:
+    """Downloads objects into the local store, each decoded and hashed first; delta bases come first."""
+
+    def __init__(self, remote: Remote, store: Store, stats: TransferStats, progress: TransferProgress | None) -> None:
+        config = remote.config() or {}
+        self.remote, self.store, self.stats, self.progress = remote, store, stats, progress
+        self.source_envelopes = int(config.get("format", 2)) >= 2
+        self._counting = threading.Lock()
+
+    def _count(self, sent: int, stored: int, logical: int) -> None:
+        with self._counting:
+            self.stats.objects_sent += sent
+            self.stats.objects_skipped += 1 - sent
+            self.stats.bytes_sent += stored
+        if self.progress is not None:
+            self.progress.advance(logical)
+
+    def content(self, oid: str, size: int | None) -> bytes:
+        """The object's verified content, from the local store if it is there and intact, else downloaded."""
+        if self.store.objects.claimed_size(oid) not in (None, -1):
+            try:
+                return self.store.objects.read(oid, size)
+            except IntegrityError:
+                pass  # a damaged local copy: the remote's good one replaces it
+        return self._download(oid, size)
+
+    def ensure(self, oid: str, size: int) -> None:
+        if self.store.objects.has_intact(oid, size):
+            self._count(0, 0, size)
+        else:
+            self._download(oid, size)
+
+    def _download(self, oid: str, size: int | None) -> bytes:
+        blob = self.remote.get_object(oid)
+        try:
+            if len(blob) > codec.MAX_OBJECT + 64:
+                raise CorruptObject("larger than any object mstore writes")
+            content = codec.decode(blob, size, self.content) if self.source_envelopes else blob
+            if (size is not None and len(content) != size) or hash_bytes(content) != oid:
+                raise CorruptObject("its bytes do not match its hash")
+        except CorruptObject as exc:
+            raise CorruptObject(f"{self.remote.url}: object {oid} is corrupt ({exc}); it was not stored") from None
+        stored = stored_form(content, blob, self.source_envelopes, self.store.objects.envelopes)
+        self.store.objects.put(content, oid, stored)
+        self._count(1, len(blob), len(content))
+        return content
+
+
+def pull(
+    remote: Remote,
+    store: Store,
+    version_ids: list[str],
+    *,
+    progress: TransferProgress | None = None,
+    workers: int | None = None,
+) -> TransferStats:
+    """Fetch `version_ids` (and the tags naming them) from `remote`, verifying every object."""
+    started, stats, workers = time.monotonic(), TransferStats(), workers or default_workers()
+    remote_config = remote.config()
+    if remote_config is None:
+        raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
+    check_compatible(store.config, remote_config, remote.url)
+    fetch = _Fetcher(remote, store, stats, progress)
+    with store.gc_lock():  # the local gc must not sweep objects before their version lands
+        plan: list[tuple[str, bytes, Manifest]] = []
+        for vid in version_ids:
+            meta = remote.raw_version(vid)
+            if store.versions.exists(vid):
+                if store.versions.raw_metadata(vid) != meta:
+                    raise VersionConflict(f"version {vid} exists on both sides with different content")
+                stats.versions_skipped += 1
+                continue
+            manifest = Manifest.decode(fetch.content(manifest_id(load_metadata(meta, f"version_{vid}"), vid), None))
+            plan.append((vid, meta, manifest))
+        if progress is not None:
+            progress.start(sum(f.size for _, _, m in plan for f in m.files))
+        for vid, meta, manifest in plan:
+            chunks = {c.oid: c.size for f in manifest.files for c in f.chunks}
+            run_bounded(sorted(chunks.items()), lambda item: fetch.ensure(*item), workers)
+            store.objects.sync()
+            with store.write_lock():
+                if not store.versions.exists(vid):
+                    store.versions.publish(store.versions.stage(meta), vid)
+                    stats.versions_sent += 1
+                store.refs.set_latest(store.versions.ids()[-1])
+        stats.latest = store.refs.latest()
+        wanted = set(version_ids)
+        with store.write_lock():
+            for name in remote.tag_names():
+                try:
+                    target = remote.get_ref(f"tags/{check_tag_name(name)}")[0]
+                except (BadInput, IntegrityError):
+                    continue
+                if target not in wanted:
+                    continue
+                current = store.refs.tag(name)
+                if current is None:
+                    store.refs.set_tag(name, target)
+                elif current != target:
+                    stats.tag_conflicts.append(name)
+    stats.seconds = time.monotonic() - started
     return stats

@@ -50,6 +50,17 @@ def checksum_line(data: bytes) -> bytes:
     return f"{blake3.blake3(data).hexdigest()}  {METADATA}\n".encode()
 
 
+def verified_metadata(version_id: str, data: bytes, recorded: bytes) -> dict[str, Any]:
+    """Parse metadata.json's bytes after checking them against metadata.b3's (wherever both came from)."""
+    where = f"{PREFIX}{version_id}"
+    if recorded != checksum_line(data):
+        raise CorruptVersion(f"{where}: {METADATA} does not match {CHECKSUM} (edited or damaged)")
+    meta = metadata.loads(data, where)
+    if meta.get("timestamp") != version_id:
+        raise CorruptVersion(f"{where}: metadata timestamp {meta.get('timestamp')!r} does not match")
+    return meta
+
+
 class VersionStore:
     """The `version_*` directories at the store root; staging and trash live in `tmp/`."""
 
@@ -85,12 +96,7 @@ class VersionStore:
             if not directory.is_dir():
                 raise VersionNotFound(f"version {version_id} does not exist") from None
             raise CorruptVersion(f"{where}: {METADATA} or {CHECKSUM} is missing") from None
-        if recorded != checksum_line(data):
-            raise CorruptVersion(f"{where}: {METADATA} does not match {CHECKSUM} (edited or damaged)")
-        meta = metadata.loads(data, where)
-        if meta.get("timestamp") != version_id:
-            raise CorruptVersion(f"{where}: metadata timestamp {meta.get('timestamp')!r} does not match")
-        return meta
+        return verified_metadata(version_id, data, recorded)
 
     def raw_metadata(self, version_id: str) -> bytes:
         """metadata.json's exact bytes, verified (for copying a version to another store unchanged)."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from mstore import Repository
+
+from s3helpers import moto_server, s3_client
 
 settings.register_profile(
     "default",
@@ -22,3 +26,30 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 @pytest.fixture
 def repo(tmp_path: Path) -> Repository:
     return Repository.init(tmp_path / "store")
+
+
+# -- a real S3 API on 127.0.0.1 ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The S3 server's URL: the one `.ci/run` started (MSTORE_TEST_S3_ENDPOINT), or a moto server of our own."""
+    given = os.environ.get("MSTORE_TEST_S3_ENDPOINT")
+    if given:
+        yield given
+        return
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty bucket on the test server, with the AWS settings a user would export."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"mstore-{uuid.uuid4().hex[:16]}"
+    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/team/models"

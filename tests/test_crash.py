@@ -14,10 +14,11 @@ from pathlib import Path
 
 import blake3
 import pytest
-from reliability import assert_consistent, content_hash, leftovers, run_in_child
 
 from mstore import Repository, fsutil
 from mstore.chunking import MIN_CHUNK_SIZE
+
+from reliability import assert_consistent, content_hash, leftovers, run_in_child
 
 KILLS = int(os.environ.get("MSTORE_KILLS", "200"))
 CHUNK = 16 * MIN_CHUNK_SIZE  # 64 KiB

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import blake3
 import pytest
-from reliability import assert_consistent, content_hash, leftovers
 from typer.testing import CliRunner
 
 from mstore import Repository, fsutil
 from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.cli import app
 from mstore.errors import MStoreError
+
+from reliability import assert_consistent, content_hash, leftovers
 
 CHUNK = 4 * MIN_CHUNK_SIZE
 FLIPS = 1000

@@ -16,11 +16,12 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
-from reliability import run_in_child
 
 from mstore import Repository, fsutil
 from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.errors import MStoreError, VersionIsTagged
+
+from reliability import run_in_child
 
 CHUNK = MIN_CHUNK_SIZE
 blocks = st.lists(st.sampled_from([b"A" * CHUNK, b"B" * CHUNK, b"C" * 100, b"D" * CHUNK]), max_size=4).map(b"".join)

@@ -93,10 +93,12 @@ def test_remote_errors_are_clear(tmp_path: Path) -> None:
     src = tmp_path / "m.bin"
     src.write_bytes(b"model")
     _cli(store, "save", str(src))
-    assert (
-        "only directory remotes"
-        in runner.invoke(app, ["--store", str(store), "remote", "add", "s3", "s3://bucket/x"]).stderr
-    )
+    bad = runner.invoke(app, ["--store", str(store), "remote", "add", "x", "ftp://host/x"])
+    assert bad.exit_code == 2 and "use s3://BUCKET/PREFIX" in bad.stderr
+    bad = runner.invoke(app, ["--store", str(store), "remote", "add", "x", "s3:///nobucket"])
+    assert bad.exit_code == 2 and "not an S3 URL" in bad.stderr
+    bad = runner.invoke(app, ["--store", str(store), "remote", "add", "x", "s3://bkt/a/../b"])
+    assert bad.exit_code == 2 and "'..'" in bad.stderr
     _cli(store, "push", code=2)  # no remote named origin
     _cli(store, "remote", "add", "origin", str(tmp_path / "r"))
     _cli(store, "remote", "add", "origin", str(tmp_path / "r2"), code=2)

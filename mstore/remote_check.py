@@ -1,0 +1,216 @@
+"""`fsck --remote` and `gc --remote`: check and clean a remote through the `Remote` interface only.
+
+fsck reads every ref and version record, downloads and hash-checks every manifest, and checks that every
+chunk and delta base a version needs is present (object headers are read for the bases); with
+`verify_data` it downloads, decodes and hashes every object too. gc marks from every committed version,
+keeps anything younger than the grace period, never runs while a push does (the remote's lock), and
+deletes only with an explicit `gc --remote NAME`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import codec
+from .errors import CorruptObject, IntegrityError, MissingObject
+from .manifest import Manifest
+from .metadata import loads as load_metadata
+from .objects import hash_bytes
+from .refs import LATEST
+from .remotes import Remote
+from .store import manifest_id
+from .transfer import WORKERS, run_bounded
+
+
+@dataclass
+class Problem:
+    code: str  # missing-object, corrupt-object, corrupt-version, corrupt-ref, dangling-ref, pending-version
+    message: str
+    severity: str = "error"  # or "info": nothing is lost (an interrupted push, for instance)
+
+
+@dataclass
+class RemoteReport:
+    url: str
+    versions: int = 0
+    objects: int = 0
+    objects_verified: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+class _Reader:
+    """Verified reads of remote objects: decoded (bases fetched from the remote too) and hashed."""
+
+    def __init__(self, remote: Remote, envelopes: bool) -> None:
+        self.remote, self.envelopes = remote, envelopes
+
+    def content(self, oid: str, size: int | None = None, depth: int = 0) -> bytes:
+        if depth > 4 * codec.MAX_DEPTH:
+            raise CorruptObject(f"object {oid}: delta chain is too long (or a cycle)")
+        blob = self.remote.get_object(oid)
+        if not self.envelopes:
+            data = blob
+        else:
+            try:
+                data = codec.decode(blob, size, lambda base, n: self.content(base, n, depth + 1))
+            except CorruptObject as exc:
+                raise CorruptObject(f"{self.remote.url}: object {oid}: {exc}") from None
+        if (size is not None and len(data) != size) or hash_bytes(data) != oid:
+            raise CorruptObject(f"{self.remote.url}: object {oid} is corrupt (its bytes do not match its hash)")
+        return data
+
+    def base(self, oid: str) -> str | None:
+        if not self.envelopes:
+            return None
+        try:
+            header = codec.parse_header(self.remote.object_header(oid))
+        except CorruptObject:
+            return None  # the data check reports it
+        return header.base if header else None
+
+
+def _needed(remote: Remote, reader: _Reader, report: RemoteReport | None) -> tuple[dict[str, int | None], set[str]]:
+    """Every object the committed versions need (id -> content size when known), and the version IDs."""
+    needed: dict[str, int | None] = {}
+    ids = remote.version_ids()
+    for vid in ids:
+        try:
+            meta = load_metadata(remote.raw_version(vid), f"version_{vid}")
+            moid = manifest_id(meta, vid)
+            needed[moid] = None
+            manifest = Manifest.decode(reader.content(moid))
+        except MissingObject as exc:
+            if report is None:
+                raise
+            report.problems.append(Problem("missing-object", f"version {vid}: {exc}"))
+            continue
+        except IntegrityError as exc:
+            if report is None:
+                raise
+            report.problems.append(Problem("corrupt-version", f"version {vid}: {exc}"))
+            continue
+        for f in manifest.files:
+            for chunk in f.chunks:
+                needed[chunk.oid] = chunk.size
+    return needed, set(ids)
+
+
+def _with_bases(remote: Remote, reader: _Reader, oids: set[str], present: set[str], workers: int) -> dict[str, str]:
+    """Delta bases of `oids` (transitively), as object -> base, reading each present object's header once."""
+    bases: dict[str, str] = {}
+    lock = threading.Lock()
+    todo = sorted(o for o in oids if o in present)
+    seen = set(todo)
+    found: list[tuple[str, str]] = []
+
+    def look(oid: str) -> None:
+        base = reader.base(oid)
+        if base is not None:
+            with lock:
+                found.append((oid, base))
+
+    while todo:
+        found.clear()
+        run_bounded(todo, look, workers)
+        todo = []
+        for oid, base in found:
+            bases[oid] = base
+            if base not in seen and base in present:
+                seen.add(base)
+                todo.append(base)
+    return bases
+
+
+def check(
+    remote: Remote, *, verify_data: bool = False, workers: int = WORKERS, progress: Callable[[int], None] | None = None
+) -> RemoteReport:
+    report = RemoteReport(remote.url)
+    config = remote.config()
+    if config is None:
+        report.problems.append(Problem("no-store", f"{remote.url}: no mstore store there"))
+        return report
+    reader = _Reader(remote, int(config["format"]) >= 2)
+    index = remote.object_index()
+    report.objects = len(index)
+    needed, ids = _needed(remote, reader, report)
+    report.versions = len(ids)
+    for vid in remote.pending_version_ids():
+        report.problems.append(
+            Problem("pending-version", f"version {vid} was being pushed when the push stopped; push again", "info")
+        )
+    for name in [LATEST] + [f"tags/{t}" for t in remote.tag_names()]:
+        try:
+            target = remote.get_ref(name)[0]
+        except IntegrityError as exc:
+            report.problems.append(Problem("corrupt-ref", str(exc)))
+            continue
+        if target is not None and target not in ids:
+            report.problems.append(Problem("dangling-ref", f"refs/{name} names {target}, which is not on the remote"))
+    bases = _with_bases(remote, reader, set(needed), set(index), workers)
+    for oid, base in bases.items():
+        needed.setdefault(base, None)
+        if base not in index:
+            report.problems.append(Problem("missing-object", f"delta base {base} of object {oid} is missing"))
+    for oid in sorted(needed):
+        if oid not in index:
+            report.problems.append(Problem("missing-object", f"object {oid} is missing"))
+    if verify_data:
+        lock = threading.Lock()
+
+        def verify(item: tuple[str, int | None]) -> None:
+            oid, size = item
+            try:
+                data = reader.content(oid, size)
+            except IntegrityError as exc:
+                with lock:
+                    report.problems.append(Problem("corrupt-object", str(exc)))
+                return
+            with lock:
+                report.objects_verified += 1
+            if progress is not None:
+                progress(len(data))
+
+        run_bounded(sorted((o, s) for o, s in needed.items() if o in index), verify, workers)
+    return report
+
+
+@dataclass
+class RemoteGcPlan:
+    live: int = 0
+    garbage: list[str] = field(default_factory=list)
+    garbage_bytes: int = 0
+    kept_young: int = 0
+    deleted: bool = False
+
+
+def collect(remote: Remote, *, grace_seconds: float, dry_run: bool = False, workers: int = WORKERS) -> RemoteGcPlan:
+    """Delete objects no committed version needs, older than the grace period, while no push runs."""
+    config = remote.config()
+    if config is None:
+        return RemoteGcPlan()
+    reader = _Reader(remote, int(config["format"]) >= 2)
+    with remote.lock("gc"):
+        index = remote.object_index()
+        needed, _ = _needed(remote, reader, None)  # any unreadable version stops gc: fail closed
+        live = set(needed)
+        live.update(_with_bases(remote, reader, live, set(index), workers).values())
+        now, plan = time.time(), RemoteGcPlan(live=len(live))
+        for oid, entry in sorted(index.items()):
+            if oid in live:
+                continue
+            if now - entry.modified < grace_seconds:
+                plan.kept_young += 1
+                continue
+            plan.garbage.append(oid)
+            plan.garbage_bytes += entry.size
+        if not dry_run:
+            run_bounded(plan.garbage, remote.delete_object, workers)
+            plan.deleted = True
+    return plan

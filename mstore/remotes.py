@@ -1,0 +1,412 @@
+"""Remotes: another store that versions travel to and from, behind one small interface.
+
+`Remote` is what push, pull, clone, `fsck --remote` and `gc --remote` need from the other side. Two
+implementations hold the same layout as a local store (`mstore.json`, `objects/ab/cd…`,
+`version_<ID>/metadata.json` + `metadata.b3`, `refs/latest`, `refs/tags/<name>`):
+
+- `DirectoryRemote`: a store in a local or NFS directory, written with the local store's own machinery
+  (temp file + fsync + rename, a version published by one rename, flock for refs and gc);
+- `BucketRemote`: the same keys in a `Bucket` (S3 or in memory). A bucket has no rename and no lock,
+  so: a version is committed by its `metadata.b3` key, written only after `metadata.json` (and
+  readers list only committed versions); refs change by compare-and-swap (conditional puts); pushes
+  and gc announce themselves with lock keys under `locks/` and refuse to overlap.
+
+One contract suite (tests/test_remote_contract.py) holds every implementation to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from pathlib import Path
+from typing import Any, Protocol
+
+from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError
+from .errors import BadInput, CorruptVersion, MissingObject, MStoreError, StoreNotFound, VersionNotFound
+from .objects import check_oid, is_oid
+from .refs import LATEST, VERSION_ID_RE, check_tag_name, decode_ref, encode_ref
+from .store import CONFIG, Store
+from .versions import CHECKSUM, METADATA, PREFIX, checksum_line, verified_metadata
+
+HEADER_BYTES = 64  # enough for any object envelope header (codec.py)
+LOCK_STALE_SECONDS = 30 * 60  # a lock key not refreshed for this long belongs to a dead process
+LOCK_REFRESH_SECONDS = 5 * 60
+
+
+class VersionConflict(MStoreError):
+    """Both stores hold a version with this ID, with different content."""
+
+
+class RemoteBusy(MStoreError):
+    """A gc is running on the remote while we push, or a push while we gc."""
+
+
+class Remote(Protocol):
+    url: str
+
+    def config(self) -> dict[str, Any] | None:
+        """The remote's mstore.json, or None if nothing was ever pushed there."""
+        ...
+
+    def initialise(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Create the remote with `config` unless it exists; returns the config it has."""
+        ...
+
+    def object_index(self) -> dict[str, Entry]:
+        """Every object on the remote: id -> (stored size, last modified)."""
+        ...
+
+    def get_object(self, oid: str) -> bytes:
+        """The object as stored (unverified: callers decode and hash it); raises MissingObject."""
+        ...
+
+    def object_header(self, oid: str) -> bytes:
+        """The object's first bytes (enough to read its envelope header); raises MissingObject."""
+        ...
+
+    def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
+        """Store a verified object: `blob` in the remote's format (see transfer.stored_form), `content` what
+        it decodes to. Returns the bytes sent (0 when a directory remote already had it)."""
+        ...
+
+    def delete_object(self, oid: str) -> None: ...
+
+    def version_ids(self) -> list[str]:
+        """Committed versions, oldest first."""
+        ...
+
+    def pending_version_ids(self) -> list[str]:
+        """Versions whose record is being written (a push in progress or interrupted): gc keeps their objects."""
+        ...
+
+    def raw_version(self, version_id: str) -> bytes:
+        """metadata.json's bytes, verified against metadata.b3; VersionNotFound / CorruptVersion."""
+        ...
+
+    def publish_version(self, version_id: str, meta: bytes) -> bool:
+        """Commit a version record after all its objects are there; False if it already was, the same."""
+        ...
+
+    def get_ref(self, name: str) -> tuple[str | None, Any]:
+        """(version ID or None, a token for `set_ref`); `name` is `latest` or `tags/<tag>`."""
+        ...
+
+    def set_ref(self, name: str, version_id: str, expected: Any) -> None:
+        """Point `name` at `version_id` if it still holds what `get_ref` returned; else PreconditionFailed."""
+        ...
+
+    def tag_names(self) -> list[str]: ...
+
+    def lock(self, kind: str) -> AbstractContextManager[None]:
+        """`push` (many may run together) or `gc` (alone): raises RemoteBusy when the other kind runs."""
+        ...
+
+
+def ref_key(name: str) -> str:
+    if name == LATEST:
+        return f"refs/{LATEST}"
+    kind, _, tag = name.partition("/")
+    if kind != "tags":
+        raise BadInput(f"unknown ref {name!r}")
+    return f"refs/tags/{check_tag_name(tag)}"
+
+
+def tag_of(remote: Remote, name: str) -> str | None:
+    """A tag's target on the remote, or None if there is no such tag (or `name` cannot be a tag)."""
+    try:
+        check_tag_name(name)
+    except BadInput:
+        return None
+    return remote.get_ref(f"tags/{name}")[0]
+
+
+class DirectoryRemote:
+    """A store in a directory, changed only through the local store's crash-safe operations."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = str(path)
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            try:
+                self._store = Store.open(self.path)
+            except StoreNotFound:
+                raise StoreNotFound(f"remote {self.url}: no mstore store there (push to it first)") from None
+        return self._store
+
+    def config(self) -> dict[str, Any] | None:
+        return dict(self.store.config) if (self.path / CONFIG).exists() else None
+
+    def initialise(self, config: dict[str, Any]) -> dict[str, Any]:
+        self._store = Store.init(self.path, like=config)
+        return dict(self._store.config)
+
+    def object_index(self) -> dict[str, Entry]:
+        out = {}
+        for oid in self.store.objects:
+            try:
+                st = self.store.objects.path(oid).stat()
+            except FileNotFoundError:
+                continue
+            out[oid] = Entry(oid, st.st_size, st.st_mtime)
+        return out
+
+    def get_object(self, oid: str) -> bytes:
+        try:
+            return self.store.objects.path(oid).read_bytes()
+        except FileNotFoundError:
+            raise MissingObject(f"{self.url}: object {oid} is missing") from None
+
+    def object_header(self, oid: str) -> bytes:
+        try:
+            with open(self.store.objects.path(oid), "rb") as f:
+                return f.read(HEADER_BYTES)
+        except FileNotFoundError:
+            raise MissingObject(f"{self.url}: object {oid} is missing") from None
+
+    def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
+        stored = blob if self.store.objects.envelopes else None
+        if not self.store.objects.put(content, oid, stored):
+            return 0
+        return len(stored if stored is not None else content)
+
+    def delete_object(self, oid: str) -> None:
+        self.store.objects.delete(oid)
+
+    def version_ids(self) -> list[str]:
+        return self.store.versions.ids()
+
+    def pending_version_ids(self) -> list[str]:
+        return []  # a directory version appears by one rename: never half there
+
+    def raw_version(self, version_id: str) -> bytes:
+        return self.store.versions.raw_metadata(version_id)
+
+    def publish_version(self, version_id: str, meta: bytes) -> bool:
+        self.store.objects.sync()
+        with self.store.write_lock():
+            if self.store.versions.exists(version_id):
+                if self.store.versions.raw_metadata(version_id) != meta:
+                    raise VersionConflict(f"version {version_id} exists on both sides with different content")
+                return False
+            self.store.versions.publish(self.store.versions.stage(meta), version_id)
+            return True
+
+    def get_ref(self, name: str) -> tuple[str | None, Any]:
+        path = self.path / ref_key(name)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return decode_ref(raw, ref_key(name)), raw
+
+    def set_ref(self, name: str, version_id: str, expected: Any) -> None:
+        with self.store.write_lock():
+            if self.get_ref(name)[1] != expected:
+                raise PreconditionFailed(f"{self.url}: {ref_key(name)} changed since it was read")
+            if name == LATEST:
+                self.store.refs.set_latest(version_id)
+            else:
+                self.store.refs.set_tag(name.partition("/")[2], version_id)
+
+    def tag_names(self) -> list[str]:
+        return self.store.refs.tag_names()
+
+    def lock(self, kind: str) -> AbstractContextManager[None]:
+        return self.store.gc_lock(exclusive=kind == "gc")
+
+
+class BucketRemote:
+    """The store layout as keys in a bucket (S3 or memory)."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
+        self.url = bucket.url
+
+    def config(self) -> dict[str, Any] | None:
+        try:
+            raw = self.bucket.get(CONFIG)
+        except KeyMissing:
+            return None
+        try:
+            config = json.loads(raw)
+        except ValueError:
+            raise StoreNotFound(f"{self.url}/{CONFIG} is not a valid mstore config") from None
+        if not isinstance(config, dict) or not isinstance(config.get("format"), int) or "chunker" not in config:
+            raise StoreNotFound(f"{self.url}/{CONFIG} is not a valid mstore config")
+        return config
+
+    def initialise(self, config: dict[str, Any]) -> dict[str, Any]:
+        existing = self.config()
+        if existing is not None:
+            return existing
+        data = (json.dumps({k: v for k, v in config.items() if k != "remotes"}, indent=2) + "\n").encode()
+        with suppress(PreconditionFailed):  # someone else initialised it at the same moment: use theirs
+            self.bucket.put(CONFIG, data, if_absent=True)
+        found = self.config()
+        assert found is not None
+        return found
+
+    @staticmethod
+    def _object_key(oid: str) -> str:
+        check_oid(oid)
+        return f"objects/{oid[:2]}/{oid[2:]}"
+
+    def object_index(self) -> dict[str, Entry]:
+        out = {}
+        for entry in self.bucket.list("objects/"):
+            parts = entry.key.split("/")
+            if len(parts) == 3 and len(parts[1]) == 2 and is_oid(parts[1] + parts[2]):
+                out[parts[1] + parts[2]] = entry
+        return out
+
+    def get_object(self, oid: str) -> bytes:
+        try:
+            return self.bucket.get(self._object_key(oid))
+        except KeyMissing:
+            raise MissingObject(f"{self.url}: object {oid} is missing") from None
+
+    def object_header(self, oid: str) -> bytes:
+        try:
+            return self.bucket.get_range(self._object_key(oid), 0, HEADER_BYTES)
+        except KeyMissing:
+            raise MissingObject(f"{self.url}: object {oid} is missing") from None
+
+    def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
+        self.bucket.put(self._object_key(oid), blob)
+        return len(blob)
+
+    def delete_object(self, oid: str) -> None:
+        self.bucket.delete(self._object_key(oid))
+
+    def _version_keys(self) -> tuple[set[str], set[str]]:
+        records, committed = set(), set()
+        for entry in self.bucket.list(PREFIX):
+            name, _, leaf = entry.key.partition("/")
+            vid = name[len(PREFIX) :]
+            if not VERSION_ID_RE.fullmatch(vid):
+                continue
+            if leaf == METADATA:
+                records.add(vid)
+            elif leaf == CHECKSUM:
+                committed.add(vid)
+        return records, committed
+
+    def version_ids(self) -> list[str]:
+        return sorted(self._version_keys()[1])
+
+    def pending_version_ids(self) -> list[str]:
+        records, committed = self._version_keys()
+        return sorted(records - committed)
+
+    def raw_version(self, version_id: str) -> bytes:
+        if not VERSION_ID_RE.fullmatch(version_id):
+            raise VersionNotFound(f"{version_id!r} is not a version ID")
+        where = f"{PREFIX}{version_id}"
+        try:
+            recorded = self.bucket.get(f"{where}/{CHECKSUM}")
+        except KeyMissing:
+            raise VersionNotFound(f"version {version_id} does not exist on {self.url}") from None
+        try:
+            data = self.bucket.get(f"{where}/{METADATA}")
+        except KeyMissing:
+            raise CorruptVersion(f"{self.url}: {where}/{METADATA} is missing") from None
+        verified_metadata(version_id, data, recorded)
+        return data
+
+    def publish_version(self, version_id: str, meta: bytes) -> bool:
+        """metadata.json (create-only), then metadata.b3, the commit point; a rerun finishes a half-written one."""
+        where = f"{PREFIX}{version_id}"
+        try:
+            self.bucket.put(f"{where}/{METADATA}", meta, if_absent=True)
+        except PreconditionFailed:
+            if self.bucket.get(f"{where}/{METADATA}") != meta:
+                raise VersionConflict(f"version {version_id} exists on both sides with different content") from None
+        try:
+            self.bucket.put(f"{where}/{CHECKSUM}", checksum_line(meta), if_absent=True)
+        except PreconditionFailed:
+            return False
+        return True
+
+    def get_ref(self, name: str) -> tuple[str | None, Any]:
+        key = ref_key(name)
+        found = self.bucket.get_with_etag(key)
+        if found is None:
+            return None, None
+        return decode_ref(found[0], f"{self.url}: {key}"), found[1]
+
+    def set_ref(self, name: str, version_id: str, expected: Any) -> None:
+        key, data = ref_key(name), encode_ref(version_id)
+        if expected is None:
+            self.bucket.put(key, data, if_absent=True)
+        else:
+            self.bucket.put(key, data, if_match=str(expected))
+
+    def tag_names(self) -> list[str]:
+        return sorted(e.key[len("refs/tags/") :] for e in self.bucket.list("refs/tags/"))
+
+    @contextmanager
+    def lock(self, kind: str) -> Iterator[None]:
+        """Announce ourselves under locks/, then look: a gc runs alone, pushes run together.
+
+        Both sides write first and list second, and a bucket is strongly consistent, so of a push and a
+        gc that start together at least one sees the other and stops (both may; then both retry later).
+        A background thread refreshes the key; one not refreshed for LOCK_STALE_SECONDS is ignored.
+        """
+        key = f"locks/{kind}-{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(6)}"
+
+        def write() -> None:
+            body = json.dumps({"kind": kind, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+            self.bucket.put(key, body.encode())
+
+        write()
+        stop = threading.Event()
+        try:
+            entries = list(self.bucket.list("locks/"))
+            now = max((e.modified for e in entries if e.key == key), default=time.time())  # the bucket's clock
+            others = [e.key[len("locks/") :] for e in entries if e.key != key and now - e.modified < LOCK_STALE_SECONDS]
+            if kind == "gc" and others:
+                raise RemoteBusy(f"{self.url}: another mstore is using the remote ({', '.join(others)}); try later")
+            if kind != "gc" and any(o.startswith("gc-") for o in others):
+                raise RemoteBusy(f"{self.url}: a gc is running on the remote; try again when it is done")
+
+            def refresh() -> None:
+                while not stop.wait(LOCK_REFRESH_SECONDS):
+                    with suppress(RemoteError):  # the next refresh tries again; staleness takes 30 minutes
+                        write()
+
+            threading.Thread(target=refresh, daemon=True, name=f"mstore-lock-{kind}").start()
+            yield
+        finally:
+            stop.set()
+            with suppress(RemoteError):  # left behind, it goes stale
+                self.bucket.delete(key)
+
+
+def open_remote(url: str, *, endpoint_url: str | None = None, workers: int = 8) -> Remote:
+    """A remote from its URL: `s3://bucket/prefix`, `file:///path` or a plain path."""
+    if url.startswith("s3://"):
+        from .s3 import S3Bucket  # boto3 loads only when an S3 remote is used
+
+        endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        return BucketRemote(S3Bucket(url, endpoint_url=endpoint_url, workers=workers))
+    return DirectoryRemote(remote_path(url))
+
+
+def remote_path(url: str) -> Path:
+    if url.startswith("file://"):
+        return Path(url[len("file://") :])
+    if "://" in url:
+        raise BadInput(f"remote {url!r}: use s3://BUCKET/PREFIX, file:///PATH or a directory path")
+    if not url:
+        raise BadInput("the remote URL is empty")
+    return Path(url)

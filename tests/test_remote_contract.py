@@ -1,0 +1,226 @@
+"""One contract for every storage backend: the `Remote` implementations (directory, in-memory bucket, S3 on
+a real local S3 server) and the `Bucket` implementations under them (memory, S3) must behave alike."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mstore import codec
+from mstore.bucket import Bucket, KeyMissing, MemoryBucket, PreconditionFailed
+from mstore.errors import CorruptVersion, MissingObject, VersionNotFound
+from mstore.metadata import dumps
+from mstore.objects import hash_bytes
+from mstore.remotes import BucketRemote, DirectoryRemote, Remote, RemoteBusy, VersionConflict
+from mstore.s3 import S3Bucket
+from mstore.store import Store
+
+from s3helpers import s3_client, split
+
+KINDS = ["directory", "memory", "s3"]
+
+
+@pytest.fixture(params=KINDS)
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Remote]:
+    if request.param == "directory":
+        yield DirectoryRemote(tmp_path / "remote")
+    elif request.param == "memory":
+        yield BucketRemote(MemoryBucket())
+    else:
+        url = request.getfixturevalue("s3_url")
+        yield BucketRemote(S3Bucket(url, endpoint_url=request.getfixturevalue("s3_endpoint")))
+
+
+@pytest.fixture(params=["memory", "s3"])
+def bucket(request: pytest.FixtureRequest) -> Bucket:
+    if request.param == "memory":
+        return MemoryBucket()
+    url = request.getfixturevalue("s3_url")
+    return S3Bucket(
+        url, endpoint_url=request.getfixturevalue("s3_endpoint"), multipart_threshold=6 << 20, part_size=5 << 20
+    )
+
+
+def _config(tmp_path: Path) -> dict[str, object]:
+    return dict(Store.init(tmp_path / "local").config)
+
+
+def _meta(vid: str) -> bytes:
+    return dumps({"timestamp": vid, "mstore": {"manifest": "0" * 64}, "accuracy": 0.5})
+
+
+def test_initialise_is_create_once(remote: Remote, tmp_path: Path) -> None:
+    assert remote.config() is None
+    config = _config(tmp_path)
+    assert remote.initialise(config)["chunker"] == config["chunker"]
+    other = dict(config, chunker={"kind": "fixed", "size": 1024})
+    assert remote.initialise(other)["chunker"] == config["chunker"]  # the first one stays
+
+
+def test_objects_round_trip_and_listing(remote: Remote, tmp_path: Path) -> None:
+    remote.initialise(_config(tmp_path))
+    contents = [b"", b"x" * 10, bytes(range(256)) * 300]
+    for content in contents:
+        oid = hash_bytes(content)
+        blob = codec.as_raw(content)
+        assert remote.put_object(oid, content, blob) == len(blob)
+        assert remote.get_object(oid) == blob
+        assert remote.object_header(oid) == blob[:64]
+    index = remote.object_index()
+    assert set(index) == {hash_bytes(c) for c in contents}
+    assert index[hash_bytes(contents[2])].size == len(contents[2])
+    missing = hash_bytes(b"never stored")
+    with pytest.raises(MissingObject):
+        remote.get_object(missing)
+    remote.delete_object(hash_bytes(contents[1]))
+    assert hash_bytes(contents[1]) not in remote.object_index()
+
+
+def test_versions_commit_once_and_conflicts_are_refused(remote: Remote, tmp_path: Path) -> None:
+    remote.initialise(_config(tmp_path))
+    vid = "20261126_101500"
+    assert remote.version_ids() == []
+    with pytest.raises(VersionNotFound):
+        remote.raw_version(vid)
+    assert remote.publish_version(vid, _meta(vid)) is True
+    assert remote.version_ids() == [vid]
+    assert remote.raw_version(vid) == _meta(vid)
+    assert remote.publish_version(vid, _meta(vid)) is False  # a rerun changes nothing
+    with pytest.raises(VersionConflict):
+        remote.publish_version(vid, dumps({"timestamp": vid, "mstore": {"manifest": "1" * 64}}))
+    assert remote.raw_version(vid) == _meta(vid)
+
+
+def test_refs_change_only_by_compare_and_swap(remote: Remote, tmp_path: Path) -> None:
+    remote.initialise(_config(tmp_path))
+    assert remote.get_ref("latest") == (None, None)
+    remote.set_ref("latest", "20261126_101500", None)
+    with pytest.raises(PreconditionFailed):
+        remote.set_ref("latest", "20261126_101501", None)  # create-only, but it exists
+    current, token = remote.get_ref("latest")
+    assert current == "20261126_101500"
+    remote.set_ref("latest", "20261126_101502", token)
+    with pytest.raises(PreconditionFailed):
+        remote.set_ref("latest", "20261126_101503", token)  # stale token: someone moved it meanwhile
+    assert remote.get_ref("latest")[0] == "20261126_101502"
+    remote.set_ref("tags/prod", "20261126_101500", None)
+    assert remote.tag_names() == ["prod"] and remote.get_ref("tags/prod")[0] == "20261126_101500"
+
+
+def test_racing_compare_and_swap_loses_no_update(remote: Remote, tmp_path: Path) -> None:
+    """Threads each advance `latest` to their own version by read-then-CAS; the newest always wins."""
+    remote.initialise(_config(tmp_path))
+    from mstore.transfer import _ref_cas
+
+    ids = [f"20261126_1015{i:02d}" for i in range(8)]
+    barrier = threading.Barrier(len(ids))
+
+    def advance(vid: str) -> None:
+        barrier.wait()
+        _ref_cas(remote, "latest", lambda cur: vid if cur is None or cur < vid else None)
+
+    threads = [threading.Thread(target=advance, args=(vid,)) for vid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert remote.get_ref("latest")[0] == max(ids)
+
+
+@pytest.mark.parametrize("kind", ["memory", "s3"])
+def test_bucket_remote_half_written_version_is_invisible_then_finished(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    bucket: Bucket = (
+        MemoryBucket()
+        if kind == "memory"
+        else S3Bucket(request.getfixturevalue("s3_url"), endpoint_url=request.getfixturevalue("s3_endpoint"))
+    )
+    remote = BucketRemote(bucket)
+    remote.initialise(_config(tmp_path))
+    vid = "20261126_101500"
+    bucket.put(f"version_{vid}/metadata.json", _meta(vid))  # a push killed before its commit point
+    assert remote.version_ids() == [] and remote.pending_version_ids() == [vid]
+    assert remote.publish_version(vid, _meta(vid)) is True
+    assert remote.version_ids() == [vid] and remote.pending_version_ids() == []
+    bucket.put(f"version_{vid}/metadata.json", _meta(vid) + b" ")
+    with pytest.raises(CorruptVersion):
+        remote.raw_version(vid)
+
+
+@pytest.mark.parametrize("kind", ["memory", "s3"])
+def test_bucket_remote_push_and_gc_never_overlap(kind: str, request: pytest.FixtureRequest) -> None:
+    bucket: Bucket = (
+        MemoryBucket()
+        if kind == "memory"
+        else S3Bucket(request.getfixturevalue("s3_url"), endpoint_url=request.getfixturevalue("s3_endpoint"))
+    )
+    remote = BucketRemote(bucket)
+    with remote.lock("push"), remote.lock("push"), pytest.raises(RemoteBusy, match="another mstore"):  # noqa: SIM117
+        with remote.lock("gc"):  # pushes run together, gc runs alone
+            pass
+    with remote.lock("gc"), pytest.raises(RemoteBusy, match="a gc is running"), remote.lock("push"):
+        pass
+    assert list(bucket.list("locks/")) == []  # every lock key was removed again
+
+
+# -- the bucket contract --------------------------------------------------------------------------
+
+
+def test_bucket_get_put_and_conditions(bucket: Bucket) -> None:
+    with pytest.raises(KeyMissing):
+        bucket.get("refs/latest")
+    assert bucket.get_with_etag("refs/latest") is None
+    etag = bucket.put("refs/latest", b"one", if_absent=True)
+    with pytest.raises(PreconditionFailed):
+        bucket.put("refs/latest", b"two", if_absent=True)
+    assert bucket.get_with_etag("refs/latest") == (b"one", etag)
+    new = bucket.put("refs/latest", b"two", if_match=etag)
+    with pytest.raises(PreconditionFailed):
+        bucket.put("refs/latest", b"three", if_match=etag)
+    assert bucket.get_with_etag("refs/latest") == (b"two", new)
+    assert bucket.get_range("refs/latest", 1, 10) == b"wo"
+    bucket.delete("refs/latest")
+    bucket.delete("refs/latest")  # deleting what is gone is fine
+    assert bucket.get_with_etag("refs/latest") is None
+
+
+def test_bucket_listing_is_prefix_scoped_and_sorted(bucket: Bucket) -> None:
+    for key in ["objects/ab/2", "objects/aa/1", "objectsX", "refs/latest"]:
+        bucket.put(key, key.encode())
+    assert [e.key for e in bucket.list("objects/")] == ["objects/aa/1", "objects/ab/2"]
+    assert [e.size for e in bucket.list("objects/aa/")] == [len("objects/aa/1")]
+
+
+def test_bucket_large_values_go_up_whole(bucket: Bucket) -> None:
+    """Above the multipart threshold (6 MiB here for S3) a value goes up in parts and comes back exact."""
+    data = bytes(range(256)) * (13 << 12)  # 13 MiB: three parts
+    etag = bucket.put("objects/big", data, if_absent=True)
+    assert bucket.get("objects/big") == data
+    with pytest.raises(PreconditionFailed):
+        bucket.put("objects/big", b"small", if_absent=True)
+    assert bucket.get_with_etag("objects/big") == (data, etag)
+    if isinstance(bucket, S3Bucket):
+        assert bucket.requests["put"] >= 5  # create + 3 parts + complete
+
+
+@given(st.binary(max_size=4096))
+def test_memory_bucket_round_trips_any_bytes(data: bytes) -> None:
+    bucket = MemoryBucket()
+    bucket.put("k", data)
+    assert bucket.get("k") == data and [e.size for e in bucket.list("k")] == [len(data)]
+
+
+def test_s3_prefixes_keep_remotes_apart(s3_url: str, s3_endpoint: str) -> None:
+    a = S3Bucket(s3_url + "/a", endpoint_url=s3_endpoint)
+    b = S3Bucket(s3_url + "/b", endpoint_url=s3_endpoint)
+    a.put("refs/latest", b"a")
+    assert b.get_with_etag("refs/latest") is None
+    bucket, prefix = split(s3_url)
+    keys = [o["Key"] for o in s3_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == [f"{prefix}a/refs/latest"]
