@@ -451,7 +451,12 @@ def fsck(
         bool, typer.Option("--quick", help="Check structure and sizes only; do not re-hash object data.")
     ] = False,
     repair: Annotated[
-        bool, typer.Option("--repair", help="Move corrupt objects to quarantine/ (nothing is patched).")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Move corrupt objects to quarantine/ (nothing is patched). With --remote: upload this store's "
+            "good copies of the remote's missing or corrupt objects.",
+        ),
     ] = False,
     remote: Annotated[
         Optional[str], typer.Option("--remote", metavar="NAME", help="Check this remote instead of the local store.")
@@ -469,7 +474,7 @@ def fsck(
     """
     repo = _repo()
     if remote is not None:
-        _fsck_remote(repo, remote, verify_data, as_json)
+        _fsck_remote(repo, remote, verify_data, repair, as_json)
         return
 
     def total() -> int:
@@ -499,13 +504,14 @@ def fsck(
         raise typer.Exit(EXIT_PROBLEM)
 
 
-def _fsck_remote(repo: Repository, remote: str, verify_data: bool, as_json: bool) -> None:
+def _fsck_remote(repo: Repository, remote: str, verify_data: bool, repair: bool, as_json: bool) -> None:
     with _transfer_progress("verifying") as progress:
         report = repo.fsck_remote(
             remote, verify_data=verify_data, progress=progress.advance if progress is not None else None
         )
+    repaired, unrepairable = repo.repair_remote(remote, report) if repair else ([], [])
     if as_json:
-        _emit_json(asdict(report) | {"ok": report.ok})
+        _emit_json(asdict(report) | {"ok": report.ok, "repaired": repaired, "not_repairable": unrepairable})
     else:
         for p in report.problems:
             label = _style(p.severity, "bad" if p.severity == "error" else "deco")
@@ -514,6 +520,10 @@ def _fsck_remote(repo: Repository, remote: str, verify_data: bool, as_json: bool
         errors = sum(p.severity == "error" for p in report.problems)
         verdict = "ok" if report.ok else f"{errors} error(s)"
         typer.echo(f"{report.url}: {report.versions} versions, {report.objects} objects{checked}: {verdict}")
+        if repaired:
+            typer.echo(f"uploaded good copies of {len(repaired)} object(s) from this store; run fsck again to confirm")
+        if unrepairable:
+            typer.echo(f"{len(unrepairable)} object(s) are not in this store either: {', '.join(unrepairable)}")
     if not report.ok:
         raise typer.Exit(EXIT_PROBLEM)
 
@@ -651,13 +661,14 @@ def remote_remove(name: Annotated[str, typer.Argument(metavar="NAME", help="Remo
 
 
 def _transfer_summary(verb: str, stats: TransferStats) -> str:
-    rate = (
-        f", {format_bytes(int(stats.bytes_sent / stats.seconds))}/s" if stats.seconds > 0 and stats.bytes_sent else ""
-    )
+    rate = ""
+    if stats.seconds > 0 and stats.bytes_sent:
+        rate = f", {format_bytes(int(stats.bytes_sent / stats.seconds))}/s"
+    moved = "uploaded" if verb == "pushed" else "downloaded"
     text = (
         f"{verb} {stats.versions_sent} version(s) ({stats.versions_skipped} already there): "
-        f"{stats.objects_sent} object(s) / {format_bytes(stats.bytes_sent)} sent, {stats.objects_skipped} skipped, "
-        f"in {stats.seconds:.1f} s{rate}"
+        f"{stats.objects_sent} object(s) / {format_bytes(stats.bytes_sent)} {moved}, "
+        f"{stats.objects_skipped} already there, in {stats.seconds:.1f} s{rate}"
     )
     if stats.tag_conflicts:
         text += f"; tags left as they were on the other side: {', '.join(stats.tag_conflicts)}"

@@ -15,21 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import codec
-from .errors import CorruptObject, IntegrityError, MissingObject
+from .errors import CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
 from .manifest import Manifest
 from .metadata import loads as load_metadata
 from .objects import hash_bytes
 from .refs import LATEST
 from .remotes import Remote
-from .store import manifest_id
-from .transfer import WORKERS, run_bounded
+from .store import Store, manifest_id
+from .transfer import WORKERS, run_bounded, stored_form
 
 
 @dataclass
 class Problem:
-    code: str  # missing-object, corrupt-object, corrupt-version, corrupt-ref, dangling-ref, pending-version
+    code: str  # missing-object, corrupt-object, damaged-base, corrupt-version, corrupt-ref, dangling-ref, …
     message: str
     severity: str = "error"  # or "info": nothing is lost (an interrupted push, for instance)
+    oid: str | None = None  # the object at fault, for missing-object and corrupt-object
 
 
 @dataclass
@@ -55,11 +56,20 @@ class _Reader:
         if depth > 4 * codec.MAX_DEPTH:
             raise CorruptObject(f"object {oid}: delta chain is too long (or a cycle)")
         blob = self.remote.get_object(oid)
+
+        def load_base(base: str, n: int) -> bytes:
+            try:
+                return self.content(base, n, depth + 1)
+            except IntegrityError as exc:
+                raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
+
         if not self.envelopes:
             data = blob
         else:
             try:
-                data = codec.decode(blob, size, lambda base, n: self.content(base, n, depth + 1))
+                data = codec.decode(blob, size, load_base)
+            except DamagedDeltaBase:
+                raise
             except CorruptObject as exc:
                 raise CorruptObject(f"{self.remote.url}: object {oid}: {exc}") from None
         if (size is not None and len(data) != size) or hash_bytes(data) != oid:
@@ -81,6 +91,7 @@ def _needed(remote: Remote, reader: _Reader, report: RemoteReport | None) -> tup
     needed: dict[str, int | None] = {}
     ids = remote.version_ids()
     for vid in ids:
+        moid: str | None = None
         try:
             meta = load_metadata(remote.raw_version(vid), f"version_{vid}")
             moid = manifest_id(meta, vid)
@@ -89,7 +100,12 @@ def _needed(remote: Remote, reader: _Reader, report: RemoteReport | None) -> tup
         except MissingObject as exc:
             if report is None:
                 raise
-            report.problems.append(Problem("missing-object", f"version {vid}: {exc}"))
+            report.problems.append(Problem("missing-object", f"version {vid}: {exc}", oid=moid))
+            continue
+        except CorruptObject as exc:
+            if report is None:
+                raise
+            report.problems.append(Problem("corrupt-object", f"version {vid}: {exc}", oid=moid))
             continue
         except IntegrityError as exc:
             if report is None:
@@ -157,10 +173,10 @@ def check(
     for oid, base in bases.items():
         needed.setdefault(base, None)
         if base not in index:
-            report.problems.append(Problem("missing-object", f"delta base {base} of object {oid} is missing"))
+            report.problems.append(Problem("missing-object", f"delta base {base} of object {oid} is missing", oid=base))
     for oid in sorted(needed):
-        if oid not in index:
-            report.problems.append(Problem("missing-object", f"object {oid} is missing"))
+        if oid not in index and oid not in bases.values():
+            report.problems.append(Problem("missing-object", f"object {oid} is missing", oid=oid))
     if verify_data:
         lock = threading.Lock()
 
@@ -168,9 +184,13 @@ def check(
             oid, size = item
             try:
                 data = reader.content(oid, size)
+            except DamagedDeltaBase as exc:  # its own bytes may be fine: the base is reported on its own
+                with lock:
+                    report.problems.append(Problem("damaged-base", str(exc)))
+                return
             except IntegrityError as exc:
                 with lock:
-                    report.problems.append(Problem("corrupt-object", str(exc)))
+                    report.problems.append(Problem("corrupt-object", str(exc), oid=oid))
                 return
             with lock:
                 report.objects_verified += 1
@@ -179,6 +199,27 @@ def check(
 
         run_bounded(sorted((o, s) for o, s in needed.items() if o in index), verify, workers)
     return report
+
+
+def repair(remote: Remote, store: Store, report: RemoteReport) -> tuple[list[str], list[str]]:
+    """Upload good copies from `store` of every object the report found missing or corrupt on the remote.
+
+    Only verified bytes are written, to content-addressed keys, and nothing is deleted, so a repair can
+    only make the remote better. Returns (repaired, not repairable from this store).
+    """
+    config = remote.config() or {}
+    target_envelopes = int(config.get("format", 2)) >= 2
+    wanted = sorted({p.oid for p in report.problems if p.oid and p.code in ("missing-object", "corrupt-object")})
+    repaired, missing = [], []
+    for oid in wanted:
+        try:
+            content, blob = store.objects.read_with_blob(oid)
+        except IntegrityError:
+            missing.append(oid)
+            continue
+        remote.put_object(oid, content, stored_form(content, blob, store.objects.envelopes, target_envelopes))
+        repaired.append(oid)
+    return repaired, missing
 
 
 @dataclass

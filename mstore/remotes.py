@@ -375,7 +375,10 @@ class BucketRemote:
             now = max((e.modified for e in entries if e.key == key), default=time.time())  # the bucket's clock
             others = [e.key[len("locks/") :] for e in entries if e.key != key and now - e.modified < LOCK_STALE_SECONDS]
             if kind == "gc" and others:
-                raise RemoteBusy(f"{self.url}: another mstore is using the remote ({', '.join(others)}); try later")
+                raise RemoteBusy(
+                    f"{self.url}: another mstore is using the remote ({', '.join(others)}); try later "
+                    f"(a killed process's lock expires {LOCK_STALE_SECONDS // 60} minutes after its last refresh)"
+                )
             if kind != "gc" and any(o.startswith("gc-") for o in others):
                 raise RemoteBusy(f"{self.url}: a gc is running on the remote; try again when it is done")
 

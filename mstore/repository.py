@@ -261,6 +261,10 @@ class Repository:
     ) -> _remote_check.RemoteReport:
         return _remote_check.check(self.remote(remote), verify_data=verify_data, progress=progress)
 
+    def repair_remote(self, remote: str, report: _remote_check.RemoteReport) -> tuple[list[str], list[str]]:
+        """Upload this store's good copies of the objects `report` found missing or corrupt on the remote."""
+        return _remote_check.repair(self.remote(remote), self.store, report)
+
     def gc_remote(
         self, remote: str, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS
     ) -> _remote_check.RemoteGcPlan:

@@ -43,6 +43,7 @@ def default_workers() -> int:
 CAS_ATTEMPTS = 20
 
 T = TypeVar("T")
+R = TypeVar("R")
 __all__ = ["TransferStats", "VersionConflict", "push", "pull", "needed_objects"]
 
 
@@ -106,6 +107,21 @@ def run_bounded(items: Iterable[T], fn: Callable[[T], None], workers: int) -> No
             raise
 
 
+def parallel_map(items: list[T], fn: Callable[[T], R], workers: int) -> list[R]:
+    """`[fn(x) for x in items]` on `workers` threads (for small per-version requests)."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mstore-transfer") as pool:
+        return list(pool.map(fn, items))
+
+
+def _conflict_message(vid: str) -> str:
+    return (
+        f"version {vid} exists on both sides with different content (two stores saved in the same second); "
+        f"save that model again to give it a new ID, then `mstore rm {vid}` here"
+    )
+
+
 def _ref_cas(remote: Remote, name: str, decide: Callable[[str | None], str | None]) -> str | None:
     """Compare-and-swap `name`: `decide(current)` returns the new target or None to leave it."""
     for _ in range(CAS_ATTEMPTS):
@@ -141,19 +157,23 @@ def push(
     with remote.lock("push"):
         present = set(remote.object_index())
         on_remote = set(remote.version_ids())
+        theirs = parallel_map(version_ids, lambda v: remote.raw_version(v) if v in on_remote else None, workers)
         plan: list[tuple[str, bytes, list[str]]] = []
-        for vid in version_ids:
+        planned: set[str] = set()
+        had: set[str] = set()
+        for vid, their_meta in zip(version_ids, theirs, strict=True):
             meta = store.versions.raw_metadata(vid)
-            if vid in on_remote:
-                if remote.raw_version(vid) != meta:
-                    raise VersionConflict(f"version {vid} exists on both sides with different content")
+            if their_meta is not None:
+                if their_meta != meta:
+                    raise VersionConflict(_conflict_message(vid))
                 stats.versions_skipped += 1
                 continue
             needed = needed_objects(store, vid)
-            todo = sorted(needed - present)
-            present.update(todo)  # a later version sharing them needs them only once
-            stats.objects_skipped += len(needed) - len(todo)
+            todo = sorted(needed - present - planned)
+            planned.update(todo)  # a later version sharing them needs them only once
+            had.update(needed & present)
             plan.append((vid, meta, todo))
+        stats.objects_skipped = len(had)  # objects these versions need that the remote already had
         if progress is not None:
             progress.start(sum(store.objects.size(oid) for _, _, todo in plan for oid in todo))
 
@@ -195,11 +215,14 @@ class _Fetcher:
         self.remote, self.store, self.stats, self.progress = remote, store, stats, progress
         self.source_envelopes = int(config.get("format", 2)) >= 2
         self._counting = threading.Lock()
+        self._seen: set[str] = set()  # objects this pull already fetched or found: counted once
 
-    def _count(self, sent: int, stored: int, logical: int) -> None:
+    def _count(self, oid: str, sent: int, stored: int, logical: int) -> None:
         with self._counting:
-            self.stats.objects_sent += sent
-            self.stats.objects_skipped += 1 - sent
+            if oid not in self._seen:
+                self._seen.add(oid)
+                self.stats.objects_sent += sent
+                self.stats.objects_skipped += 1 - sent
             self.stats.bytes_sent += stored
         if self.progress is not None:
             self.progress.advance(logical)
@@ -215,7 +238,7 @@ class _Fetcher:
 
     def ensure(self, oid: str, size: int) -> None:
         if self.store.objects.has_intact(oid, size):
-            self._count(0, 0, size)
+            self._count(oid, 0, 0, size)
         else:
             self._download(oid, size)
 
@@ -231,7 +254,7 @@ class _Fetcher:
             raise CorruptObject(f"{self.remote.url}: object {oid} is corrupt ({exc}); it was not stored") from None
         stored = stored_form(content, blob, self.source_envelopes, self.store.objects.envelopes)
         self.store.objects.put(content, oid, stored)
-        self._count(1, len(blob), len(content))
+        self._count(oid, 1, len(blob), len(content))
         return content
 
 
@@ -251,16 +274,23 @@ def pull(
     check_compatible(store.config, remote_config, remote.url)
     fetch = _Fetcher(remote, store, stats, progress)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
-        plan: list[tuple[str, bytes, Manifest]] = []
-        for vid in version_ids:
+
+        def record(vid: str) -> tuple[str, bytes, Manifest | None]:
+            """The version record (verified) and, if it is not here yet, its manifest (fetched, verified)."""
             meta = remote.raw_version(vid)
             if store.versions.exists(vid):
                 if store.versions.raw_metadata(vid) != meta:
-                    raise VersionConflict(f"version {vid} exists on both sides with different content")
+                    raise VersionConflict(_conflict_message(vid))
+                return vid, meta, None
+            moid = manifest_id(load_metadata(meta, f"version_{vid}"), vid)
+            return vid, meta, Manifest.decode(fetch.content(moid, None))
+
+        plan: list[tuple[str, bytes, Manifest]] = []
+        for vid, meta, manifest in parallel_map(version_ids, record, workers):
+            if manifest is None:
                 stats.versions_skipped += 1
-                continue
-            manifest = Manifest.decode(fetch.content(manifest_id(load_metadata(meta, f"version_{vid}"), vid), None))
-            plan.append((vid, meta, manifest))
+            else:
+                plan.append((vid, meta, manifest))
         if progress is not None:
             progress.start(sum(f.size for _, _, m in plan for f in m.files))
         for vid, meta, manifest in plan:

@@ -2,7 +2,8 @@
 
 Each round trains a real scikit-learn TF-IDF + logistic-regression ticket classifier, saves it with
 `ModelVersioning.save_model_version` (the seed's API), then shows what `mstore log`, `mstore diff`,
-`mstore du`, `mstore fsck` and `mstore checkout` tell you. The ticket texts are generated deterministically here
+`mstore du`, `mstore fsck` and `mstore checkout` tell you, and shares the store with a teammate through
+a remote (`push`, `clone`). The ticket texts are generated deterministically here
 (the machine has no network to download a corpus), so every run prints the same story.
 
 Run:  python scripts/demo.py [--out DIR]      (default DIR: ./demo, wiped first)
@@ -80,10 +81,10 @@ def train(rows: list[tuple[str, str]], out: Path) -> tuple[dict[str, object], in
     return metrics, len(x_train)
 
 
-def mstore(store: Path, *args: str) -> None:
-    command = ["mstore", "--store", str(store), *args]
-    print(f"\n$ {' '.join(command[:1] + command[3:])}", flush=True)
-    subprocess.run([sys.executable, "-m", "mstore", *command[1:]], check=args[0] != "fsck")
+def mstore(store: Path, *args: str, show_store: bool = False) -> None:
+    shown = ["mstore", *(["--store", str(store)] if show_store else []), *args]
+    print(f"\n$ {' '.join(shown)}", flush=True)
+    subprocess.run([sys.executable, "-m", "mstore", "--store", str(store), *args], check=args[0] != "fsck")
 
 
 def main() -> None:
@@ -135,6 +136,13 @@ def main() -> None:
     print(f"\nrestored model predicts {str(model.predict([ticket])[0])!r} for {ticket!r}")
     stored = sum(p.stat().st_size for p in (store / "objects").rglob("*") if p.is_file())
     print(f"\n{len(ROUNDS)} versions: {raw_bytes:,} B as plain copies, {stored:,} B in mstore's objects/")
+
+    # Sharing with a teammate: a directory remote here; `s3://bucket/prefix` works the same (docs/remote.md).
+    shared, teammate = args.out / "shared", args.out / "teammate"
+    mstore(store, "remote", "add", "team", str(shared))
+    mstore(store, "push", "team")
+    mstore(teammate, "clone", str(shared), str(teammate))
+    mstore(teammate, "log", "--oneline", "-n", "2", show_store=True)
 
 
 if __name__ == "__main__":

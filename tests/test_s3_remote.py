@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def test_two_stores_exchange_models_through_s3(tmp_path: Path, s3_url: str) -> N
     _cli(alice, "remote", "add", "origin", s3_url)
     assert json.loads(_cli(alice, "remote", "list", "--json")) == {"origin": s3_url}
     first = json.loads(_cli(alice, "push", "--json"))
-    assert first["versions_sent"] == 1 and first["objects_sent"] >= 2 and first["latest"] is not None
+    assert first["versions_sent"] == 1 and first["objects_sent"] >= 2 and first["objects_skipped"] == 0
+    assert first["latest"] is not None
 
     cloned = json.loads(_cli(tmp_path, "clone", s3_url, str(bob), "--json"))
     assert cloned["versions_sent"] == 1
@@ -253,6 +255,15 @@ def test_a_corrupt_remote_object_is_reported_and_never_stored(tmp_path: Path, s3
     after = Repository.open(other)
     assert after.ids() == [] and oid not in set(after.store.objects)
 
+    # The store that has a good copy heals the remote; then the pull goes through.
+    healed = runner.invoke(
+        app, ["--store", str(repo.root), "fsck", "--remote", "origin", "--verify-data", "--repair", "--json"]
+    )
+    assert healed.exit_code == 1 and json.loads(healed.stdout)["repaired"] == [oid]
+    assert json.loads(_cli(repo.root, "fsck", "--remote", "origin", "--verify-data", "--json"))["ok"]
+    _cli(other, "pull")
+    assert Repository.open(other).checkout(vid, tmp_path / "o.safetensors").read_bytes() == src.read_bytes()
+
 
 def test_wrong_credentials_missing_bucket_and_unreachable_endpoint(
     tmp_path: Path, s3_url: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
@@ -315,3 +326,44 @@ def test_gc_remote_keeps_what_versions_need_and_respects_grace(tmp_path: Path, s
     # A push in progress (its lock key) stops gc cold.
     client.put_object(Bucket=bucket, Key=f"{prefix}locks/push-elsewhere-1-abc", Body=b"{}")
     assert "another mstore" in _error(repo.root, "gc", "--remote", "origin")
+
+
+def test_progress_bar_on_a_terminal_and_silence_when_piped(tmp_path: Path, s3_url: str) -> None:
+    repo = Repository.init(tmp_path / "store")
+    src = tmp_path / "m.safetensors"
+    rng = np.random.default_rng(11)
+    src.write_bytes(
+        safetensors_bytes({f"t{i}": ("F32", rng.standard_normal(1 << 20).astype(np.float32)) for i in range(8)})
+    )
+    repo.save(src)
+    repo.remote_add("origin", s3_url)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mstore.cli", "--store", str(repo.root), "push"],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env=dict(os.environ, COLUMNS="120", TERM="xterm"),
+    )
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            data = os.read(controller, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        seen += data
+    assert proc.stdout is not None
+    summary = proc.stdout.read().decode()
+    assert proc.wait() == 0
+    os.close(controller)
+    assert b"pushing" in seen and b"MB" in seen  # the bar: label, bytes done / total, speed
+    assert summary.startswith("pushed 1 version(s)") and "/s" in summary
+
+    other = tmp_path / "other"
+    piped = subprocess.run(
+        [sys.executable, "-m", "mstore.cli", "clone", s3_url, str(other)], capture_output=True, text=True, check=True
+    )
+    assert piped.stderr == "" and piped.stdout.startswith(f"cloned into {other}: 1 version(s)")
