@@ -20,7 +20,7 @@ from . import metadata as _metadata
 from . import remote_check as _remote_check
 from . import transfer as _transfer
 from .bucket import parse_s3_url
-from .errors import DestinationExists, StoreNotFound, TagExists, VersionIsTagged, VersionNotFound
+from .errors import BadInput, DestinationExists, StoreNotFound, TagExists, VersionIsTagged, VersionNotFound
 from .ingest import ingest
 from .manifest import Manifest
 from .objects import hash_bytes
@@ -189,6 +189,8 @@ class Repository:
     def remote_add(self, name: str, url: str, *, endpoint_url: str | None = None) -> None:
         check_tag_name(name)
         url = _normalise_remote_url(url)
+        if endpoint_url and not url.startswith("s3://"):
+            raise BadInput("--endpoint-url only applies to s3:// remotes")
         with self.store.write_lock():
             remotes = self.store.config.setdefault("remotes", {})
             if name in remotes:

@@ -99,6 +99,9 @@ def test_remote_errors_are_clear(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not an S3 URL" in bad.stderr
     bad = runner.invoke(app, ["--store", str(store), "remote", "add", "x", "s3://bkt/a/../b"])
     assert bad.exit_code == 2 and "'..'" in bad.stderr
+    bad = runner.invoke(app, ["--store", str(store), "remote", "add", "x", str(tmp_path), "--endpoint-url", "http://h"])
+    assert bad.exit_code == 2 and "only applies to s3://" in bad.stderr
+    assert Repository.open(store).remotes() == {}
     _cli(store, "push", code=2)  # no remote named origin
     _cli(store, "remote", "add", "origin", str(tmp_path / "r"))
     _cli(store, "remote", "add", "origin", str(tmp_path / "r2"), code=2)
