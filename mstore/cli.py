@@ -105,6 +105,13 @@ def _progress(total_of: Callable[[], int], label: str) -> Iterator[Callable[[int
     if total < PROGRESS_MIN_BYTES:
         yield None
         return
+    with _bar(label, total) as (bar, task):
+        yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def _bar(label: str, total: int | None) -> Iterator[tuple[Any, Any]]:
+    """A transient rich bar on stderr (bytes done / total, speed); rich is imported only when one is shown."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -116,8 +123,7 @@ def _progress(total_of: Callable[[], int], label: str) -> Iterator[Callable[[int
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield bar, bar.add_task(label, total=total)
 
 
 def _version_callback(value: bool) -> None:
@@ -706,18 +712,8 @@ def _transfer_progress(label: str) -> Iterator[_BarProgress | None]:
     if state.quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        yield _BarProgress(bar, bar.add_task(label, total=None))
+    with _bar(label, None) as (bar, task):
+        yield _BarProgress(bar, task)
 
 
 RemoteArg = Annotated[str, typer.Argument(metavar="[NAME]", help="Remote name.")]

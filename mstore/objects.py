@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import blake3
@@ -38,6 +39,42 @@ def check_oid(value: str) -> str:
     if not is_oid(value):
         raise IntegrityError(f"invalid object id {value!r}")
     return value
+
+
+def decode_object(
+    oid: str,
+    blob: bytes,
+    expected_size: int | None,
+    read_base: Callable[[str, int], bytes],
+    *,
+    envelopes: bool = True,
+) -> bytes:
+    """An object's content from its stored bytes (wherever they came from), verified against its id.
+
+    `read_base(base, size)` gives a delta base's verified content. A delta whose base cannot be read
+    raises DamagedDeltaBase, not CorruptObject: its own bytes may be fine, so it must not be thrown away.
+    """
+    if envelopes:
+
+        def load_base(base: str, size: int) -> bytes:
+            try:
+                return read_base(base, size)
+            except IntegrityError as exc:
+                raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
+
+        try:
+            data = codec.decode(blob, expected_size, load_base)
+        except DamagedDeltaBase:
+            raise
+        except CorruptObject as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+    else:
+        data = blob
+    if expected_size is not None and len(data) != expected_size:
+        raise CorruptObject(f"object {oid} is truncated or overlong: expected {expected_size} bytes")
+    if hash_bytes(data) != oid:
+        raise CorruptObject(f"object {oid} is corrupt: its bytes do not match its hash")
+    return data
 
 
 class ObjectStore:
@@ -129,30 +166,8 @@ class ObjectStore:
                 blob = f.read(size)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
-        if not self.envelopes:
-            return self._verified(oid, blob, expected_size), blob
-
-        def load_base(base: str, size: int) -> bytes:
-            try:
-                return self.read(base, size, _depth + 1)
-            except IntegrityError as exc:
-                raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
-
-        try:
-            data = codec.decode(blob, expected_size, load_base)
-        except DamagedDeltaBase:
-            raise
-        except CorruptObject as exc:
-            raise CorruptObject(f"object {oid}: {exc}") from None
-        return self._verified(oid, data, expected_size), blob
-
-    @staticmethod
-    def _verified(oid: str, data: bytes, expected_size: int | None) -> bytes:
-        if expected_size is not None and len(data) != expected_size:
-            raise CorruptObject(f"object {oid} is truncated or overlong: expected {expected_size} bytes")
-        if hash_bytes(data) != oid:
-            raise CorruptObject(f"object {oid} is corrupt: its bytes do not match its hash")
-        return data
+        read_base = partial(self.read, _depth=_depth + 1)
+        return decode_object(oid, blob, expected_size, read_base, envelopes=self.envelopes), blob
 
     def verify(self, oid: str, expected_size: int | None = None) -> tuple[str, str] | None:
         """Decode and re-hash one object; returns (problem code, one-line description) or None.

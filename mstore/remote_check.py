@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from . import codec
 from .errors import CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
 from .manifest import Manifest
 from .metadata import loads as load_metadata
-from .objects import hash_bytes
+from .objects import decode_object
 from .refs import LATEST
 from .remotes import Remote
 from .store import Store, manifest_id
@@ -56,25 +57,12 @@ class _Reader:
         if depth > 4 * codec.MAX_DEPTH:
             raise CorruptObject(f"object {oid}: delta chain is too long (or a cycle)")
         blob = self.remote.get_object(oid)
-
-        def load_base(base: str, n: int) -> bytes:
-            try:
-                return self.content(base, n, depth + 1)
-            except IntegrityError as exc:
-                raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
-
-        if not self.envelopes:
-            data = blob
-        else:
-            try:
-                data = codec.decode(blob, size, load_base)
-            except DamagedDeltaBase:
-                raise
-            except CorruptObject as exc:
-                raise CorruptObject(f"{self.remote.url}: object {oid}: {exc}") from None
-        if (size is not None and len(data) != size) or hash_bytes(data) != oid:
-            raise CorruptObject(f"{self.remote.url}: object {oid} is corrupt (its bytes do not match its hash)")
-        return data
+        try:
+            return decode_object(oid, blob, size, partial(self.content, depth=depth + 1), envelopes=self.envelopes)
+        except DamagedDeltaBase:
+            raise
+        except CorruptObject as exc:
+            raise CorruptObject(f"{self.remote.url}: corrupt object ({exc})") from None
 
     def base(self, oid: str) -> str | None:
         if not self.envelopes:

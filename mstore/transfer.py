@@ -24,7 +24,7 @@ from .bucket import PreconditionFailed
 from .errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
 from .manifest import Manifest
 from .metadata import loads as load_metadata
-from .objects import hash_bytes
+from .objects import decode_object
 from .refs import LATEST, check_tag_name
 from .remotes import Remote, VersionConflict
 from .store import Store, manifest_id
@@ -195,10 +195,12 @@ def push(
             else:
                 stats.versions_skipped += 1
 
-        if version_ids:
-            newest = max(version_ids)
+        # `latest` moves forward to the newest version there, also when an interrupted push left it behind.
+        known = on_remote | set(version_ids)
+        if known:
+            newest = max(known)
             stats.latest = _ref_cas(remote, LATEST, lambda cur: newest if cur is None or cur < newest else None)
-            stats.latest_moved_by_other = stats.latest is not None and stats.latest > newest
+            stats.latest_moved_by_other = bool(version_ids) and str(stats.latest) > max(version_ids)
         wanted = set(version_ids)
         for name, target in sorted(store.refs.tags().items()):
             if target in wanted and _ref_cas(remote, f"tags/{name}", partial(_create_only, target)) != target:
@@ -246,12 +248,10 @@ class _Fetcher:
         blob = self.remote.get_object(oid)
         try:
             if len(blob) > codec.MAX_OBJECT + 64:
-                raise CorruptObject("larger than any object mstore writes")
-            content = codec.decode(blob, size, self.content) if self.source_envelopes else blob
-            if (size is not None and len(content) != size) or hash_bytes(content) != oid:
-                raise CorruptObject("its bytes do not match its hash")
+                raise CorruptObject(f"object {oid} is larger than any object mstore writes")
+            content = decode_object(oid, blob, size, self.content, envelopes=self.source_envelopes)
         except CorruptObject as exc:
-            raise CorruptObject(f"{self.remote.url}: object {oid} is corrupt ({exc}); it was not stored") from None
+            raise CorruptObject(f"{self.remote.url}: corrupt object ({exc}); it was not stored") from None
         stored = stored_form(content, blob, self.source_envelopes, self.store.objects.envelopes)
         self.store.objects.put(content, oid, stored)
         self._count(oid, 1, len(blob), len(content))

@@ -44,6 +44,12 @@ def _model(seed: int, head_seed: int, backbone: int = 1 << 18) -> bytes:
     )
 
 
+def _tensors(n: int, seed: int) -> bytes:
+    """A safetensors model of `n` random 4 MiB tensors."""
+    rng = np.random.default_rng(seed)
+    return safetensors_bytes({f"t{i}": ("F32", rng.standard_normal(1 << 20).astype(np.float32)) for i in range(n)})
+
+
 def _cli(store: Path, *args: str, code: int = 0) -> str:
     result = runner.invoke(app, ["--store", str(store), *args])
     assert result.exit_code == code, (args, result.stdout, result.stderr)
@@ -194,10 +200,7 @@ def test_racing_pushes_lose_no_version_and_the_loser_is_told(
 def test_killed_push_leaves_nothing_visible_and_resumes(tmp_path: Path, s3_url: str, s3_endpoint: str) -> None:
     repo = Repository.init(tmp_path / "store")
     src = tmp_path / "big.safetensors"
-    rng = np.random.default_rng(3)
-    src.write_bytes(
-        safetensors_bytes({f"t{i}": ("F32", rng.standard_normal(1 << 20).astype(np.float32)) for i in range(12)})
-    )
+    src.write_bytes(_tensors(12, seed=3))
     repo.save(src)
     repo.remote_add("origin", s3_url)
     bucket, prefix = split(s3_url)
@@ -331,10 +334,7 @@ def test_gc_remote_keeps_what_versions_need_and_respects_grace(tmp_path: Path, s
 def test_progress_bar_on_a_terminal_and_silence_when_piped(tmp_path: Path, s3_url: str) -> None:
     repo = Repository.init(tmp_path / "store")
     src = tmp_path / "m.safetensors"
-    rng = np.random.default_rng(11)
-    src.write_bytes(
-        safetensors_bytes({f"t{i}": ("F32", rng.standard_normal(1 << 20).astype(np.float32)) for i in range(8)})
-    )
+    src.write_bytes(_tensors(8, seed=11))
     repo.save(src)
     repo.remote_add("origin", s3_url)
     controller, terminal = pty.openpty()
