@@ -36,6 +36,7 @@ class Entry:
     key: str
     size: int
     modified: float  # seconds since the epoch
+    etag: str = ""  # as the bucket reports it; for a single-part put, the quoted MD5 of the value
 
 
 class Bucket(Protocol):
@@ -84,6 +85,11 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, (prefix + "/" if prefix else "")
 
 
+def md5_etag(data: bytes) -> str:
+    """The ETag S3 gives a value stored by one plain PUT."""
+    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+
+
 class MemoryBucket:
     """A bucket in a dict, with S3's semantics (strong consistency, conditional puts); for tests."""
 
@@ -112,7 +118,7 @@ class MemoryBucket:
         return self.get(key)[start : start + length]
 
     def put(self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None) -> str:
-        etag = '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+        etag = md5_etag(data)
         with self._lock:
             self._count("put")
             current = self._data.get(key)
@@ -132,8 +138,8 @@ class MemoryBucket:
         with self._lock:
             self._count("list")
             items = sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
-        for key, (data, _, modified) in items:
-            yield Entry(key, len(data), modified)
+        for key, (data, etag, modified) in items:
+            yield Entry(key, len(data), modified, etag)
 
     def set_modified(self, key: str, when: float) -> None:
         """Age a key (tests of gc's grace period)."""

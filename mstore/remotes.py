@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
-from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError
+from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
 from .errors import BadInput, CorruptVersion, MissingObject, MStoreError, StoreNotFound, VersionNotFound
 from .objects import check_oid, is_oid
 from .refs import LATEST, VERSION_ID_RE, check_tag_name, decode_ref, encode_ref
@@ -41,6 +41,13 @@ LOCK_REFRESH_SECONDS = 5 * 60
 
 class VersionConflict(MStoreError):
     """Both stores hold a version with this ID, with different content."""
+
+
+def conflict_message(version_id: str) -> str:
+    return (
+        f"version {version_id} exists on both sides with different content (two stores saved in the same "
+        f"second); save that model again to give it a new ID, then `mstore rm {version_id}` here"
+    )
 
 
 class RemoteBusy(MStoreError):
@@ -91,6 +98,14 @@ class Remote(Protocol):
 
     def publish_version(self, version_id: str, meta: bytes) -> bool:
         """Commit a version record after all its objects are there; False if it already was, the same."""
+        ...
+
+    def holds_version(self, version_id: str, meta: bytes) -> bool:
+        """True if this version is committed here with exactly `meta`; False if it is not here.
+
+        Raises VersionConflict when it is here with other content. Call `version_ids()` first: a bucket
+        answers from that listing's ETags when it can, without downloading the record.
+        """
         ...
 
     def get_ref(self, name: str) -> tuple[str | None, Any]:
@@ -191,12 +206,19 @@ class DirectoryRemote:
     def raw_version(self, version_id: str) -> bytes:
         return self.store.versions.raw_metadata(version_id)
 
+    def holds_version(self, version_id: str, meta: bytes) -> bool:
+        if not self.store.versions.exists(version_id):
+            return False
+        if self.store.versions.raw_metadata(version_id) != meta:
+            raise VersionConflict(conflict_message(version_id))
+        return True
+
     def publish_version(self, version_id: str, meta: bytes) -> bool:
         self.store.objects.sync()
         with self.store.write_lock():
             if self.store.versions.exists(version_id):
                 if self.store.versions.raw_metadata(version_id) != meta:
-                    raise VersionConflict(f"version {version_id} exists on both sides with different content")
+                    raise VersionConflict(conflict_message(version_id))
                 return False
             self.store.versions.publish(self.store.versions.stage(meta), version_id)
             return True
@@ -231,6 +253,7 @@ class BucketRemote:
     def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket
         self.url = bucket.url
+        self._record_etags: dict[str, str] = {}  # version ID -> metadata.json's ETag, from the last listing
 
     def config(self) -> dict[str, Any] | None:
         try:
@@ -289,7 +312,7 @@ class BucketRemote:
         self.bucket.delete(self._object_key(oid))
 
     def _version_keys(self) -> tuple[set[str], set[str]]:
-        records, committed = set(), set()
+        records, committed, etags = set(), set(), {}
         for entry in self.bucket.list(PREFIX):
             name, _, leaf = entry.key.partition("/")
             vid = name[len(PREFIX) :]
@@ -297,8 +320,10 @@ class BucketRemote:
                 continue
             if leaf == METADATA:
                 records.add(vid)
+                etags[vid] = entry.etag
             elif leaf == CHECKSUM:
                 committed.add(vid)
+        self._record_etags = etags
         return records, committed
 
     def version_ids(self) -> list[str]:
@@ -323,6 +348,18 @@ class BucketRemote:
         verified_metadata(version_id, data, recorded)
         return data
 
+    def holds_version(self, version_id: str, meta: bytes) -> bool:
+        etag = self._record_etags.get(version_id)
+        if etag is not None and etag == md5_etag(meta):
+            return True  # listed as committed, with these very bytes: no need to download the record
+        try:
+            theirs = self.raw_version(version_id)
+        except VersionNotFound:
+            return False
+        if theirs != meta:
+            raise VersionConflict(conflict_message(version_id))
+        return True
+
     def publish_version(self, version_id: str, meta: bytes) -> bool:
         """metadata.json (create-only), then metadata.b3, the commit point; a rerun finishes a half-written one."""
         where = f"{PREFIX}{version_id}"
@@ -330,7 +367,7 @@ class BucketRemote:
             self.bucket.put(f"{where}/{METADATA}", meta, if_absent=True)
         except PreconditionFailed:
             if self.bucket.get(f"{where}/{METADATA}") != meta:
-                raise VersionConflict(f"version {version_id} exists on both sides with different content") from None
+                raise VersionConflict(conflict_message(version_id)) from None
         try:
             self.bucket.put(f"{where}/{CHECKSUM}", checksum_line(meta), if_absent=True)
         except PreconditionFailed:

@@ -179,7 +179,8 @@ class S3Bucket:
                 kwargs["ContinuationToken"] = token
             page: dict[str, Any] = self._call("list", partial(self.client.list_objects_v2, **kwargs), prefix)
             for item in page.get("Contents", []):
-                yield Entry(item["Key"][len(self.prefix) :], int(item["Size"]), item["LastModified"].timestamp())
+                key, modified = item["Key"][len(self.prefix) :], item["LastModified"].timestamp()
+                yield Entry(key, int(item["Size"]), modified, str(item.get("ETag", "")))
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")

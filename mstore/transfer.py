@@ -26,7 +26,7 @@ from .manifest import Manifest
 from .metadata import loads as load_metadata
 from .objects import decode_object
 from .refs import LATEST, check_tag_name
-from .remotes import Remote, VersionConflict
+from .remotes import Remote, VersionConflict, conflict_message
 from .store import Store, manifest_id
 
 WORKERS = 8  # requests in flight; object storage rewards concurrency far more than local disks do
@@ -115,13 +115,6 @@ def parallel_map(items: list[T], fn: Callable[[T], R], workers: int) -> list[R]:
         return list(pool.map(fn, items))
 
 
-def _conflict_message(vid: str) -> str:
-    return (
-        f"version {vid} exists on both sides with different content (two stores saved in the same second); "
-        f"save that model again to give it a new ID, then `mstore rm {vid}` here"
-    )
-
-
 def _ref_cas(remote: Remote, name: str, decide: Callable[[str | None], str | None]) -> str | None:
     """Compare-and-swap `name`: `decide(current)` returns the new target or None to leave it."""
     for _ in range(CAS_ATTEMPTS):
@@ -157,15 +150,14 @@ def push(
     with remote.lock("push"):
         present = set(remote.object_index())
         on_remote = set(remote.version_ids())
-        theirs = parallel_map(version_ids, lambda v: remote.raw_version(v) if v in on_remote else None, workers)
+        ours = {vid: store.versions.raw_metadata(vid) for vid in version_ids}
+        there = parallel_map(version_ids, lambda v: v in on_remote and remote.holds_version(v, ours[v]), workers)
         plan: list[tuple[str, bytes, list[str]]] = []
         planned: set[str] = set()
         had: set[str] = set()
-        for vid, their_meta in zip(version_ids, theirs, strict=True):
-            meta = store.versions.raw_metadata(vid)
-            if their_meta is not None:
-                if their_meta != meta:
-                    raise VersionConflict(_conflict_message(vid))
+        for vid, already in zip(version_ids, there, strict=True):
+            meta = ours[vid]
+            if already:
                 stats.versions_skipped += 1
                 continue
             needed = needed_objects(store, vid)
@@ -280,7 +272,7 @@ def pull(
             meta = remote.raw_version(vid)
             if store.versions.exists(vid):
                 if store.versions.raw_metadata(vid) != meta:
-                    raise VersionConflict(_conflict_message(vid))
+                    raise VersionConflict(conflict_message(vid))
                 return vid, meta, None
             moid = manifest_id(load_metadata(meta, f"version_{vid}"), vid)
             return vid, meta, Manifest.decode(fetch.content(moid, None))

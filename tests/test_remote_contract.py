@@ -96,6 +96,18 @@ def test_versions_commit_once_and_conflicts_are_refused(remote: Remote, tmp_path
     assert remote.raw_version(vid) == _meta(vid)
 
 
+def test_holds_version_matches_content_and_refuses_a_clash(remote: Remote, tmp_path: Path) -> None:
+    remote.initialise(_config(tmp_path))
+    vid = "20261126_101500"
+    assert remote.holds_version(vid, _meta(vid)) is False
+    remote.publish_version(vid, _meta(vid))
+    assert remote.holds_version(vid, _meta(vid)) is True  # answered by downloading the record
+    assert remote.version_ids() == [vid]
+    assert remote.holds_version(vid, _meta(vid)) is True  # a bucket answers from the listing's ETag
+    with pytest.raises(VersionConflict):
+        remote.holds_version(vid, dumps({"timestamp": vid, "mstore": {"manifest": "2" * 64}}))
+
+
 def test_refs_change_only_by_compare_and_swap(remote: Remote, tmp_path: Path) -> None:
     remote.initialise(_config(tmp_path))
     assert remote.get_ref("latest") == (None, None)

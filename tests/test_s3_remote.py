@@ -121,15 +121,17 @@ def test_incremental_push_sends_only_the_changed_chunks(tmp_path: Path, s3_url: 
     push(repo.store, remote, repo.ids())
 
     src.write_bytes(_model(0, 2, backbone=1 << 20))  # fine-tuned: only the head changed
-    vid = repo.save(src)["timestamp"]
+    repo.save(src)
     counted = S3Bucket(s3_url, endpoint_url=s3_endpoint)
-    stats = push(repo.store, BucketRemote(counted), [vid])
+    stats = push(repo.store, BucketRemote(counted), repo.ids())  # the old version is checked, not re-sent
+    assert stats.versions_skipped == 1
     assert stats.versions_sent == 1 and stats.objects_skipped >= 1
     assert stats.objects_sent <= 3  # the new head chunk and the manifest (a delta against the parent's head)
     assert stats.bytes_sent < 16 * 1024, stats  # of a 4 MiB model
     # PUTs: the new objects, metadata.json + metadata.b3, refs/latest, the lock key; nothing else.
     assert counted.requests["put"] == stats.objects_sent + 4, counted.requests
     assert counted.requests["list"] <= 4  # objects (one page), versions, locks, (a second page at most)
+    assert counted.requests["get"] == 2  # mstore.json and refs/latest: the old record is matched by its ETag
     bucket, prefix = split(s3_url)
     listed = s3_client(s3_endpoint).list_objects_v2(Bucket=bucket, Prefix=prefix + "objects/")["Contents"]
     stored = sum(o["Size"] for o in listed)
