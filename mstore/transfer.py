@@ -115,7 +115,7 @@ def parallel_map(items: list[T], fn: Callable[[T], R], workers: int) -> list[R]:
         return list(pool.map(fn, items))
 
 
-def _ref_cas(remote: Remote, name: str, decide: Callable[[str | None], str | None]) -> str | None:
+def compare_and_swap_ref(remote: Remote, name: str, decide: Callable[[str | None], str | None]) -> str | None:
     """Compare-and-swap `name`: `decide(current)` returns the new target or None to leave it."""
     for _ in range(CAS_ATTEMPTS):
         current, token = remote.get_ref(name)
@@ -191,11 +191,16 @@ def push(
         known = on_remote | set(version_ids)
         if known:
             newest = max(known)
-            stats.latest = _ref_cas(remote, LATEST, lambda cur: newest if cur is None or cur < newest else None)
+            stats.latest = compare_and_swap_ref(
+                remote, LATEST, lambda cur: newest if cur is None or cur < newest else None
+            )
             stats.latest_moved_by_other = bool(version_ids) and str(stats.latest) > max(version_ids)
         wanted = set(version_ids)
         for name, target in sorted(store.refs.tags().items()):
-            if target in wanted and _ref_cas(remote, f"tags/{name}", partial(_create_only, target)) != target:
+            if (
+                target in wanted
+                and compare_and_swap_ref(remote, f"tags/{name}", partial(_create_only, target)) != target
+            ):
                 stats.tag_conflicts.append(name)
     stats.seconds = time.monotonic() - started
     return stats

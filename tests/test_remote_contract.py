@@ -127,14 +127,14 @@ def test_refs_change_only_by_compare_and_swap(remote: Remote, tmp_path: Path) ->
 def test_racing_compare_and_swap_loses_no_update(remote: Remote, tmp_path: Path) -> None:
     """Threads each advance `latest` to their own version by read-then-CAS; the newest always wins."""
     remote.initialise(_config(tmp_path))
-    from mstore.transfer import _ref_cas
+    from mstore.transfer import compare_and_swap_ref
 
     ids = [f"20261126_1015{i:02d}" for i in range(8)]
     barrier = threading.Barrier(len(ids))
 
     def advance(vid: str) -> None:
         barrier.wait()
-        _ref_cas(remote, "latest", lambda cur: vid if cur is None or cur < vid else None)
+        compare_and_swap_ref(remote, "latest", lambda cur: vid if cur is None or cur < vid else None)
 
     threads = [threading.Thread(target=advance, args=(vid,)) for vid in ids]
     for t in threads:
