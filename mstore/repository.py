@@ -248,12 +248,12 @@ class Repository:
     ) -> tuple[Repository, TransferStats]:
         """A new store at `dest` with every version of `url`, which becomes its remote `origin`."""
         url = _normalise_remote_url(url)
+        if Path(dest).exists() and (not Path(dest).is_dir() or any(Path(dest).iterdir())):
+            raise DestinationExists(f"{dest} exists and is not empty")
         source = open_remote(url, endpoint_url=endpoint_url)
         config = source.config()
         if config is None:
             raise StoreNotFound(f"{url}: no mstore store there (nothing was pushed yet)")
-        if Path(dest).exists() and (not Path(dest).is_dir() or any(Path(dest).iterdir())):
-            raise DestinationExists(f"{dest} exists and is not empty")
         repo = cls(Store.init(Path(dest), like=config))
         repo.remote_add("origin", url, endpoint_url=endpoint_url)
         return repo, repo.pull("origin", progress=progress)
