@@ -79,7 +79,8 @@ class Remote(Protocol):
 
     def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
         """Store a verified object: `blob` in the remote's format (see transfer.stored_form), `content` what
-        it decodes to. Returns the bytes sent (0 when a directory remote already had it)."""
+        it decodes to. A damaged copy already there is replaced. Returns the bytes sent (0 when a
+        directory remote already had it intact)."""
         ...
 
     def delete_object(self, oid: str) -> None: ...
@@ -191,7 +192,10 @@ class DirectoryRemote:
     def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
         stored = blob if self.store.objects.envelopes else None
         if not self.store.objects.put(content, oid, stored):
-            return 0
+            if self.store.objects.verify(oid, len(content)) is None:
+                return 0  # already here, intact
+            self.store.objects.delete(oid)  # damaged in place (a repair): replace it with the good bytes
+            self.store.objects.put(content, oid, stored)
         return len(stored if stored is not None else content)
 
     def delete_object(self, oid: str) -> None:
