@@ -272,22 +272,25 @@ def pull(
     fetch = _Fetcher(remote, store, stats, progress)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
 
-        def record(vid: str) -> tuple[str, bytes, Manifest | None]:
-            """The version record (verified) and, if it is not here yet, its manifest (fetched, verified)."""
+        def record(vid: str) -> tuple[str, bytes, str | None]:
+            """The version record (verified) and, if the version is not here yet, its manifest's id."""
             meta = remote.raw_version(vid)
             if store.versions.exists(vid):
                 if store.versions.raw_metadata(vid) != meta:
                     raise VersionConflict(conflict_message(vid))
                 return vid, meta, None
-            moid = manifest_id(load_metadata(meta, f"version_{vid}"), vid)
-            return vid, meta, Manifest.decode(fetch.content(moid, None))
+            return vid, meta, manifest_id(load_metadata(meta, f"version_{vid}"), vid)
 
+        records = parallel_map(version_ids, record, workers)
+        wanted_manifests = sorted({moid for _, _, moid in records if moid is not None})  # re-saves share one
+        fetched = parallel_map(wanted_manifests, lambda moid: Manifest.decode(fetch.content(moid, None)), workers)
+        manifests = dict(zip(wanted_manifests, fetched, strict=True))
         plan: list[tuple[str, bytes, Manifest]] = []
-        for vid, meta, manifest in parallel_map(version_ids, record, workers):
-            if manifest is None:
+        for vid, meta, moid in records:
+            if moid is None:
                 stats.versions_skipped += 1
             else:
-                plan.append((vid, meta, manifest))
+                plan.append((vid, meta, manifests[moid]))
         if progress is not None:
             progress.start(sum(f.size for _, _, m in plan for f in m.files))
         for vid, meta, manifest in plan:

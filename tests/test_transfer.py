@@ -55,6 +55,7 @@ def test_push_clone_pull_round_trip_and_incremental_push(tmp_path: Path) -> None
     bob = tmp_path / "bob"
     cloned = json.loads(_cli(tmp_path / "unused", "clone", str(shared), str(bob), "--json"))
     assert cloned["versions_sent"] == 2
+    assert cloned["bytes_sent"] == first["bytes_sent"] + second["bytes_sent"]  # each object fetched once
     bob_repo = Repository.open(bob)
     assert bob_repo.remotes() == {"origin": str(shared.resolve())}
     assert bob_repo.tags() == {"prod": bob_repo.ids()[0]}
