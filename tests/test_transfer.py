@@ -109,3 +109,18 @@ def test_remote_errors_are_clear(tmp_path: Path) -> None:
     _cli(store, "remote", "remove", "origin")
     _cli(store, "remote", "remove", "origin", code=2)
     _cli(store, "clone", str(tmp_path / "nothing-here"), str(tmp_path / "c"), code=2)
+
+
+def test_identical_re_saves_travel_once(tmp_path: Path) -> None:
+    """Two versions of the same model share every object, its manifest included: each crosses once."""
+    alice, shared = Repository.init(tmp_path / "alice"), tmp_path / "shared"
+    src = tmp_path / "m.safetensors"
+    src.write_bytes(_model(7, 7))
+    alice.save(src)
+    alice.save(src, {"metrics": {"accuracy": 0.5}})
+    alice.remote_add("origin", str(shared))
+    pushed = alice.push("origin")
+    bob, cloned = Repository.clone(str(shared), tmp_path / "bob")
+    assert pushed.versions_sent == cloned.versions_sent == 2
+    assert cloned.objects_sent == pushed.objects_sent and cloned.bytes_sent == pushed.bytes_sent
+    assert bob.checkout("latest", tmp_path / "out").read_bytes() == src.read_bytes()
