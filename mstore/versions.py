@@ -87,6 +87,14 @@ class VersionStore:
 
     def read(self, version_id: str) -> dict[str, Any]:
         """The version's metadata, verified against metadata.b3."""
+        return self._load(version_id)[1]
+
+    def raw_metadata(self, version_id: str) -> bytes:
+        """metadata.json's exact bytes, verified (for copying a version to another store unchanged)."""
+        return self._load(version_id)[0]
+
+    def _load(self, version_id: str) -> tuple[bytes, dict[str, Any]]:
+        """metadata.json's bytes and their parse, read once and checked against metadata.b3."""
         where = f"{PREFIX}{version_id}"
         directory = self.path(version_id)
         try:
@@ -96,12 +104,7 @@ class VersionStore:
             if not directory.is_dir():
                 raise VersionNotFound(f"version {version_id} does not exist") from None
             raise CorruptVersion(f"{where}: {METADATA} or {CHECKSUM} is missing") from None
-        return verified_metadata(version_id, data, recorded)
-
-    def raw_metadata(self, version_id: str) -> bytes:
-        """metadata.json's exact bytes, verified (for copying a version to another store unchanged)."""
-        self.read(version_id)
-        return (self.path(version_id) / METADATA).read_bytes()
+        return data, verified_metadata(version_id, data, recorded)
 
     def stage(self, meta: Mapping[str, Any] | bytes) -> Path:
         """Write a complete version directory under tmp/ (fsynced), ready for `publish`."""
