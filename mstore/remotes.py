@@ -276,9 +276,12 @@ class BucketRemote:
         existing = self.config()
         if existing is not None:
             return existing
-        data = (json.dumps({k: v for k, v in config.items() if k != "remotes"}, indent=2) + "\n").encode()
-        with suppress(PreconditionFailed):  # someone else initialised it at the same moment: use theirs
-            self.bucket.put(CONFIG, data, if_absent=True)
+        shared = {k: v for k, v in config.items() if k != "remotes"}
+        try:
+            self.bucket.put(CONFIG, (json.dumps(shared, indent=2) + "\n").encode(), if_absent=True)
+            return shared
+        except PreconditionFailed:  # someone else initialised it at the same moment: use theirs
+            pass
         found = self.config()
         assert found is not None
         return found

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -224,15 +225,13 @@ class Repository:
     ) -> TransferStats:
         """Fetch versions (all by default) and their tags from a remote, verifying every object."""
         other = self.remote(remote)
-        ids = other.version_ids()
-        if refs:
-            ids = [resolve_in(r, ids, lambda name: tag_of(other, name)) for r in refs]
+        ids = _resolve_on(other, refs) if refs else other.version_ids()
         return _transfer.pull(other, self.store, sorted(set(ids)), progress=progress)
 
     def fetch(self, remote: str, ref: str) -> str:
         """Pull the one version `ref` names on the remote (if it is not here yet); returns its ID."""
         other = self.remote(remote)
-        vid = resolve_in(ref, other.version_ids(), lambda name: tag_of(other, name))
+        vid = _resolve_on(other, [ref])[0]
         if not self.store.versions.exists(vid):
             _transfer.pull(other, self.store, [vid])
         return vid
@@ -379,6 +378,12 @@ class Repository:
         """Move the corrupt objects of an fsck report aside; returns their ids."""
         with self.store.write_lock():
             return _fsck.quarantine(self.store, report)
+
+
+def _resolve_on(other: Remote, refs: list[str]) -> list[str]:
+    """The version IDs `refs` name on a remote (its tags, its `latest`), from one listing."""
+    ids = other.version_ids()
+    return [resolve_in(ref, ids, partial(tag_of, other)) for ref in refs]
 
 
 def _normalise_remote_url(url: str) -> str:

@@ -96,7 +96,7 @@ class Store:
             config = {k: v for k, v in source.items() if k != "remotes"}
             fmt = config.get("format")
             if not isinstance(fmt, int) or fmt > STORE_FORMAT:
-                raise UnsupportedFormat(f"the other store uses format {config.get('format')!r}: upgrade mstore")
+                raise UnsupportedFormat(f"the other store uses format {fmt!r}: upgrade mstore")
         with fsutil.file_lock(root / "locks" / "write"):
             if not (root / CONFIG).exists():
                 fsutil.atomic_write(root / CONFIG, _config_bytes(config))

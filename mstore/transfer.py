@@ -66,10 +66,9 @@ class TransferStats:
     tag_conflicts: list[str] = field(default_factory=list)
 
 
-def needed_objects(store: Store, version_id: str) -> set[str]:
-    """The manifest, its chunks and every delta base they need."""
-    meta = store.versions.read(version_id)
-    moid = manifest_id(meta, version_id)
+def needed_objects(store: Store, version_id: str, meta: dict[str, Any] | None = None) -> set[str]:
+    """The manifest, its chunks and every delta base they need (`meta`: the version's metadata, if read)."""
+    moid = manifest_id(store.versions.read(version_id) if meta is None else meta, version_id)
     return store.objects.closure({moid, *store.read_manifest(moid).chunk_ids()})
 
 
@@ -160,7 +159,7 @@ def push(
             if already:
                 stats.versions_skipped += 1
                 continue
-            needed = needed_objects(store, vid)
+            needed = needed_objects(store, vid, load_metadata(meta, f"version_{vid}"))
             todo = sorted(needed - present - planned)
             planned.update(todo)  # a later version sharing them needs them only once
             had.update(needed & present)
@@ -209,10 +208,16 @@ def push(
 class _Fetcher:
     """Downloads objects into the local store, each decoded and hashed first; delta bases come first."""
 
-    def __init__(self, remote: Remote, store: Store, stats: TransferStats, progress: TransferProgress | None) -> None:
-        config = remote.config() or {}
+    def __init__(
+        self,
+        remote: Remote,
+        remote_config: dict[str, Any],
+        store: Store,
+        stats: TransferStats,
+        progress: TransferProgress | None,
+    ) -> None:
         self.remote, self.store, self.stats, self.progress = remote, store, stats, progress
-        self.source_envelopes = int(config.get("format", 2)) >= 2
+        self.source_envelopes = int(remote_config.get("format", 2)) >= 2
         self._counting = threading.Lock()
         self._seen: set[str] = set()  # objects this pull already fetched or found: counted once
 
@@ -269,7 +274,7 @@ def pull(
     if remote_config is None:
         raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
     check_compatible(store.config, remote_config, remote.url)
-    fetch = _Fetcher(remote, store, stats, progress)
+    fetch = _Fetcher(remote, remote_config, store, stats, progress)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
 
         def record(vid: str) -> tuple[str, bytes, str | None]:
