@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from .errors import BadInput, MStoreError
+from .errors import BadInput, IntegrityError, MStoreError
+
+SMALL_VALUE_LIMIT = 17 << 20  # records, refs and configs are far smaller (metadata is at most 16 MiB)
 
 
 class RemoteError(MStoreError):
@@ -29,6 +31,14 @@ class KeyMissing(RemoteError):
 
 class PreconditionFailed(RemoteError):
     """A conditional put lost: the key exists (create-only) or changed since it was read."""
+
+
+class ValueTooLarge(IntegrityError):
+    """A value on the remote is larger than anything mstore writes under that key (never downloaded whole)."""
+
+
+def too_large(url: str, key: str, size: int, limit: int) -> ValueTooLarge:
+    return ValueTooLarge(f"{url}: {key} is {size} bytes, more than the {limit} such a file can have")
 
 
 @dataclass(frozen=True)
@@ -44,11 +54,11 @@ class Bucket(Protocol):
 
     url: str
 
-    def get(self, key: str) -> bytes:
-        """The value; raises KeyMissing."""
+    def get(self, key: str, *, limit: int = SMALL_VALUE_LIMIT) -> bytes:
+        """The value; raises KeyMissing, or ValueTooLarge (without downloading it) when over `limit` bytes."""
         ...
 
-    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
+    def get_with_etag(self, key: str, *, limit: int = SMALL_VALUE_LIMIT) -> tuple[bytes, str] | None:
         """(value, etag) for a later `put(if_match=etag)`, or None when the key does not exist."""
         ...
 
@@ -102,16 +112,18 @@ class MemoryBucket:
     def _count(self, op: str) -> None:
         self.requests[op] = self.requests.get(op, 0) + 1
 
-    def get(self, key: str) -> bytes:
-        found = self.get_with_etag(key)
+    def get(self, key: str, *, limit: int = SMALL_VALUE_LIMIT) -> bytes:
+        found = self.get_with_etag(key, limit=limit)
         if found is None:
             raise KeyMissing(f"{self.url}{key} does not exist")
         return found[0]
 
-    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
+    def get_with_etag(self, key: str, *, limit: int = SMALL_VALUE_LIMIT) -> tuple[bytes, str] | None:
         with self._lock:
             self._count("get")
             item = self._data.get(key)
+        if item is not None and len(item[0]) > limit:
+            raise too_large(self.url, key, len(item[0]), limit)
         return None if item is None else (item[0], item[1])
 
     def get_range(self, key: str, start: int, length: int) -> bytes:

@@ -29,6 +29,7 @@ from .refs import check_tag_name
 from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines
 from .repository import Repository
 from .transfer import TransferStats
+from .versions import saved_name
 
 DEFAULT_STORE = "data/models"
 PROGRESS_MIN_BYTES = 64 << 20
@@ -394,8 +395,7 @@ def checkout(
     vid = repo.fetch(remote, ref) if remote else repo.resolve(ref)
     manifest = repo.manifest(vid)
     if output is None:
-        saved_as = Path(str(repo.get(vid).get("original_path", ""))).name
-        output = Path(".") if manifest.kind == KIND_FILE else Path(saved_as or f"model-{vid}")
+        output = Path(".") if manifest.kind == KIND_FILE else Path(saved_name(repo.get(vid), vid))
     with _progress(lambda: manifest.size, "checkout") as progress:
         written = repo.checkout(vid, output, force=force, progress=progress)
     if as_json:
@@ -478,7 +478,7 @@ def fsck(
     listed), 1 when errors were found. With --remote, checks the remote's structure (versions, refs,
     manifests, presence of every object), and with --verify-data its bytes too.
     """
-    repo = _repo()
+    repo = Repository.open(state.store, check_layout=remote is not None or repair)  # fsck reports bad layouts
     if remote is not None:
         _fsck_remote(repo, remote, verify_data, repair, as_json)
         return
@@ -684,8 +684,18 @@ def _transfer_summary(verb: str, stats: TransferStats) -> str:
 def _report_transfer(verb: str, stats: TransferStats, as_json: bool) -> None:
     if as_json:
         _emit_json(asdict(stats))
+    else:
+        typer.echo(_transfer_summary(verb, stats))
+    for vid in stats.refused:
+        typer.echo(
+            f"mstore: error: refused version {vid}: its ID lies in the future (a broken clock or a forged record "
+            "on the remote)",
+            err=True,
+        )
+    if stats.refused:
+        raise typer.Exit(EXIT_PROBLEM)
+    if as_json:
         return
-    typer.echo(_transfer_summary(verb, stats))
     if stats.latest_moved_by_other:
         _info(
             f"note: the other side's latest is {stats.latest}, newer than what you sent (someone else pushed it); "

@@ -61,6 +61,24 @@ def parse_header(blob: bytes) -> Header | None:
     return Header(codec, width, size, None, 0, start)
 
 
+def verify_envelope(blob: bytes, expected_size: int | None, oid: str) -> Header | None:
+    """The header of an encoded object after checking its envelope checksum and declared size (None: raw).
+
+    Lets a chain walker reject a damaged top object before it reads any delta base."""
+    try:
+        header = parse_header(blob)
+        if header is None:
+            return None
+        view = memoryview(blob)
+        if view[_HEAD.size : _HEAD.size + CHECK] != _check(view[: _HEAD.size], view[_HEAD.size + CHECK :]):
+            raise CorruptObject("object envelope fails its checksum")
+        if expected_size is not None and header.size != expected_size:
+            raise CorruptObject(f"object declares {header.size} bytes, the manifest expects {expected_size}")
+    except CorruptObject as exc:
+        raise CorruptObject(f"object {oid}: {exc}") from None
+    return header
+
+
 def _check(head: bytes | memoryview, tail: bytes | memoryview) -> bytes:
     """The envelope checksum: blake3 of the fixed header and everything after the check field."""
     return blake3.blake3(head).update(tail).digest()[:CHECK]

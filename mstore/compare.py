@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -50,8 +51,10 @@ def _metric_row(name: str, old: Any, new: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"old": old, "new": new, "delta": None, "relative": None, "direction": direction}
     row["improved"] = None
     if is_number(old) and is_number(new):
-        row["delta"] = new - old
-        row["relative"] = (new - old) / abs(old) if old else None
+        delta = float(new) - float(old)  # in floats: two huge ints must not overflow a division
+        if math.isfinite(delta):
+            row["delta"] = new - old
+            row["relative"] = delta / abs(float(old)) if old else None
         if direction and new != old:
             row["improved"] = (new > old) == (direction == "higher")
     return row

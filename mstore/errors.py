@@ -97,6 +97,14 @@ class CorruptVersion(IntegrityError):
     """A version's metadata is unreadable or does not match its checksum."""
 
 
+class UnsafeStoreFile(IntegrityError):
+    """A store file is a symlink, FIFO, device or directory where mstore keeps a regular file, or too large."""
+
+
+class UnsafeLayout(IntegrityError):
+    """A directory of the store's layout is a symlink or not a directory (mstore never creates either)."""
+
+
 class CorruptRef(IntegrityError):
     """A ref file is unreadable, fails its checksum, or names no version."""
 

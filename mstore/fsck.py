@@ -17,7 +17,7 @@ from .errors import CorruptManifest, CorruptRef, IntegrityError, InvalidName, Mi
 from .manifest import Manifest
 from .objects import is_oid
 from .refs import check_tag_name
-from .store import Store, manifest_id
+from .store import Store, layout_problems, manifest_id
 
 ERROR, INFO = "error", "info"
 
@@ -65,6 +65,8 @@ class Report:
 def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], None] | None = None) -> Report:
     report = Report()
     add = report.problems.append
+    for message in layout_problems(store.root):
+        add(Problem(ERROR, "unsafe-layout", str(store.root), message))
     users: dict[str, set[str]] = {}  # object id -> versions that need it
     expected_size: dict[str, int] = {}
     ids = store.versions.ids()
@@ -109,7 +111,7 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
         add(
             Problem(INFO, "leftover", str(path.relative_to(store.root)), "leftover file under objects/ (gc removes it)")
         )
-    if store.tmp.is_dir():
+    if store.tmp.is_dir() and not store.tmp.is_symlink():
         for name in sorted(os.listdir(store.tmp)):
             add(Problem(INFO, "leftover", f"tmp/{name}", "leftover of an interrupted command (gc removes it)"))
     return report

@@ -7,13 +7,17 @@ the k-th operation, and `set_fault_hook` lets a test raise ENOSPC or EIO at any 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from .errors import UnsafeLayout, UnsafeStoreFile
 
 TMP_PREFIX = ".tmp-"
 CRASH_EXIT_CODE = 137  # what a shell reports for SIGKILL
@@ -56,6 +60,70 @@ def temp_name(directory: Path, stem: str) -> Path:
 
 def is_temp_name(name: str) -> bool:
     return name.startswith(TMP_PREFIX)
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor for `path`, which must be a regular file and not a symlink.
+
+    Store files come from disks and remotes others can write to: a FIFO would block `open` forever
+    (hence O_NONBLOCK, checked by fstat before any read), `/dev/zero` would never end, and a symlink
+    could point anywhere. mstore never creates any of these in a store, so all of them are refused.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeStoreFile(f"{path} is a symbolic link (mstore never creates links in a store)") from None
+        if exc.errno == errno.ENXIO:  # a socket, or a FIFO's peer missing on some systems
+            raise UnsafeStoreFile(f"{path} is not a regular file") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise UnsafeStoreFile(f"{path} is {kind}, not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path, limit: int, *, head: int | None = None) -> bytes:
+    """The bytes of the regular file `path` (or its first `head` bytes); refuses files over `limit` bytes.
+
+    Reads at most `limit` bytes whatever happens to the file meanwhile, so a hostile store can make
+    mstore neither hang nor run out of memory. FileNotFoundError passes through.
+    """
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if head is None and size > limit:
+            raise UnsafeStoreFile(f"{path} is larger than any such file mstore writes ({size} > {limit} bytes)")
+        want = min(size, limit) if head is None else min(head, limit)
+        chunks, got = [], 0
+        while got < want:
+            piece = os.read(fd, min(want - got, 16 << 20))
+            if not piece:
+                break
+            chunks.append(piece)
+            got += len(piece)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def check_real_dir(path: Path, what: str) -> bool:
+    """True if `path` is a real directory, False if it does not exist; UnsafeLayout if it is anything else."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(mode):
+        raise UnsafeLayout(f"{what} ({path}) is a symbolic link; mstore never creates one there (run `mstore fsck`)")
+    if not stat.S_ISDIR(mode):
+        raise UnsafeLayout(f"{what} ({path}) is not a directory (run `mstore fsck`)")
+    return True
 
 
 def fsync_dir(directory: Path) -> None:
@@ -156,8 +224,15 @@ def remove_tree(path: Path) -> None:
 @contextmanager
 def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
     """Hold a flock on `path`; the kernel releases it if the process dies, so no lock is ever stale."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # O_NOFOLLOW: a planted symlink must not make us create or open a file elsewhere
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise UnsafeStoreFile(f"lock file {path} is not a regular file (run `mstore fsck`)") from None
+        raise
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeStoreFile(f"lock file {path} is not a regular file (run `mstore fsck`)")
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import fsutil
 from .errors import GcRefused, MStoreError
-from .store import Store, manifest_id
+from .store import Store, layout_problems, manifest_id
 
 DEFAULT_GRACE_SECONDS = 3600.0
 
@@ -63,6 +63,7 @@ def plan(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcPlan:
         else:
             young += 1
     leftovers = [p for p in store.objects.stray_files() if _older_than(p, cutoff)]
+    fsutil.check_real_dir(store.tmp, "tmp/")  # never list (and delete) through a link: UnsafeLayout
     if store.tmp.is_dir():
         leftovers += [store.tmp / n for n in sorted(os.listdir(store.tmp)) if _older_than(store.tmp / n, cutoff)]
     return GcPlan(tuple(doomed), size, tuple(leftovers), young)
@@ -80,7 +81,9 @@ def execute(store: Store, gc_plan: GcPlan) -> None:
 
 
 def collect(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -> GcPlan:
-    """Plan and (unless `dry_run`) execute under the exclusive gc lock."""
+    """Plan and (unless `dry_run`) execute under the exclusive gc lock; refuses a store with linked directories."""
+    if problems := layout_problems(store.root):
+        raise GcRefused(f"gc deleted nothing: {problems[0]}")
     with store.gc_lock(exclusive=True):
         gc_plan = plan(store, grace_seconds)
         if not dry_run:

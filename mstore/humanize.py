@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -35,6 +36,13 @@ def parse_time(text: str, now: datetime) -> datetime:
 
 
 def format_bytes(n: float) -> str:
+    """`1.5 MiB`; a value no float can hold (from crafted metadata) prints as `?`, never raises."""
+    try:
+        n = float(n)
+    except (OverflowError, TypeError, ValueError):
+        return "?"
+    if not math.isfinite(n):
+        return "?"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

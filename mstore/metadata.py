@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from .errors import CorruptVersion, InvalidMetadata
 RESERVED_KEY = "mstore"
 MAX_METADATA_BYTES = 16 << 20
 MAX_DEPTH = 64
+MAX_FLOAT_INT = int(sys.float_info.max)
 
 
 def _numpy_to_python(value: Any) -> Any:
@@ -49,6 +51,7 @@ def normalize(user: Mapping[str, Any] | None) -> dict[str, Any]:
         text = json.dumps(dict(user), default=_numpy_to_python, allow_nan=False, ensure_ascii=False)
         clean = json.loads(text)
         _check_depth(clean)
+        _check_numbers(clean)
     except ValueError as exc:
         reason = "NaN or infinite numbers are not valid JSON" if "Out of range float" in str(exc) else str(exc)
         raise InvalidMetadata(f"metadata is not storable as JSON: {reason}") from None
@@ -83,4 +86,21 @@ def loads(data: bytes, where: str) -> dict[str, Any]:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number a float can hold (a 400-digit integer from crafted metadata is not one)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -MAX_FLOAT_INT <= value <= MAX_FLOAT_INT
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _check_numbers(value: Any) -> None:
+    """Integers beyond float range break every reader that does arithmetic on metrics: refuse them."""
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_numbers(v)
+    elif isinstance(value, int) and not isinstance(value, bool) and not is_number(value):
+        raise ValueError("a number is too large (beyond the range of a float)")

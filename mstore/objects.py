@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 
 import blake3
 
 from . import codec, fsutil
-from .errors import CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
+from .errors import CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject, UnsafeStoreFile
 
 OID_HEX_LEN = 64
 _OID_RE = re.compile(r"[0-9a-f]{64}")
@@ -53,6 +52,7 @@ def decode_object(
 
     `read_base(base, size)` gives a delta base's verified content. A delta whose base cannot be read
     raises DamagedDeltaBase, not CorruptObject: its own bytes may be fine, so it must not be thrown away.
+    Callers that may meet delta chains use `decode_chain`, which walks them without recursion.
     """
     if envelopes:
 
@@ -77,6 +77,91 @@ def decode_object(
     return data
 
 
+# A chain is written at most codec.MAX_DEPTH deep; a base re-saved after damage may be re-encoded at
+# another depth, so allow slack, but never follow a crafted chain (or cycle) further than this.
+MAX_CHAIN = 4 * codec.MAX_DEPTH
+ENVELOPE_SLACK = 128  # an envelope is never more than this many bytes larger than its content
+
+GetBlob = Callable[[str, int], bytes]  # (oid, most bytes it may have) -> the object as stored, unverified
+GetHeader = Callable[[str], bytes]  # oid -> its first bytes (enough for an envelope header)
+Known = Callable[[str, int], "bytes | None"]  # verified content available without a download, or None
+Keep = Callable[[str, bytes, bytes], None]  # (oid, content, blob): a verified base, e.g. to store it
+
+
+def stored_limit(expected_size: int | None) -> int:
+    """The most bytes an object's stored form may have: a read never takes more than this."""
+    return (codec.MAX_OBJECT if expected_size is None else min(expected_size, codec.MAX_OBJECT)) + ENVELOPE_SLACK
+
+
+def _no_base(oid: str, size: int) -> bytes:
+    raise CorruptObject(f"unexpected delta base {oid}")
+
+
+def decode_chain(
+    oid: str,
+    expected_size: int | None,
+    get_blob: GetBlob,
+    get_header: GetHeader,
+    *,
+    envelopes: bool = True,
+    known: Known | None = None,
+    keep: Keep | None = None,
+) -> tuple[bytes, bytes]:
+    """(content, stored bytes) of `oid`, verified; the one decoder of delta chains, local or remote.
+
+    The chain is walked iteratively by headers first (cycle-checked, at most MAX_CHAIN deep, every level
+    declaring the same size), then decoded from its base upwards holding one level at a time, so memory
+    is a few times the object's size whatever the chain looks like. Every level is hash-verified.
+    A damaged level below the top raises DamagedDeltaBase (the top's own bytes may be fine).
+    """
+    blob = get_blob(oid, stored_limit(expected_size))
+    if not envelopes or not codec.is_delta(blob):
+        return decode_object(oid, blob, expected_size, _no_base, envelopes=envelopes), blob
+    header = codec.verify_envelope(blob, expected_size, oid)  # the top's own damage is not the base's
+    assert header is not None and header.base is not None
+    size, top_base = header.size, header.base
+    try:
+        chain: list[str] = []  # the bases below `oid`, nearest first, that must be decoded
+        below: tuple[str, bytes] | None = None  # (oid, content) where the walk stopped on known content
+        base: str | None = top_base
+        while base is not None:
+            if base == oid or base in chain:
+                raise CorruptObject(f"delta chain of object {oid} has a cycle")
+            if len(chain) >= MAX_CHAIN:
+                raise CorruptObject(f"delta chain of object {oid} is longer than {MAX_CHAIN}")
+            check_oid(base)
+            found = known(base, size) if known is not None else None
+            if found is not None:
+                below = (base, found)
+                break
+            chain.append(base)
+            level = codec.parse_header(get_header(base))
+            if level is not None and level.size != size:
+                raise CorruptObject(f"object {base} declares {level.size} bytes, its delta needs {size}")
+            base = level.base if level is not None else None
+        for level_oid in reversed(chain):
+            level_blob = get_blob(level_oid, stored_limit(size))
+            content = decode_object(level_oid, level_blob, size, _base_reader(below), envelopes=True)
+            if keep is not None:
+                keep(level_oid, content, level_blob)
+            below = (level_oid, content)
+            del level_blob
+    except IntegrityError as exc:
+        raise DamagedDeltaBase(f"object {oid} is a delta against {top_base}, which is damaged ({exc})") from None
+    return decode_object(oid, blob, size, _base_reader(below), envelopes=True), blob
+
+
+def _base_reader(below: tuple[str, bytes] | None) -> Callable[[str, int], bytes]:
+    """A read_base that gives only the level just decoded (a header that changed since the walk is damage)."""
+
+    def read_base(base: str, size: int) -> bytes:
+        if below is None or below[0] != base:
+            raise CorruptObject(f"delta base {base} is not the one its chain named")
+        return below[1]
+
+    return read_base
+
+
 class ObjectStore:
     """The `objects/` directory of one store."""
 
@@ -93,13 +178,20 @@ class ObjectStore:
         return self.path(oid).is_file()
 
     def _existing_size(self, path: Path) -> int | None:
-        """Content size an existing object file claims (raw: its length; encoded: its header), or None."""
+        """Content size an existing object file claims (raw: its length; encoded: its header), or None.
+
+        -1 when the file cannot be an object (damaged header, not a regular file)."""
         try:
-            with open(path, "rb") as f:
-                head = f.read(64)
-                size = os.fstat(f.fileno()).st_size
+            fd = fsutil.open_regular(path)
         except FileNotFoundError:
             return None
+        except IntegrityError:
+            return -1
+        try:
+            head = os.read(fd, 64)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
         if not self.envelopes:
             return size
         try:
@@ -133,7 +225,8 @@ class ObjectStore:
         path = self.path(oid)
         blob = stored if stored is not None else codec.as_raw(data) if self.envelopes else data
         fsutil.make_dir(path.parent, parents=True)
-        if not path.exists():
+        fsutil.check_real_dir(path.parent, "an objects/ fan-out directory")  # never write through a link
+        if not os.path.lexists(path):
             created = fsutil.create_exclusive(path, blob)
         else:  # damaged copy: replace it
             fsutil.atomic_write(path, blob, mode=0o444, sync_dir=False)
@@ -147,27 +240,31 @@ class ObjectStore:
             fsutil.fsync_dir(directory)
         self._dirty.clear()
 
-    def read(self, oid: str, expected_size: int | None = None, _depth: int = 0) -> bytes:
+    def read(self, oid: str, expected_size: int | None = None) -> bytes:
         """The object's content, decoded and verified against its id (never returns wrong bytes)."""
-        return self.read_with_blob(oid, expected_size, _depth)[0]
+        return self.read_with_blob(oid, expected_size)[0]
 
-    def read_with_blob(self, oid: str, expected_size: int | None = None, _depth: int = 0) -> tuple[bytes, bytes]:
+    def read_with_blob(self, oid: str, expected_size: int | None = None) -> tuple[bytes, bytes]:
         """(content, the file as stored): one read, decoded and verified (for copying an object as is)."""
-        # Chains are written at most MAX_DEPTH deep; a base re-saved after damage may be re-encoded at
-        # another depth, so allow slack, but never follow a cycle in a crafted store forever.
-        if _depth > 4 * codec.MAX_DEPTH:
-            raise CorruptObject(f"object {oid}: delta chain is too long (or a cycle)")
-        path = self.path(oid)
+        return decode_chain(oid, expected_size, self.stored, self.header, envelopes=self.envelopes)
+
+    def stored(self, oid: str, limit: int | None = None) -> bytes:
+        """The object file's bytes, unverified; refuses anything over `limit` or that is not a regular file."""
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size > codec.MAX_OBJECT + 64:
-                    raise CorruptObject(f"object {oid} is larger than any object mstore writes")
-                blob = f.read(size)
+            return fsutil.read_regular(self.path(oid), stored_limit(None) if limit is None else limit)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
-        read_base = partial(self.read, _depth=_depth + 1)
-        return decode_object(oid, blob, expected_size, read_base, envelopes=self.envelopes), blob
+        except UnsafeStoreFile as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+
+    def header(self, oid: str) -> bytes:
+        """The object file's first bytes (its envelope header, if any)."""
+        try:
+            return fsutil.read_regular(self.path(oid), stored_limit(None), head=64)
+        except FileNotFoundError:
+            raise MissingObject(f"object {oid} is missing") from None
+        except UnsafeStoreFile as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
 
     def verify(self, oid: str, expected_size: int | None = None) -> tuple[str, str] | None:
         """Decode and re-hash one object; returns (problem code, one-line description) or None.
@@ -189,9 +286,8 @@ class ObjectStore:
         if not self.envelopes:
             return 0
         try:
-            with open(self.path(oid), "rb") as f:
-                header = codec.parse_header(f.read(64))
-        except (FileNotFoundError, CorruptObject):
+            header = codec.parse_header(self.header(oid))
+        except IntegrityError:
             return 0
         return header.depth if header else 0
 
@@ -200,9 +296,8 @@ class ObjectStore:
         if not self.envelopes:
             return None
         try:
-            with open(self.path(oid), "rb") as f:
-                header = codec.parse_header(f.read(64))
-        except (FileNotFoundError, CorruptObject):
+            header = codec.parse_header(self.header(oid))
+        except IntegrityError:
             return None
         return header.base if header else None
 
@@ -217,17 +312,17 @@ class ObjectStore:
         return out
 
     def size(self, oid: str) -> int:
-        return self.path(oid).stat().st_size
+        return self.path(oid).lstat().st_size
 
     def delete(self, oid: str) -> None:
         fsutil.remove_file(self.path(oid))
 
     def __iter__(self) -> Iterator[str]:
         """Every object id on disk (temp files and stray names are skipped)."""
-        if not self.root.is_dir():
+        if not self.root.is_dir() or self.root.is_symlink():
             return
         for fan in sorted(os.listdir(self.root)):
-            if not _FANOUT_RE.fullmatch(fan):
+            if not _FANOUT_RE.fullmatch(fan) or not _is_real_dir(self.root / fan):
                 continue
             for rest in sorted(os.listdir(self.root / fan)):
                 if _REST_RE.fullmatch(rest):
@@ -235,13 +330,18 @@ class ObjectStore:
 
     def stray_files(self) -> Iterator[Path]:
         """Temp files and foreign names under objects/ (leftovers of crashed saves, or junk)."""
-        if not self.root.is_dir():
+        if not self.root.is_dir() or self.root.is_symlink():
             return
         for fan in sorted(os.listdir(self.root)):
             fan_path = self.root / fan
-            if not _FANOUT_RE.fullmatch(fan) or not fan_path.is_dir():
+            if not _FANOUT_RE.fullmatch(fan) or not _is_real_dir(fan_path):
                 yield fan_path
                 continue
             for rest in sorted(os.listdir(fan_path)):
                 if not _REST_RE.fullmatch(rest):
                     yield fan_path / rest
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A directory and not a symlink to one (listing through a link would reach outside the store)."""
+    return not path.is_symlink() and path.is_dir()

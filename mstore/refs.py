@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 
 import blake3
 
 from . import fsutil
-from .errors import CorruptRef, InvalidName
+from .errors import CorruptRef, IntegrityError, InvalidName
 
 LATEST = "latest"
 RESERVED_NAMES = {LATEST, "HEAD"}
@@ -21,6 +22,18 @@ MAX_NAME = 100
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _REF_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(~[0-9]{1,9})?")
 VERSION_ID_RE = re.compile(r"[0-9]{8}_[0-9]{6}(_[0-9]{3})?")
+MAX_REF_BYTES = 4096
+
+
+def is_version_id(text: object) -> bool:
+    """`YYYYMMDD_HHMMSS[_NNN]` naming a real UTC time (a crafted `99999999_999999` is no version)."""
+    if not isinstance(text, str) or not VERSION_ID_RE.fullmatch(text):
+        return False
+    try:
+        datetime.strptime(text[:15], "%Y%m%d_%H%M%S")
+    except ValueError:
+        return False
+    return True
 
 
 def describe_bad(text: str) -> str | None:
@@ -76,7 +89,7 @@ def decode_ref(data: bytes, where: str) -> str:
         raise CorruptRef(f"{where} is damaged (not a ref file)") from None
     if rest or second != f"b3 {blake3.blake3((first + chr(10)).encode()).hexdigest()}":
         raise CorruptRef(f"{where} is damaged (checksum mismatch)")
-    if not VERSION_ID_RE.fullmatch(first):
+    if not is_version_id(first):
         raise CorruptRef(f"{where} does not hold a version ID")
     return first
 
@@ -89,10 +102,17 @@ class Refs:
         self.tags_dir = root / "tags"
 
     def _read(self, path: Path, where: str) -> str | None:
+        raw = self._raw(path, where)
+        return None if raw is None else decode_ref(raw, where)
+
+    @staticmethod
+    def _raw(path: Path, where: str) -> bytes | None:
         try:
-            return decode_ref(path.read_bytes(), where)
+            return fsutil.read_regular(path, MAX_REF_BYTES)
         except FileNotFoundError:
             return None
+        except IntegrityError as exc:  # a directory, FIFO, link or huge file where a ref belongs
+            raise CorruptRef(f"{where} is damaged ({exc})") from None
 
     def latest(self) -> str | None:
         return self._read(self.root / LATEST, "refs/latest")
@@ -105,10 +125,7 @@ class Refs:
             fsutil.atomic_write(path, encode_ref(version_id))
 
     def latest_raw(self) -> bytes | None:
-        try:
-            return (self.root / LATEST).read_bytes()
-        except FileNotFoundError:
-            return None
+        return self._raw(self.root / LATEST, "refs/latest")
 
     def tag(self, name: str) -> str | None:
         return self._read(self.tags_dir / check_tag_name(name), f"refs/tags/{name}")

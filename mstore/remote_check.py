@@ -13,16 +13,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 from . import codec
-from .errors import CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
+from .errors import BadInput, CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
 from .manifest import Manifest
 from .metadata import loads as load_metadata
-from .objects import decode_object
+from .objects import decode_chain
 from .refs import LATEST
 from .remotes import Remote
-from .store import Store, manifest_id
+from .store import Store, check_model_hash, manifest_id
 from .transfer import WORKERS, run_bounded, stored_form
 
 
@@ -53,14 +52,10 @@ class _Reader:
     def __init__(self, remote: Remote, envelopes: bool) -> None:
         self.remote, self.envelopes = remote, envelopes
 
-    def content(self, oid: str, size: int | None = None, depth: int = 0) -> bytes:
-        if depth > 4 * codec.MAX_DEPTH:
-            raise CorruptObject(f"object {oid}: delta chain is too long (or a cycle)")
-        blob = self.remote.get_object(oid)
+    def content(self, oid: str, size: int | None = None) -> bytes:
         try:
-            return decode_object(oid, blob, size, partial(self.content, depth=depth + 1), envelopes=self.envelopes)
-        except DamagedDeltaBase:
-            raise
+            get_blob, get_header = self.remote.get_object, self.remote.object_header
+            return decode_chain(oid, size, get_blob, get_header, envelopes=self.envelopes)[0]
         except CorruptObject as exc:
             raise CorruptObject(f"{self.remote.url}: corrupt object ({exc})") from None
 
@@ -85,6 +80,7 @@ def _needed(remote: Remote, reader: _Reader, report: RemoteReport | None) -> tup
             moid = manifest_id(meta, vid)
             needed[moid] = None
             manifest = Manifest.decode(reader.content(moid))
+            check_model_hash(meta, manifest, vid)
         except MissingObject as exc:
             if report is None:
                 raise
@@ -154,6 +150,9 @@ def check(
             target = remote.get_ref(name)[0]
         except IntegrityError as exc:
             report.problems.append(Problem("corrupt-ref", str(exc)))
+            continue
+        except BadInput as exc:  # a tag file whose name mstore would never write (`-rf`, `a b`)
+            report.problems.append(Problem("unsafe-name", f"refs/{name}: {exc}"))
             continue
         if target is not None and target not in ids:
             report.problems.append(Problem("dangling-ref", f"refs/{name} names {target}, which is not on the remote"))

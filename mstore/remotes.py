@@ -27,14 +27,28 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import fsutil
 from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
-from .errors import BadInput, CorruptVersion, MissingObject, MStoreError, StoreNotFound, VersionNotFound
-from .objects import check_oid, is_oid
-from .refs import LATEST, VERSION_ID_RE, check_tag_name, decode_ref, encode_ref
-from .store import CONFIG, Store
-from .versions import CHECKSUM, METADATA, PREFIX, checksum_line, verified_metadata
+from .errors import (
+    BadInput,
+    CorruptObject,
+    CorruptRef,
+    CorruptVersion,
+    IntegrityError,
+    MissingObject,
+    MStoreError,
+    StoreNotFound,
+    VersionNotFound,
+)
+from .metadata import MAX_METADATA_BYTES
+from .objects import check_oid, is_oid, stored_limit
+from .refs import LATEST, check_tag_name, decode_ref, encode_ref, is_version_id
+from .store import CONFIG, MAX_CONFIG_BYTES, Store, validate_config
+from .versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
 
 HEADER_BYTES = 64  # enough for any object envelope header (codec.py)
+STORED_LIMIT = stored_limit(None)  # no object mstore writes is larger
+MAX_REF_BYTES = 4096
 LOCK_STALE_SECONDS = 30 * 60  # a lock key not refreshed for this long belongs to a dead process
 LOCK_REFRESH_SECONDS = 5 * 60
 
@@ -69,8 +83,9 @@ class Remote(Protocol):
         """Every object on the remote: id -> (stored size, last modified)."""
         ...
 
-    def get_object(self, oid: str) -> bytes:
-        """The object as stored (unverified: callers decode and hash it); raises MissingObject."""
+    def get_object(self, oid: str, limit: int = STORED_LIMIT) -> bytes:
+        """The object as stored (unverified: callers decode and hash it); raises MissingObject, or an
+        IntegrityError without reading it whole when it is larger than `limit` bytes."""
         ...
 
     def object_header(self, oid: str) -> bytes:
@@ -176,17 +191,16 @@ class DirectoryRemote:
             out[oid] = Entry(oid, st.st_size, st.st_mtime)
         return out
 
-    def get_object(self, oid: str) -> bytes:
+    def get_object(self, oid: str, limit: int = STORED_LIMIT) -> bytes:
         try:
-            return self.store.objects.path(oid).read_bytes()
-        except FileNotFoundError:
+            return self.store.objects.stored(oid, limit)
+        except MissingObject:
             raise MissingObject(f"{self.url}: object {oid} is missing") from None
 
     def object_header(self, oid: str) -> bytes:
         try:
-            with open(self.store.objects.path(oid), "rb") as f:
-                return f.read(HEADER_BYTES)
-        except FileNotFoundError:
+            return self.store.objects.header(oid)
+        except MissingObject:
             raise MissingObject(f"{self.url}: object {oid} is missing") from None
 
     def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
@@ -230,9 +244,11 @@ class DirectoryRemote:
     def get_ref(self, name: str) -> tuple[str | None, Any]:
         path = self.path / ref_key(name)
         try:
-            raw = path.read_bytes()
+            raw = fsutil.read_regular(path, MAX_REF_BYTES)
         except FileNotFoundError:
             return None, None
+        except IntegrityError as exc:
+            raise CorruptRef(f"{self.url}: {ref_key(name)}: {exc}") from None
         return decode_ref(raw, ref_key(name)), raw
 
     def set_ref(self, name: str, version_id: str, expected: Any) -> None:
@@ -261,16 +277,16 @@ class BucketRemote:
 
     def config(self) -> dict[str, Any] | None:
         try:
-            raw = self.bucket.get(CONFIG)
+            raw = self.bucket.get(CONFIG, limit=MAX_CONFIG_BYTES)
         except KeyMissing:
             return None
+        except IntegrityError as exc:
+            raise StoreNotFound(f"{self.url}/{CONFIG} is not a valid mstore config ({exc})") from None
         try:
             config = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise StoreNotFound(f"{self.url}/{CONFIG} is not a valid mstore config") from None
-        if not isinstance(config, dict) or not isinstance(config.get("format"), int) or "chunker" not in config:
-            raise StoreNotFound(f"{self.url}/{CONFIG} is not a valid mstore config")
-        return config
+        return validate_config(config, f"{self.url}/{CONFIG}")
 
     def initialise(self, config: dict[str, Any]) -> dict[str, Any]:
         existing = self.config()
@@ -299,11 +315,13 @@ class BucketRemote:
                 out[parts[1] + parts[2]] = entry
         return out
 
-    def get_object(self, oid: str) -> bytes:
+    def get_object(self, oid: str, limit: int = STORED_LIMIT) -> bytes:
         try:
-            return self.bucket.get(self._object_key(oid))
+            return self.bucket.get(self._object_key(oid), limit=limit)
         except KeyMissing:
             raise MissingObject(f"{self.url}: object {oid} is missing") from None
+        except IntegrityError as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
 
     def object_header(self, oid: str) -> bytes:
         try:
@@ -323,7 +341,7 @@ class BucketRemote:
         for entry in self.bucket.list(PREFIX):
             name, _, leaf = entry.key.partition("/")
             vid = name[len(PREFIX) :]
-            if not VERSION_ID_RE.fullmatch(vid):
+            if not is_version_id(vid):
                 continue
             if leaf == METADATA:
                 records.add(vid)
@@ -341,17 +359,21 @@ class BucketRemote:
         return sorted(records - committed)
 
     def raw_version(self, version_id: str) -> bytes:
-        if not VERSION_ID_RE.fullmatch(version_id):
+        if not is_version_id(version_id):
             raise VersionNotFound(f"{version_id!r} is not a version ID")
         where = f"{PREFIX}{version_id}"
         try:
-            recorded = self.bucket.get(f"{where}/{CHECKSUM}")
+            recorded = self.bucket.get(f"{where}/{CHECKSUM}", limit=MAX_CHECKSUM_BYTES)
         except KeyMissing:
             raise VersionNotFound(f"version {version_id} does not exist on {self.url}") from None
+        except IntegrityError as exc:
+            raise CorruptVersion(f"{self.url}: {where}/{CHECKSUM}: {exc}") from None
         try:
-            data = self.bucket.get(f"{where}/{METADATA}")
+            data = self.bucket.get(f"{where}/{METADATA}", limit=MAX_METADATA_BYTES)
         except KeyMissing:
             raise CorruptVersion(f"{self.url}: {where}/{METADATA} is missing") from None
+        except IntegrityError as exc:
+            raise CorruptVersion(f"{self.url}: {where}/{METADATA}: {exc}") from None
         verified_metadata(version_id, data, recorded)
         return data
 
@@ -383,7 +405,10 @@ class BucketRemote:
 
     def get_ref(self, name: str) -> tuple[str | None, Any]:
         key = ref_key(name)
-        found = self.bucket.get_with_etag(key)
+        try:
+            found = self.bucket.get_with_etag(key, limit=MAX_REF_BYTES)
+        except IntegrityError as exc:
+            raise CorruptRef(f"{self.url}: {key}: {exc}") from None
         if found is None:
             return None, None
         return decode_ref(found[0], f"{self.url}: {key}"), found[1]

@@ -34,7 +34,7 @@ from .revparse import resolve, resolve_in
 from .store import Store
 from .transfer import TransferProgress, TransferStats
 from .usage import disk_usage, shared_bytes
-from .versions import next_version_id, parse_id_time
+from .versions import is_future, next_version_id, parse_id_time
 
 Progress = Callable[[int], None]
 
@@ -46,8 +46,9 @@ class Repository:
         self.store = store
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str]) -> Repository:
-        return cls(Store.open(Path(root)))
+    def open(cls, root: str | os.PathLike[str], *, check_layout: bool = True) -> Repository:
+        """Open a store; one whose layout holds symlinks is refused unless `check_layout` is False (fsck)."""
+        return cls(Store.open(Path(root), check_layout=check_layout))
 
     @classmethod
     def init(cls, root: str | os.PathLike[str]) -> Repository:
@@ -90,8 +91,9 @@ class Repository:
             manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
             store.objects.sync()  # every object is durable before anything refers to it
             with store.write_lock():
-                ids = store.versions.ids()
-                version_id = next_version_id(datetime.now(timezone.utc), ids[-1] if ids else None)
+                now = datetime.now(timezone.utc)
+                newest = next((i for i in reversed(store.versions.ids()) if not is_future(i, now)), None)
+                version_id = next_version_id(now, newest)
                 meta = {
                     **user,
                     "timestamp": version_id,

@@ -18,7 +18,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from .bucket import Entry, KeyMissing, PreconditionFailed, RemoteError, parse_s3_url
+from .bucket import SMALL_VALUE_LIMIT, Entry, KeyMissing, PreconditionFailed, RemoteError, parse_s3_url, too_large
 
 T = TypeVar("T")
 MULTIPART_THRESHOLD = 64 << 20
@@ -93,16 +93,25 @@ class S3Bucket:
         except botocore.exceptions.BotoCoreError as exc:
             raise RemoteError(f"{self._where()}: {op} {key} failed ({exc})") from None
 
-    def get(self, key: str) -> bytes:
-        found = self.get_with_etag(key)
+    def get(self, key: str, *, limit: int = SMALL_VALUE_LIMIT) -> bytes:
+        found = self.get_with_etag(key, limit=limit)
         if found is None:
             raise KeyMissing(f"{self.url}: {key} does not exist")
         return found[0]
 
-    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
+    def get_with_etag(self, key: str, *, limit: int = SMALL_VALUE_LIMIT) -> tuple[bytes, str] | None:
         def fetch() -> tuple[bytes, str]:
             response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
-            return response["Body"].read(), str(response["ETag"])
+            body = response["Body"]
+            size = int(response.get("ContentLength") or 0)
+            if size > limit:  # refuse before reading: a hostile remote must not exhaust our memory
+                body.close()
+                raise too_large(self.url, key, size, limit)
+            data: bytes = body.read(limit + 1)
+            if len(data) > limit:
+                body.close()
+                raise too_large(self.url, key, len(data), limit)
+            return data, str(response["ETag"])
 
         try:
             return self._call("get", fetch, key)

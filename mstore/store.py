@@ -20,7 +20,7 @@ from typing import Any
 
 from . import fsutil
 from .chunking import Chunker, ModelAwareChunker, chunker_from_config
-from .errors import CorruptVersion, StoreNotFound, UnsupportedFormat
+from .errors import CorruptVersion, IntegrityError, StoreNotFound, UnsafeLayout, UnsupportedFormat
 from .ingest import Compression
 from .manifest import Manifest
 from .objects import ObjectStore, is_oid
@@ -29,6 +29,64 @@ from .versions import PREFIX, VersionStore
 
 STORE_FORMAT = 2  # 2: encoded objects (zstd, byte groups, deltas) and model-aware chunking
 CONFIG = "mstore.json"
+MAX_CONFIG_BYTES = 1 << 20
+LAYOUT_DIRS = ("objects", "refs", "refs/tags", "tmp", "locks")  # created by init; never symlinks
+
+
+def layout_problems(root: Path) -> list[str]:
+    """Why the store's fixed directories cannot be trusted (a symlink or a file where a directory
+    belongs): writes and deletes there would land outside the store."""
+    problems = []
+    for sub in LAYOUT_DIRS:
+        try:
+            fsutil.check_real_dir(root / sub, f"{sub}/")
+        except IntegrityError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def validate_config(config: Any, where: str) -> dict[str, Any]:
+    """Check a store config (local, or read from a remote) so that no later command trips over it."""
+
+    def bad(reason: str) -> StoreNotFound:
+        return StoreNotFound(f"{where} is not a valid mstore config ({reason})")
+
+    if not isinstance(config, dict):
+        raise bad("not a JSON object")
+    fmt = config.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise bad("format must be a positive integer")
+    if fmt > STORE_FORMAT:
+        raise UnsupportedFormat(
+            f"{where} uses format {fmt}; this mstore understands format {STORE_FORMAT} or older: upgrade mstore"
+        )
+    chunker = config.get("chunker")
+    try:
+        if not isinstance(chunker, dict):
+            raise ValueError("chunker must be an object")
+        chunker_from_config(chunker)
+    except (ValueError, TypeError) as exc:
+        raise bad(str(exc)) from None
+    compression = config.get("compression")
+    if compression is not None:
+        if not isinstance(compression, dict):
+            raise bad("compression must be an object")
+        for key in ("tensor_level", "zstd_level", "opaque_level"):
+            level = compression.get(key)
+            if level is not None and (not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 22):
+                raise bad(f"compression.{key} must be an integer from 1 to 22")
+        for key in ("delta", "byte_grouping"):
+            if key in compression and not isinstance(compression[key], bool):
+                raise bad(f"compression.{key} must be true or false")
+        if compression.get("codec", "zstd") != "zstd":
+            raise bad("compression.codec must be 'zstd'")
+    remotes = config.get("remotes")
+    if remotes is not None and not (
+        isinstance(remotes, dict)
+        and all(isinstance(v, dict) and isinstance(v.get("url"), str) for v in remotes.values())
+    ):
+        raise bad("remotes must map names to {url: ...}")
+    return config
 
 
 class Store:
@@ -94,34 +152,32 @@ class Store:
         if like is not None:
             source = like.config if isinstance(like, Store) else like
             config = {k: v for k, v in source.items() if k != "remotes"}
-            fmt = config.get("format")
-            if not isinstance(fmt, int) or fmt > STORE_FORMAT:
-                raise UnsupportedFormat(f"the other store uses format {fmt!r}: upgrade mstore")
+            validate_config(config, "the other store's config")
         with fsutil.file_lock(root / "locks" / "write"):
             if not (root / CONFIG).exists():
                 fsutil.atomic_write(root / CONFIG, _config_bytes(config))
         return cls.open(root)
 
     @classmethod
-    def open(cls, root: Path) -> Store:
+    def open(cls, root: Path, *, check_layout: bool = True) -> Store:
+        """Open an existing store. A layout with symlinks (or files) where its directories belong is
+        refused (UnsafeLayout) unless `check_layout` is False, which only fsck uses, to report it."""
         root = Path(root)
         try:
-            raw = (root / CONFIG).read_bytes()
+            raw = fsutil.read_regular(root / CONFIG, MAX_CONFIG_BYTES)
         except FileNotFoundError:
             raise StoreNotFound(f"no mstore store at {root} (run `mstore init` or save a model first)") from None
         except NotADirectoryError:
             raise StoreNotFound(f"no mstore store at {root}") from None
+        except IntegrityError as exc:
+            raise StoreNotFound(f"no usable mstore store at {root}: {exc}") from None
         try:
             config = json.loads(raw)
-            fmt = config["format"]
-            chunker_from_config(config["chunker"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise StoreNotFound(f"{root / CONFIG} is not a valid mstore config ({exc})") from None
-        if not isinstance(fmt, int) or fmt > STORE_FORMAT:
-            raise UnsupportedFormat(
-                f"the store at {root} uses format {fmt!r}; this mstore understands format {STORE_FORMAT} "
-                "or older: upgrade mstore"
-            )
+        validate_config(config, str(root / CONFIG))
+        if check_layout and (problems := layout_problems(root)):
+            raise UnsafeLayout(f"the store at {root} is unsafe to use: {problems[0]}")
         return cls(root, config)
 
     def save_config(self) -> None:
@@ -133,9 +189,11 @@ class Store:
         return Manifest.decode(self.objects.read(oid))
 
     def version_manifest(self, version_id: str, meta: dict[str, Any] | None = None) -> Manifest:
-        """The manifest a version's metadata points at."""
+        """The manifest a version's metadata points at, whose content must be the recorded `model_hash`."""
         meta = self.versions.read(version_id) if meta is None else meta
-        return self.read_manifest(manifest_id(meta, version_id))
+        manifest = self.read_manifest(manifest_id(meta, version_id))
+        check_model_hash(meta, manifest, version_id)
+        return manifest
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
@@ -158,6 +216,16 @@ def manifest_id(meta: dict[str, Any], version_id: str) -> str:
         raise CorruptVersion(f"version_{version_id}: metadata has no valid mstore.manifest")
     assert isinstance(oid, str)
     return oid
+
+
+def check_model_hash(meta: dict[str, Any], manifest: Manifest, version_id: str) -> None:
+    """Refuse a version whose metadata claims other bytes than its manifest holds (a forged or
+    mixed-up record): checkout, diff and pull would otherwise vouch for the wrong model."""
+    if meta.get("model_hash") != manifest.model_hash:
+        raise CorruptVersion(
+            f"version_{version_id}: metadata says model_hash {str(meta.get('model_hash'))[:16]}..., "
+            f"but its stored content hashes to {manifest.model_hash[:16]}... (run `mstore fsck`)"
+        )
 
 
 def _config_bytes(config: dict[str, Any]) -> bytes:

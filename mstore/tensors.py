@@ -168,6 +168,12 @@ def _npy_tensor(name: str, read: Read, offset: int, length: int) -> Tensor:
     except (ValueError, SyntaxError, TypeError, KeyError, MemoryError, RecursionError):
         raise NotTensors("bad npy header") from None
     data_offset, data_len = offset + start + hlen, length - start - hlen
+    # Crafted headers: every value is checked before it is used (a string "dimension" times 10**9 would
+    # allocate gigabytes), and the shape must fit in the bytes actually present.
+    if not isinstance(descr, str) or len(shape) > 64:
+        raise NotTensors("bad npy header")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= data_len for d in shape):
+        raise NotTensors("bad npy shape")
     dtype = _NPY_DTYPES.get(descr[1:], BYTES) if isinstance(descr, str) and len(descr) >= 2 else BYTES
     if str(descr)[:1] == ">" and dtype != BYTES and ITEMSIZE[dtype] > 1:
         dtype = BYTES  # big-endian: compare as bytes

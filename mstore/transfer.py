@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -24,10 +25,11 @@ from .bucket import PreconditionFailed
 from .errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
 from .manifest import Manifest
 from .metadata import loads as load_metadata
-from .objects import decode_object
+from .objects import decode_chain
 from .refs import LATEST, check_tag_name
 from .remotes import Remote, VersionConflict, conflict_message
-from .store import Store, manifest_id
+from .store import Store, check_model_hash, manifest_id
+from .versions import is_future
 
 WORKERS = 8  # requests in flight; object storage rewards concurrency far more than local disks do
 
@@ -64,6 +66,7 @@ class TransferStats:
     latest: str | None = None  # what `latest` names on the receiving side afterwards
     latest_moved_by_other: bool = False  # a newer version pushed by someone else stayed `latest`
     tag_conflicts: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # remote versions not taken: IDs from the future
 
 
 def needed_objects(store: Store, version_id: str, meta: dict[str, Any] | None = None) -> set[str]:
@@ -233,12 +236,15 @@ class _Fetcher:
 
     def content(self, oid: str, size: int | None) -> bytes:
         """The object's verified content, from the local store if it is there and intact, else downloaded."""
-        if self.store.objects.claimed_size(oid) not in (None, -1):
-            try:
-                return self.store.objects.read(oid, size)
-            except IntegrityError:
-                pass  # a damaged local copy: the remote's good one replaces it
-        return self._download(oid, size)
+        return self._local(oid, size) or self._download(oid, size)
+
+    def _local(self, oid: str, size: int | None) -> bytes | None:
+        if self.store.objects.claimed_size(oid) in (None, -1):
+            return None
+        try:
+            return self.store.objects.read(oid, size)
+        except IntegrityError:
+            return None  # a damaged local copy: the remote's good one replaces it
 
     def ensure(self, oid: str, size: int) -> None:
         if self.store.objects.has_intact(oid, size):
@@ -246,17 +252,26 @@ class _Fetcher:
         else:
             self._download(oid, size)
 
-    def _download(self, oid: str, size: int | None) -> bytes:
-        blob = self.remote.get_object(oid)
-        try:
-            if len(blob) > codec.MAX_OBJECT + 64:
-                raise CorruptObject(f"object {oid} is larger than any object mstore writes")
-            content = decode_object(oid, blob, size, self.content, envelopes=self.source_envelopes)
-        except CorruptObject as exc:
-            raise CorruptObject(f"{self.remote.url}: corrupt object ({exc}); it was not stored") from None
+    def _keep(self, oid: str, content: bytes, blob: bytes) -> None:
+        """Store a verified object (a chunk, a manifest or a delta base on the way to one)."""
         stored = stored_form(content, blob, self.source_envelopes, self.store.objects.envelopes)
         self.store.objects.put(content, oid, stored)
         self._count(oid, 1, len(blob), len(content))
+
+    def _download(self, oid: str, size: int | None) -> bytes:
+        try:
+            content, blob = decode_chain(
+                oid,
+                size,
+                self.remote.get_object,
+                self.remote.object_header,
+                envelopes=self.source_envelopes,
+                known=self._local,
+                keep=self._keep,
+            )
+        except CorruptObject as exc:
+            raise CorruptObject(f"{self.remote.url}: corrupt object ({exc}); it was not stored") from None
+        self._keep(oid, content, blob)
         return content
 
 
@@ -274,6 +289,9 @@ def pull(
     if remote_config is None:
         raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
     check_compatible(store.config, remote_config, remote.url)
+    now = datetime.now(timezone.utc)
+    stats.refused = [vid for vid in version_ids if is_future(vid, now)]  # would stay `latest` forever
+    version_ids = [vid for vid in version_ids if vid not in stats.refused]
     fetch = _Fetcher(remote, remote_config, store, stats, progress)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
 
@@ -295,6 +313,7 @@ def pull(
             if moid is None:
                 stats.versions_skipped += 1
             else:
+                check_model_hash(load_metadata(meta, f"version_{vid}"), manifests[moid], vid)
                 plan.append((vid, meta, manifests[moid]))
         if progress is not None:
             progress.start(sum(f.size for _, _, m in plan for f in m.files))

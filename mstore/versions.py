@@ -18,14 +18,16 @@ from typing import Any
 import blake3
 
 from . import fsutil, metadata
-from .errors import CorruptVersion, VersionNotFound
-from .refs import VERSION_ID_RE
+from .errors import CorruptVersion, IntegrityError, InvalidName, VersionNotFound
+from .refs import describe_bad, is_version_id
 
 PREFIX = "version_"
 METADATA = "metadata.json"
 CHECKSUM = "metadata.b3"
 ID_FORMAT = "%Y%m%d_%H%M%S"
 MAX_SUFFIX = 999
+MAX_CHECKSUM_BYTES = 256  # "<64 hex>  metadata.json\n"
+FUTURE_SKEW = timedelta(days=1)  # an ID further ahead of the clock came from a broken clock or an attacker
 
 
 def parse_id_time(version_id: str) -> datetime:
@@ -37,13 +39,38 @@ def next_version_id(now: datetime, newest: str | None) -> str:
     """`YYYYMMDD_HHMMSS` in UTC; saves in the same second (or with a clock behind the newest version)
     continue after the newest ID with `_001`, `_002`, ... so plain string order is save order."""
     base = now.astimezone(timezone.utc).strftime(ID_FORMAT)
-    if newest is None or base > newest[:15]:
-        return base
+    if newest is None or base > newest[:15] or is_future(newest, now):
+        return base  # a stored ID from the far future must never block saving
     second, suffix = newest[:15], newest[16:]
     n = int(suffix) + 1 if suffix else 1
     if n > MAX_SUFFIX:  # 1000 saves in one second: borrow the next second
         return (parse_id_time(second) + timedelta(seconds=1)).strftime(ID_FORMAT)
     return f"{second}_{n:03d}"
+
+
+def is_future(version_id: str, now: datetime) -> bool:
+    """True when the ID names a time more than FUTURE_SKEW ahead of `now` (refused from remotes)."""
+    return parse_id_time(version_id) > now + FUTURE_SKEW
+
+
+def saved_name(meta: dict[str, Any], version_id: str) -> str:
+    """The directory name a directory model is checked out under by default: the last part of its
+    `original_path`, which must be one safe path component (metadata may come from anyone's remote)."""
+    original = meta.get("original_path")
+    if original is None:
+        return f"model-{version_id}"
+    name = original.replace("\\", "/").rstrip("/").rpartition("/")[2] if isinstance(original, str) else ""
+    if describe_bad(name) is not None or name in (".", "..") or name.startswith("-"):
+        raise InvalidName(
+            f"version {version_id} was saved from {safe_repr(original)}, which gives no safe directory name; "
+            "choose one with -o PATH"
+        )
+    return name
+
+
+def safe_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def checksum_line(data: bytes) -> bytes:
@@ -72,13 +99,13 @@ class VersionStore:
         """All published version IDs, oldest first (string order is save order)."""
         out = []
         for name in os.listdir(self.root):
-            if name.startswith(PREFIX) and VERSION_ID_RE.fullmatch(name[len(PREFIX) :]):
+            if name.startswith(PREFIX) and is_version_id(name[len(PREFIX) :]):
                 out.append(name[len(PREFIX) :])
         out.sort()
         return out
 
     def path(self, version_id: str) -> Path:
-        if not VERSION_ID_RE.fullmatch(version_id):
+        if not is_version_id(version_id):
             raise VersionNotFound(f"{version_id!r} is not a version ID")
         return self.root / f"{PREFIX}{version_id}"
 
@@ -98,12 +125,16 @@ class VersionStore:
         where = f"{PREFIX}{version_id}"
         directory = self.path(version_id)
         try:
-            data = (directory / METADATA).read_bytes()
-            recorded = (directory / CHECKSUM).read_bytes()
+            data = fsutil.read_regular(directory / METADATA, metadata.MAX_METADATA_BYTES)
+            recorded = fsutil.read_regular(directory / CHECKSUM, MAX_CHECKSUM_BYTES)
         except FileNotFoundError:
             if not directory.is_dir():
                 raise VersionNotFound(f"version {version_id} does not exist") from None
             raise CorruptVersion(f"{where}: {METADATA} or {CHECKSUM} is missing") from None
+        except NotADirectoryError:
+            raise CorruptVersion(f"{where} is not a directory") from None
+        except IntegrityError as exc:
+            raise CorruptVersion(f"{where}: {exc}") from None
         return data, verified_metadata(version_id, data, recorded)
 
     def stage(self, meta: Mapping[str, Any] | bytes) -> Path:

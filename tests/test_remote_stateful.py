@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import mstore.repository
 from mstore import Repository
-from mstore.bucket import Entry, MemoryBucket, RemoteError
+from mstore.bucket import SMALL_VALUE_LIMIT, Entry, MemoryBucket, RemoteError
 from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.remote_check import check, collect
 from mstore.remotes import BucketRemote
@@ -41,9 +41,9 @@ class DyingBucket(MemoryBucket):
                 raise RemoteError("connection lost (injected)")
             self.budget -= 1
 
-    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
+    def get_with_etag(self, key: str, *, limit: int = SMALL_VALUE_LIMIT) -> tuple[bytes, str] | None:
         self._spend()
-        return super().get_with_etag(key)
+        return super().get_with_etag(key, limit=limit)
 
     def put(self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None) -> str:
         self._spend()
