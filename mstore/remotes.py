@@ -170,12 +170,14 @@ class DirectoryRemote:
         if self._store is None:
             try:
                 self._store = Store.open(self.path)
-            except StoreNotFound:
+            except StoreNotFound as exc:
+                if os.path.lexists(self.path / CONFIG):
+                    raise StoreNotFound(f"remote {self.url}: {exc}") from None
                 raise StoreNotFound(f"remote {self.url}: no mstore store there (push to it first)") from None
         return self._store
 
     def config(self) -> dict[str, Any] | None:
-        return dict(self.store.config) if (self.path / CONFIG).exists() else None
+        return dict(self.store.config) if os.path.lexists(self.path / CONFIG) else None
 
     def initialise(self, config: dict[str, Any]) -> dict[str, Any]:
         self._store = Store.init(self.path, like=config)

@@ -34,7 +34,7 @@ from .revparse import resolve, resolve_in
 from .store import Store
 from .transfer import TransferProgress, TransferStats
 from .usage import disk_usage, shared_bytes
-from .versions import is_future, next_version_id, parse_id_time
+from .versions import is_future, newest, next_version_id, parse_id_time
 
 Progress = Callable[[int], None]
 
@@ -92,8 +92,8 @@ class Repository:
             store.objects.sync()  # every object is durable before anything refers to it
             with store.write_lock():
                 now = datetime.now(timezone.utc)
-                newest = next((i for i in reversed(store.versions.ids()) if not is_future(i, now)), None)
-                version_id = next_version_id(now, newest)
+                current = [i for i in store.versions.ids() if not is_future(i, now)]  # a forged future ID
+                version_id = next_version_id(now, current[-1] if current else None)  # never blocks a save
                 meta = {
                     **user,
                     "timestamp": version_id,
@@ -355,8 +355,8 @@ class Repository:
         return disk_usage(self.store, largest)
 
     def latest(self) -> dict[str, Any] | None:
-        ids = self.ids()
-        return self.store.versions.read(ids[-1]) if ids else None
+        vid = newest(self.ids())
+        return self.store.versions.read(vid) if vid else None
 
     def tags(self) -> dict[str, str]:
         return self.store.refs.tags()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from .errors import AmbiguousReference, VersionNotFound
 from .refs import RESERVED_NAMES, check_ref_syntax
 from .store import Store
-from .versions import PREFIX
+from .versions import PREFIX, newest
 
 MAX_LISTED = 5
 
@@ -40,9 +40,10 @@ def resolve_in(ref: str, ids: list[str], tag_of: Callable[[str], str | None]) ->
 
 def _resolve_base(base: str, ids: list[str], tag_of: Callable[[str], str | None]) -> str:
     if base in RESERVED_NAMES:  # `latest` is the newest published version (refs/latest mirrors it)
-        if not ids:
+        found = newest(ids)
+        if found is None:
             raise VersionNotFound("the store has no versions yet")
-        return ids[-1]
+        return found
     if not base.startswith(PREFIX):
         target = tag_of(base)
         if target is not None:

@@ -73,6 +73,13 @@ def safe_repr(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def newest(ids: list[str], now: datetime | None = None) -> str | None:
+    """What `latest` means: the newest version not from the far future (a forged or mis-clocked ID must
+    not stay `latest` forever); the newest of all only when every one is."""
+    now = now or datetime.now(timezone.utc)
+    return next((i for i in reversed(ids) if not is_future(i, now)), ids[-1] if ids else None)
+
+
 def checksum_line(data: bytes) -> bytes:
     return f"{blake3.blake3(data).hexdigest()}  {METADATA}\n".encode()
 

@@ -1,0 +1,232 @@
+"""A hostile *remote* (a shared directory or a bucket others can write to): pull, clone, push, checkout
+--remote and fsck --remote must not write outside, hang, exhaust memory, accept bytes that contradict
+model_hash, or end in a traceback (issue 16). Remotes are tampered with by hand, from docs/format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from craft import add_crafted_file_version, b3, mstore, put_object, read_meta, snapshot, write_version, xor_delta
+
+from mstore import Repository
+from mstore.bucket import MemoryBucket, ValueTooLarge
+from mstore.errors import CorruptObject
+from mstore.remotes import BucketRemote
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A directory remote holding two versions (pushed by a teammate), and an empty place to work."""
+    teammate = Repository.init(tmp_path / "teammate")
+    model = tmp_path / "model.bin"
+    ids = []
+    for text in (b"first model " * 100, b"second model " * 100):
+        model.write_bytes(text)
+        ids.append(teammate.save(model, {"metrics": {"accuracy": 0.5}})["timestamp"])
+    remote = tmp_path / "remote"
+    teammate.remote_add("nas", str(remote))
+    teammate.push("nas")
+    work = tmp_path / "work"
+    work.mkdir()
+    return remote, work, ids
+
+
+def _mine(work: Path, remote: Path) -> Path:
+    """A local store of my own with the remote configured as `nas`."""
+    store = work / "mine"
+    Repository.init(store).remote_add("nas", str(remote))
+    return store
+
+
+# 3. symlinks in a remote's layout redirect nothing ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("linked", ["locks", "refs/tags", "objects", "tmp"])
+def test_push_refuses_a_remote_whose_layout_has_symlinks(
+    shared: tuple[Path, Path, list[str]], tmp_path: Path, linked: str
+) -> None:
+    remote, work, _ = shared
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (remote / linked).rename(tmp_path / "moved-away")
+    os.symlink(victim, remote / linked)
+    store = _mine(work, remote)
+    model = work / "m.bin"
+    model.write_bytes(b"my model")
+    Repository.open(store).save(model)
+    Repository.open(store).tag("prod")
+    run = mstore("push", "nas", cwd=work, store=store)
+    assert run.one_line_error and run.code == 1 and "symbolic link" in run.stderr
+    assert list(victim.iterdir()) == []
+
+
+# 4 and 5. FIFOs, devices and endless files on a remote --------------------------------------------------------
+
+
+def _replace(path: Path, how: str) -> None:
+    if path.exists() or path.is_symlink():
+        os.chmod(path, 0o644) if not path.is_symlink() else None
+        path.unlink()
+    if how == "fifo":
+        os.mkfifo(path)
+    elif how == "zero":
+        os.symlink("/dev/zero", path)
+    elif how == "huge":  # a sparse regular file larger than anything mstore writes there
+        with open(path, "wb") as f:
+            f.truncate(300 << 20)
+
+
+@pytest.mark.parametrize("how", ["fifo", "zero", "huge"])
+@pytest.mark.parametrize("which", ["object", "metadata", "config"])
+def test_remote_files_that_never_end_or_block_are_refused_quickly(
+    shared: tuple[Path, Path, list[str]], how: str, which: str
+) -> None:
+    remote, work, ids = shared
+    if which == "object":
+        moid = read_meta(remote, ids[1])["mstore"]["manifest"]  # type: ignore[index]
+        _replace(remote / "objects" / moid[:2] / moid[2:], how)
+    elif which == "metadata":
+        _replace(remote / f"version_{ids[1]}" / "metadata.json", how)
+    else:
+        _replace(remote / "mstore.json", how)
+    store = _mine(work, remote)
+    commands = [
+        ["pull", "nas"],
+        ["checkout", ids[1], "--remote", "nas", "-o", "out.bin"],
+        ["fsck", "--remote", "nas", "--verify-data"],
+    ]
+    for args in commands:
+        run = mstore(*args, cwd=work, store=store, timeout=30)
+        assert run.code in (1, 2) and run.one_line_error or args[0] == "fsck" and run.code == 1, (args, run)
+        assert "Traceback" not in run.stderr and "MemoryError" not in run.stderr
+    run = mstore("clone", remote, work / "clone", cwd=work, timeout=30)
+    assert run.code in (1, 2) and "Traceback" not in run.stderr, run
+    assert not (work / "out.bin").exists()
+
+
+def test_a_bucket_value_larger_than_its_key_allows_is_never_downloaded_whole() -> None:
+    bucket = MemoryBucket()
+    remote = BucketRemote(bucket)
+    oid = "ab" * 32
+    bucket.put(f"objects/{oid[:2]}/{oid[2:]}", b"x" * 5000)
+    with pytest.raises(CorruptObject, match="more than"):
+        remote.get_object(oid, 1000)
+    bucket.put("refs/latest", b"x" * 100_000)
+    with pytest.raises(Exception, match="more than"):
+        remote.get_ref("latest")
+    with pytest.raises(ValueTooLarge):
+        bucket.get("refs/latest", limit=10)
+
+
+def test_s3_refuses_a_value_over_the_limit_from_its_length_alone(s3_url: str) -> None:
+    from mstore.s3 import S3Bucket
+
+    bucket = S3Bucket(s3_url)
+    bucket.put("refs/latest", b"y" * 4096)
+    with pytest.raises(ValueTooLarge):
+        bucket.get("refs/latest", limit=1024)
+    assert bucket.get("refs/latest", limit=4096) == b"y" * 4096
+
+
+# 6. delta cycles on a remote --------------------------------------------------------------------------------
+
+
+def test_a_delta_cycle_on_a_remote_is_one_line(shared: tuple[Path, Path, list[str]]) -> None:
+    remote, work, _ = shared
+    a_content, b_content = b"A" * 4096, b"B" * 4096
+    a, b = b3(a_content), b3(b_content)
+    put_object(remote, a, xor_delta(a_content, b_content, base=b))
+    put_object(remote, b, xor_delta(b_content, a_content, base=a))
+    add_crafted_file_version(remote, "20261127_000000", "cycle.bin", a_content, a)
+    store = _mine(work, remote)
+    run = mstore("pull", "nas", "20261127_000000", cwd=work, store=store)
+    assert run.one_line_error and run.code == 1 and "cycle" in run.stderr
+    run = mstore("fsck", "--remote", "nas", "--verify-data", cwd=work, store=store)
+    assert run.code == 1 and "cycle" in run.stdout and "Traceback" not in run.stderr
+
+
+# 8. model_hash that contradicts the content --------------------------------------------------------------------
+
+
+def test_a_forged_model_hash_on_a_remote_is_refused(shared: tuple[Path, Path, list[str]]) -> None:
+    remote, work, ids = shared
+    meta = read_meta(remote, ids[1])
+    meta["model_hash"] = read_meta(remote, ids[0])["model_hash"]
+    write_version(remote, ids[1], meta)
+    store = _mine(work, remote)
+    for args in (["pull", "nas", ids[1]], ["checkout", ids[1], "--remote", "nas", "-o", "out.bin"]):
+        run = mstore(*args, cwd=work, store=store)
+        assert run.one_line_error and run.code == 1 and "model_hash" in run.stderr, (args, run)
+    assert Repository.open(store).ids() == [] and not (work / "out.bin").exists()
+    run = mstore("fsck", "--remote", "nas", cwd=work, store=store)
+    assert run.code == 1 and "model_hash" in run.stdout
+
+
+# 9. version IDs from the future ------------------------------------------------------------------------------
+
+
+def test_a_future_version_on_a_remote_is_refused_and_never_becomes_latest(
+    shared: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    remote, work, ids = shared
+    for bogus in ("99991231_235959_999", "99999999_999999"):
+        meta = read_meta(remote, ids[1])
+        meta["timestamp"] = bogus
+        write_version(remote, bogus, meta)
+    store = _mine(work, remote)
+    run = mstore("pull", "nas", cwd=work, store=store)
+    assert run.code == 1 and "refused version 99991231_235959_999" in run.stderr and "Traceback" not in run.stderr
+    assert Repository.open(store).ids() == ids  # the good versions arrived; the forged ones did not
+    model = work / "m.bin"
+    model.write_bytes(b"my model")
+    assert mstore("save", model, cwd=work, store=store).code == 0
+    assert mstore("log", cwd=work, store=store).code == 0
+
+
+# 10. numbers beyond float range in pulled metadata ---------------------------------------------------------------
+
+
+def test_pulled_metadata_with_huge_numbers_reads_fine(shared: tuple[Path, Path, list[str]]) -> None:
+    remote, work, ids = shared
+    meta = read_meta(remote, ids[1])
+    meta["metrics"] = {"accuracy": 10**400}
+    meta["mstore"]["new_bytes"] = 10**400  # type: ignore[index]
+    write_version(remote, ids[1], meta)
+    store = _mine(work, remote)
+    assert mstore("pull", "nas", cwd=work, store=store).code == 0
+    for args in (["log"], ["diff"], ["show"], ["log", "--json"]):
+        run = mstore(*args, cwd=work, store=store)
+        assert run.code == 0 and "Traceback" not in run.stderr, (args, run)
+
+
+# 11. a remote config or tag that no mstore writes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ['"abc"', "1000", "[1]", "true"])
+def test_clone_refuses_a_remote_config_that_would_break_every_later_save(
+    shared: tuple[Path, Path, list[str]], level: str
+) -> None:
+    remote, work, _ = shared
+    config = json.loads((remote / "mstore.json").read_text())
+    (remote / "mstore.json").write_text(json.dumps(config).replace('"opaque_level": 3', f'"opaque_level": {level}'))
+    run = mstore("clone", remote, work / "copy", cwd=work)
+    assert run.one_line_error and run.code == 2 and "opaque_level" in run.stderr
+    assert not (work / "copy").exists()
+
+
+def test_fsck_remote_reports_a_tag_named_like_an_option(shared: tuple[Path, Path, list[str]]) -> None:
+    remote, work, ids = shared
+    (remote / "refs" / "tags" / "-rf").write_bytes(b"whatever")
+    (remote / "refs" / "tags" / "subdir").mkdir()
+    store = _mine(work, remote)
+    run = mstore("fsck", "--remote", "nas", "--json", cwd=work, store=store)
+    assert run.code == 1 and "Traceback" not in run.stderr
+    codes = {p["code"] for p in json.loads(run.stdout)["problems"]}
+    assert {"unsafe-name", "corrupt-ref"} <= codes
+    before = snapshot(work)
+    assert mstore("pull", "nas", cwd=work, store=store).code == 0  # pull skips what it cannot use
+    assert Repository.open(store).ids() == ids and set(snapshot(work)) >= set(before)
