@@ -242,7 +242,10 @@ def save(
     if tag is not None:
         check_tag_name(tag)  # before anything is written
     repo = Repository.init(state.store)
-    with _progress(lambda: _safe_size(path), "saving") as progress:
+    skipped = repo.store_inside(path)
+    if skipped is not None:
+        _info(f"note: leaving out the store itself ({os.path.relpath(skipped, path)}), which lies inside {path}")
+    with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
         result = repo.save(path, meta, message=message, parent=parent, progress=progress)
     vid = result["timestamp"]
     if tag is not None:
@@ -254,9 +257,9 @@ def save(
     _info(save_summary(result))
 
 
-def _safe_size(path: Path) -> int:
+def _safe_size(path: Path, exclude: Path | None) -> int:
     try:
-        return source_size(path)
+        return source_size(path, exclude)
     except (MStoreError, OSError):
         return 0  # save() reports the real problem
 

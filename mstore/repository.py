@@ -22,7 +22,7 @@ from . import remote_check as _remote_check
 from . import transfer as _transfer
 from .bucket import parse_s3_url
 from .errors import BadInput, DestinationExists, StoreNotFound, TagExists, VersionIsTagged, VersionNotFound
-from .ingest import ingest
+from .ingest import ingest, inside
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
@@ -78,12 +78,21 @@ class Repository:
             user["message"] = message
         source_path = Path(source)
         store = self.store
+        if inside(source_path, store.root):
+            raise BadInput(f"cannot save {source_path}: it lies inside the store {store.root} it would be saved to")
+        exclude = self.store_inside(source_path)
         with store.gc_lock():
             ids = store.versions.ids()
             parent_id = self.resolve(parent) if parent is not None else (ids[-1] if ids else None)
             bases = parent_pieces(store, parent_id) if store.compression and store.compression.delta else {}
             manifest, stats = ingest(
-                source_path, store.objects, store.chunker, progress, compression=store.compression, parent=bases
+                source_path,
+                store.objects,
+                store.chunker,
+                progress,
+                compression=store.compression,
+                parent=bases,
+                exclude=exclude,
             )
             manifest_bytes = manifest.encode()
             manifest_oid = hash_bytes(manifest_bytes)
@@ -115,6 +124,13 @@ class Repository:
                 with suppress(OSError):  # the version is saved; `latest` is derived from IDs, and the
                     store.refs.set_latest(version_id)  # next write repairs the ref (fsck: stale-ref)
         return meta
+
+    def store_inside(self, source: str | os.PathLike[str]) -> Path | None:
+        """This store's directory when it lies inside the model directory `source` (a save leaves it out)."""
+        source_path = Path(source)
+        if source_path.is_dir() and not inside(source_path, self.root) and inside(self.root, source_path):
+            return self.root
+        return None
 
     def tag(self, name: str, ref: str = "latest", *, force: bool = False) -> str:
         """Point tag `name` at a version; moving an existing tag needs `force`."""

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mstore import Repository
 from mstore.cli import app
+
+from helpers import write_tree
 
 runner = CliRunner()
 
@@ -250,3 +253,40 @@ def test_console_script_runs_as_a_real_process(tmp_path: Path, model: Path) -> N
         and bad.stderr.startswith("mstore: error:")
         and "Traceback" not in bad.stderr
     )
+
+
+def test_save_dot_leaves_out_the_store_inside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    (project / "data" / "raw").mkdir(parents=True)
+    (project / "model.joblib").write_bytes(os.urandom(50_000))
+    (project / "data" / "raw" / "train.csv").write_text("a,b\n")
+    monkeypatch.chdir(project)
+    cli = Cli(Path("data/models"))  # the default store, inside the folder being saved
+    for _ in range(2):  # the second save runs against a store that already holds objects
+        out, err = cli("save", ".")
+        assert out.startswith("saved version ")
+        notes = [line for line in err.splitlines() if line.startswith("note:")]
+        assert notes == ["note: leaving out the store itself (data/models), which lies inside ."]
+    files = [f["path"] for f in cli.json("show")["files"]]  # type: ignore[index]
+    assert files == ["data/raw/train.csv", "model.joblib"]
+    assert [e.path for e in Repository.open("data/models").manifest("latest").entries] == [
+        "data",
+        "data/raw",
+        "data/raw/train.csv",
+        "model.joblib",
+    ]
+
+
+def test_folders_that_only_hold_the_store_are_left_out(tmp_path: Path) -> None:
+    project = write_tree(tmp_path / "project", {"model.bin": b"weights"})
+    cli = Cli(project / "a" / "b" / "store")
+    cli("save", str(project))
+    assert [e.path for e in Repository.open(cli.store).manifest("latest").entries] == ["model.bin"]
+
+
+def test_saving_a_path_inside_the_store_is_refused(cli: Cli, model: Path) -> None:
+    cli("save", str(model))
+    for inner in (cli.store, cli.store / "objects"):
+        _, err = cli("save", str(inner), code=2)
+        assert err.startswith("mstore: error: cannot save ") and "inside the store" in err and err.count("\n") == 1
+    assert len(cli.json("log")) == 1  # type: ignore[arg-type]
