@@ -288,7 +288,11 @@ def log(
     metric: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--metric", "-M", metavar="NAME", help="Metric to show (repeatable; dotted names reach nested ones)."
+            "--metric",
+            "-M",
+            metavar="NAME",
+            help="Metric to show (repeatable; dotted names reach nested ones). Default: every top-level metric "
+            "with a number in any version shown; other values are shown as they are.",
         ),
     ] = None,
     since: Annotated[
@@ -323,7 +327,7 @@ def log(
         _info("no versions match" if (since or until or tag) else "no versions yet")
         return
     ids = repo.ids()
-    names = metric or default_metrics(repo.get(ids[-1]) if ids else None)
+    names = metric or default_metrics(entries)
     _echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=_style))
 
 

@@ -30,10 +30,16 @@ def _json(value: Any) -> str:
     return safe(json.dumps(value, ensure_ascii=False))
 
 
-def default_metrics(newest: dict[str, Any] | None) -> list[str]:
-    """All top-level numeric metrics of the newest version."""
-    metrics = (newest or {}).get("metrics")
-    return [k for k, v in metrics.items() if is_number(v)] if isinstance(metrics, dict) else []
+def default_metrics(entries: list[dict[str, Any]]) -> list[str]:
+    """Every top-level metric that holds a number in at least one of the versions shown, in the order
+    they first appear (newest first). Taking them from all shown versions, not the newest alone, keeps
+    an older version's accuracy visible after a save that logged only eval_loss."""
+    names: dict[str, None] = {}
+    for meta in entries:
+        metrics = meta.get("metrics")
+        if isinstance(metrics, dict):
+            names.update((k, None) for k, v in metrics.items() if is_number(v))
+    return list(names)
 
 
 def _metric_text(meta: dict[str, Any], names: list[str]) -> str:

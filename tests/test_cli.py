@@ -79,8 +79,8 @@ def test_full_workflow(cli: Cli, model: Path, tmp_path: Path) -> None:
     log_lines = cli("log", "--oneline")[0].splitlines()
     assert len(log_lines) == 2 and log_lines[0].startswith(second_id) and "latest" in log_lines[0]
     assert "tag: candidate" in log_lines[0] and "accuracy=0.95" in log_lines[0] and "nightly" in log_lines[1]
-    assert "f1=0.8" not in log_lines[1]  # default metrics: the newest version's
-    assert "f1=0.8" in cli("log", "--oneline", "-M", "f1")[0]
+    assert "f1=0.8" in log_lines[1]  # default metrics: those of every version shown
+    assert "accuracy=0.95" not in cli("log", "--oneline", "-M", "f1")[0]
     assert len(cli("log", "--oneline", "-n", "1")[0].splitlines()) == 1
     block = cli("log")[0]
     assert f"version {second_id}" in block and "Message:  nightly" in block and "Stored:" in block
@@ -290,3 +290,19 @@ def test_saving_a_path_inside_the_store_is_refused(cli: Cli, model: Path) -> Non
         _, err = cli("save", str(inner), code=2)
         assert err.startswith("mstore: error: cannot save ") and "inside the store" in err and err.count("\n") == 1
     assert len(cli.json("log")) == 1  # type: ignore[arg-type]
+
+
+def test_log_shows_the_metrics_of_every_version_shown(cli: Cli, model: Path) -> None:
+    from mstore import ModelVersioning
+
+    versioning = ModelVersioning(cli.store)
+    versioning.save_model_version(model, {"metrics": {"accuracy": 0.91, "f1": 0.88}})
+    versioning.save_model_version(model, {"metrics": {"eval_loss": 0.31}})
+    versioning.save_model_version(model, {"metrics": {"accuracy": "0.9", "notes": "ok"}})  # strings, via the API
+    newest, middle, oldest = cli("log", "--oneline")[0].splitlines()
+    assert "accuracy=0.91" in oldest and "f1=0.88" in oldest
+    assert "eval_loss=0.31" in middle
+    assert "accuracy=0.9" in newest  # a string is shown as it is
+    assert "notes" not in newest  # columns come from numeric values only
+    assert "accuracy=0.91" not in cli("log", "--oneline", "-n", "2")[0]  # only the versions shown count
+    assert "eval_loss=0.31" in cli("log", "--oneline", "-n", "2")[0]
