@@ -693,10 +693,9 @@ def _report_transfer(verb: str, stats: TransferStats, as_json: bool) -> None:
         _emit_json(asdict(stats))
         return
     typer.echo(_transfer_summary(verb, stats))
-    if stats.latest_moved_by_other:
+    if stats.latest_newer_than_sent:  # an older version pushed (a tag, a late push): nobody's work was lost
         _info(
-            f"note: the other side's latest is {stats.latest}, newer than what you sent (someone else pushed it); "
-            "your versions are there too"
+            f"note: the remote's latest stays {stats.latest}, newer than the version(s) sent; nothing was overwritten"
         )
 
 

@@ -62,7 +62,7 @@ class TransferStats:
     bytes_sent: int = 0
     seconds: float = 0.0
     latest: str | None = None  # what `latest` names on the receiving side afterwards
-    latest_moved_by_other: bool = False  # a newer version pushed by someone else stayed `latest`
+    latest_newer_than_sent: bool = False  # the receiving side's `latest` stayed on a version newer than those sent
     tag_conflicts: list[str] = field(default_factory=list)
 
 
@@ -193,7 +193,7 @@ def push(
             stats.latest = compare_and_swap_ref(
                 remote, LATEST, lambda cur: newest if cur is None or cur < newest else None
             )
-            stats.latest_moved_by_other = bool(version_ids) and str(stats.latest) > max(version_ids)
+            stats.latest_newer_than_sent = bool(version_ids) and str(stats.latest) > max(version_ids)
         wanted = set(version_ids)
         for name, target in sorted(store.refs.tags().items()):
             if (

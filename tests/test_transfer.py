@@ -124,3 +124,26 @@ def test_identical_re_saves_travel_once(tmp_path: Path) -> None:
     assert pushed.versions_sent == cloned.versions_sent == 2
     assert cloned.objects_sent == pushed.objects_sent and cloned.bytes_sent == pushed.bytes_sent
     assert bob.checkout("latest", tmp_path / "out").read_bytes() == src.read_bytes()
+
+
+def test_pushing_an_older_tagged_version_says_what_is_true(tmp_path: Path) -> None:
+    store, nas = tmp_path / "store", tmp_path / "nas"
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"first")
+    _cli(store, "save", str(src))
+    _cli(store, "remote", "add", "nas", str(nas))
+    _cli(store, "push", "nas")
+    src.write_bytes(b"second")
+    _cli(store, "save", str(src))
+    _cli(store, "push", "nas")
+    first, second = Repository.open(store).ids()
+    _cli(store, "tag", "prod", "latest~1")
+    result = runner.invoke(app, ["--store", str(store), "push", "nas", "prod"])
+    assert result.exit_code == 0, result.stderr
+    assert "someone else" not in result.stderr
+    assert f"note: the remote's latest stays {second}, newer than the version(s) sent; nothing was overwritten" in (
+        result.stderr
+    )
+    stats = json.loads(_cli(store, "push", "nas", "prod", "--json"))
+    assert stats["latest"] == second and stats["latest_newer_than_sent"] is True
+    assert Repository.open(store).remote("nas").get_ref("tags/prod")[0] == first
