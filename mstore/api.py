@@ -44,8 +44,8 @@ class ModelVersioning:
         return self.repo.get(version)
 
     def list_versions(self) -> list[dict[str, Any]]:
-        """Metadata of every version, newest first."""
-        return self.repo.versions()
+        """Metadata of every version, newest first, each with its `tags` (as `log()` gives them)."""
+        return self.repo.log()
 
     def get_latest_version(self) -> dict[str, Any] | None:
         """Metadata of the newest version, or None if nothing was saved yet."""
@@ -65,9 +65,15 @@ class ModelVersioning:
         since: datetime | None = None,
         until: datetime | None = None,
         tags: list[str] | None = None,
+        sort: str | None = None,
+        descending: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Versions newest first (what `mstore log --json` prints), each with its `tags`."""
-        return self.repo.log(limit=limit, since=since, until=until, tags=tags)
+        """Versions newest first (what `mstore log --json` prints), each with its `tags`.
+
+        `sort="accuracy"` ranks them best first by that metric (accuracy/f1 higher, loss/error lower;
+        `descending=True/False` to choose), so `log(sort="accuracy", limit=1)[0]` is the best model.
+        """
+        return self.repo.log(limit=limit, since=since, until=until, tags=tags, sort=sort, descending=descending)
 
     def show(self, version: str = "latest") -> dict[str, Any]:
         """Metadata, files and bytes shared with the parent (what `mstore show --json` prints)."""

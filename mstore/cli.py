@@ -41,7 +41,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except MStoreError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(exc.cli_message, exc.exit_code)
         except BrokenPipeError:  # `mstore log | head`: stop quietly, as git does
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(141) from None
@@ -304,10 +304,24 @@ def log(
     tag: Annotated[
         Optional[list[str]], typer.Option("--tag", "-t", metavar="NAME", help="Only versions with this tag.")
     ] = None,
+    sort: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="METRIC",
+            help="Best first by this metric (accuracy, f1, ... highest first; loss, error, ... lowest first); "
+            "versions without it come last.",
+        ),
+    ] = None,
+    asc: Annotated[bool, typer.Option("--asc", help="With --sort: lowest first.")] = False,
+    desc: Annotated[bool, typer.Option("--desc", help="With --sort: highest first.")] = False,
     as_json: JsonOpt = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
 ) -> None:
-    """List versions, newest first: ID, age, hash, metrics, new bytes, tags, message."""
+    """List versions, newest first (or best first with --sort): ID, age, hash, metrics, new bytes, tags, message."""
+    if (asc or desc) and sort is None:
+        raise BadInput("--asc and --desc order a --sort METRIC; name one")
+    if asc and desc:
+        raise BadInput("--asc and --desc contradict each other; give one")
     repo = _repo()
     now = datetime.now(timezone.utc)
     entries = repo.log(
@@ -315,6 +329,8 @@ def log(
         since=parse_time(since, now) if since else None,
         until=parse_time(until, now) if until else None,
         tags=tag,
+        sort=sort,
+        descending=True if desc else False if asc else None,
     )
     if as_json:
         _emit_json(entries)
@@ -328,6 +344,8 @@ def log(
         return
     ids = repo.ids()
     names = metric or default_metrics(entries)
+    if sort is not None and sort not in names:
+        names = [sort, *names]
     _echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=_style))
 
 

@@ -26,6 +26,7 @@ from .ingest import ingest, inside
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
+from .ranking import best_first, sort_by_metric
 from .refs import check_tag_name
 from .remotes import Remote, open_remote, remote_path, tag_of
 from .restore import restore
@@ -324,16 +325,24 @@ class Repository:
         since: datetime | None = None,
         until: datetime | None = None,
         tags: list[str] | None = None,
+        sort: str | None = None,
+        descending: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Versions newest first, filtered by time (the ID is the save time) and tags, each with its
-        metadata plus `tags` (names pointing at it). Reads only the versions it returns."""
+        metadata plus `tags` (names pointing at it). Reads only the versions it returns.
+
+        With `sort` (a metric name), the best come first (see `ranking`); `descending` overrides the
+        direction the metric's name implies. Ranking reads every version that passes the filters.
+        """
+        if sort is not None:
+            best_first(sort, descending)  # an unknown direction is refused before anything is read
         by_version: dict[str, list[str]] = {}
         for name, vid in self.tags().items():
             by_version.setdefault(vid, []).append(name)
         wanted = set(tags or [])
         out: list[dict[str, Any]] = []
         for version_id in reversed(self.ids()):
-            if limit is not None and len(out) >= limit:
+            if sort is None and limit is not None and len(out) >= limit:
                 break
             when = parse_id_time(version_id)
             if (since and when < since) or (until and when > until):
@@ -345,6 +354,8 @@ class Repository:
             except VersionNotFound:  # removed while we listed
                 continue
             out.append({**meta, "tags": sorted(by_version.get(version_id, []))})
+        if sort is not None:
+            out = sort_by_metric(out, sort, descending)[:limit]
         return out
 
     def show(self, ref: str) -> dict[str, Any]:

@@ -58,3 +58,21 @@ def test_seed_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_empty_store_has_no_latest(tmp_path: Path) -> None:
     assert ModelVersioning(tmp_path / "s").get_latest_version() is None
     assert ModelVersioning(tmp_path / "s").list_versions() == []
+
+
+def test_choose_the_best_model_and_list_versions_carry_tags(tmp_path: Path) -> None:
+    from mstore.errors import BadInput
+
+    versioning = ModelVersioning(tmp_path / "s")
+    model = tmp_path / "model.joblib"
+    saved = []
+    for acc in (0.8, 0.93, 0.9):
+        model.write_bytes(str(acc).encode())
+        saved.append(versioning.save_model_version(model, {"metrics": {"accuracy": acc, "speed": acc}}))
+    versioning.tag("prod", saved[1]["timestamp"])
+    best = versioning.log(sort="accuracy", limit=1)[0]
+    assert best["timestamp"] == saved[1]["timestamp"] and best["tags"] == ["prod"]
+    assert [v["tags"] for v in versioning.list_versions()] == [[], ["prod"], []]
+    assert [v["metrics"]["accuracy"] for v in versioning.log(sort="speed", descending=False)] == [0.8, 0.9, 0.93]
+    with pytest.raises(BadInput, match=r"add descending=True \(highest first\) or descending=False"):
+        versioning.log(sort="speed")

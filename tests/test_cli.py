@@ -306,3 +306,36 @@ def test_log_shows_the_metrics_of_every_version_shown(cli: Cli, model: Path) -> 
     assert "notes" not in newest  # columns come from numeric values only
     assert "accuracy=0.91" not in cli("log", "--oneline", "-n", "2")[0]  # only the versions shown count
     assert "eval_loss=0.31" in cli("log", "--oneline", "-n", "2")[0]
+
+
+def test_log_sort_names_the_best_model(cli: Cli, model: Path) -> None:
+    ids = {}
+    for name, metrics in [
+        ("a", "accuracy=0.8 -M eval_loss=0.5 -M throughput=90"),
+        ("b", "accuracy=0.95 -M eval_loss=0.2 -M throughput=70"),
+        ("c", "accuracy=0.9 -M eval_loss=0.3 -M throughput=80"),
+        ("d", "eval_loss=0.1"),
+    ]:
+        model.write_bytes(name.encode())
+        ids[name] = cli("save", str(model), "-M", *metrics.split())[0].split()[-1]
+
+    def order(*args: str) -> list[str]:
+        names = {v: k for k, v in ids.items()}
+        return [names[e["timestamp"]] for e in cli.json("log", *args)]  # type: ignore[index,union-attr]
+
+    assert order("--sort", "accuracy", "-n", "1") == ["b"]
+    assert order("--sort", "accuracy") == ["b", "c", "a", "d"]  # without the metric: last
+    assert order("--sort", "accuracy", "--asc") == ["a", "c", "b", "d"]
+    assert order("--sort", "eval_loss") == ["d", "b", "c", "a"]  # a loss: lowest first
+    assert order("--sort", "eval_loss", "--desc", "-n", "2") == ["a", "c"]
+    top = cli("log", "--oneline", "--sort", "accuracy", "-n", "1", "-M", "eval_loss")[0]
+    assert top.startswith(ids["b"]) and "accuracy=0.95" in top  # the sort metric is always shown
+    _, err = cli("log", "--sort", "throughput", code=2)
+    assert (
+        err == "mstore: error: cannot tell whether a higher or a lower 'throughput' is better: add --desc "
+        "(highest first) or --asc (lowest first)\n"
+    )
+    assert order("--sort", "throughput", "--desc") == ["a", "c", "b", "d"]
+    for bad in (["--asc"], ["--sort", "accuracy", "--asc", "--desc"]):
+        _, err = cli("log", *bad, code=2)
+        assert err.startswith("mstore: error: ") and err.count("\n") == 1
