@@ -332,6 +332,8 @@ def log(
         sort=sort,
         descending=True if desc else False if asc else None,
     )
+    if metric and entries:
+        repo.check_metrics(metric, entries)
     if as_json:
         _emit_json(entries)
         return

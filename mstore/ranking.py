@@ -1,4 +1,4 @@
-"""Choosing a model: order versions by a metric, best first.
+"""Choosing a model: order versions by a metric, best first, and refuse names that match nothing.
 
 "Best" uses the same judgement as `diff` (`compare.metric_direction`: accuracy/f1 higher, loss/error
 lower), so `mstore log --sort accuracy -n 1` names the best model without the user spelling out a
@@ -9,6 +9,8 @@ so a sorted log still shows every version that matched.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .compare import flatten_metrics, metric_direction
@@ -44,3 +46,28 @@ def sort_by_metric(entries: list[dict[str, Any]], name: str, descending: bool | 
     ranked.sort(key=lambda pair: -pair[0] if higher_first else pair[0])  # stable: ties stay newest first
     unranked = [meta for meta in entries if metric_value(meta, name) is None]
     return [meta for _, meta in ranked] + unranked
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` when one candidate is close to `word`, else ``."""
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_metric_names(
+    names: list[str], shown: list[dict[str, Any]], everything: Callable[[], Iterable[dict[str, Any]]]
+) -> None:
+    """Refuse a metric name that no version has: a typo (`-M acuracy`) would otherwise show an empty
+    column that looks like an answer. The versions `shown` are looked at first; only a name missing
+    from them costs reading `everything` (a metric of an older version is a fine thing to ask for)."""
+    known: set[str] = set()
+    for meta in shown:
+        known.update(flatten_metrics(meta.get("metrics") or {}))
+    missing = [n for n in names if n not in known]
+    if not missing:
+        return
+    for meta in everything():
+        known.update(flatten_metrics(meta.get("metrics") or {}))
+    for name in missing:
+        if name not in known:
+            raise BadInput(f"no version has a metric named {name!r}{did_you_mean(name, known)}")

@@ -26,7 +26,7 @@ from .ingest import ingest, inside
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
-from .ranking import best_first, sort_by_metric
+from .ranking import check_metric_names, did_you_mean, sort_by_metric
 from .refs import check_tag_name
 from .remotes import Remote, open_remote, remote_path, tag_of
 from .restore import restore
@@ -334,12 +334,13 @@ class Repository:
         With `sort` (a metric name), the best come first (see `ranking`); `descending` overrides the
         direction the metric's name implies. Ranking reads every version that passes the filters.
         """
-        if sort is not None:
-            best_first(sort, descending)  # an unknown direction is refused before anything is read
         by_version: dict[str, list[str]] = {}
-        for name, vid in self.tags().items():
+        all_tags = self.tags()
+        for name, vid in all_tags.items():
             by_version.setdefault(vid, []).append(name)
         wanted = set(tags or [])
+        for name in sorted(wanted - set(all_tags)):  # a typo must not look like "no versions match"
+            raise VersionNotFound(f"no tag named {name!r}{did_you_mean(name, all_tags)}")
         out: list[dict[str, Any]] = []
         for version_id in reversed(self.ids()):
             if sort is None and limit is not None and len(out) >= limit:
@@ -354,9 +355,14 @@ class Repository:
             except VersionNotFound:  # removed while we listed
                 continue
             out.append({**meta, "tags": sorted(by_version.get(version_id, []))})
-        if sort is not None:
+        if sort is not None and out:
+            self.check_metrics([sort], out)  # a typo first: its "did you mean" helps more than a direction
             out = sort_by_metric(out, sort, descending)[:limit]
         return out
+
+    def check_metrics(self, names: list[str], shown: list[dict[str, Any]]) -> None:
+        """Raise BadInput (with a "did you mean") for a metric name that no version has."""
+        check_metric_names(names, shown, self.versions)
 
     def show(self, ref: str) -> dict[str, Any]:
         """A version's metadata, its files, and how much of its content it shares with its parent."""

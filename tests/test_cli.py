@@ -339,3 +339,24 @@ def test_log_sort_names_the_best_model(cli: Cli, model: Path) -> None:
     for bad in (["--asc"], ["--sort", "accuracy", "--asc", "--desc"]):
         _, err = cli("log", *bad, code=2)
         assert err.startswith("mstore: error: ") and err.count("\n") == 1
+
+
+def test_unknown_filters_are_errors_with_a_suggestion(cli: Cli, model: Path) -> None:
+    cli("save", str(model), "-M", "accuracy=0.9", "--set", 'metrics={"accuracy": 0.9, "macro avg": {"f1": 0.8}}')
+    cli("tag", "prod")
+    model.write_bytes(b"newer")
+    cli("save", str(model), "-M", "eval_loss=0.3")
+    cases = {
+        ("--tag", "prdo"): "no tag named 'prdo' (did you mean 'prod'?)",
+        ("--tag", "zzz"): "no tag named 'zzz'",
+        ("-M", "acuracy"): "no version has a metric named 'acuracy' (did you mean 'accuracy'?)",
+        ("-M", "macro avg.f2"): "no version has a metric named 'macro avg.f2' (did you mean 'macro avg.f1'?)",
+        ("--sort", "acuracy"): "no version has a metric named 'acuracy' (did you mean 'accuracy'?)",
+    }
+    for args, message in cases.items():
+        _, err = cli("log", *args, code=2)
+        assert err == f"mstore: error: {message}\n", args
+    # a metric only an older version has is a fine thing to ask for, also when that version is not shown
+    assert "accuracy" not in cli("log", "--oneline", "-n", "1", "-M", "accuracy")[0]
+    assert "accuracy=0.9" in cli("log", "--oneline", "-M", "accuracy", "-M", "macro avg.f1")[0]
+    assert [e["tags"] for e in cli.json("log", "--tag", "prod")] == [["prod"]]  # type: ignore[index]
