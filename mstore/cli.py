@@ -655,9 +655,16 @@ EndpointOpt = Annotated[
 
 
 remote_app = typer.Typer(
-    cls=_Group, help="Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories.", no_args_is_help=True
+    cls=_Group, help="Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories; alone, list them."
 )
 app.add_typer(remote_app, name="remote")
+
+
+@remote_app.callback(invoke_without_command=True)
+def remote_main(ctx: typer.Context) -> None:
+    """Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories. Alone, lists them."""
+    if ctx.invoked_subcommand is None:  # `mstore remote` lists, as `mstore tag` lists tags
+        remote_list(as_json=False)
 
 
 @remote_app.command("add")
@@ -681,7 +688,10 @@ def remote_list(as_json: JsonOpt = False) -> None:
     if as_json:
         _emit_json(repo.remotes())
     else:
-        for name, info in repo.remote_settings().items():
+        settings = repo.remote_settings()
+        if not settings:
+            _info("no remotes (add one with `mstore remote add NAME URL`)")
+        for name, info in settings.items():
             endpoint = f"  (endpoint {info['endpoint_url']})" if info.get("endpoint_url") else ""
             typer.echo(f"{name}  {info['url']}{endpoint}")
 
@@ -742,15 +752,21 @@ def _transfer_progress(label: str) -> Iterator[_BarProgress | None]:
         yield _BarProgress(bar, task)
 
 
-RemoteArg = Annotated[str, typer.Argument(metavar="[NAME]", help="Remote name.")]
-RefsArg = Annotated[Optional[list[str]], typer.Argument(metavar="[REF]...", help="Versions (default: all).")]
+RemoteRefsArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(
+        metavar="NAME|REF",
+        help="A remote's name first (optional with one remote configured; else origin), then the versions "
+        "(default: all).",
+        show_default=False,
+    ),
+]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every version (the default when no REF is given).")]
 
 
 @app.command()
 def push(
-    remote: RemoteArg = "origin",
-    refs: RefsArg = None,
+    args: RemoteRefsArg = None,
     all_: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -759,21 +775,24 @@ def push(
     Objects go first, then version records, then refs (by compare-and-swap), so nobody reading the
     remote ever sees a version with missing objects; an interrupted push resumes when run again.
     """
+    repo = _repo()
+    remote, refs = repo.remote_and_refs(args or [])
     with _transfer_progress("pushing") as progress:
-        stats = _repo().push(remote, None if all_ else refs, progress=progress)
+        stats = repo.push(remote, None if all_ else refs, progress=progress)
     _report_transfer("pushed", stats, as_json)
 
 
 @app.command()
 def pull(
-    remote: RemoteArg = "origin",
-    refs: RefsArg = None,
+    args: RemoteRefsArg = None,
     all_: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch versions and their tags from a remote, verifying every object before it is stored."""
+    repo = _repo()
+    remote, refs = repo.remote_and_refs(args or [])
     with _transfer_progress("pulling") as progress:
-        stats = _repo().pull(remote, None if all_ else refs, progress=progress)
+        stats = repo.pull(remote, None if all_ else refs, progress=progress)
     _report_transfer("pulled", stats, as_json)
 
 

@@ -230,18 +230,40 @@ class Repository:
             raise VersionNotFound(f"no remote named {name!r} (add one with `mstore remote add {name} URL`)")
         return open_remote(str(info["url"]), endpoint_url=info.get("endpoint_url"))
 
+    def default_remote(self) -> str:
+        """The remote push and pull use when none is named: the only one, else `origin` (as git does)."""
+        names = list(self._remote_configs())
+        if len(names) == 1:
+            return names[0]
+        if "origin" in names:
+            return "origin"
+        if not names:
+            raise BadInput("no remote configured (add one with `mstore remote add NAME URL`)")
+        raise BadInput(f"{len(names)} remotes are configured ({', '.join(names)}): name the one to use")
+
+    def remote_and_refs(self, args: list[str]) -> tuple[str, list[str]]:
+        """Split `push`/`pull` arguments `[NAME] [REF]...`: a first word that names a remote is the remote
+        (a remote wins over a tag of the same name); otherwise every word is a version and the remote is
+        `default_remote()`, so with one remote `mstore push prod` needs no name."""
+        if args and args[0] in self._remote_configs():
+            return args[0], args[1:]
+        return self.default_remote(), args
+
     def push(
-        self, remote: str = "origin", refs: list[str] | None = None, *, progress: TransferProgress | None = None
+        self, remote: str | None = None, refs: list[str] | None = None, *, progress: TransferProgress | None = None
     ) -> TransferStats:
-        """Send versions (all by default) and their tags to a remote; only what it lacks travels."""
+        """Send versions (all by default) and their tags to a remote (default: `default_remote()`);
+        only what it lacks travels."""
         ids = [self.resolve(r) for r in refs] if refs else self.ids()
-        return _transfer.push(self.store, self.remote(remote), sorted(set(ids)), progress=progress)
+        target = self.remote(remote or self.default_remote())
+        return _transfer.push(self.store, target, sorted(set(ids)), progress=progress)
 
     def pull(
-        self, remote: str = "origin", refs: list[str] | None = None, *, progress: TransferProgress | None = None
+        self, remote: str | None = None, refs: list[str] | None = None, *, progress: TransferProgress | None = None
     ) -> TransferStats:
-        """Fetch versions (all by default) and their tags from a remote, verifying every object."""
-        other = self.remote(remote)
+        """Fetch versions (all by default) and their tags from a remote (default: `default_remote()`),
+        verifying every object."""
+        other = self.remote(remote or self.default_remote())
         ids = _resolve_on(other, refs) if refs else other.version_ids()
         return _transfer.pull(other, self.store, sorted(set(ids)), progress=progress)
 

@@ -147,3 +147,25 @@ def test_pushing_an_older_tagged_version_says_what_is_true(tmp_path: Path) -> No
     stats = json.loads(_cli(store, "push", "nas", "prod", "--json"))
     assert stats["latest"] == second and stats["latest_newer_than_sent"] is True
     assert Repository.open(store).remote("nas").get_ref("tags/prod")[0] == first
+
+
+def test_the_only_remote_needs_no_name_and_remote_alone_lists(tmp_path: Path) -> None:
+    store, other = tmp_path / "store", tmp_path / "other"
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"first")
+    _cli(store, "save", str(src), "--tag", "prod")
+    src.write_bytes(b"second")
+    _cli(store, "save", str(src))
+    assert "no remote configured" in runner.invoke(app, ["--store", str(store), "push"]).stderr
+    _cli(store, "remote", "add", "nas", str(tmp_path / "nas"))
+    assert _cli(store, "remote") == f"nas  {tmp_path / 'nas'}\n"  # like `mstore tag` lists tags
+    assert json.loads(_cli(store, "push", "prod", "--json"))["versions_sent"] == 1  # a version, not a remote
+    assert json.loads(_cli(store, "push", "--json"))["versions_sent"] == 1
+    _cli(other, "init")
+    _cli(other, "remote", "add", "nas", str(tmp_path / "nas"))
+    assert json.loads(_cli(other, "pull", "--json"))["versions_sent"] == 2
+    _cli(store, "remote", "add", "backup", str(tmp_path / "backup"))
+    result = runner.invoke(app, ["--store", str(store), "push"])
+    assert result.exit_code == 2
+    assert result.stderr == "mstore: error: 2 remotes are configured (backup, nas): name the one to use\n"
+    assert json.loads(_cli(store, "push", "backup", "prod", "--json"))["versions_sent"] == 1
