@@ -140,7 +140,10 @@ class Repository:
             version_id = self.resolve(ref)
             current = self.store.refs.tag(name)
             if current is not None and current != version_id and not force:
-                raise TagExists(f"tag {name!r} already names version {current} (use --force to move it)")
+                raise TagExists(
+                    f"tag {name!r} already names version {current} (use {{force}} to move it)",
+                    force=("--force", "force=True"),
+                )
             self.store.refs.set_tag(name, version_id)
         return version_id
 
@@ -165,7 +168,8 @@ class Repository:
         tags = sorted(n for n, v in store.refs.tags().items() if v == version_id)
         if tags and not force:
             raise VersionIsTagged(
-                f"version {version_id} is tagged {', '.join(tags)} (use --force to remove it and its tags)"
+                f"version {version_id} is tagged {', '.join(tags)} (use {{force}} to remove it and its tags)",
+                force=("--force", "force=True"),
             )
         for name in tags:
             store.refs.delete_tag(name)
@@ -208,7 +212,7 @@ class Repository:
         check_tag_name(name)
         url = _normalise_remote_url(url)
         if endpoint_url and not url.startswith("s3://"):
-            raise BadInput("--endpoint-url only applies to s3:// remotes")
+            raise BadInput("{endpoint} only applies to s3:// remotes", endpoint=("--endpoint-url", "endpoint_url"))
         with self.store.write_lock():
             remotes = self.store.config.setdefault("remotes", {})
             if name in remotes:
@@ -227,7 +231,10 @@ class Repository:
     def remote(self, name: str) -> Remote:
         info = self._remote_configs().get(name)
         if info is None:
-            raise VersionNotFound(f"no remote named {name!r} (add one with `mstore remote add {name} URL`)")
+            raise VersionNotFound(
+                f"no remote named {name!r} (add one with {{add}})",
+                add=(f"`mstore remote add {name} URL`", f"remote_add({name!r}, URL)"),
+            )
         return open_remote(str(info["url"]), endpoint_url=info.get("endpoint_url"))
 
     def default_remote(self) -> str:
@@ -238,7 +245,8 @@ class Repository:
         if "origin" in names:
             return "origin"
         if not names:
-            raise BadInput("no remote configured (add one with `mstore remote add NAME URL`)")
+            add = ("`mstore remote add NAME URL`", "remote_add(NAME, URL)")
+            raise BadInput("no remote configured (add one with {add})", add=add)
         raise BadInput(f"{len(names)} remotes are configured ({', '.join(names)}): name the one to use")
 
     def remote_and_refs(self, args: list[str]) -> tuple[str, list[str]]:

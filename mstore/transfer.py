@@ -26,7 +26,7 @@ from .manifest import Manifest
 from .metadata import loads as load_metadata
 from .objects import decode_object
 from .refs import LATEST, check_tag_name
-from .remotes import Remote, VersionConflict, conflict_message
+from .remotes import Remote, VersionConflict, conflict
 from .store import Store, manifest_id
 
 WORKERS = 8  # requests in flight; object storage rewards concurrency far more than local disks do
@@ -282,7 +282,7 @@ def pull(
             meta = remote.raw_version(vid)
             if store.versions.exists(vid):
                 if store.versions.raw_metadata(vid) != meta:
-                    raise VersionConflict(conflict_message(vid))
+                    raise conflict(vid)
                 return vid, meta, None
             return vid, meta, manifest_id(load_metadata(meta, f"version_{vid}"), vid)
 

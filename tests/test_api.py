@@ -76,3 +76,33 @@ def test_choose_the_best_model_and_list_versions_carry_tags(tmp_path: Path) -> N
     assert [v["metrics"]["accuracy"] for v in versioning.log(sort="speed", descending=False)] == [0.8, 0.9, 0.93]
     with pytest.raises(BadInput, match=r"add descending=True \(highest first\) or descending=False"):
         versioning.log(sort="speed")
+
+
+def test_errors_raised_through_python_speak_python(tmp_path: Path) -> None:
+    from mstore.errors import MStoreError
+
+    versioning = ModelVersioning(tmp_path / "s")
+    model = tmp_path / "model.joblib"
+    model.write_bytes(b"one")
+    versioning.save_model_version(model)
+    model.write_bytes(b"two")
+    versioning.save_model_version(model)
+    versioning.tag("prod", "latest~1")
+    attempts = [
+        lambda: versioning.tag("prod", "latest"),
+        lambda: versioning.delete_version("prod"),
+        lambda: versioning.checkout("latest", model),
+        lambda: versioning.prune(),
+        lambda: versioning.repo.push(),
+        lambda: versioning.repo.pull("nas"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(MStoreError) as caught:
+            attempt()
+        assert "--" not in str(caught.value) and "`mstore" not in str(caught.value), str(caught.value)
+    with pytest.raises(MStoreError, match=r"use force=True to move it"):
+        versioning.tag("prod", "latest")
+    with pytest.raises(MStoreError, match=r"keep_last=N and/or keep_within=SECONDS"):
+        versioning.prune()
+    with pytest.raises(MStoreError, match=r"add one with remote_add\('nas', URL\)"):
+        versioning.repo.pull("nas")

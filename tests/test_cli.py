@@ -360,3 +360,13 @@ def test_unknown_filters_are_errors_with_a_suggestion(cli: Cli, model: Path) -> 
     assert "accuracy" not in cli("log", "--oneline", "-n", "1", "-M", "accuracy")[0]
     assert "accuracy=0.9" in cli("log", "--oneline", "-M", "accuracy", "-M", "macro avg.f1")[0]
     assert [e["tags"] for e in cli.json("log", "--tag", "prod")] == [["prod"]]  # type: ignore[index]
+
+
+def test_errors_in_the_cli_name_its_options(cli: Cli, model: Path) -> None:
+    cli("save", str(model), "--tag", "prod")
+    cli("save", str(model))
+    assert "(use --force to move it)" in cli("tag", "prod", "latest", code=2)[1]
+    assert "(use --force to remove it and its tags)" in cli("rm", "prod", code=2)[1]
+    assert "(use --force to overwrite)" in cli("checkout", "latest", "-o", str(model), code=2)[1]
+    assert "needs --keep-last N and/or --keep-within DURATION" in cli("prune", code=2)[1]
+    assert "add one with `mstore remote add nas URL`" in cli("checkout", "latest", "--remote", "nas", code=2)[1]
