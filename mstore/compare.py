@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .configdiff import diff_config_files
 from .manifest import KIND_FILE, Entry, Manifest
 from .metadata import is_number
 from .objects import ObjectStore
@@ -85,7 +86,8 @@ def diff_metrics(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str
 def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None) -> dict[str, Any]:
     """Files added / removed / changed (by content hash) / unchanged; a single-file model keeps its slot.
 
-    With `objects`, a changed safetensors / npz / torch zip file also gets its tensor-level diff.
+    With `objects`, a changed safetensors / npz / torch zip file also gets its tensor-level diff, and a
+    changed small config (config.json, *.toml) the keys that changed (`configdiff`).
     """
 
     def files(m: Manifest) -> dict[str, Entry]:
@@ -101,9 +103,13 @@ def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None)
             continue
         row: dict[str, Any] = {"path": p, "old_size": a[p].size, "new_size": b[p].size}
         if objects is not None:
-            tensors = diff_tensor_files(StoredFile(a[p], objects), StoredFile(b[p], objects), p)
+            old_file, new_file = StoredFile(a[p], objects), StoredFile(b[p], objects)
+            tensors = diff_tensor_files(old_file, new_file, p)
             if tensors is not None:
                 row["tensors"] = tensors
+            keys = diff_config_files(old_file, new_file, p)
+            if keys is not None:
+                row["keys"] = keys
         changed.append(row)
     return {
         "added": [{"path": p, "size": b[p].size} for p in sorted(set(b) - set(a))],

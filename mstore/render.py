@@ -167,6 +167,25 @@ def _tensor_lines(t: dict[str, Any], style: Style) -> list[str]:
     return lines
 
 
+MAX_KEY_LINES = 20
+MAX_VALUE_CHARS = 60
+
+
+def _short(value: Any) -> str:
+    text = _json(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+
+
+def _key_lines(keys: dict[str, Any], style: Style) -> list[str]:
+    """`num_labels: 3 -> 4` per changed config key (the first MAX_KEY_LINES; --json has them all)."""
+    lines = [f"      {safe(k)}: {_short(c['old'])} -> {_short(c['new'])}" for k, c in keys["changed"].items()]
+    lines += [style(f"      + {safe(k)}: {_short(v)}", "good") for k, v in keys["added"].items()]
+    lines += [style(f"      - {safe(k)}: {_short(v)}", "bad") for k, v in keys["removed"].items()]
+    if len(lines) > MAX_KEY_LINES:
+        lines = [*lines[:MAX_KEY_LINES], f"      ... and {len(lines) - MAX_KEY_LINES} more key(s) (--json lists all)"]
+    return lines
+
+
 def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -> list[str]:
     same = "same model bytes" if d["same_model"] else "model changed"
     h1, h2 = (str(d["model_hash"][k])[:12] for k in ("version1", "version2"))
@@ -207,6 +226,8 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
         lines.append(f"~ file {safe(f['path'])} ({format_bytes(f['old_size'])} -> {format_bytes(f['new_size'])})")
         if "tensors" in f:
             lines += _tensor_lines(f["tensors"], style)
+        if "keys" in f:
+            lines += _key_lines(f["keys"], style)
     lines.append(f"  {files['unchanged']} file(s) unchanged")
     return lines
 

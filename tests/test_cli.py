@@ -370,3 +370,50 @@ def test_errors_in_the_cli_name_its_options(cli: Cli, model: Path) -> None:
     assert "(use --force to overwrite)" in cli("checkout", "latest", "-o", str(model), code=2)[1]
     assert "needs --keep-last N and/or --keep-within DURATION" in cli("prune", code=2)[1]
     assert "add one with `mstore remote add nas URL`" in cli("checkout", "latest", "--remote", "nas", code=2)[1]
+
+
+def test_diff_shows_the_config_keys_that_changed(cli: Cli, tmp_path: Path) -> None:
+    config = {"model_type": "bert", "num_labels": 3, "id2label": {"0": "a", "1": "b", "2": "c"}, "dropout": 0.1}
+    src = write_tree(
+        tmp_path / "hf",
+        {
+            "config.json": json.dumps(config).encode(),
+            "train.toml": b"lr = 0.001\n[data]\nbatch = 32\n",
+            "params.yaml": b"lr: 0.001\n",
+            "broken.json": b"{not json",
+            "tokenizer.json": json.dumps({"vocab": "x" * (1 << 20)}).encode(),
+            "weights.bin": b"w" * 100,
+        },
+    )
+    cli("save", str(src))
+    config.update(num_labels=4, id2label={"0": "a", "1": "b", "2": "c", "3": "d"}, use_cache=True)
+    del config["dropout"]
+    write_tree(
+        src,
+        {
+            "config.json": json.dumps(config).encode(),
+            "train.toml": b"lr = 0.002\n[data]\nbatch = 32\n",
+            "params.yaml": b"lr: 0.002\n",
+            "broken.json": b"{still not",
+            "tokenizer.json": json.dumps({"vocab": "y" * (1 << 20)}).encode(),
+        },
+    )
+    cli("save", str(src))
+    files = {f["path"]: f for f in cli.json("diff")["files"]["changed"]}  # type: ignore[index]
+    assert files["config.json"]["keys"] == {
+        "added": {"id2label.3": "d", "use_cache": True},
+        "removed": {"dropout": 0.1},
+        "changed": {"num_labels": {"old": 3, "new": 4}},
+    }
+    if sys.version_info >= (3, 11):
+        assert files["train.toml"]["keys"]["changed"] == {"lr": {"old": 0.001, "new": 0.002}}
+    for plain_file in ("params.yaml", "broken.json", "tokenizer.json"):  # no YAML parser; not JSON; over 1 MiB
+        assert "keys" not in files[plain_file]
+    text = cli("diff")[0].splitlines()
+    at = next(i for i, line in enumerate(text) if line.startswith("~ file config.json ("))
+    assert text[at + 1 : at + 5] == [
+        "      num_labels: 3 -> 4",
+        '      + id2label.3: "d"',
+        "      + use_cache: true",
+        "      - dropout: 0.1",
+    ]
