@@ -356,7 +356,7 @@ def show(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a version's metadata, files, and how much it shares with its parent."""
+    """Show a version's metadata, what trained it, its files, and how much it shares with its parent."""
     shown = _repo().show(ref)
     if as_json:
         _emit_json(shown)
@@ -371,7 +371,8 @@ def diff(
     stat: Annotated[bool, typer.Option("--stat", help="A short summary only.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare two versions: time, model hash, metadata, metrics, categories, files and tensors."""
+    """Compare two versions: time, model hash, metadata, metrics, categories, training data and code, files,
+    config keys and tensors."""
     result = _repo().compare(old, new)
     if as_json:
         _emit_json(result)

@@ -17,6 +17,7 @@ from typing import Any
 from . import compare as _compare
 from . import fsck as _fsck
 from . import gc as _gc
+from . import lineage as _lineage
 from . import metadata as _metadata
 from . import remote_check as _remote_check
 from . import transfer as _transfer
@@ -82,6 +83,7 @@ class Repository:
         if inside(source_path, store.root):
             raise BadInput(f"cannot save {source_path}: it lies inside the store {store.root} it would be saved to")
         exclude = self.store_inside(source_path)
+        lineage = _lineage.collect(user)  # before any lock: hashing a large training file takes a while
         with store.gc_lock():
             ids = store.versions.ids()
             parent_id = self.resolve(parent) if parent is not None else (ids[-1] if ids else None)
@@ -118,6 +120,7 @@ class Repository:
                         "new_content_bytes": stats.bytes_new,
                         "reused_bytes": stats.bytes_reused,
                         "delta_objects": stats.deltas,
+                        "lineage": lineage,
                     },
                 }
                 staged = store.versions.stage(meta)

@@ -417,3 +417,60 @@ def test_diff_shows_the_config_keys_that_changed(cli: Cli, tmp_path: Path) -> No
         "      + use_cache: true",
         "      - dropout: 0.1",
     ]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_lineage_training_data_and_code_are_recorded_and_compared(
+    cli: Cli, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blake3 import blake3
+
+    code = tmp_path / "code"
+    write_tree(code, {"train.py": b"fit()\n", "data.csv": b"a,b\n1,2\n"})
+    _git(code, "init", "-q")
+    _git(code, "add", "train.py")
+    _git(code, "commit", "-q", "-m", "one")
+    first_commit = _git(code, "rev-parse", "HEAD")
+    monkeypatch.chdir(code)
+
+    meta = cli.json("save", str(model), "--training-file", "data.csv")
+    lineage = meta["mstore"]["lineage"]  # type: ignore[index]
+    assert lineage == {
+        "training_file": {"path": "data.csv", "blake3": blake3(b"a,b\n1,2\n").hexdigest(), "size": 8},
+        "git": {"commit": first_commit, "dirty": False},
+    }
+    (code / "train.py").write_text("fit(epochs=2)\n")  # uncommitted change to tracked code
+    model.write_bytes(b"retrained")
+    cli("save", str(model), "--training-file", "data.csv")
+    assert cli.json("show")["metadata"]["mstore"]["lineage"]["git"] == {"commit": first_commit, "dirty": True}  # type: ignore[index]
+    text = cli("diff")[0]
+    assert f"trained on the same data: data.csv ({lineage['training_file']['blake3'][:12]})" in text
+    assert f"same code: commit {first_commit[:7]} (uncommitted changes in the newer)" in text
+
+    _git(code, "commit", "-q", "-am", "two")
+    second_commit = _git(code, "rev-parse", "HEAD")
+    (code / "data.csv").write_text("a,b\n3,4\n")
+    model.write_bytes(b"retrained again")
+    cli("save", str(model), "--training-file", "data.csv")
+    text = cli("diff")[0]
+    assert "training data changed: data.csv (" in text
+    assert f"code changed: {first_commit[:7]}-dirty -> {second_commit[:7]}" in text
+    d = cli.json("diff")["lineage"]  # type: ignore[index]
+    assert d["git"]["same"] is False and d["training_file"]["same"] is False  # type: ignore[index]
+    assert d["git"]["new"] == {"commit": second_commit, "dirty": False}  # type: ignore[index]
+    show = cli("show")[0]
+    assert f"  code: git commit {second_commit}" in show and "  trained on: data.csv (blake3 " in show
+    assert "Lineage:  data data.csv (" in cli("log", "-n", "1")[0] and second_commit[:7] in cli("log", "-n", "1")[0]
+
+    # Never a reason to fail a save: a missing training file, no git at all
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    meta = cli.json("save", str(model), "--training-file", "missing.csv")
+    assert meta["mstore"]["lineage"] == {}  # type: ignore[index]
+    assert "Lineage" not in cli("log", "-n", "1")[0]
+    assert "training data: data.csv" in cli("diff")[0] and "-> unknown" in cli("diff")[0]
