@@ -107,10 +107,12 @@ class Store:
         root = Path(root)
         try:
             raw = (root / CONFIG).read_bytes()
-        except FileNotFoundError:
-            raise StoreNotFound(f"no mstore store at {root} (run `mstore init` or save a model first)") from None
-        except NotADirectoryError:
-            raise StoreNotFound(f"no mstore store at {root}") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreNotFound(
+                f"no mstore store at {os.path.abspath(root)} (nothing was saved there yet; save a model to create "
+                "it, or point to another store with {where})",
+                where=("--store DIR or MSTORE_DIR", "base_dir="),
+            ) from None
         try:
             config = json.loads(raw)
             fmt = config["format"]

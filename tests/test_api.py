@@ -14,7 +14,7 @@ def test_seed_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("model.joblib").write_bytes(b"first model")
     versioning = ModelVersioning()  # default base_dir, as in the seed
-    assert Path("data/models/mstore.json").is_file()
+    assert not Path("data").exists()  # nothing is written before the first save
     metadata = {
         "training_file": "data/train.csv",
         "metrics": {"accuracy": 0.91, "weighted avg": {"f1-score": 0.9}},
@@ -22,6 +22,7 @@ def test_seed_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "categories": ["billing", "bug"],
     }
     saved = versioning.save_model_version("model.joblib", metadata)
+    assert Path("data/models/mstore.json").is_file()
     assert metadata["timestamp"] == saved["timestamp"]  # the seed updated the caller's dict in place
     assert saved["model_hash"] == metadata["model_hash"]
     Path("model.joblib").write_bytes(b"second model")
@@ -58,6 +59,28 @@ def test_seed_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_empty_store_has_no_latest(tmp_path: Path) -> None:
     assert ModelVersioning(tmp_path / "s").get_latest_version() is None
     assert ModelVersioning(tmp_path / "s").list_versions() == []
+
+
+def test_reading_never_creates_a_store(tmp_path: Path) -> None:
+    from mstore.errors import StoreNotFound
+
+    versioning = ModelVersioning(tmp_path / "typo")
+    for read in (
+        lambda: versioning.get_model_version("latest"),
+        lambda: versioning.log(),
+        lambda: versioning.show(),
+        lambda: versioning.du(),
+        lambda: versioning.fsck(),
+        lambda: versioning.checkout("latest", tmp_path / "out"),
+    ):
+        with pytest.raises(StoreNotFound) as caught:
+            read()
+        assert str(caught.value) == (
+            f"no mstore store at {tmp_path / 'typo'} (nothing was saved there yet; save a model to create it, "
+            "or point to another store with base_dir=)"
+        )
+    assert versioning.get_latest_version() is None and versioning.list_versions() == []
+    assert not (tmp_path / "typo").exists()
 
 
 def test_choose_the_best_model_and_list_versions_carry_tags(tmp_path: Path) -> None:

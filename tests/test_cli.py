@@ -474,3 +474,36 @@ def test_lineage_training_data_and_code_are_recorded_and_compared(
     assert meta["mstore"]["lineage"] == {}  # type: ignore[index]
     assert "Lineage" not in cli("log", "-n", "1")[0]
     assert "training data: data.csv" in cli("diff")[0] and "-> unknown" in cli("diff")[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["log"],
+        ["show"],
+        ["diff"],
+        ["du"],
+        ["checkout", "latest"],
+        ["tag"],
+        ["tag", "prod"],
+        ["rm", "latest"],
+        ["fsck"],
+        ["gc"],
+        ["prune", "--keep-last", "1"],
+        ["remote"],
+        ["remote", "add", "nas", "/tmp/nas"],
+        ["push"],
+        ["pull"],
+    ],
+)
+def test_commands_other_than_save_and_init_never_create_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)  # the default store, data/models, does not exist
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"mstore: error: no mstore store at {tmp_path / 'data' / 'models'} (nothing was saved there yet; save a "
+        "model to create it, or point to another store with --store DIR or MSTORE_DIR)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
