@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -21,6 +22,8 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .errors import EXIT_PROBLEM, BadInput, MStoreError
+from .fsck import Report as FsckReport
+from .fsck import unused_summary
 from .gc import DEFAULT_GRACE_SECONDS
 from .humanize import format_bytes, format_duration, parse_duration, parse_time, safe
 from .ingest import source_size
@@ -521,9 +524,13 @@ def fsck(
         _emit_json(report.to_json() | {"quarantined": quarantined})
     else:
         for p in report.problems:
+            if p.code == "unreachable":  # summarised in one line below; --json lists each
+                continue
             label = _style(p.severity, "bad" if p.severity == "error" else "deco")
             affected = f" (affects {', '.join(p.versions)})" if p.versions else ""
             typer.echo(f"{label}: {safe(p.message)}{affected}")
+        if report.unused_mtimes:
+            typer.echo(f"{_style('info', 'deco')}: {_unused_line(report)}")
         checked = f", {format_bytes(report.bytes_checked)} re-hashed" if not quick else ""
         verdict = "ok" if report.ok else f"{len(report.errors)} error(s)"
         typer.echo(f"{report.versions} versions, {report.objects} objects{checked}: {verdict}")
@@ -536,6 +543,18 @@ def fsck(
             )
     if not report.ok:
         raise typer.Exit(EXIT_PROBLEM)
+
+
+def _unused_line(report: FsckReport) -> str:
+    """`3 objects (1.2 MiB) are not used by any version; `mstore gc` frees them now` (or when, given the grace)."""
+    ready, total, wait = unused_summary(report, time.time(), DEFAULT_GRACE_SECONDS)
+    grace = format_duration(DEFAULT_GRACE_SECONDS)
+    text = f"{total} object(s) ({format_bytes(report.unused_bytes)}) are not used by any version; "
+    if wait is None:
+        return text + "`mstore gc` frees them now"
+    # young unused objects may belong to a save still running, so the grace period is not talked away
+    later = f"in {format_duration(max(wait, 1))} (grace period {grace})"
+    return text + (f"`mstore gc` frees {ready} now, the rest {later}" if ready else f"`mstore gc` frees them {later}")
 
 
 def _fsck_remote(repo: Repository, remote: str, verify_data: bool, repair: bool, as_json: bool) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -507,3 +508,23 @@ def test_commands_other_than_save_and_init_never_create_a_store(
         "model to create it, or point to another store with --store DIR or MSTORE_DIR)\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fsck_summarises_unused_objects_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    for i in range(3):
+        cli("save", str(write_tree(tmp_path / f"m{i}", {f"f{j}.bin": os.urandom(3000) for j in range(4)})))
+    cli("rm", "latest~1")
+    out, _ = cli("fsck")
+    lines = out.splitlines()
+    unused = [line for line in lines if "not used by any version" in line]
+    assert len(unused) == 1, out  # not one line per object
+    assert unused[0].startswith("info: 5 object(s) (") and "`mstore gc` frees them in " in unused[0]
+    assert unused[0].endswith("(grace period 1h)")
+    report = cli.json("fsck")
+    assert report["unused_objects"] == 5 and report["unused_bytes"] > 12_000  # type: ignore[index]
+    assert sum(p["code"] == "unreachable" for p in report["problems"]) == 5  # type: ignore[index]
+    old = time.time() - 7200
+    for obj in (cli.store / "objects").rglob("*"):
+        if obj.is_file():
+            os.utime(obj, (old, old))
+    assert "info: 5 object(s) (" in cli("fsck")[0] and "`mstore gc` frees them now" in cli("fsck")[0]
