@@ -247,7 +247,7 @@ def save(
     repo = Repository.init(state.store)
     skipped = repo.store_inside(path)
     if skipped is not None:
-        _info(f"note: leaving out the store itself ({os.path.relpath(skipped, path)}), which lies inside {path}")
+        _info(f"note: leaving out {os.path.relpath(skipped, path)}: it is the store this version is saved to")
     with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
         result = repo.save(path, meta, message=message, parent=parent, progress=progress)
     vid = result["timestamp"]

@@ -267,7 +267,7 @@ def test_save_dot_leaves_out_the_store_inside_it(tmp_path: Path, monkeypatch: py
         out, err = cli("save", ".")
         assert out.startswith("saved version ")
         notes = [line for line in err.splitlines() if line.startswith("note:")]
-        assert notes == ["note: leaving out the store itself (data/models), which lies inside ."]
+        assert notes == ["note: leaving out data/models: it is the store this version is saved to"]
     files = [f["path"] for f in cli.json("show")["files"]]  # type: ignore[index]
     assert files == ["data/raw/train.csv", "model.joblib"]
     assert [e.path for e in Repository.open("data/models").manifest("latest").entries] == [
