@@ -15,16 +15,33 @@ from typing import Any
 from .fsck import Report
 from .gc import DEFAULT_GRACE_SECONDS, GcPlan
 from .repository import Repository
+from .store import CONFIG
 
 SEED_KEYS = ("timestamp", "model_hash", "original_path")
 
 
 class ModelVersioning:
-    """Versioned model storage in `base_dir` (created on first use, as the seed did)."""
+    """Versioned model storage in `base_dir`, created by the first save.
+
+    Constructing one writes nothing: a mistyped `base_dir` must not leave an empty store behind that
+    later reads mistake for the real one. Until the first save, `list_versions()` and
+    `get_latest_version()` answer as for an empty store (as the seed did); anything that needs a version
+    raises StoreNotFound naming the path.
+    """
 
     def __init__(self, base_dir: str | os.PathLike[str] = "data/models") -> None:
         self.base_dir = Path(base_dir)
-        self.repo = Repository.init(self.base_dir)
+        self._repo: Repository | None = None
+
+    @property
+    def repo(self) -> Repository:
+        """The store (opened on first use; StoreNotFound when nothing was saved in `base_dir` yet)."""
+        if self._repo is None:
+            self._repo = Repository.open(self.base_dir)
+        return self._repo
+
+    def _exists(self) -> bool:
+        return self._repo is not None or (self.base_dir / CONFIG).exists()
 
     def save_model_version(
         self, model_path: str | os.PathLike[str], metadata: dict[str, Any] | None = None, *, message: str | None = None
@@ -34,6 +51,8 @@ class ModelVersioning:
         Like the seed, the `metadata` dict you pass is updated in place with `timestamp`,
         `model_hash` and `original_path`.
         """
+        if self._repo is None:
+            self._repo = Repository.init(self.base_dir)
         meta = self.repo.save(model_path, metadata, message=message)
         if isinstance(metadata, dict):
             metadata.update({k: meta[k] for k in SEED_KEYS})
@@ -44,12 +63,12 @@ class ModelVersioning:
         return self.repo.get(version)
 
     def list_versions(self) -> list[dict[str, Any]]:
-        """Metadata of every version, newest first."""
-        return self.repo.versions()
+        """Metadata of every version, newest first, each with its `tags` (as `log()` gives them)."""
+        return self.repo.log() if self._exists() else []
 
     def get_latest_version(self) -> dict[str, Any] | None:
         """Metadata of the newest version, or None if nothing was saved yet."""
-        return self.repo.latest()
+        return self.repo.latest() if self._exists() else None
 
     def compare_versions(self, version1: str, version2: str) -> dict[str, Any]:
         """What changed from `version1` to `version2`: time_diff (seconds), same_model, metadata,
@@ -65,9 +84,15 @@ class ModelVersioning:
         since: datetime | None = None,
         until: datetime | None = None,
         tags: list[str] | None = None,
+        sort: str | None = None,
+        descending: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Versions newest first (what `mstore log --json` prints), each with its `tags`."""
-        return self.repo.log(limit=limit, since=since, until=until, tags=tags)
+        """Versions newest first (what `mstore log --json` prints), each with its `tags`.
+
+        `sort="accuracy"` ranks them best first by that metric (accuracy/f1 higher, loss/error lower;
+        `descending=True/False` to choose), so `log(sort="accuracy", limit=1)[0]` is the best model.
+        """
+        return self.repo.log(limit=limit, since=since, until=until, tags=tags, sort=sort, descending=descending)
 
     def show(self, version: str = "latest") -> dict[str, Any]:
         """Metadata, files and bytes shared with the parent (what `mstore show --json` prints)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -21,6 +22,8 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .errors import EXIT_PROBLEM, BadInput, MStoreError
+from .fsck import Report as FsckReport
+from .fsck import unused_summary
 from .gc import DEFAULT_GRACE_SECONDS
 from .humanize import format_bytes, format_duration, parse_duration, parse_time, safe
 from .ingest import source_size
@@ -42,7 +45,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except MStoreError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(exc.cli_message, exc.exit_code)
         except BrokenPipeError:  # `mstore log | head`: stop quietly, as git does
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(141) from None
@@ -243,7 +246,10 @@ def save(
     if tag is not None:
         check_tag_name(tag)  # before anything is written
     repo = Repository.init(state.store)
-    with _progress(lambda: _safe_size(path), "saving") as progress:
+    skipped = repo.store_inside(path)
+    if skipped is not None:
+        _info(f"note: leaving out {os.path.relpath(skipped, path)}: it is the store this version is saved to")
+    with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
         result = repo.save(path, meta, message=message, parent=parent, progress=progress)
     vid = result["timestamp"]
     if tag is not None:
@@ -255,9 +261,9 @@ def save(
     _info(save_summary(result))
 
 
-def _safe_size(path: Path) -> int:
+def _safe_size(path: Path, exclude: Path | None) -> int:
     try:
-        return source_size(path)
+        return source_size(path, exclude)
     except (MStoreError, OSError):
         return 0  # save() reports the real problem
 
@@ -286,7 +292,11 @@ def log(
     metric: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--metric", "-M", metavar="NAME", help="Metric to show (repeatable; dotted names reach nested ones)."
+            "--metric",
+            "-M",
+            metavar="NAME",
+            help="Metric to show (repeatable; dotted names reach nested ones). Default: every top-level metric "
+            "with a number in any version shown; other values are shown as they are.",
         ),
     ] = None,
     since: Annotated[
@@ -298,10 +308,24 @@ def log(
     tag: Annotated[
         Optional[list[str]], typer.Option("--tag", "-t", metavar="NAME", help="Only versions with this tag.")
     ] = None,
+    sort: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="METRIC",
+            help="Best first by this metric (accuracy, f1, ... highest first; loss, error, ... lowest first); "
+            "versions without it come last.",
+        ),
+    ] = None,
+    asc: Annotated[bool, typer.Option("--asc", help="With --sort: lowest first.")] = False,
+    desc: Annotated[bool, typer.Option("--desc", help="With --sort: highest first.")] = False,
     as_json: JsonOpt = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
 ) -> None:
-    """List versions, newest first: ID, age, hash, metrics, new bytes, tags, message."""
+    """List versions, newest first (or best first with --sort): ID, age, hash, metrics, new bytes, tags, message."""
+    if (asc or desc) and sort is None:
+        raise BadInput("--asc and --desc order a --sort METRIC; name one")
+    if asc and desc:
+        raise BadInput("--asc and --desc contradict each other; give one")
     repo = _repo()
     now = datetime.now(timezone.utc)
     entries = repo.log(
@@ -309,7 +333,11 @@ def log(
         since=parse_time(since, now) if since else None,
         until=parse_time(until, now) if until else None,
         tags=tag,
+        sort=sort,
+        descending=True if desc else False if asc else None,
     )
+    if metric and entries:
+        repo.check_metrics(metric, entries)
     if as_json:
         _emit_json(entries)
         return
@@ -321,7 +349,9 @@ def log(
         _info("no versions match" if (since or until or tag) else "no versions yet")
         return
     ids = repo.ids()
-    names = metric or default_metrics(repo.get(ids[-1]) if ids else None)
+    names = metric or default_metrics(entries)
+    if sort is not None and sort not in names:
+        names = [sort, *names]
     _echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=_style))
 
 
@@ -330,7 +360,7 @@ def show(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a version's metadata, files, and how much it shares with its parent."""
+    """Show a version's metadata, what trained it, its files, and how much it shares with its parent."""
     shown = _repo().show(ref)
     if as_json:
         _emit_json(shown)
@@ -345,7 +375,8 @@ def diff(
     stat: Annotated[bool, typer.Option("--stat", help="A short summary only.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare two versions: time, model hash, metadata, metrics, categories, files and tensors."""
+    """Compare two versions: time, model hash, metadata, metrics, categories, training data and code, files,
+    config keys and tensors."""
     result = _repo().compare(old, new)
     if as_json:
         _emit_json(result)
@@ -493,9 +524,13 @@ def fsck(
         _emit_json(report.to_json() | {"quarantined": quarantined})
     else:
         for p in report.problems:
+            if p.code == "unreachable":  # summarised in one line below; --json lists each
+                continue
             label = _style(p.severity, "bad" if p.severity == "error" else "deco")
             affected = f" (affects {', '.join(p.versions)})" if p.versions else ""
             typer.echo(f"{label}: {safe(p.message)}{affected}")
+        if report.unused_mtimes:
+            typer.echo(f"{_style('info', 'deco')}: {_unused_line(report)}")
         checked = f", {format_bytes(report.bytes_checked)} re-hashed" if not quick else ""
         verdict = "ok" if report.ok else f"{len(report.errors)} error(s)"
         typer.echo(f"{report.versions} versions, {report.objects} objects{checked}: {verdict}")
@@ -508,6 +543,18 @@ def fsck(
             )
     if not report.ok:
         raise typer.Exit(EXIT_PROBLEM)
+
+
+def _unused_line(report: FsckReport) -> str:
+    """`3 objects (1.2 MiB) are not used by any version; `mstore gc` frees them now` (or when, given the grace)."""
+    ready, total, wait = unused_summary(report, time.time(), DEFAULT_GRACE_SECONDS)
+    grace = format_duration(DEFAULT_GRACE_SECONDS)
+    text = f"{total} object(s) ({format_bytes(report.unused_bytes)}) are not used by any version; "
+    if wait is None:
+        return text + "`mstore gc` frees them now"
+    # young unused objects may belong to a save still running, so the grace period is not talked away
+    later = f"in {format_duration(max(wait, 1))} (grace period {grace})"
+    return text + (f"`mstore gc` frees {ready} now, the rest {later}" if ready else f"`mstore gc` frees them {later}")
 
 
 def _fsck_remote(repo: Repository, remote: str, verify_data: bool, repair: bool, as_json: bool) -> None:
@@ -628,9 +675,16 @@ EndpointOpt = Annotated[
 
 
 remote_app = typer.Typer(
-    cls=_Group, help="Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories.", no_args_is_help=True
+    cls=_Group, help="Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories; alone, list them."
 )
 app.add_typer(remote_app, name="remote")
+
+
+@remote_app.callback(invoke_without_command=True)
+def remote_main(ctx: typer.Context) -> None:
+    """Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories. Alone, lists them."""
+    if ctx.invoked_subcommand is None:  # `mstore remote` lists, as `mstore tag` lists tags
+        remote_list(as_json=False)
 
 
 @remote_app.command("add")
@@ -654,7 +708,10 @@ def remote_list(as_json: JsonOpt = False) -> None:
     if as_json:
         _emit_json(repo.remotes())
     else:
-        for name, info in repo.remote_settings().items():
+        settings = repo.remote_settings()
+        if not settings:
+            _info("no remotes (add one with `mstore remote add NAME URL`)")
+        for name, info in settings.items():
             endpoint = f"  (endpoint {info['endpoint_url']})" if info.get("endpoint_url") else ""
             typer.echo(f"{name}  {info['url']}{endpoint}")
 
@@ -696,10 +753,9 @@ def _report_transfer(verb: str, stats: TransferStats, as_json: bool) -> None:
         raise typer.Exit(EXIT_PROBLEM)
     if as_json:
         return
-    if stats.latest_moved_by_other:
+    if stats.latest_newer_than_sent:  # an older version pushed (a tag, a late push): nobody's work was lost
         _info(
-            f"note: the other side's latest is {stats.latest}, newer than what you sent (someone else pushed it); "
-            "your versions are there too"
+            f"note: the remote's latest stays {stats.latest}, newer than the version(s) sent; nothing was overwritten"
         )
 
 
@@ -726,15 +782,21 @@ def _transfer_progress(label: str) -> Iterator[_BarProgress | None]:
         yield _BarProgress(bar, task)
 
 
-RemoteArg = Annotated[str, typer.Argument(metavar="[NAME]", help="Remote name.")]
-RefsArg = Annotated[Optional[list[str]], typer.Argument(metavar="[REF]...", help="Versions (default: all).")]
+RemoteRefsArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(
+        metavar="NAME|REF",
+        help="A remote's name first (optional with one remote configured; else origin), then the versions "
+        "(default: all).",
+        show_default=False,
+    ),
+]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every version (the default when no REF is given).")]
 
 
 @app.command()
 def push(
-    remote: RemoteArg = "origin",
-    refs: RefsArg = None,
+    args: RemoteRefsArg = None,
     all_: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -743,21 +805,24 @@ def push(
     Objects go first, then version records, then refs (by compare-and-swap), so nobody reading the
     remote ever sees a version with missing objects; an interrupted push resumes when run again.
     """
+    repo = _repo()
+    remote, refs = repo.remote_and_refs(args or [])
     with _transfer_progress("pushing") as progress:
-        stats = _repo().push(remote, None if all_ else refs, progress=progress)
+        stats = repo.push(remote, None if all_ else refs, progress=progress)
     _report_transfer("pushed", stats, as_json)
 
 
 @app.command()
 def pull(
-    remote: RemoteArg = "origin",
-    refs: RefsArg = None,
+    args: RemoteRefsArg = None,
     all_: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch versions and their tags from a remote, verifying every object before it is stored."""
+    repo = _repo()
+    remote, refs = repo.remote_and_refs(args or [])
     with _transfer_progress("pulling") as progress:
-        stats = _repo().pull(remote, None if all_ else refs, progress=progress)
+        stats = repo.pull(remote, None if all_ else refs, progress=progress)
     _report_transfer("pulled", stats, as_json)
 
 

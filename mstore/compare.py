@@ -1,4 +1,4 @@
-"""What changed between two versions: time, model hash, metadata, metrics, categories and files."""
+"""What changed between two versions: time, model hash, metadata, metrics, categories, lineage and files."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 import re
 from typing import Any
 
+from .configdiff import diff_config_files
 from .manifest import KIND_FILE, Entry, Manifest
 from .metadata import is_number
 from .objects import ObjectStore
@@ -85,10 +86,35 @@ def diff_metrics(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str
     return {n: _metric_row(n, a.get(n), b.get(n)) for n in names}
 
 
+def lineage_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The `mstore.lineage` block of a version's metadata ({} for versions saved before it existed)."""
+    block = meta.get("mstore")
+    value = block.get("lineage") if isinstance(block, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def diff_lineage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Training data and code of both versions, and whether each is the same (None: not known for both)."""
+    a, b = lineage_of(old), lineage_of(new)
+
+    def same(x: Any, y: Any, key: str) -> bool | None:
+        if not (isinstance(x, dict) and isinstance(y, dict) and key in x and key in y):
+            return None
+        return bool(x[key] == y[key])
+
+    data_old, data_new = a.get("training_file"), b.get("training_file")
+    code_old, code_new = a.get("git"), b.get("git")
+    return {
+        "training_file": {"old": data_old, "new": data_new, "same": same(data_old, data_new, "blake3")},
+        "git": {"old": code_old, "new": code_new, "same": same(code_old, code_new, "commit")},
+    }
+
+
 def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None) -> dict[str, Any]:
     """Files added / removed / changed (by content hash) / unchanged; a single-file model keeps its slot.
 
-    With `objects`, a changed safetensors / npz / torch zip file also gets its tensor-level diff.
+    With `objects`, a changed safetensors / npz / torch zip file also gets its tensor-level diff, and a
+    changed small config (config.json, *.toml) the keys that changed (`configdiff`).
     """
 
     def files(m: Manifest) -> dict[str, Entry]:
@@ -104,9 +130,13 @@ def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None)
             continue
         row: dict[str, Any] = {"path": p, "old_size": a[p].size, "new_size": b[p].size}
         if objects is not None:
-            tensors = diff_tensor_files(StoredFile(a[p], objects), StoredFile(b[p], objects), p)
+            old_file, new_file = StoredFile(a[p], objects), StoredFile(b[p], objects)
+            tensors = diff_tensor_files(old_file, new_file, p)
             if tensors is not None:
                 row["tensors"] = tensors
+            keys = diff_config_files(old_file, new_file, p)
+            if keys is not None:
+                row["keys"] = keys
         changed.append(row)
     return {
         "added": [{"path": p, "size": b[p].size} for p in sorted(set(b) - set(a))],
@@ -129,5 +159,6 @@ def compare(store: Store, id1: str, id2: str) -> dict[str, Any]:
         "metadata": diff_metadata(m1, m2),
         "metrics": diff_metrics(m1, m2),
         "categories": {"added": sorted(cats2 - cats1), "removed": sorted(cats1 - cats2)},
+        "lineage": diff_lineage(m1, m2),
         "files": diff_files(store.version_manifest(id1, m1), store.version_manifest(id2, m2), store.objects),
     }

@@ -7,16 +7,29 @@ EXIT_USAGE = 2  # the user asked for something invalid (bad path, unknown ref, b
 
 
 class MStoreError(Exception):
-    """Root of every error mstore raises on purpose."""
+    """Root of every error mstore raises on purpose.
+
+    A message that tells the user what to change names the option in the caller's own terms:
+    `TagExists("... (use {force} to move it)", force=("--force", "force=True"))` reads
+    `use force=True` from Python (`str(exc)`, `exc.message`) and `use --force` in the CLI (`exc.cli_message`).
+    """
 
     exit_code = EXIT_PROBLEM
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, **options: tuple[str, str]) -> None:
+        self.cli_message = _fill(message, {k: cli for k, (cli, _) in options.items()})
+        self.message = _fill(message, {k: py for k, (_, py) in options.items()})
+        super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.message
+
+
+def _fill(template: str, words: dict[str, str]) -> str:
+    """Replace `{name}` placeholders only (not str.format: messages quote paths that may hold braces)."""
+    for name, word in words.items():
+        template = template.replace("{" + name + "}", word)
+    return template
 
 
 class BadInput(MStoreError):

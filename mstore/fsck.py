@@ -37,6 +37,8 @@ class Report:
     versions: int = 0
     objects: int = 0
     bytes_checked: int = 0
+    unused_bytes: int = 0  # on disk, of the objects no version uses (the "unreachable" problems)
+    unused_mtimes: list[float] = field(default_factory=list, repr=False)  # when gc may free them (grace)
 
     @property
     def errors(self) -> list[Problem]:
@@ -57,6 +59,8 @@ class Report:
             "objects": self.objects,
             "bytes_checked": self.bytes_checked,
             "errors": len(self.errors),
+            "unused_objects": len(self.unused_mtimes),
+            "unused_bytes": self.unused_bytes,
             "damaged_versions": self.damaged_versions,
             "problems": [asdict(p) | {"versions": list(p.versions)} for p in self.problems],
         }
@@ -105,6 +109,12 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
         report.bytes_checked = _verify_all(store, sorted(on_disk), users, expected_size, add, progress)
     for oid in sorted(on_disk - set(users)):
         add(Problem(INFO, "unreachable", oid, f"object {oid} is not used by any version (gc removes it)"))
+        try:
+            st = store.objects.path(oid).stat()
+        except FileNotFoundError:  # gc took it meanwhile
+            continue
+        report.unused_bytes += st.st_size
+        report.unused_mtimes.append(st.st_mtime)
 
     _check_refs(store, ids, add)
     for path in store.objects.stray_files():
@@ -115,6 +125,15 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
         for name in sorted(os.listdir(store.tmp)):
             add(Problem(INFO, "leftover", f"tmp/{name}", "leftover of an interrupted command (gc removes it)"))
     return report
+
+
+def unused_summary(report: Report, now: float, grace_seconds: float) -> tuple[int, int, float | None]:
+    """(objects gc may free now, of how many, seconds until the youngest may be freed or None if all may):
+    fsck states this once rather than listing every unused object on its own line."""
+    cutoff = now - grace_seconds
+    ready = sum(1 for m in report.unused_mtimes if m < cutoff)
+    wait = None if ready == len(report.unused_mtimes) else max(report.unused_mtimes) - cutoff
+    return ready, len(report.unused_mtimes), wait
 
 
 def _code(exc: Exception) -> str:

@@ -36,7 +36,7 @@ def reachable(store: Store) -> set[str]:
             moid = manifest_id(meta, vid)
             manifest = store.read_manifest(moid)
         except MStoreError as exc:
-            raise GcRefused(f"gc deleted nothing: {exc} (run `mstore fsck`)") from None
+            raise GcRefused(f"gc deleted nothing: {exc} (run {{fsck}})", fsck=("`mstore fsck`", "fsck()")) from None
         keep.add(moid)
         keep.update(manifest.chunk_ids())
     return store.objects.closure(keep)  # delta bases stay alive as long as anything needs them

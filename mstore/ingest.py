@@ -144,14 +144,22 @@ def _ingest_file(
         raise SourceChanged(f"{path} disappeared while it was being saved; nothing was published") from None
     size = sum(c.size for c in chunks)
     if _fingerprint(before) != _fingerprint(after) or size != before.st_size:
-        raise SourceChanged(f"{path} changed while it was being saved; nothing was published (save it again)")
+        raise SourceChanged(
+            f"{path} changed while it was being saved; nothing was published "
+            "(save again once whatever is writing it has finished)"
+        )
     writer.stats.bytes_total += size
     writer.stats.chunks_total += len(chunks)
     return Entry(rel, False, size, bool(before.st_mode & stat.S_IXUSR), whole.hexdigest(), tuple(chunks))
 
 
-def scan(source: Path) -> tuple[str, list[tuple[str, Path, bool]]]:
-    """Check the source and list what to store: (kind, [(relative path, absolute path, is_dir)])."""
+def scan(source: Path, exclude: Path | None = None) -> tuple[str, list[tuple[str, Path, bool]]]:
+    """Check the source and list what to store: (kind, [(relative path, absolute path, is_dir)]).
+
+    `exclude` is a directory left out with everything under it (the store a save writes to, when it
+    lies inside the model directory: its lock and staging files change during the save, and a version
+    must never contain its own store). Folders that held nothing but it are left out too.
+    """
     try:
         st = source.stat()  # a top-level symlink is followed, as `cp` would
     except (FileNotFoundError, NotADirectoryError):
@@ -161,20 +169,51 @@ def scan(source: Path) -> tuple[str, list[tuple[str, Path, bool]]]:
         return KIND_FILE, [(_checked(name, source), source, False)]
     if not stat.S_ISDIR(st.st_mode):
         raise UnsupportedSource(f"{source} is neither a regular file nor a directory")
+    skip = _identity(exclude)
+    skipped: str | None = None
     items: list[tuple[str, Path, bool]] = []
     for dirpath, dirnames, filenames in os.walk(source, onerror=_raise, followlinks=False):
         base = Path(dirpath)
-        for name in dirnames + filenames:
+        for name in list(dirnames) + filenames:
             full = base / name
             rel = full.relative_to(source).as_posix()
-            mode = full.lstat().st_mode
+            st_entry = full.lstat()
+            mode = st_entry.st_mode
             if stat.S_ISLNK(mode):
                 raise UnsupportedSource(f"{full} is a symbolic link; mstore stores regular files and directories only")
             if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
                 raise UnsupportedSource(f"{full} is not a regular file or directory")
+            if stat.S_ISDIR(mode) and skip is not None and (st_entry.st_dev, st_entry.st_ino) == skip:
+                dirnames.remove(name)  # os.walk does not descend into it
+                skipped = rel
+                continue
             items.append((_checked(rel, full), full, stat.S_ISDIR(mode)))
+    if skipped is not None:  # drop folders that only existed to hold the excluded one
+        holders = {a.as_posix() for a in Path(skipped).parents if a.as_posix() != "."}
+        others = [i[0] for i in items if i[0] not in holders]
+        items = [i for i in items if i[0] not in holders or any(o.startswith(i[0] + "/") for o in others)]
     items.sort()
     return KIND_DIR, items
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def inside(path: Path, directory: Path) -> bool:
+    """Whether `path` is `directory` or lies under it (compared by device and inode, so symlinks,
+    bind mounts and case-insensitive file systems cannot hide it)."""
+    target = _identity(directory)
+    if target is None:
+        return False
+    resolved = path.resolve()
+    return any(_identity(p) == target for p in (resolved, *resolved.parents))
 
 
 def _checked(rel: str, full: Path) -> str:
@@ -196,9 +235,12 @@ def ingest(
     *,
     compression: Compression | None = None,
     parent: ParentPieces | None = None,
+    exclude: Path | None = None,
 ) -> tuple[Manifest, IngestStats]:
-    """Store every file of `source` in `objects` and return its manifest (not yet stored) and stats."""
-    kind, items = scan(source)
+    """Store every file of `source` in `objects` and return its manifest (not yet stored) and stats.
+
+    `exclude`: a directory inside `source` to leave out (see `scan`)."""
+    kind, items = scan(source, exclude)
     stats = IngestStats()
     writer = _Writer(objects, stats, compression, parent or {})
     needs_pool = any(not d and full.stat().st_size >= PARALLEL_MIN_BYTES for _, full, d in items)
@@ -216,7 +258,7 @@ def ingest(
     return Manifest(kind, tuple(entries)), stats
 
 
-def source_size(source: Path) -> int:
+def source_size(source: Path, exclude: Path | None = None) -> int:
     """Total bytes of the files under `source` (for progress bars)."""
-    _, items = scan(source)
+    _, items = scan(source, exclude)
     return sum(full.stat().st_size for _, full, is_dir in items if not is_dir)

@@ -57,10 +57,11 @@ class VersionConflict(MStoreError):
     """Both stores hold a version with this ID, with different content."""
 
 
-def conflict_message(version_id: str) -> str:
-    return (
+def conflict(version_id: str) -> VersionConflict:
+    return VersionConflict(
         f"version {version_id} exists on both sides with different content (two stores saved in the same "
-        f"second); save that model again to give it a new ID, then `mstore rm {version_id}` here"
+        "second); save that model again to give it a new ID, then remove it here with {rm}",
+        rm=(f"`mstore rm {version_id}`", f"delete_version({version_id!r})"),
     )
 
 
@@ -230,7 +231,7 @@ class DirectoryRemote:
         if not self.store.versions.exists(version_id):
             return False
         if self.store.versions.raw_metadata(version_id) != meta:
-            raise VersionConflict(conflict_message(version_id))
+            raise conflict(version_id)
         return True
 
     def publish_version(self, version_id: str, meta: bytes) -> bool:
@@ -238,7 +239,7 @@ class DirectoryRemote:
         with self.store.write_lock():
             if self.store.versions.exists(version_id):
                 if self.store.versions.raw_metadata(version_id) != meta:
-                    raise VersionConflict(conflict_message(version_id))
+                    raise conflict(version_id)
                 return False
             self.store.versions.publish(self.store.versions.stage(meta), version_id)
             return True
@@ -388,7 +389,7 @@ class BucketRemote:
         except VersionNotFound:
             return False
         if theirs != meta:
-            raise VersionConflict(conflict_message(version_id))
+            raise conflict(version_id)
         return True
 
     def publish_version(self, version_id: str, meta: bytes) -> bool:
@@ -398,7 +399,7 @@ class BucketRemote:
             self.bucket.put(f"{where}/{METADATA}", meta, if_absent=True)
         except PreconditionFailed:
             if self.bucket.get(f"{where}/{METADATA}") != meta:
-                raise VersionConflict(conflict_message(version_id)) from None
+                raise conflict(version_id) from None
         try:
             self.bucket.put(f"{where}/{CHECKSUM}", checksum_line(meta), if_absent=True)
         except PreconditionFailed:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .compare import flatten_metrics
+from .compare import flatten_metrics, lineage_of
 from .humanize import format_bytes, format_duration, safe
 from .metadata import is_number
 from .versions import parse_id_time
@@ -30,10 +30,16 @@ def _json(value: Any) -> str:
     return safe(json.dumps(value, ensure_ascii=False))
 
 
-def default_metrics(newest: dict[str, Any] | None) -> list[str]:
-    """All top-level numeric metrics of the newest version."""
-    metrics = (newest or {}).get("metrics")
-    return [k for k, v in metrics.items() if is_number(v)] if isinstance(metrics, dict) else []
+def default_metrics(entries: list[dict[str, Any]]) -> list[str]:
+    """Every top-level metric that holds a number in at least one of the versions shown, in the order
+    they first appear (newest first). Taking them from all shown versions, not the newest alone, keeps
+    an older version's accuracy visible after a save that logged only eval_loss."""
+    names: dict[str, None] = {}
+    for meta in entries:
+        metrics = meta.get("metrics")
+        if isinstance(metrics, dict):
+            names.update((k, None) for k, v in metrics.items() if is_number(v))
+    return list(names)
 
 
 def _metric_text(meta: dict[str, Any], names: list[str]) -> str:
@@ -48,6 +54,30 @@ def _decorations(meta: dict[str, Any], latest: str | None) -> str:
 
 def _age(version_id: str, now: datetime) -> str:
     return f"{format_duration((now - parse_id_time(version_id)).total_seconds())} ago"
+
+
+def _code(git: Any) -> str:
+    """`1a2b3c4`, or `1a2b3c4-dirty` when tracked files had uncommitted changes (as `git describe --dirty`)."""
+    if not isinstance(git, dict):
+        return "unknown"
+    return safe(str(git.get("commit", ""))[:7]) + ("-dirty" if git.get("dirty") else "")
+
+
+def _data(training: Any) -> str:
+    if not isinstance(training, dict):
+        return "unknown"
+    return f"{safe(training.get('path', ''))} ({str(training.get('blake3', ''))[:12]})"
+
+
+def lineage_text(meta: dict[str, Any]) -> str:
+    """`data train.csv (1a2b3c4d5e6f), code 1a2b3c4-dirty`; empty when nothing was recorded."""
+    lineage = lineage_of(meta)
+    parts = []
+    if "training_file" in lineage:
+        parts.append(f"data {_data(lineage['training_file'])}")
+    if "git" in lineage:
+        parts.append(f"code {_code(lineage['git'])}")
+    return ", ".join(parts)
 
 
 def _new_bytes(meta: dict[str, Any]) -> int | None:
@@ -86,6 +116,9 @@ def log_lines(
         size = (meta.get("mstore") or {}).get("size")
         if new is not None and isinstance(size, int):
             lines.append(f"Stored:   +{format_bytes(new)} in new objects (model {format_bytes(size)})")
+        lineage = lineage_text(meta)
+        if lineage:
+            lines.append(f"Lineage:  {lineage}")
         if message:
             lines.append(f"Message:  {message}")
         lines.append("")
@@ -113,6 +146,16 @@ def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
             continue
         text = _json(value) if isinstance(value, (dict, list)) else safe(value)
         lines.append(f"  {safe(key)}: {text}")
+    lineage = lineage_of(meta)
+    if "training_file" in lineage:
+        data = lineage["training_file"]
+        size = data.get("size")
+        size_text = f", {format_bytes(size)}" if isinstance(size, int) else ""
+        lines.append(f"  trained on: {safe(data.get('path', ''))} (blake3 {safe(data.get('blake3', ''))}{size_text})")
+    if "git" in lineage:
+        git = lineage["git"]
+        dirty = " (with uncommitted changes)" if git.get("dirty") else ""
+        lines.append(f"  code: git commit {safe(git.get('commit', ''))}{dirty}")
     lines.append(f"files ({format_bytes(shown['size'])}):")
     for f in shown["files"]:
         lines.append(f"  {format_bytes(f['size']):>10}  {safe(f['path'])}{'  (executable)' if f['executable'] else ''}")
@@ -161,6 +204,49 @@ def _tensor_lines(t: dict[str, Any], style: Style) -> list[str]:
     return lines
 
 
+def _lineage_lines(lineage: dict[str, Any]) -> list[str]:
+    """`trained on the same data: ...` / `training data changed: ... -> ...`, and the same for the code."""
+    lines = []
+    data = lineage.get("training_file") or {}
+    if data.get("old") is not None or data.get("new") is not None:
+        if data.get("same") is True:
+            lines.append(f"trained on the same data: {_data(data['new'])}")
+        else:
+            verb = "training data changed" if data.get("same") is False else "training data"
+            lines.append(f"{verb}: {_data(data.get('old'))} -> {_data(data.get('new'))}")
+    code = lineage.get("git") or {}
+    old: Any = code.get("old")
+    new: Any = code.get("new")
+    if old is not None or new is not None:
+        if code.get("same") is True:
+            dirty = [w for w, g in (("older", old), ("newer", new)) if g.get("dirty")]
+            where = " (uncommitted changes in the " + " and the ".join(dirty) + ")" if dirty else ""
+            lines.append(f"same code: commit {_code({'commit': new.get('commit')})}{where}")
+        else:
+            verb = "code changed" if code.get("same") is False else "code"
+            lines.append(f"{verb}: {_code(old)} -> {_code(new)}")
+    return lines
+
+
+MAX_KEY_LINES = 20
+MAX_VALUE_CHARS = 60
+
+
+def _short(value: Any) -> str:
+    text = _json(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+
+
+def _key_lines(keys: dict[str, Any], style: Style) -> list[str]:
+    """`num_labels: 3 -> 4` per changed config key (the first MAX_KEY_LINES; --json has them all)."""
+    lines = [f"      {safe(k)}: {_short(c['old'])} -> {_short(c['new'])}" for k, c in keys["changed"].items()]
+    lines += [style(f"      + {safe(k)}: {_short(v)}", "good") for k, v in keys["added"].items()]
+    lines += [style(f"      - {safe(k)}: {_short(v)}", "bad") for k, v in keys["removed"].items()]
+    if len(lines) > MAX_KEY_LINES:
+        lines = [*lines[:MAX_KEY_LINES], f"      ... and {len(lines) - MAX_KEY_LINES} more key(s) (--json lists all)"]
+    return lines
+
+
 def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -> list[str]:
     same = "same model bytes" if d["same_model"] else "model changed"
     h1, h2 = (str(d["model_hash"][k])[:12] for k in ("version1", "version2"))
@@ -193,6 +279,7 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
         parts = [f"+{safe(c)}" for c in cats["added"]] + [f"-{safe(c)}" for c in cats["removed"]]
         lines.append(f"categories: {' '.join(parts)}")
     lines += _metric_rows(d["metrics"], style)
+    lines += _lineage_lines(d.get("lineage") or {})
     for f in files["added"]:
         lines.append(style(f"+ file {safe(f['path'])} ({format_bytes(f['size'])})", "good"))
     for f in files["removed"]:
@@ -201,6 +288,8 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
         lines.append(f"~ file {safe(f['path'])} ({format_bytes(f['old_size'])} -> {format_bytes(f['new_size'])})")
         if "tensors" in f:
             lines += _tensor_lines(f["tensors"], style)
+        if "keys" in f:
+            lines += _key_lines(f["keys"], style)
     lines.append(f"  {files['unchanged']} file(s) unchanged")
     return lines
 

@@ -17,15 +17,17 @@ from typing import Any
 from . import compare as _compare
 from . import fsck as _fsck
 from . import gc as _gc
+from . import lineage as _lineage
 from . import metadata as _metadata
 from . import remote_check as _remote_check
 from . import transfer as _transfer
 from .bucket import parse_s3_url
 from .errors import BadInput, DestinationExists, StoreNotFound, TagExists, VersionIsTagged, VersionNotFound
-from .ingest import ingest
+from .ingest import ingest, inside
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
+from .ranking import check_metric_names, did_you_mean, sort_by_metric
 from .refs import check_tag_name
 from .remotes import Remote, open_remote, remote_path, tag_of
 from .restore import restore
@@ -79,12 +81,22 @@ class Repository:
             user["message"] = message
         source_path = Path(source)
         store = self.store
+        if inside(source_path, store.root):
+            raise BadInput(f"cannot save {source_path}: it lies inside the store {store.root} it would be saved to")
+        exclude = self.store_inside(source_path)
+        lineage = _lineage.collect(user)  # before any lock: hashing a large training file takes a while
         with store.gc_lock():
             ids = store.versions.ids()
             parent_id = self.resolve(parent) if parent is not None else (ids[-1] if ids else None)
             bases = parent_pieces(store, parent_id) if store.compression and store.compression.delta else {}
             manifest, stats = ingest(
-                source_path, store.objects, store.chunker, progress, compression=store.compression, parent=bases
+                source_path,
+                store.objects,
+                store.chunker,
+                progress,
+                compression=store.compression,
+                parent=bases,
+                exclude=exclude,
             )
             manifest_bytes = manifest.encode()
             manifest_oid = hash_bytes(manifest_bytes)
@@ -110,6 +122,7 @@ class Repository:
                         "new_content_bytes": stats.bytes_new,
                         "reused_bytes": stats.bytes_reused,
                         "delta_objects": stats.deltas,
+                        "lineage": lineage,
                     },
                 }
                 staged = store.versions.stage(meta)
@@ -118,6 +131,13 @@ class Repository:
                     store.refs.set_latest(version_id)  # next write repairs the ref (fsck: stale-ref)
         return meta
 
+    def store_inside(self, source: str | os.PathLike[str]) -> Path | None:
+        """This store's directory when it lies inside the model directory `source` (a save leaves it out)."""
+        source_path = Path(source)
+        if source_path.is_dir() and not inside(source_path, self.root) and inside(self.root, source_path):
+            return self.root
+        return None
+
     def tag(self, name: str, ref: str = "latest", *, force: bool = False) -> str:
         """Point tag `name` at a version; moving an existing tag needs `force`."""
         check_tag_name(name)
@@ -125,7 +145,10 @@ class Repository:
             version_id = self.resolve(ref)
             current = self.store.refs.tag(name)
             if current is not None and current != version_id and not force:
-                raise TagExists(f"tag {name!r} already names version {current} (use --force to move it)")
+                raise TagExists(
+                    f"tag {name!r} already names version {current} (use {{force}} to move it)",
+                    force=("--force", "force=True"),
+                )
             self.store.refs.set_tag(name, version_id)
         return version_id
 
@@ -150,7 +173,8 @@ class Repository:
         tags = sorted(n for n, v in store.refs.tags().items() if v == version_id)
         if tags and not force:
             raise VersionIsTagged(
-                f"version {version_id} is tagged {', '.join(tags)} (use --force to remove it and its tags)"
+                f"version {version_id} is tagged {', '.join(tags)} (use {{force}} to remove it and its tags)",
+                force=("--force", "force=True"),
             )
         for name in tags:
             store.refs.delete_tag(name)
@@ -193,7 +217,7 @@ class Repository:
         check_tag_name(name)
         url = _normalise_remote_url(url)
         if endpoint_url and not url.startswith("s3://"):
-            raise BadInput("--endpoint-url only applies to s3:// remotes")
+            raise BadInput("{endpoint} only applies to s3:// remotes", endpoint=("--endpoint-url", "endpoint_url"))
         with self.store.write_lock():
             remotes = self.store.config.setdefault("remotes", {})
             if name in remotes:
@@ -212,21 +236,47 @@ class Repository:
     def remote(self, name: str) -> Remote:
         info = self._remote_configs().get(name)
         if info is None:
-            raise VersionNotFound(f"no remote named {name!r} (add one with `mstore remote add {name} URL`)")
+            raise VersionNotFound(
+                f"no remote named {name!r} (add one with {{add}})",
+                add=(f"`mstore remote add {name} URL`", f"remote_add({name!r}, URL)"),
+            )
         return open_remote(str(info["url"]), endpoint_url=info.get("endpoint_url"))
 
+    def default_remote(self) -> str:
+        """The remote push and pull use when none is named: the only one, else `origin` (as git does)."""
+        names = list(self._remote_configs())
+        if len(names) == 1:
+            return names[0]
+        if "origin" in names:
+            return "origin"
+        if not names:
+            add = ("`mstore remote add NAME URL`", "remote_add(NAME, URL)")
+            raise BadInput("no remote configured (add one with {add})", add=add)
+        raise BadInput(f"{len(names)} remotes are configured ({', '.join(names)}): name the one to use")
+
+    def remote_and_refs(self, args: list[str]) -> tuple[str, list[str]]:
+        """Split `push`/`pull` arguments `[NAME] [REF]...`: a first word that names a remote is the remote
+        (a remote wins over a tag of the same name); otherwise every word is a version and the remote is
+        `default_remote()`, so with one remote `mstore push prod` needs no name."""
+        if args and args[0] in self._remote_configs():
+            return args[0], args[1:]
+        return self.default_remote(), args
+
     def push(
-        self, remote: str = "origin", refs: list[str] | None = None, *, progress: TransferProgress | None = None
+        self, remote: str | None = None, refs: list[str] | None = None, *, progress: TransferProgress | None = None
     ) -> TransferStats:
-        """Send versions (all by default) and their tags to a remote; only what it lacks travels."""
+        """Send versions (all by default) and their tags to a remote (default: `default_remote()`);
+        only what it lacks travels."""
         ids = [self.resolve(r) for r in refs] if refs else self.ids()
-        return _transfer.push(self.store, self.remote(remote), sorted(set(ids)), progress=progress)
+        target = self.remote(remote or self.default_remote())
+        return _transfer.push(self.store, target, sorted(set(ids)), progress=progress)
 
     def pull(
-        self, remote: str = "origin", refs: list[str] | None = None, *, progress: TransferProgress | None = None
+        self, remote: str | None = None, refs: list[str] | None = None, *, progress: TransferProgress | None = None
     ) -> TransferStats:
-        """Fetch versions (all by default) and their tags from a remote, verifying every object."""
-        other = self.remote(remote)
+        """Fetch versions (all by default) and their tags from a remote (default: `default_remote()`),
+        verifying every object."""
+        other = self.remote(remote or self.default_remote())
         ids = _resolve_on(other, refs) if refs else other.version_ids()
         return _transfer.pull(other, self.store, sorted(set(ids)), progress=progress)
 
@@ -310,16 +360,25 @@ class Repository:
         since: datetime | None = None,
         until: datetime | None = None,
         tags: list[str] | None = None,
+        sort: str | None = None,
+        descending: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Versions newest first, filtered by time (the ID is the save time) and tags, each with its
-        metadata plus `tags` (names pointing at it). Reads only the versions it returns."""
+        metadata plus `tags` (names pointing at it). Reads only the versions it returns.
+
+        With `sort` (a metric name), the best come first (see `ranking`); `descending` overrides the
+        direction the metric's name implies. Ranking reads every version that passes the filters.
+        """
         by_version: dict[str, list[str]] = {}
-        for name, vid in self.tags().items():
+        all_tags = self.tags()
+        for name, vid in all_tags.items():
             by_version.setdefault(vid, []).append(name)
         wanted = set(tags or [])
+        for name in sorted(wanted - set(all_tags)):  # a typo must not look like "no versions match"
+            raise VersionNotFound(f"no tag named {name!r}{did_you_mean(name, all_tags)}")
         out: list[dict[str, Any]] = []
         for version_id in reversed(self.ids()):
-            if limit is not None and len(out) >= limit:
+            if sort is None and limit is not None and len(out) >= limit:
                 break
             when = parse_id_time(version_id)
             if (since and when < since) or (until and when > until):
@@ -331,7 +390,14 @@ class Repository:
             except VersionNotFound:  # removed while we listed
                 continue
             out.append({**meta, "tags": sorted(by_version.get(version_id, []))})
+        if sort is not None and out:
+            self.check_metrics([sort], out)  # a typo first: its "did you mean" helps more than a direction
+            out = sort_by_metric(out, sort, descending)[:limit]
         return out
+
+    def check_metrics(self, names: list[str], shown: list[dict[str, Any]]) -> None:
+        """Raise BadInput (with a "did you mean") for a metric name that no version has."""
+        check_metric_names(names, shown, self.versions)
 
     def show(self, ref: str) -> dict[str, Any]:
         """A version's metadata, its files, and how much of its content it shares with its parent."""

@@ -78,6 +78,9 @@ def _ensure_real_dir(path: Path) -> None:
         raise DestinationExists(f"{path} exists and is not a directory")
 
 
+_FORCE = ("--force", "force=True")  # how the caller says it: a CLI flag or a Python keyword
+
+
 def restore(
     manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool = False, progress: Progress | None = None
 ) -> Path:
@@ -85,14 +88,14 @@ def restore(
     target = checkout_target(manifest, dest)
     if manifest.kind == KIND_FILE:
         if target.is_symlink() or target.is_dir() or (target.exists() and not force):
-            raise DestinationExists(f"{target} already exists (use --force to overwrite)")
+            raise DestinationExists(f"{target} already exists (use {{force}} to overwrite)", force=_FORCE)
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_file(manifest.entries[0], target, objects, progress)
         return target
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise DestinationExists(f"{target} exists and is not a directory")
     if target.is_dir() and any(target.iterdir()) and not force:
-        raise DestinationExists(f"{target} is not empty (use --force to write into it)")
+        raise DestinationExists(f"{target} is not empty (use {{force}} to write into it)", force=_FORCE)
     target.mkdir(parents=True, exist_ok=True)
     for entry in manifest.entries:
         rel = check_relpath(entry.path)

@@ -31,9 +31,13 @@ def plan_prune(
 ) -> PrunePlan:
     """Decide what `prune` keeps and removes; `ids` are oldest first, as the store lists them."""
     if keep_last is None and keep_within is None:
-        raise BadInput("prune needs --keep-last N and/or --keep-within DURATION")
+        raise BadInput(
+            "prune needs {last} and/or {within}",
+            last=("--keep-last N", "keep_last=N"),
+            within=("--keep-within DURATION", "keep_within=SECONDS"),
+        )
     if keep_last is not None and keep_last < 0:
-        raise BadInput("--keep-last must be 0 or more")
+        raise BadInput("{last} must be 0 or more", last=("--keep-last", "keep_last"))
     reasons: dict[str, list[str]] = {}
     if ids:
         reasons.setdefault(ids[-1], []).append("newest")

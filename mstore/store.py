@@ -165,10 +165,12 @@ class Store:
         root = Path(root)
         try:
             raw = fsutil.read_regular(root / CONFIG, MAX_CONFIG_BYTES)
-        except FileNotFoundError:
-            raise StoreNotFound(f"no mstore store at {root} (run `mstore init` or save a model first)") from None
-        except NotADirectoryError:
-            raise StoreNotFound(f"no mstore store at {root}") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreNotFound(
+                f"no mstore store at {os.path.abspath(root)} (nothing was saved there yet; save a model to create "
+                "it, or point to another store with {where})",
+                where=("--store DIR or MSTORE_DIR", "base_dir="),
+            ) from None
         except IntegrityError as exc:
             raise StoreNotFound(f"no usable mstore store at {root}: {exc}") from None
         try:

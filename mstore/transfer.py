@@ -27,7 +27,7 @@ from .manifest import Manifest
 from .metadata import loads as load_metadata
 from .objects import decode_chain
 from .refs import LATEST, check_tag_name
-from .remotes import Remote, VersionConflict, conflict_message
+from .remotes import Remote, VersionConflict, conflict
 from .store import Store, check_model_hash, manifest_id
 from .versions import is_future
 
@@ -64,7 +64,7 @@ class TransferStats:
     bytes_sent: int = 0
     seconds: float = 0.0
     latest: str | None = None  # what `latest` names on the receiving side afterwards
-    latest_moved_by_other: bool = False  # a newer version pushed by someone else stayed `latest`
+    latest_newer_than_sent: bool = False  # the receiving side's `latest` stayed on a version newer than those sent
     tag_conflicts: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # remote versions not taken: IDs from the future
 
@@ -196,7 +196,7 @@ def push(
             stats.latest = compare_and_swap_ref(
                 remote, LATEST, lambda cur: newest if cur is None or cur < newest else None
             )
-            stats.latest_moved_by_other = bool(version_ids) and str(stats.latest) > max(version_ids)
+            stats.latest_newer_than_sent = bool(version_ids) and str(stats.latest) > max(version_ids)
         wanted = set(version_ids)
         for name, target in sorted(store.refs.tags().items()):
             if (
@@ -300,7 +300,7 @@ def pull(
             meta = remote.raw_version(vid)
             if store.versions.exists(vid):
                 if store.versions.raw_metadata(vid) != meta:
-                    raise VersionConflict(conflict_message(vid))
+                    raise conflict(vid)
                 return vid, meta, None
             return vid, meta, manifest_id(load_metadata(meta, f"version_{vid}"), vid)
 

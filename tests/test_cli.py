@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from mstore import Repository
 from mstore.cli import app
+
+from helpers import write_tree
 
 runner = CliRunner()
 
@@ -76,8 +80,8 @@ def test_full_workflow(cli: Cli, model: Path, tmp_path: Path) -> None:
     log_lines = cli("log", "--oneline")[0].splitlines()
     assert len(log_lines) == 2 and log_lines[0].startswith(second_id) and "latest" in log_lines[0]
     assert "tag: candidate" in log_lines[0] and "accuracy=0.95" in log_lines[0] and "nightly" in log_lines[1]
-    assert "f1=0.8" not in log_lines[1]  # default metrics: the newest version's
-    assert "f1=0.8" in cli("log", "--oneline", "-M", "f1")[0]
+    assert "f1=0.8" in log_lines[1]  # default metrics: those of every version shown
+    assert "accuracy=0.95" not in cli("log", "--oneline", "-M", "f1")[0]
     assert len(cli("log", "--oneline", "-n", "1")[0].splitlines()) == 1
     block = cli("log")[0]
     assert f"version {second_id}" in block and "Message:  nightly" in block and "Stored:" in block
@@ -250,3 +254,277 @@ def test_console_script_runs_as_a_real_process(tmp_path: Path, model: Path) -> N
         and bad.stderr.startswith("mstore: error:")
         and "Traceback" not in bad.stderr
     )
+
+
+def test_save_dot_leaves_out_the_store_inside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    (project / "data" / "raw").mkdir(parents=True)
+    (project / "model.joblib").write_bytes(os.urandom(50_000))
+    (project / "data" / "raw" / "train.csv").write_text("a,b\n")
+    monkeypatch.chdir(project)
+    cli = Cli(Path("data/models"))  # the default store, inside the folder being saved
+    for _ in range(2):  # the second save runs against a store that already holds objects
+        out, err = cli("save", ".")
+        assert out.startswith("saved version ")
+        notes = [line for line in err.splitlines() if line.startswith("note:")]
+        assert notes == ["note: leaving out data/models: it is the store this version is saved to"]
+    files = [f["path"] for f in cli.json("show")["files"]]  # type: ignore[index]
+    assert files == ["data/raw/train.csv", "model.joblib"]
+    assert [e.path for e in Repository.open("data/models").manifest("latest").entries] == [
+        "data",
+        "data/raw",
+        "data/raw/train.csv",
+        "model.joblib",
+    ]
+
+
+def test_folders_that_only_hold_the_store_are_left_out(tmp_path: Path) -> None:
+    project = write_tree(tmp_path / "project", {"model.bin": b"weights"})
+    cli = Cli(project / "a" / "b" / "store")
+    cli("save", str(project))
+    assert [e.path for e in Repository.open(cli.store).manifest("latest").entries] == ["model.bin"]
+
+
+def test_saving_a_path_inside_the_store_is_refused(cli: Cli, model: Path) -> None:
+    cli("save", str(model))
+    for inner in (cli.store, cli.store / "objects"):
+        _, err = cli("save", str(inner), code=2)
+        assert err.startswith("mstore: error: cannot save ") and "inside the store" in err and err.count("\n") == 1
+    assert len(cli.json("log")) == 1  # type: ignore[arg-type]
+
+
+def test_log_shows_the_metrics_of_every_version_shown(cli: Cli, model: Path) -> None:
+    from mstore import ModelVersioning
+
+    versioning = ModelVersioning(cli.store)
+    versioning.save_model_version(model, {"metrics": {"accuracy": 0.91, "f1": 0.88}})
+    versioning.save_model_version(model, {"metrics": {"eval_loss": 0.31}})
+    versioning.save_model_version(model, {"metrics": {"accuracy": "0.9", "notes": "ok"}})  # strings, via the API
+    newest, middle, oldest = cli("log", "--oneline")[0].splitlines()
+    assert "accuracy=0.91" in oldest and "f1=0.88" in oldest
+    assert "eval_loss=0.31" in middle
+    assert "accuracy=0.9" in newest  # a string is shown as it is
+    assert "notes" not in newest  # columns come from numeric values only
+    assert "accuracy=0.91" not in cli("log", "--oneline", "-n", "2")[0]  # only the versions shown count
+    assert "eval_loss=0.31" in cli("log", "--oneline", "-n", "2")[0]
+
+
+def test_log_sort_names_the_best_model(cli: Cli, model: Path) -> None:
+    ids = {}
+    for name, metrics in [
+        ("a", "accuracy=0.8 -M eval_loss=0.5 -M throughput=90"),
+        ("b", "accuracy=0.95 -M eval_loss=0.2 -M throughput=70"),
+        ("c", "accuracy=0.9 -M eval_loss=0.3 -M throughput=80"),
+        ("d", "eval_loss=0.1"),
+    ]:
+        model.write_bytes(name.encode())
+        ids[name] = cli("save", str(model), "-M", *metrics.split())[0].split()[-1]
+
+    def order(*args: str) -> list[str]:
+        names = {v: k for k, v in ids.items()}
+        return [names[e["timestamp"]] for e in cli.json("log", *args)]  # type: ignore[index,union-attr]
+
+    assert order("--sort", "accuracy", "-n", "1") == ["b"]
+    assert order("--sort", "accuracy") == ["b", "c", "a", "d"]  # without the metric: last
+    assert order("--sort", "accuracy", "--asc") == ["a", "c", "b", "d"]
+    assert order("--sort", "eval_loss") == ["d", "b", "c", "a"]  # a loss: lowest first
+    assert order("--sort", "eval_loss", "--desc", "-n", "2") == ["a", "c"]
+    top = cli("log", "--oneline", "--sort", "accuracy", "-n", "1", "-M", "eval_loss")[0]
+    assert top.startswith(ids["b"]) and "accuracy=0.95" in top  # the sort metric is always shown
+    _, err = cli("log", "--sort", "throughput", code=2)
+    assert (
+        err == "mstore: error: cannot tell whether a higher or a lower 'throughput' is better: add --desc "
+        "(highest first) or --asc (lowest first)\n"
+    )
+    assert order("--sort", "throughput", "--desc") == ["a", "c", "b", "d"]
+    for bad in (["--asc"], ["--sort", "accuracy", "--asc", "--desc"]):
+        _, err = cli("log", *bad, code=2)
+        assert err.startswith("mstore: error: ") and err.count("\n") == 1
+
+
+def test_unknown_filters_are_errors_with_a_suggestion(cli: Cli, model: Path) -> None:
+    cli("save", str(model), "-M", "accuracy=0.9", "--set", 'metrics={"accuracy": 0.9, "macro avg": {"f1": 0.8}}')
+    cli("tag", "prod")
+    model.write_bytes(b"newer")
+    cli("save", str(model), "-M", "eval_loss=0.3")
+    cases = {
+        ("--tag", "prdo"): "no tag named 'prdo' (did you mean 'prod'?)",
+        ("--tag", "zzz"): "no tag named 'zzz'",
+        ("-M", "acuracy"): "no version has a metric named 'acuracy' (did you mean 'accuracy'?)",
+        ("-M", "macro avg.f2"): "no version has a metric named 'macro avg.f2' (did you mean 'macro avg.f1'?)",
+        ("--sort", "acuracy"): "no version has a metric named 'acuracy' (did you mean 'accuracy'?)",
+    }
+    for args, message in cases.items():
+        _, err = cli("log", *args, code=2)
+        assert err == f"mstore: error: {message}\n", args
+    # a metric only an older version has is a fine thing to ask for, also when that version is not shown
+    assert "accuracy" not in cli("log", "--oneline", "-n", "1", "-M", "accuracy")[0]
+    assert "accuracy=0.9" in cli("log", "--oneline", "-M", "accuracy", "-M", "macro avg.f1")[0]
+    assert [e["tags"] for e in cli.json("log", "--tag", "prod")] == [["prod"]]  # type: ignore[index]
+
+
+def test_errors_in_the_cli_name_its_options(cli: Cli, model: Path) -> None:
+    cli("save", str(model), "--tag", "prod")
+    cli("save", str(model))
+    assert "(use --force to move it)" in cli("tag", "prod", "latest", code=2)[1]
+    assert "(use --force to remove it and its tags)" in cli("rm", "prod", code=2)[1]
+    assert "(use --force to overwrite)" in cli("checkout", "latest", "-o", str(model), code=2)[1]
+    assert "needs --keep-last N and/or --keep-within DURATION" in cli("prune", code=2)[1]
+    assert "add one with `mstore remote add nas URL`" in cli("checkout", "latest", "--remote", "nas", code=2)[1]
+
+
+def test_diff_shows_the_config_keys_that_changed(cli: Cli, tmp_path: Path) -> None:
+    config = {"model_type": "bert", "num_labels": 3, "id2label": {"0": "a", "1": "b", "2": "c"}, "dropout": 0.1}
+    src = write_tree(
+        tmp_path / "hf",
+        {
+            "config.json": json.dumps(config).encode(),
+            "train.toml": b"lr = 0.001\n[data]\nbatch = 32\n",
+            "params.yaml": b"lr: 0.001\n",
+            "broken.json": b"{not json",
+            "tokenizer.json": json.dumps({"vocab": "x" * (1 << 20)}).encode(),
+            "weights.bin": b"w" * 100,
+        },
+    )
+    cli("save", str(src))
+    config.update(num_labels=4, id2label={"0": "a", "1": "b", "2": "c", "3": "d"}, use_cache=True)
+    del config["dropout"]
+    write_tree(
+        src,
+        {
+            "config.json": json.dumps(config).encode(),
+            "train.toml": b"lr = 0.002\n[data]\nbatch = 32\n",
+            "params.yaml": b"lr: 0.002\n",
+            "broken.json": b"{still not",
+            "tokenizer.json": json.dumps({"vocab": "y" * (1 << 20)}).encode(),
+        },
+    )
+    cli("save", str(src))
+    files = {f["path"]: f for f in cli.json("diff")["files"]["changed"]}  # type: ignore[index]
+    assert files["config.json"]["keys"] == {
+        "added": {"id2label.3": "d", "use_cache": True},
+        "removed": {"dropout": 0.1},
+        "changed": {"num_labels": {"old": 3, "new": 4}},
+    }
+    if sys.version_info >= (3, 11):
+        assert files["train.toml"]["keys"]["changed"] == {"lr": {"old": 0.001, "new": 0.002}}
+    for plain_file in ("params.yaml", "broken.json", "tokenizer.json"):  # no YAML parser; not JSON; over 1 MiB
+        assert "keys" not in files[plain_file]
+    text = cli("diff")[0].splitlines()
+    at = next(i for i, line in enumerate(text) if line.startswith("~ file config.json ("))
+    assert text[at + 1 : at + 5] == [
+        "      num_labels: 3 -> 4",
+        '      + id2label.3: "d"',
+        "      + use_cache: true",
+        "      - dropout: 0.1",
+    ]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_lineage_training_data_and_code_are_recorded_and_compared(
+    cli: Cli, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blake3 import blake3
+
+    code = tmp_path / "code"
+    write_tree(code, {"train.py": b"fit()\n", "data.csv": b"a,b\n1,2\n"})
+    _git(code, "init", "-q")
+    _git(code, "add", "train.py")
+    _git(code, "commit", "-q", "-m", "one")
+    first_commit = _git(code, "rev-parse", "HEAD")
+    monkeypatch.chdir(code)
+
+    meta = cli.json("save", str(model), "--training-file", "data.csv")
+    lineage = meta["mstore"]["lineage"]  # type: ignore[index]
+    assert lineage == {
+        "training_file": {"path": "data.csv", "blake3": blake3(b"a,b\n1,2\n").hexdigest(), "size": 8},
+        "git": {"commit": first_commit, "dirty": False},
+    }
+    (code / "train.py").write_text("fit(epochs=2)\n")  # uncommitted change to tracked code
+    model.write_bytes(b"retrained")
+    cli("save", str(model), "--training-file", "data.csv")
+    assert cli.json("show")["metadata"]["mstore"]["lineage"]["git"] == {"commit": first_commit, "dirty": True}  # type: ignore[index]
+    text = cli("diff")[0]
+    assert f"trained on the same data: data.csv ({lineage['training_file']['blake3'][:12]})" in text
+    assert f"same code: commit {first_commit[:7]} (uncommitted changes in the newer)" in text
+
+    _git(code, "commit", "-q", "-am", "two")
+    second_commit = _git(code, "rev-parse", "HEAD")
+    (code / "data.csv").write_text("a,b\n3,4\n")
+    model.write_bytes(b"retrained again")
+    cli("save", str(model), "--training-file", "data.csv")
+    text = cli("diff")[0]
+    assert "training data changed: data.csv (" in text
+    assert f"code changed: {first_commit[:7]}-dirty -> {second_commit[:7]}" in text
+    d = cli.json("diff")["lineage"]  # type: ignore[index]
+    assert d["git"]["same"] is False and d["training_file"]["same"] is False  # type: ignore[index]
+    assert d["git"]["new"] == {"commit": second_commit, "dirty": False}  # type: ignore[index]
+    show = cli("show")[0]
+    assert f"  code: git commit {second_commit}" in show and "  trained on: data.csv (blake3 " in show
+    assert "Lineage:  data data.csv (" in cli("log", "-n", "1")[0] and second_commit[:7] in cli("log", "-n", "1")[0]
+
+    # Never a reason to fail a save: a missing training file, no git at all
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    meta = cli.json("save", str(model), "--training-file", "missing.csv")
+    assert meta["mstore"]["lineage"] == {}  # type: ignore[index]
+    assert "Lineage" not in cli("log", "-n", "1")[0]
+    assert "training data: data.csv" in cli("diff")[0] and "-> unknown" in cli("diff")[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["log"],
+        ["show"],
+        ["diff"],
+        ["du"],
+        ["checkout", "latest"],
+        ["tag"],
+        ["tag", "prod"],
+        ["rm", "latest"],
+        ["fsck"],
+        ["gc"],
+        ["prune", "--keep-last", "1"],
+        ["remote"],
+        ["remote", "add", "nas", "/tmp/nas"],
+        ["push"],
+        ["pull"],
+    ],
+)
+def test_commands_other_than_save_and_init_never_create_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)  # the default store, data/models, does not exist
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"mstore: error: no mstore store at {tmp_path / 'data' / 'models'} (nothing was saved there yet; save a "
+        "model to create it, or point to another store with --store DIR or MSTORE_DIR)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fsck_summarises_unused_objects_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    for i in range(3):
+        cli("save", str(write_tree(tmp_path / f"m{i}", {f"f{j}.bin": os.urandom(3000) for j in range(4)})))
+    cli("rm", "latest~1")
+    out, _ = cli("fsck")
+    lines = out.splitlines()
+    unused = [line for line in lines if "not used by any version" in line]
+    assert len(unused) == 1, out  # not one line per object
+    assert unused[0].startswith("info: 5 object(s) (") and "`mstore gc` frees them in " in unused[0]
+    assert unused[0].endswith("(grace period 1h)")
+    report = cli.json("fsck")
+    assert report["unused_objects"] == 5 and report["unused_bytes"] > 12_000  # type: ignore[index]
+    assert sum(p["code"] == "unreachable" for p in report["problems"]) == 5  # type: ignore[index]
+    old = time.time() - 7200
+    for obj in (cli.store / "objects").rglob("*"):
+        if obj.is_file():
+            os.utime(obj, (old, old))
+    assert "info: 5 object(s) (" in cli("fsck")[0] and "`mstore gc` frees them now" in cli("fsck")[0]

@@ -186,7 +186,7 @@ def test_racing_pushes_lose_no_version_and_the_loser_is_told(
     early_id = _save_at(early, src, datetime(2026, 11, 26, 9, 0, 0, tzinfo=timezone.utc), monkeypatch)
     _cli(early, "remote", "add", "origin", s3_url)
     result = runner.invoke(app, ["--store", str(early), "push"])
-    assert result.exit_code == 0 and f"the other side's latest is {ids[-1]}" in result.stderr
+    assert result.exit_code == 0 and f"the remote's latest stays {ids[-1]}" in result.stderr
     _cli(viewer, "pull")
     assert Repository.open(viewer).ids() == [early_id, *ids]
     assert Repository.open(viewer).remote("origin").get_ref("latest")[0] == ids[-1]

@@ -124,3 +124,48 @@ def test_identical_re_saves_travel_once(tmp_path: Path) -> None:
     assert pushed.versions_sent == cloned.versions_sent == 2
     assert cloned.objects_sent == pushed.objects_sent and cloned.bytes_sent == pushed.bytes_sent
     assert bob.checkout("latest", tmp_path / "out").read_bytes() == src.read_bytes()
+
+
+def test_pushing_an_older_tagged_version_says_what_is_true(tmp_path: Path) -> None:
+    store, nas = tmp_path / "store", tmp_path / "nas"
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"first")
+    _cli(store, "save", str(src))
+    _cli(store, "remote", "add", "nas", str(nas))
+    _cli(store, "push", "nas")
+    src.write_bytes(b"second")
+    _cli(store, "save", str(src))
+    _cli(store, "push", "nas")
+    first, second = Repository.open(store).ids()
+    _cli(store, "tag", "prod", "latest~1")
+    result = runner.invoke(app, ["--store", str(store), "push", "nas", "prod"])
+    assert result.exit_code == 0, result.stderr
+    assert "someone else" not in result.stderr
+    assert f"note: the remote's latest stays {second}, newer than the version(s) sent; nothing was overwritten" in (
+        result.stderr
+    )
+    stats = json.loads(_cli(store, "push", "nas", "prod", "--json"))
+    assert stats["latest"] == second and stats["latest_newer_than_sent"] is True
+    assert Repository.open(store).remote("nas").get_ref("tags/prod")[0] == first
+
+
+def test_the_only_remote_needs_no_name_and_remote_alone_lists(tmp_path: Path) -> None:
+    store, other = tmp_path / "store", tmp_path / "other"
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"first")
+    _cli(store, "save", str(src), "--tag", "prod")
+    src.write_bytes(b"second")
+    _cli(store, "save", str(src))
+    assert "no remote configured" in runner.invoke(app, ["--store", str(store), "push"]).stderr
+    _cli(store, "remote", "add", "nas", str(tmp_path / "nas"))
+    assert _cli(store, "remote") == f"nas  {tmp_path / 'nas'}\n"  # like `mstore tag` lists tags
+    assert json.loads(_cli(store, "push", "prod", "--json"))["versions_sent"] == 1  # a version, not a remote
+    assert json.loads(_cli(store, "push", "--json"))["versions_sent"] == 1
+    _cli(other, "init")
+    _cli(other, "remote", "add", "nas", str(tmp_path / "nas"))
+    assert json.loads(_cli(other, "pull", "--json"))["versions_sent"] == 2
+    _cli(store, "remote", "add", "backup", str(tmp_path / "backup"))
+    result = runner.invoke(app, ["--store", str(store), "push"])
+    assert result.exit_code == 2
+    assert result.stderr == "mstore: error: 2 remotes are configured (backup, nas): name the one to use\n"
+    assert json.loads(_cli(store, "push", "backup", "prod", "--json"))["versions_sent"] == 1

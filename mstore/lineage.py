@@ -1,0 +1,92 @@
+"""What trained a model: the training file's content hash and the code's git commit, recorded at save time.
+
+A metadata `training_file` is only a name; the same name can hold other data next week. When the file
+exists at save time its blake3 and size are recorded, so `diff` can say "trained on the same data". When
+the save runs inside a git work tree, the commit and whether tracked files had uncommitted changes are
+recorded, so `diff` can say "code changed: 1a2b3c4 -> 4d5e6f7". Both are best effort: a missing file, a
+directory, no git, a slow or broken repository only leave the field out; they never fail a save.
+
+Stored in the version's `mstore.lineage` block (mstore-owned, so no user key is ever overwritten):
+{"training_file": {"path", "blake3", "size"}, "git": {"commit", "dirty"}}.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+GIT_TIMEOUT_SECONDS = 3.0
+READ_BYTES = 1 << 20
+
+
+def collect(user: Mapping[str, Any], cwd: Path | None = None) -> dict[str, Any]:
+    """The lineage of a save whose user metadata is `user`, run in `cwd` (default: the current directory)."""
+    out: dict[str, Any] = {}
+    training = user.get("training_file")
+    if isinstance(training, str) and training:
+        data = file_identity(Path(cwd or ".") / training)
+        if data is not None:
+            out["training_file"] = {"path": training, **data}
+    git = git_state(cwd or Path.cwd())
+    if git is not None:
+        out["git"] = git
+    return out
+
+
+def file_identity(path: Path) -> dict[str, Any] | None:
+    """{"blake3", "size"} of a regular file, or None when it is missing, not a file, unreadable or changed
+    while it was read (a hash of bytes that are gone would claim the wrong data)."""
+    try:
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            if not stat.S_ISREG(before.st_mode):
+                return None
+            digest = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            size = 0
+            while block := f.read(READ_BYTES):
+                digest.update(block)
+                size += len(block)
+        after = os.stat(path)
+    except OSError:
+        return None
+    if (before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino):
+        return None
+    if size != before.st_size:
+        return None
+    return {"blake3": digest.hexdigest(), "size": size}
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},  # never take the index lock
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state(cwd: Path) -> dict[str, Any] | None:
+    """{"commit": sha, "dirty": bool} of the git work tree around `cwd`, or None outside one (or without git).
+
+    Dirty means tracked files differ from the commit (untracked files, such as a store or a model written
+    next to the code, do not count)."""
+    commit = _git(cwd, "rev-parse", "--verify", "-q", "HEAD")
+    if commit is None or not commit.strip():
+        return None
+    status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
+    if status is None:
+        return None
+    return {"commit": commit.strip(), "dirty": bool(status.strip())}
