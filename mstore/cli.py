@@ -250,10 +250,8 @@ def save(
     if skipped is not None:
         _info(f"note: leaving out {os.path.relpath(skipped, path)}: it is the store this version is saved to")
     with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
-        result = repo.save(path, meta, message=message, parent=parent, progress=progress)
+        result = repo.save(path, meta, message=message, parent=parent, tag=tag, progress=progress)
     vid = result["timestamp"]
-    if tag is not None:
-        repo.tag(tag, vid, force=False)
     if as_json:
         _emit_json(result)
         return
@@ -509,7 +507,7 @@ def fsck(
     listed), 1 when errors were found. With --remote, checks the remote's structure (versions, refs,
     manifests, presence of every object), and with --verify-data its bytes too.
     """
-    repo = Repository.open(state.store, check_layout=remote is not None or repair)  # fsck reports bad layouts
+    repo = Repository.open(state.store, strict=remote is not None or repair)  # fsck reports what strict refuses
     if remote is not None:
         _fsck_remote(repo, remote, verify_data, repair, as_json)
         return
@@ -564,7 +562,7 @@ def _fsck_remote(repo: Repository, remote: str, verify_data: bool, repair: bool,
         )
     repaired, unrepairable = repo.repair_remote(remote, report) if repair else ([], [])
     if as_json:
-        _emit_json(asdict(report) | {"ok": report.ok, "repaired": repaired, "not_repairable": unrepairable})
+        _emit_json(report.to_json() | {"repaired": repaired, "not_repairable": unrepairable})
     else:
         for p in report.problems:
             label = _style(p.severity, "bad" if p.severity == "error" else "deco")
@@ -599,8 +597,9 @@ def gc(
         _info("warning: --grace 0 deletes unreferenced objects however new they are")
     if remote is not None:
         remote_plan = _repo().gc_remote(remote, dry_run=dry_run, grace_seconds=grace_seconds)
-        if as_json:
-            _emit_json({"dry_run": dry_run, "remote": remote} | asdict(remote_plan))
+        if as_json:  # the same keys as a local gc, plus the remote's name and the ids it freed
+            doc = _gc_json(dry_run, len(remote_plan.garbage), remote_plan.garbage_bytes, 0, remote_plan.kept_young)
+            _emit_json(doc | {"remote": remote, "deleted": remote_plan.deleted, "object_ids": remote_plan.garbage})
             return
         verb = "would free" if dry_run else "freed"
         count = len(remote_plan.garbage)
@@ -609,20 +608,19 @@ def gc(
             _info(f"kept {remote_plan.kept_young} unreferenced objects younger than {grace} (see --grace)")
         return
     plan = _repo().gc(dry_run=dry_run, grace_seconds=grace_seconds)
-    doc = {
-        "dry_run": dry_run,
-        "objects": len(plan.objects),
-        "bytes": plan.bytes,
-        "leftovers": len(plan.leftovers),
-        "kept_young": plan.kept_young,
-    }
     if as_json:
-        _emit_json(doc)
+        doc = _gc_json(dry_run, len(plan.objects), plan.bytes, len(plan.leftovers), plan.kept_young)
+        _emit_json(doc | {"remote": None, "deleted": not dry_run, "object_ids": list(plan.objects)})
         return
     verb = "would free" if dry_run else "freed"
     typer.echo(f"{verb} {format_bytes(plan.bytes)} in {len(plan.objects)} objects, {len(plan.leftovers)} leftovers")
     if plan.kept_young:
         _info(f"kept {plan.kept_young} unreferenced objects younger than {grace} (see --grace)")
+
+
+def _gc_json(dry_run: bool, objects: int, freed: int, leftovers: int, kept_young: int) -> dict[str, Any]:
+    """One `gc --json` shape for a local store and a remote."""
+    return {"dry_run": dry_run, "objects": objects, "bytes": freed, "leftovers": leftovers, "kept_young": kept_young}
 
 
 @app.command()

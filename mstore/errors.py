@@ -74,6 +74,18 @@ class UnsupportedFormat(BadInput):
     """The store was written by a newer mstore format than this one understands."""
 
 
+class TagNotFound(BadInput, KeyError):
+    """No tag has this name."""
+
+
+class RemoteNotFound(BadInput, KeyError):
+    """No remote has this name."""
+
+
+class RemoteExists(BadInput):
+    """A remote with this name is already configured."""
+
+
 class TagExists(BadInput):
     """The tag already names a version; use force to move it."""
 
@@ -108,6 +120,10 @@ class CorruptManifest(IntegrityError):
 
 class CorruptVersion(IntegrityError):
     """A version's metadata is unreadable or does not match its checksum."""
+
+
+class CorruptConfig(IntegrityError):
+    """mstore.json does not match its own checksum."""
 
 
 class UnsafeStoreFile(IntegrityError):

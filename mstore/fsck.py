@@ -9,26 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import fsutil
 from .errors import CorruptManifest, CorruptRef, IntegrityError, InvalidName, MissingObject, MStoreError
 from .manifest import Manifest
 from .objects import is_oid
+from .problems import ERROR, INFO, Problem, summary_json
 from .refs import check_tag_name
-from .store import Store, layout_problems, manifest_id
-
-ERROR, INFO = "error", "info"
-
-
-@dataclass(frozen=True)
-class Problem:
-    severity: str
-    code: str  # see docs/format.md: bad-metadata, missing-object, corrupt-object, unreachable, ...
-    subject: str
-    message: str
-    versions: tuple[str, ...] = ()
+from .store import Store, config_problems, layout_problems, manifest_id
 
 
 @dataclass
@@ -53,17 +43,10 @@ class Report:
         return sorted({v for p in self.errors for v in p.versions})
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "versions": self.versions,
-            "objects": self.objects,
-            "bytes_checked": self.bytes_checked,
-            "errors": len(self.errors),
-            "unused_objects": len(self.unused_mtimes),
-            "unused_bytes": self.unused_bytes,
-            "damaged_versions": self.damaged_versions,
-            "problems": [asdict(p) | {"versions": list(p.versions)} for p in self.problems],
-        }
+        doc = summary_json(
+            self.problems, versions=self.versions, objects=self.objects, bytes_checked=self.bytes_checked
+        )
+        return doc | {"unused_objects": len(self.unused_mtimes), "unused_bytes": self.unused_bytes}
 
 
 def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], None] | None = None) -> Report:
@@ -71,6 +54,8 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
     add = report.problems.append
     for message in layout_problems(store.root):
         add(Problem(ERROR, "unsafe-layout", str(store.root), message))
+    for message in config_problems(store.root):
+        add(Problem(ERROR, "bad-config", "mstore.json", message))
     users: dict[str, set[str]] = {}  # object id -> versions that need it
     expected_size: dict[str, int] = {}
     ids = store.versions.ids()
@@ -89,6 +74,9 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
         except IntegrityError as exc:
             add(Problem(ERROR, _code(exc), moid, f"manifest of version_{vid}: {exc}", (vid,)))
             continue
+        except OSError as exc:
+            add(Problem(ERROR, "unreadable", moid, f"manifest of version_{vid} could not be read: {exc}", (vid,)))
+            continue
         if meta.get("model_hash") != manifest.model_hash:
             add(
                 Problem(ERROR, "bad-metadata", f"version_{vid}", "model_hash does not match the stored content", (vid,))
@@ -98,15 +86,25 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
     _add_delta_bases(store, users)
     on_disk = set(store.objects)
     report.objects = len(on_disk)
-    for oid in sorted(set(users) - on_disk):
+    reported = {p.subject for p in report.problems if p.code == "missing-object"}  # a missing manifest, once
+    for oid in sorted(set(users) - on_disk - reported):
         add(Problem(ERROR, "missing-object", oid, f"object {oid} is missing", _vs(users, oid)))
     for oid in sorted(on_disk & set(expected_size)):
-        claimed = store.objects.claimed_size(oid)
+        try:
+            claimed = store.objects.claimed_size(oid)
+        except OSError:
+            continue  # verify() reports it as unreadable
         if claimed != expected_size[oid]:
             message = f"object {oid} holds {claimed} bytes, the manifest expects {expected_size[oid]}"
             add(Problem(ERROR, "corrupt-object", oid, message, _vs(users, oid)))
     if verify_data:
-        report.bytes_checked = _verify_all(store, sorted(on_disk), users, expected_size, add, progress)
+        known = {p.subject for p in report.errors}  # one error per cause: a bad manifest is reported once
+
+        def add_new(problem: Problem) -> None:
+            if problem.subject not in known:
+                add(problem)
+
+        report.bytes_checked = _verify_all(store, sorted(on_disk), users, expected_size, add_new, progress)
     for oid in sorted(on_disk - set(users)):
         add(Problem(INFO, "unreachable", oid, f"object {oid} is not used by any version (gc removes it)"))
         try:

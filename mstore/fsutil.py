@@ -26,6 +26,7 @@ FaultHook = Callable[[str, Path], None]
 _crash_at = int(os.environ.get("MSTORE_CRASH_AT", "0") or 0)
 _steps = 0
 _fault_hook: FaultHook | None = None
+_read_fault_hook: FaultHook | None = None
 
 
 def crash_at(k: int) -> None:
@@ -38,6 +39,12 @@ def set_fault_hook(hook: FaultHook | None) -> None:
     """Test hook: `hook(op, path)` runs before every operation and may raise OSError to inject a fault."""
     global _fault_hook
     _fault_hook = hook
+
+
+def set_read_fault_hook(hook: FaultHook | None) -> None:
+    """Test hook: `hook("read", path)` runs before every read of a store file and may raise OSError (EIO)."""
+    global _read_fault_hook
+    _read_fault_hook = hook
 
 
 def steps_taken() -> int:
@@ -69,6 +76,8 @@ def open_regular(path: Path) -> int:
     (hence O_NONBLOCK, checked by fstat before any read), `/dev/zero` would never end, and a symlink
     could point anywhere. mstore never creates any of these in a store, so all of them are refused.
     """
+    if _read_fault_hook is not None:
+        _read_fault_hook("read", path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:

@@ -269,7 +269,8 @@ class ObjectStore:
     def verify(self, oid: str, expected_size: int | None = None) -> tuple[str, str] | None:
         """Decode and re-hash one object; returns (problem code, one-line description) or None.
 
-        `damaged-base` means the object's own bytes are fine but a delta base it needs is not.
+        `damaged-base` means the object's own bytes are fine but a delta base it needs is not;
+        `unreadable` that the read failed (permissions, I/O error): not proof of damage.
         """
         try:
             self.read(oid, expected_size)
@@ -277,8 +278,8 @@ class ObjectStore:
             return "damaged-base", str(exc)
         except IntegrityError as exc:
             return "corrupt-object", str(exc)
-        except OSError as exc:
-            return "corrupt-object", f"object {oid} is unreadable: {exc.strerror}"
+        except OSError as exc:  # EACCES, a transient EIO: the bytes may be fine, so never quarantine them
+            return "unreadable", f"object {oid} could not be read: {exc.strerror or exc}"
         return None
 
     def depth(self, oid: str) -> int:
@@ -287,7 +288,7 @@ class ObjectStore:
             return 0
         try:
             header = codec.parse_header(self.header(oid))
-        except IntegrityError:
+        except (IntegrityError, OSError):
             return 0
         return header.depth if header else 0
 
@@ -297,7 +298,7 @@ class ObjectStore:
             return None
         try:
             header = codec.parse_header(self.header(oid))
-        except IntegrityError:
+        except (IntegrityError, OSError):  # verify() reports it; a walk of bases must not stop here
             return None
         return header.base if header else None
 

@@ -13,24 +13,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import codec
 from .errors import BadInput, CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
 from .manifest import Manifest
 from .metadata import loads as load_metadata
-from .objects import decode_chain
+from .objects import decode_chain, is_oid
+from .problems import ERROR, INFO, Problem, summary_json
 from .refs import LATEST
 from .remotes import Remote
 from .store import Store, check_model_hash, manifest_id
 from .transfer import WORKERS, run_bounded, stored_form
 
 
-@dataclass
-class Problem:
-    code: str  # missing-object, corrupt-object, damaged-base, corrupt-version, corrupt-ref, dangling-ref, …
-    message: str
-    severity: str = "error"  # or "info": nothing is lost (an interrupted push, for instance)
-    oid: str | None = None  # the object at fault, for missing-object and corrupt-object
+def _error(code: str, subject: str, message: str, version: str | None = None) -> Problem:
+    return Problem(ERROR, code, subject, message, (version,) if version else ())
 
 
 @dataclass
@@ -39,11 +37,19 @@ class RemoteReport:
     versions: int = 0
     objects: int = 0
     objects_verified: int = 0
+    bytes_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not any(p.severity == "error" for p in self.problems)
+        return not any(p.severity == ERROR for p in self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        """The same document as a local `fsck --json`, plus the remote's address and objects re-hashed."""
+        doc = summary_json(
+            self.problems, versions=self.versions, objects=self.objects, bytes_checked=self.bytes_checked
+        )
+        return doc | {"remote": self.url, "objects_verified": self.objects_verified}
 
 
 class _Reader:
@@ -84,17 +90,17 @@ def _needed(remote: Remote, reader: _Reader, report: RemoteReport | None) -> tup
         except MissingObject as exc:
             if report is None:
                 raise
-            report.problems.append(Problem("missing-object", f"version {vid}: {exc}", oid=moid))
+            report.problems.append(_error("missing-object", moid or f"version_{vid}", f"version {vid}: {exc}", vid))
             continue
         except CorruptObject as exc:
             if report is None:
                 raise
-            report.problems.append(Problem("corrupt-object", f"version {vid}: {exc}", oid=moid))
+            report.problems.append(_error("corrupt-object", moid or f"version_{vid}", f"version {vid}: {exc}", vid))
             continue
         except IntegrityError as exc:
             if report is None:
                 raise
-            report.problems.append(Problem("corrupt-version", f"version {vid}: {exc}"))
+            report.problems.append(_error("bad-metadata", f"version_{vid}", f"version {vid}: {exc}", vid))
             continue
         for f in manifest.files:
             for chunk in f.chunks:
@@ -134,7 +140,7 @@ def check(
     report = RemoteReport(remote.url)
     config = remote.config()
     if config is None:
-        report.problems.append(Problem("no-store", f"{remote.url}: no mstore store there"))
+        report.problems.append(_error("no-store", remote.url, f"{remote.url}: no mstore store there"))
         return report
     reader = _Reader(remote, int(config["format"]) >= 2)
     index = remote.object_index()
@@ -143,27 +149,34 @@ def check(
     report.versions = len(ids)
     for vid in remote.pending_version_ids():
         report.problems.append(
-            Problem("pending-version", f"version {vid} was being pushed when the push stopped; push again", "info")
+            Problem(
+                INFO,
+                "pending-version",
+                f"version_{vid}",
+                f"version {vid} was being pushed when the push stopped; push again",
+            )
         )
     for name in [LATEST] + [f"tags/{t}" for t in remote.tag_names()]:
         try:
             target = remote.get_ref(name)[0]
         except IntegrityError as exc:
-            report.problems.append(Problem("corrupt-ref", str(exc)))
+            report.problems.append(_error("bad-ref", f"refs/{name}", str(exc)))
             continue
         except BadInput as exc:  # a tag file whose name mstore would never write (`-rf`, `a b`)
-            report.problems.append(Problem("unsafe-name", f"refs/{name}: {exc}"))
+            report.problems.append(_error("unsafe-name", f"refs/{name}", f"refs/{name}: {exc}"))
             continue
         if target is not None and target not in ids:
-            report.problems.append(Problem("dangling-ref", f"refs/{name} names {target}, which is not on the remote"))
+            report.problems.append(
+                _error("bad-ref", f"refs/{name}", f"refs/{name} names {target}, which is not on the remote")
+            )
     bases = _with_bases(remote, reader, set(needed), set(index), workers)
     for oid, base in bases.items():
         needed.setdefault(base, None)
         if base not in index:
-            report.problems.append(Problem("missing-object", f"delta base {base} of object {oid} is missing", oid=base))
+            report.problems.append(_error("missing-object", base, f"delta base {base} of object {oid} is missing"))
     for oid in sorted(needed):
         if oid not in index and oid not in bases.values():
-            report.problems.append(Problem("missing-object", f"object {oid} is missing", oid=oid))
+            report.problems.append(_error("missing-object", oid, f"object {oid} is missing"))
     if verify_data:
         lock = threading.Lock()
 
@@ -173,14 +186,15 @@ def check(
                 data = reader.content(oid, size)
             except DamagedDeltaBase as exc:  # its own bytes may be fine: the base is reported on its own
                 with lock:
-                    report.problems.append(Problem("damaged-base", str(exc)))
+                    report.problems.append(_error("damaged-base", oid, str(exc)))
                 return
             except IntegrityError as exc:
                 with lock:
-                    report.problems.append(Problem("corrupt-object", str(exc), oid=oid))
+                    report.problems.append(_error("corrupt-object", oid, str(exc)))
                 return
             with lock:
                 report.objects_verified += 1
+                report.bytes_checked += len(data)
             if progress is not None:
                 progress(len(data))
 
@@ -196,7 +210,9 @@ def repair(remote: Remote, store: Store, report: RemoteReport) -> tuple[list[str
     """
     config = remote.config() or {}
     target_envelopes = int(config.get("format", 2)) >= 2
-    wanted = sorted({p.oid for p in report.problems if p.oid and p.code in ("missing-object", "corrupt-object")})
+    wanted = sorted(
+        {p.subject for p in report.problems if is_oid(p.subject) and p.code in ("missing-object", "corrupt-object")}
+    )
     repaired, missing = [], []
     for oid in wanted:
         try:

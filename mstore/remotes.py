@@ -43,7 +43,7 @@ from .errors import (
 from .metadata import MAX_METADATA_BYTES
 from .objects import check_oid, is_oid, stored_limit
 from .refs import LATEST, check_tag_name, decode_ref, encode_ref, is_version_id
-from .store import CONFIG, MAX_CONFIG_BYTES, Store, validate_config
+from .store import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
 from .versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
 
 HEADER_BYTES = 64  # enough for any object envelope header (codec.py)
@@ -285,11 +285,7 @@ class BucketRemote:
             return None
         except IntegrityError as exc:
             raise StoreNotFound(f"{self.url}/{CONFIG} is not a valid mstore config ({exc})") from None
-        try:
-            config = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise StoreNotFound(f"{self.url}/{CONFIG} is not a valid mstore config") from None
-        return validate_config(config, f"{self.url}/{CONFIG}")
+        return parse_config(raw, f"{self.url}/{CONFIG}")
 
     def initialise(self, config: dict[str, Any]) -> dict[str, Any]:
         existing = self.config()
@@ -297,7 +293,7 @@ class BucketRemote:
             return existing
         shared = {k: v for k, v in config.items() if k != "remotes"}
         try:
-            self.bucket.put(CONFIG, (json.dumps(shared, indent=2) + "\n").encode(), if_absent=True)
+            self.bucket.put(CONFIG, config_bytes(shared), if_absent=True)
             return shared
         except PreconditionFailed:  # someone else initialised it at the same moment: use theirs
             pass

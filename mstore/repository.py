@@ -22,7 +22,17 @@ from . import metadata as _metadata
 from . import remote_check as _remote_check
 from . import transfer as _transfer
 from .bucket import parse_s3_url
-from .errors import BadInput, DestinationExists, StoreNotFound, TagExists, VersionIsTagged, VersionNotFound
+from .errors import (
+    BadInput,
+    DestinationExists,
+    RemoteExists,
+    RemoteNotFound,
+    StoreNotFound,
+    TagExists,
+    TagNotFound,
+    VersionIsTagged,
+    VersionNotFound,
+)
 from .ingest import ingest, inside
 from .manifest import Manifest
 from .objects import hash_bytes
@@ -48,9 +58,9 @@ class Repository:
         self.store = store
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str], *, check_layout: bool = True) -> Repository:
-        """Open a store; one whose layout holds symlinks is refused unless `check_layout` is False (fsck)."""
-        return cls(Store.open(Path(root), check_layout=check_layout))
+    def open(cls, root: str | os.PathLike[str], *, strict: bool = True) -> Repository:
+        """Open a store; a linked layout or a damaged mstore.json is refused unless `strict` is False (fsck)."""
+        return cls(Store.open(Path(root), strict=strict))
 
     @classmethod
     def init(cls, root: str | os.PathLike[str]) -> Repository:
@@ -69,14 +79,18 @@ class Repository:
         *,
         message: str | None = None,
         parent: str | None = None,
+        tag: str | None = None,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Store a model file or directory as a new version and return its metadata.
 
         Tensors are delta-encoded against `parent` (a version reference; default: the newest version)
-        when that makes them clearly smaller.
+        when that makes them clearly smaller. `tag` names the new version in the same operation: a tag
+        that is taken is refused before anything is published.
         """
         user = _metadata.normalize(metadata)
+        if tag is not None:
+            self._check_tag_free(tag)  # before the work: a typo must not cost a whole save
         if message is not None:
             user["message"] = message
         source_path = Path(source)
@@ -103,6 +117,8 @@ class Repository:
             manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
             store.objects.sync()  # every object is durable before anything refers to it
             with store.write_lock():
+                if tag is not None:
+                    self._check_tag_free(tag)  # again under the lock: another process may have taken it
                 now = datetime.now(timezone.utc)
                 current = [i for i in store.versions.ids() if not is_future(i, now)]  # a forged future ID
                 version_id = next_version_id(now, current[-1] if current else None)  # never blocks a save
@@ -129,7 +145,19 @@ class Repository:
                 store.versions.publish(staged, version_id)  # the commit point
                 with suppress(OSError):  # the version is saved; `latest` is derived from IDs, and the
                     store.refs.set_latest(version_id)  # next write repairs the ref (fsck: stale-ref)
+                if tag is not None:
+                    store.refs.set_tag(tag, version_id)
         return meta
+
+    def _check_tag_free(self, name: str) -> None:
+        check_tag_name(name)
+        current = self.store.refs.tag(name)
+        if current is not None:
+            raise TagExists(
+                f"tag {name!r} already names version {current}; nothing was saved "
+                "(choose another name, or move it afterwards with {move})",
+                move=(f"`mstore tag --force {name} REF`", f"tag({name!r}, ref, force=True)"),
+            )
 
     def store_inside(self, source: str | os.PathLike[str]) -> Path | None:
         """This store's directory when it lies inside the model directory `source` (a save leaves it out)."""
@@ -156,7 +184,7 @@ class Repository:
         with self.store.write_lock():
             current = self.store.refs.tag(name)
             if current is None:
-                raise VersionNotFound(f"no tag named {name!r}")
+                raise TagNotFound(f"no tag named {name!r}")
             self.store.refs.delete_tag(name)
         return current
 
@@ -221,7 +249,7 @@ class Repository:
         with self.store.write_lock():
             remotes = self.store.config.setdefault("remotes", {})
             if name in remotes:
-                raise TagExists(f"remote {name!r} already exists")
+                raise RemoteExists(f"remote {name!r} already exists")
             remotes[name] = {"url": url, **({"endpoint_url": endpoint_url} if endpoint_url else {})}
             self.store.save_config()
 
@@ -229,14 +257,14 @@ class Repository:
         with self.store.write_lock():
             remotes = self.store.config.get("remotes") or {}
             if name not in remotes:
-                raise VersionNotFound(f"no remote named {name!r}")
+                raise RemoteNotFound(f"no remote named {name!r}")
             del remotes[name]
             self.store.save_config()
 
     def remote(self, name: str) -> Remote:
         info = self._remote_configs().get(name)
         if info is None:
-            raise VersionNotFound(
+            raise RemoteNotFound(
                 f"no remote named {name!r} (add one with {{add}})",
                 add=(f"`mstore remote add {name} URL`", f"remote_add({name!r}, URL)"),
             )
@@ -375,7 +403,7 @@ class Repository:
             by_version.setdefault(vid, []).append(name)
         wanted = set(tags or [])
         for name in sorted(wanted - set(all_tags)):  # a typo must not look like "no versions match"
-            raise VersionNotFound(f"no tag named {name!r}{did_you_mean(name, all_tags)}")
+            raise TagNotFound(f"no tag named {name!r}{did_you_mean(name, all_tags)}")
         out: list[dict[str, Any]] = []
         for version_id in reversed(self.ids()):
             if sort is None and limit is not None and len(out) >= limit:

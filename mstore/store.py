@@ -18,9 +18,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import blake3
+
 from . import fsutil
 from .chunking import Chunker, ModelAwareChunker, chunker_from_config
-from .errors import CorruptVersion, IntegrityError, StoreNotFound, UnsafeLayout, UnsupportedFormat
+from .errors import (
+    CorruptConfig,
+    CorruptVersion,
+    IntegrityError,
+    MStoreError,
+    StoreNotFound,
+    UnsafeLayout,
+    UnsupportedFormat,
+)
 from .ingest import Compression
 from .manifest import Manifest
 from .objects import ObjectStore, is_oid
@@ -155,13 +165,14 @@ class Store:
             validate_config(config, "the other store's config")
         with fsutil.file_lock(root / "locks" / "write"):
             if not (root / CONFIG).exists():
-                fsutil.atomic_write(root / CONFIG, _config_bytes(config))
+                fsutil.atomic_write(root / CONFIG, config_bytes(config))
         return cls.open(root)
 
     @classmethod
-    def open(cls, root: Path, *, check_layout: bool = True) -> Store:
-        """Open an existing store. A layout with symlinks (or files) where its directories belong is
-        refused (UnsafeLayout) unless `check_layout` is False, which only fsck uses, to report it."""
+    def open(cls, root: Path, *, strict: bool = True) -> Store:
+        """Open an existing store. A layout with symlinks (or files) where its directories belong
+        (UnsafeLayout) or an mstore.json that fails its checksum (CorruptConfig) is refused unless
+        `strict` is False, which only fsck uses, to report them."""
         root = Path(root)
         try:
             raw = fsutil.read_regular(root / CONFIG, MAX_CONFIG_BYTES)
@@ -174,17 +185,20 @@ class Store:
         except IntegrityError as exc:
             raise StoreNotFound(f"no usable mstore store at {root}: {exc}") from None
         try:
-            config = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise StoreNotFound(f"{root / CONFIG} is not a valid mstore config ({exc})") from None
-        validate_config(config, str(root / CONFIG))
-        if check_layout and (problems := layout_problems(root)):
+            config = parse_config(raw, str(root / CONFIG))
+        except CorruptConfig:
+            if strict:
+                raise
+            config = json.loads(raw)  # fsck reads on (and reports the damage), when the content still parses
+            config.pop(CHECKSUM_KEY, None)
+            validate_config(config, str(root / CONFIG))
+        if strict and (problems := layout_problems(root)):
             raise UnsafeLayout(f"the store at {root} is unsafe to use: {problems[0]}")
         return cls(root, config)
 
     def save_config(self) -> None:
         """Rewrite mstore.json atomically (callers hold the write lock)."""
-        fsutil.atomic_write(self.root / CONFIG, _config_bytes(self.config))
+        fsutil.atomic_write(self.root / CONFIG, config_bytes(self.config))
 
     def read_manifest(self, oid: str) -> Manifest:
         """A manifest object, hash-verified and strictly decoded."""
@@ -230,5 +244,39 @@ def check_model_hash(meta: dict[str, Any], manifest: Manifest, version_id: str) 
         )
 
 
-def _config_bytes(config: dict[str, Any]) -> bytes:
-    return (json.dumps(config, indent=2) + "\n").encode()
+CHECKSUM_KEY = "b3"  # blake3 of the rest of mstore.json in canonical form; absent in files before it existed
+
+
+def _canonical(config: dict[str, Any]) -> bytes:
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def config_bytes(config: dict[str, Any]) -> bytes:
+    """mstore.json's content: the settings plus their checksum, so a flipped bit in a chunker size or
+    codec flag is found (fsck) instead of silently changing how new versions are written."""
+    settings = {k: v for k, v in config.items() if k != CHECKSUM_KEY}
+    return (
+        json.dumps({**settings, CHECKSUM_KEY: blake3.blake3(_canonical(settings)).hexdigest()}, indent=2) + "\n"
+    ).encode()
+
+
+def parse_config(raw: bytes, where: str) -> dict[str, Any]:
+    """Parse, checksum-verify (when the file carries a checksum) and validate a store config."""
+    try:
+        config = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise StoreNotFound(f"{where} is not a valid mstore config ({exc})") from None
+    if isinstance(config, dict) and CHECKSUM_KEY in config:
+        recorded = config.pop(CHECKSUM_KEY)
+        if recorded != blake3.blake3(_canonical(config)).hexdigest():
+            raise CorruptConfig(f"{where} does not match its checksum (edited or damaged); run `mstore fsck`")
+    return validate_config(config, where)
+
+
+def config_problems(root: Path) -> list[str]:
+    """What is wrong with mstore.json on disk now (fsck re-reads it: the open store holds a parsed copy)."""
+    try:
+        parse_config(fsutil.read_regular(root / CONFIG, MAX_CONFIG_BYTES), f"{CONFIG}")
+    except (MStoreError, OSError) as exc:
+        return [str(exc)]
+    return []

@@ -22,3 +22,10 @@ def test_docs_link_to_pages_that_exist() -> None:
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#]+\.md)\)", page.read_text()):
             assert (page.parent / target).is_file(), f"{page.name} links to missing {target}"
+
+
+def test_every_fsck_code_is_documented() -> None:
+    from mstore.problems import CODES
+
+    text = (ROOT / "docs" / "guarantees.md").read_text()
+    assert all(f"| `{code}` |" in text for code in CODES)

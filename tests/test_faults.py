@@ -155,7 +155,7 @@ def test_a_thousand_single_bit_flips_are_all_found(tmp_path: Path) -> None:
     repo.tag("prod", sorted(expected)[0])
     targets = [repo.store.objects.path(o) for o in repo.store.objects]
     targets += [p for v in expected for p in (repo.root / f"version_{v}").iterdir()]
-    targets += [repo.root / "refs" / "latest", repo.root / "refs" / "tags" / "prod"]
+    targets += [repo.root / "refs" / "latest", repo.root / "refs" / "tags" / "prod", repo.root / "mstore.json"]
     found = 0
     kinds: dict[str, int] = {}
     for n in range(FLIPS):

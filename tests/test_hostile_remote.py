@@ -226,7 +226,7 @@ def test_fsck_remote_reports_a_tag_named_like_an_option(shared: tuple[Path, Path
     run = mstore("fsck", "--remote", "nas", "--json", cwd=work, store=store)
     assert run.code == 1 and "Traceback" not in run.stderr
     codes = {p["code"] for p in json.loads(run.stdout)["problems"]}
-    assert {"unsafe-name", "corrupt-ref"} <= codes
+    assert {"unsafe-name", "bad-ref"} <= codes
     before = snapshot(work)
     assert mstore("pull", "nas", cwd=work, store=store).code == 0  # pull skips what it cannot use
     assert Repository.open(store).ids() == ids and set(snapshot(work)) >= set(before)

@@ -315,14 +315,14 @@ def test_gc_remote_keeps_what_versions_need_and_respects_grace(tmp_path: Path, s
         client.delete_object(Bucket=bucket, Key=f"{prefix}version_{repo.ids()[0]}/{leaf}")
 
     young = json.loads(_cli(repo.root, "gc", "--remote", "origin", "--dry-run", "--json"))
-    assert young["garbage"] == [] and young["kept_young"] >= 1  # within the default 1 h grace
+    assert young["object_ids"] == [] and young["kept_young"] >= 1  # within the default 1 h grace
     dry = json.loads(_cli(repo.root, "gc", "--remote", "origin", "--grace", "0", "--dry-run", "--json"))
-    assert dry["garbage"] and not dry["deleted"]
+    assert dry["object_ids"] and not dry["deleted"]
     before = len(client.list_objects_v2(Bucket=bucket, Prefix=prefix + "objects/")["Contents"])
     done = json.loads(_cli(repo.root, "gc", "--remote", "origin", "--grace", "0", "--json"))
-    assert done["deleted"] and sorted(done["garbage"]) == sorted(dry["garbage"])
+    assert done["deleted"] and sorted(done["object_ids"]) == sorted(dry["object_ids"])
     after = len(client.list_objects_v2(Bucket=bucket, Prefix=prefix + "objects/")["Contents"])
-    assert after == before - len(dry["garbage"])
+    assert after == before - len(dry["object_ids"])
     clone = tmp_path / "clone"
     _cli(tmp_path, "clone", s3_url, str(clone))
     assert Repository.open(clone).checkout("latest", tmp_path / "o.safetensors").read_bytes() == src.read_bytes()
