@@ -236,7 +236,8 @@ class _Fetcher:
 
     def content(self, oid: str, size: int | None) -> bytes:
         """The object's verified content, from the local store if it is there and intact, else downloaded."""
-        return self._local(oid, size) or self._download(oid, size)
+        local = self._local(oid, size)
+        return local if local is not None else self._download(oid, size)
 
     def _local(self, oid: str, size: int | None) -> bytes | None:
         if self.store.objects.claimed_size(oid) in (None, -1):

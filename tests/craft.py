@@ -90,6 +90,14 @@ def read_meta(store: Path, vid: str) -> dict[str, object]:
     return meta
 
 
+def config_bytes(config: dict[str, object]) -> bytes:
+    """mstore.json with a checksum that matches (`b3`: blake3 of the other fields as canonical JSON, format.md);
+    a checksum proves no damage, not authorship, so an attacker recomputes it."""
+    settings = {k: v for k, v in config.items() if k != "b3"}
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps({**settings, "b3": b3(canonical)}, indent=2).encode()
+
+
 def ref_bytes(vid: str) -> bytes:
     line = f"{vid}\n"
     return f"{line}b3 {b3(line.encode())}\n".encode()

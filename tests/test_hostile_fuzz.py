@@ -131,7 +131,7 @@ def _mutate(remote: Path, outside: Path, kind: str, pick: int, offset: int, valu
     elif kind == "layout-link":
         layout = ["locks", "refs/tags", "tmp", "objects", f"objects/{target.parent.name}"]
         directory = remote / layout[pick % len(layout)]
-        if directory.exists():
+        if directory.is_dir() and not directory.is_symlink():
             shutil.rmtree(directory)
             os.symlink(outside, directory)
     elif kind == "forge-metadata":

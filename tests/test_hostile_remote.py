@@ -10,7 +10,17 @@ import os
 from pathlib import Path
 
 import pytest
-from craft import add_crafted_file_version, b3, mstore, put_object, read_meta, snapshot, write_version, xor_delta
+from craft import (
+    add_crafted_file_version,
+    b3,
+    config_bytes,
+    mstore,
+    put_object,
+    read_meta,
+    snapshot,
+    write_version,
+    xor_delta,
+)
 
 from mstore import Repository
 from mstore.bucket import MemoryBucket, ValueTooLarge
@@ -212,7 +222,8 @@ def test_clone_refuses_a_remote_config_that_would_break_every_later_save(
 ) -> None:
     remote, work, _ = shared
     config = json.loads((remote / "mstore.json").read_text())
-    (remote / "mstore.json").write_text(json.dumps(config).replace('"opaque_level": 3', f'"opaque_level": {level}'))
+    config["compression"]["opaque_level"] = json.loads(level)
+    (remote / "mstore.json").write_bytes(config_bytes(config))
     run = mstore("clone", remote, work / "copy", cwd=work)
     assert run.one_line_error and run.code == 2 and "opaque_level" in run.stderr
     assert not (work / "copy").exists()
