@@ -59,12 +59,13 @@ class Compression:
     level: int = 1  # tensor pieces
     opaque_level: int = 3  # everything else
     delta: bool = True
+    planes: bool = False  # codecs 4/5: each byte plane raw or compressed on its own (format-3 stores)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def encoder(self) -> Encoder:
         enc: Encoder | None = getattr(self._local, "encoder", None)
         if enc is None:
-            enc = self._local.encoder = Encoder(self.level, self.opaque_level)
+            enc = self._local.encoder = Encoder(self.level, self.opaque_level, planes=self.planes)
         return enc
 
 
