@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
-from functools import partial
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import blake3
@@ -151,8 +150,14 @@ class ObjectStore:
         """The object's content, decoded and verified against its id (never returns wrong bytes)."""
         return self.read_with_blob(oid, expected_size, _depth)[0]
 
-    def read_with_blob(self, oid: str, expected_size: int | None = None, _depth: int = 0) -> tuple[bytes, bytes]:
-        """(content, the file as stored): one read, decoded and verified (for copying an object as is)."""
+    def read_with_blob(
+        self, oid: str, expected_size: int | None = None, _depth: int = 0, known: Mapping[str, bytes] | None = None
+    ) -> tuple[bytes, bytes]:
+        """(content, the file as stored): one read, decoded and verified (for copying an object as is).
+
+        `known` maps object ids to content already verified against them: a delta base found there is
+        not read and decoded again (fsck verifies a base, then its deltas with it).
+        """
         # Chains are written at most MAX_DEPTH deep; a base re-saved after damage may be re-encoded at
         # another depth, so allow slack, but never follow a cycle in a crafted store forever.
         if _depth > 4 * codec.MAX_DEPTH:
@@ -166,7 +171,11 @@ class ObjectStore:
                 blob = f.read(size)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
-        read_base = partial(self.read, _depth=_depth + 1)
+
+        def read_base(base: str, size: int) -> bytes:
+            content = known.get(base) if known else None
+            return content if content is not None and len(content) == size else self.read(base, size, _depth + 1)
+
         return decode_object(oid, blob, expected_size, read_base, envelopes=self.envelopes), blob
 
     def verify(self, oid: str, expected_size: int | None = None) -> tuple[str, str] | None:
@@ -174,15 +183,20 @@ class ObjectStore:
 
         `damaged-base` means the object's own bytes are fine but a delta base it needs is not.
         """
+        return self.verify_read(oid, expected_size)[0]
+
+    def verify_read(
+        self, oid: str, expected_size: int | None = None, known: Mapping[str, bytes] | None = None
+    ) -> tuple[tuple[str, str] | None, bytes | None]:
+        """(problem or None, the verified content or None): `verify` that also hands back the content."""
         try:
-            self.read(oid, expected_size)
+            return None, self.read_with_blob(oid, expected_size, known=known)[0]
         except DamagedDeltaBase as exc:
-            return "damaged-base", str(exc)
+            return ("damaged-base", str(exc)), None
         except IntegrityError as exc:
-            return "corrupt-object", str(exc)
+            return ("corrupt-object", str(exc)), None
         except OSError as exc:
-            return "corrupt-object", f"object {oid} is unreadable: {exc.strerror}"
-        return None
+            return ("corrupt-object", f"object {oid} is unreadable: {exc.strerror}"), None
 
     def depth(self, oid: str) -> int:
         """How many deltas must be undone to read this object (0 for a raw or plainly compressed one)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import blake3
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -206,3 +207,38 @@ def test_format_2_stores_keep_writing_what_format_2_readers_decode(tmp_path: Pat
     old_codecs = _codecs(Repository.open(tmp_path / "old"))
     assert codec.XOR_DELTA in old_codecs and max(old_codecs) <= codec.XOR_DELTA
     assert {codec.PLANES, codec.PLANES_XOR_DELTA} <= _codecs(new)
+
+
+def test_fsck_decodes_every_object_once_and_still_finds_a_damaged_base(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mstore import objects
+
+    tensors = _weights(0, n=1 << 17)
+    for seed in range(1, 5):  # a chain: v1 <- v2 <- v3 <- v4 deltas
+        _save(repo, tmp_path / "m.safetensors", tensors)
+        tensors = _nudge(tensors, seed)
+    store = repo.store.objects
+    assert any(store.depth(oid) >= 3 for oid in store)
+    decoded: list[str] = []
+    real = objects.decode_object
+
+    def counting(oid: str, *args: object, **kw: object) -> bytes:
+        decoded.append(oid)
+        return real(oid, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(objects, "decode_object", counting)
+    report = repo.fsck()
+    assert report.ok
+    manifests = {repo.get(v)["mstore"]["manifest"] for v in repo.ids()}  # read once more, as manifests
+    assert sorted(o for o in decoded if o not in manifests) == sorted(set(store) - manifests)  # bases once too
+    # a damaged base: its deltas report damaged-base (their own bytes are fine), the base corrupt-object
+    base = next(oid for oid in store if store.depth(oid) == 0 and any(store.delta_base(o) == oid for o in store))
+    path = store.path(base)
+    path.chmod(0o644)
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 1
+    path.write_bytes(bytes(blob))
+    codes = {p.subject: p.code for p in repo.fsck().errors}
+    assert codes[base] == "corrupt-object"
+    assert {codes[o] for o in store if store.delta_base(o) == base} == {"damaged-base"}
