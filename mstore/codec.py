@@ -132,21 +132,16 @@ class Encoder:
         self._opaque = self._tensor if opaque_level in (None, level) else zstandard.ZstdCompressor(level=opaque_level)
         self.planes = planes  # codecs 4 and 5 (format-3 stores)
 
-    def _plan(self, data: bytes, width: int, base: bytes | None = None) -> tuple[list[bool], float]:
+    def _plan(self, data: bytes, width: int, base_sample: bytes | None = None) -> tuple[list[bool], float]:
         """Which byte planes are worth compressing, and the estimated payload bytes per content byte.
 
-        Decided from a sample of whole elements (start, middle and end of `data`, or of its XOR with
-        `base`): random mantissa bytes never shrink, and skipping zstd on them is most of a save's speed.
+        Decided from a sample of whole elements (`sample_spans`: start, middle and end of `data`, XORed
+        with `base_sample`, the base's bytes at the same spans, when planning a delta): random mantissa
+        bytes never shrink, and skipping zstd on them is most of a save's speed.
         """
-        n, k = len(data), SAMPLE * width
-        if n <= 3 * k:
-            spans = [(0, n)]
-        else:
-            mid = (n // 2) // width * width
-            spans = [(0, k), (mid, mid + k), (n - k, n)]
-        sample = b"".join(data[a:b] for a, b in spans)
-        if base is not None:
-            sample = xor(sample, b"".join(base[a:b] for a, b in spans))
+        sample = b"".join(data[a:b] for a, b in sample_spans(len(data), width))
+        if base_sample is not None:
+            sample = xor(sample, base_sample)
         grouped, m = group(sample, width), len(sample) // width
         decisions, estimate = [], 0
         for i in range(width):
@@ -172,12 +167,21 @@ class Encoder:
         return [b"".join(table), *parts]
 
     def encode(
-        self, data: bytes, width: int = 1, base: tuple[str, bytes, int] | None = None, *, tensor: bool = True
+        self,
+        data: bytes,
+        width: int = 1,
+        base: tuple[str, bytes | Callable[[], bytes | None], int] | None = None,
+        *,
+        tensor: bool = True,
+        base_sample: bytes | None = None,
     ) -> bytes:
         """Bytes to store for `data`: raw when nothing wins, else the smallest envelope.
 
         `width` > 1 groups bytes into planes (for float tensors); `base` = (id, bytes, depth) of the
-        parent's same tensor, tried as an XOR delta and kept only when clearly smaller.
+        parent's same tensor, tried as an XOR delta and kept only when clearly smaller. The bytes may be
+        a function that reads them (verified; None if unreadable), called only when a delta is tried:
+        with byte planes, `base_sample` (the base's bytes at `sample_spans`, from `sample_of`) first
+        estimates the delta, so a base is not even read for all-new content.
         """
         compress = (self._tensor if tensor else self._opaque).compress
         n = len(data)
@@ -190,21 +194,86 @@ class Encoder:
             candidates.append(_envelope(GROUPED, width, n, compress(group(data, width))))
         else:
             candidates.append(_envelope(ZSTD, 1, n, compress(data)))
-        if base is not None and len(base[1]) == n and base[2] < MAX_DEPTH:
+        if base is not None and base[2] < MAX_DEPTH:
             w = width if width > 1 and n % width == 0 else 1
+            content: bytes | None = None
             if planes:
-                decisions, estimate = self._plan(data, w, base[1])
+                if base_sample is None or len(base_sample) != sum(b - a for a, b in sample_spans(n, w)):
+                    content = base[1]() if callable(base[1]) else base[1]
+                    if content is None or len(content) != n:
+                        return _smallest(candidates, data)
+                    base_sample = b"".join(content[a:b] for a, b in sample_spans(n, w))
+                decisions, estimate = self._plan(data, w, base_sample)
                 if estimate * n < 0.9 * len(candidates[0]):  # skip a delta that cannot win (all-new content)
-                    parts = self._planes(group(xor(data, base[1]), w), w, decisions)
-                    delta = _envelope(PLANES_XOR_DELTA, w, n, parts, base[0], base[2] + 1)
-                    if len(delta) < 0.9 * len(candidates[0]):
-                        candidates.append(delta)
+                    if content is None:
+                        content = base[1]() if callable(base[1]) else base[1]
+                    if content is not None and len(content) == n:
+                        parts = self._planes(group(xor(data, content), w), w, decisions)
+                        delta = _envelope(PLANES_XOR_DELTA, w, n, parts, base[0], base[2] + 1)
+                        if len(delta) < 0.9 * len(candidates[0]):
+                            candidates.append(delta)
             else:
-                payload = compress(group(xor(data, base[1]), w))
-                if len(payload) < 0.9 * len(candidates[0]):
-                    candidates.append(_envelope(XOR_DELTA, w, n, payload, base[0], base[2] + 1))
-        best = min(candidates, key=len)
-        return best if len(best) < 0.97 * n else as_raw(data)
+                content = base[1]() if callable(base[1]) else base[1]
+                if content is not None and len(content) == n:
+                    payload = compress(group(xor(data, content), w))
+                    if len(payload) < 0.9 * len(candidates[0]):
+                        candidates.append(_envelope(XOR_DELTA, w, n, payload, base[0], base[2] + 1))
+        return _smallest(candidates, data)
+
+
+def _smallest(candidates: list[bytes], data: bytes) -> bytes:
+    best = min(candidates, key=len)
+    return best if len(best) < 0.97 * len(data) else as_raw(data)
+
+
+def sample_spans(n: int, width: int) -> list[tuple[int, int]]:
+    """Byte ranges of whole elements that the plane decisions sample: start, middle and end."""
+    k = SAMPLE * width
+    if n <= 3 * k:
+        return [(0, n)]
+    mid = (n // 2) // width * width
+    return [(0, k), (mid, mid + k), (n - k, n)]
+
+
+def sample_of(blob: bytes, size: int, width: int) -> bytes | None:
+    """The content bytes at `sample_spans(size, width)` of a stored object, cheaply, or None if not cheap.
+
+    Only raw objects and codec 4 are sampled (no hash is checked: a sample only steers which encoding
+    is tried; the bytes a delta is actually made against are read in full and verified).
+    """
+    spans = sample_spans(size, width)
+    if not blob.startswith(MAGIC):
+        return b"".join(blob[a:b] for a, b in spans) if len(blob) == size else None
+    try:
+        header = parse_header(blob)
+    except CorruptObject:
+        return None
+    if header is None or header.codec != PLANES or header.width != width or header.size != size or size % width:
+        return None
+    n, offset, planes = size // width, header.payload_offset + width * _PLANE.size, []
+    if len(blob) < offset:
+        return None
+    import numpy as np
+
+    for i in range(width):
+        how, length = _PLANE.unpack_from(blob, header.payload_offset + i * _PLANE.size)
+        stored = memoryview(blob)[offset : offset + length]
+        offset += length
+        if how == PLANE_ZSTD:
+            try:
+                stored = memoryview(zstandard.ZstdDecompressor().decompress(stored, max_output_size=n))
+            except (zstandard.ZstdError, MemoryError):
+                return None
+        if len(stored) != n:
+            return None
+        planes.append(np.frombuffer(stored, np.uint8))
+    parts = []
+    for a, b in spans:
+        out = np.empty((b // width - a // width, width), np.uint8)
+        for i, plane in enumerate(planes):
+            out[:, i] = plane[a // width : b // width]
+        parts.append(out.tobytes())
+    return b"".join(parts)
 
 
 def is_delta(stored: bytes) -> bool:

@@ -88,8 +88,9 @@ class _Writer:
             return Chunk(oid, n)
         stored, is_delta = None, False
         if self.compression is not None:
-            base = self._base(rel, piece, oid)
-            stored = self.compression.encoder().encode(data, piece.width, base, tensor=piece.key is not None)
+            base, sample = self._base(rel, piece, oid)
+            encoder = self.compression.encoder()
+            stored = encoder.encode(data, piece.width, base, tensor=piece.key is not None, base_sample=sample)
             is_delta = base is not None and codec.is_delta(stored)
         if self.objects.put(data, oid, stored):
             with self.stats._lock:
@@ -99,16 +100,35 @@ class _Writer:
                 self.stats.deltas += is_delta
         return Chunk(oid, n)
 
-    def _base(self, rel: str, piece: Piece, oid: str) -> tuple[str, bytes, int] | None:
+    def _base(
+        self, rel: str, piece: Piece, oid: str
+    ) -> tuple[tuple[str, Callable[[], bytes | None], int] | None, bytes | None]:
+        """The parent's same piece as a delta base (its content read, verified, only when a delta is
+        tried), and a cheap unverified sample of it for the encoder's estimate."""
         if piece.key is None or self.compression is None or not self.compression.delta:
-            return None
+            return None, None
         base_oid = self.parent.get((rel, piece.key))
         if base_oid is None or base_oid == oid:
-            return None
+            return None, None
+        n = len(piece.data)
         try:
-            return base_oid, self.objects.read(base_oid, len(piece.data)), self.objects.depth(base_oid)
-        except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
-            return None
+            blob = self.objects.path(base_oid).read_bytes()
+        except OSError:  # an unreadable base only costs the delta, never the save
+            return None, None
+        try:
+            header = codec.parse_header(blob) if self.objects.envelopes else None
+        except MStoreError:
+            return None, None
+        depth = header.depth if header is not None else 0
+        sample = codec.sample_of(blob, n, piece.width) if self.compression.planes and piece.width > 1 else None
+
+        def content() -> bytes | None:
+            try:
+                return self.objects.decode(base_oid, blob, n)
+            except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
+                return None
+
+        return (base_oid, content, depth), sample
 
 
 def _ingest_file(

@@ -178,6 +178,10 @@ class ObjectStore:
 
         return decode_object(oid, blob, expected_size, read_base, envelopes=self.envelopes), blob
 
+    def decode(self, oid: str, blob: bytes, expected_size: int | None = None) -> bytes:
+        """The verified content of `oid` from its stored bytes, read already (bases are read as needed)."""
+        return decode_object(oid, blob, expected_size, self.read, envelopes=self.envelopes)
+
     def verify(self, oid: str, expected_size: int | None = None) -> tuple[str, str] | None:
         """Decode and re-hash one object; returns (problem code, one-line description) or None.
 

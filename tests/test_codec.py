@@ -229,3 +229,26 @@ def test_lying_plane_tables_are_refused() -> None:
         with pytest.raises(CorruptObject):
             decode(blob, n, _no_base)
     assert head.startswith(MAGIC)
+
+
+def test_a_base_sample_read_from_storage_is_the_content_at_the_sample_spans() -> None:
+    from mstore.codec import sample_of, sample_spans
+
+    big, small = _fp32(6), _fp32(7, 1000)
+    for data, stored in ((big, planes_enc.encode(big, 4)), (big, big), (small, small)):
+        assert stored == data or stored[4] == PLANES
+        assert sample_of(stored, len(data), 4) == b"".join(data[a:b] for a, b in sample_spans(len(data), 4))
+    assert sample_of(enc.encode(_fp32(6), 4), 1 << 20, 4) is None  # codec 2: not cheap, the base is read
+
+
+def test_a_base_is_not_read_when_its_sample_says_no_delta_can_win() -> None:
+    data, other = _fp32(8), _fp32(9)
+    from mstore.codec import sample_spans
+
+    sample = b"".join(other[a:b] for a, b in sample_spans(len(other), 4))
+
+    def never() -> bytes:
+        raise AssertionError("the base was read although no delta could win")
+
+    stored = planes_enc.encode(data, 4, ("ab" * 32, never, 0), base_sample=sample)
+    assert stored[4] == PLANES and decode(stored, len(data), _no_base) == data
