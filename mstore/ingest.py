@@ -21,12 +21,13 @@ from typing import Any
 
 import blake3
 
-from . import codec
+from . import codec, statcache
 from .chunking import Chunker, Piece
 from .codec import Encoder
 from .errors import InvalidName, MStoreError, SourceChanged, SourceNotFound, UnsupportedSource
 from .manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
 from .objects import ObjectStore, hash_bytes
+from .statcache import StatCache
 
 Progress = Callable[[int], None]
 # (path, tensor piece key) -> object id of that piece in the parent version; path "" for single-file models
@@ -69,8 +70,8 @@ class Compression:
         return enc
 
 
-def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 class _Writer:
@@ -139,12 +140,22 @@ def _ingest_file(
     chunker: Chunker,
     pool: ThreadPoolExecutor | None,
     progress: Progress | None,
+    cache: StatCache | None = None,
 ) -> Entry:
     try:
         with open(path, "rb") as f:
             before = os.fstat(f.fileno())
             if not stat.S_ISREG(before.st_mode):
                 raise UnsupportedSource(f"{path} is not a regular file")
+            executable = bool(before.st_mode & stat.S_IXUSR)
+            hit = cache.lookup(path, before) if cache is not None else None
+            if hit is not None and all(writer.objects.has_intact(c.oid, c.size) for c in hit[1]):
+                writer.stats.bytes_total += before.st_size  # unchanged since it was saved: not read again
+                writer.stats.chunks_total += len(hit[1])
+                if progress:
+                    progress(before.st_size)
+                return Entry(rel, False, before.st_size, executable, hit[0], hit[1])
+            read_start = statcache.clock_ns()
             whole = blake3.blake3()
             chunks: list[Chunk] = []
             pending: deque[Future[Chunk]] = deque()
@@ -168,7 +179,10 @@ def _ingest_file(
         raise SourceChanged(f"{path} changed while it was being saved; nothing was published (save it again)")
     writer.stats.bytes_total += size
     writer.stats.chunks_total += len(chunks)
-    return Entry(rel, False, size, bool(before.st_mode & stat.S_IXUSR), whole.hexdigest(), tuple(chunks))
+    digest = whole.hexdigest()
+    if cache is not None:
+        cache.record(path, after, read_start, digest, tuple(chunks))
+    return Entry(rel, False, size, executable, digest, tuple(chunks))
 
 
 def scan(source: Path) -> tuple[str, list[tuple[str, Path, bool]]]:
@@ -217,8 +231,13 @@ def ingest(
     *,
     compression: Compression | None = None,
     parent: ParentPieces | None = None,
+    cache: StatCache | None = None,
 ) -> tuple[Manifest, IngestStats]:
-    """Store every file of `source` in `objects` and return its manifest (not yet stored) and stats."""
+    """Store every file of `source` in `objects` and return its manifest (not yet stored) and stats.
+
+    With a stat `cache`, a file unchanged since it was last saved is not read (see statcache.py); the
+    caller flushes the cache once the version is published.
+    """
     kind, items = scan(source)
     stats = IngestStats()
     writer = _Writer(objects, stats, compression, parent or {})
@@ -228,7 +247,7 @@ def ingest(
         entries = [
             Entry(rel, is_dir=True)
             if is_dir
-            else _ingest_file(full, rel, "" if kind == KIND_FILE else rel, writer, chunker, pool, progress)
+            else _ingest_file(full, rel, "" if kind == KIND_FILE else rel, writer, chunker, pool, progress, cache)
             for rel, full, is_dir in items
         ]
     finally:

@@ -31,6 +31,7 @@ from .remotes import Remote, open_remote, remote_path, tag_of
 from .restore import restore
 from .retention import PrunePlan, plan_prune
 from .revparse import resolve, resolve_in
+from .statcache import StatCache
 from .store import Store
 from .transfer import TransferProgress, TransferStats
 from .usage import disk_usage, shared_bytes
@@ -82,8 +83,15 @@ class Repository:
             ids = store.versions.ids()
             parent_id = self.resolve(parent) if parent is not None else (ids[-1] if ids else None)
             bases = parent_pieces(store, parent_id) if store.compression and store.compression.delta else {}
+            cache = StatCache(store.root)
             manifest, stats = ingest(
-                source_path, store.objects, store.chunker, progress, compression=store.compression, parent=bases
+                source_path,
+                store.objects,
+                store.chunker,
+                progress,
+                compression=store.compression,
+                parent=bases,
+                cache=cache,
             )
             manifest_bytes = manifest.encode()
             manifest_oid = hash_bytes(manifest_bytes)
@@ -114,6 +122,7 @@ class Repository:
                 store.versions.publish(staged, version_id)  # the commit point
                 with suppress(OSError):  # the version is saved; `latest` is derived from IDs, and the
                     store.refs.set_latest(version_id)  # next write repairs the ref (fsck: stale-ref)
+            cache.flush()  # only ever saves a re-read of unchanged files next time
         return meta
 
     def tag(self, name: str, ref: str = "latest", *, force: bool = False) -> str:
