@@ -131,6 +131,12 @@ class Encoder:
         self._tensor = zstandard.ZstdCompressor(level=level)
         self._opaque = self._tensor if opaque_level in (None, level) else zstandard.ZstdCompressor(level=opaque_level)
         self.planes = planes  # codecs 4 and 5 (format-3 stores)
+        # Byte planes of float tensors have few distinct values and few long repeats: a longer minimum
+        # match and a tiny hash table find the same repeats, and the entropy coder does the rest. On
+        # fp32, bf16 and XOR-delta planes this compresses 0.3-2% smaller than plain level 1 and runs
+        # 1.5-2.5x faster (measured; docs/benchmarks.md).
+        params = zstandard.ZstdCompressionParameters.from_level(level, min_match=7, hash_log=6)
+        self._plane = zstandard.ZstdCompressor(compression_params=params)
 
     def _plan(self, data: bytes, width: int, base_sample: bytes | None = None) -> tuple[list[bool], float]:
         """Which byte planes are worth compressing, and the estimated payload bytes per content byte.
@@ -145,7 +151,7 @@ class Encoder:
         grouped, m = group(sample, width), len(sample) // width
         decisions, estimate = [], 0
         for i in range(width):
-            packed = len(self._tensor.compress(grouped[i * m : (i + 1) * m]))
+            packed = len(self._plane.compress(grouped[i * m : (i + 1) * m]))
             decisions.append(packed < 0.97 * m)
             estimate += packed if decisions[-1] else m
         return decisions, estimate / max(len(sample), 1)
@@ -159,7 +165,7 @@ class Encoder:
             stored: bytes | memoryview = view[i * n : (i + 1) * n]
             how = PLANE_RAW
             if decisions[i]:
-                packed = self._tensor.compress(stored)
+                packed = self._plane.compress(stored)
                 if len(packed) < n:
                     how, stored = PLANE_ZSTD, packed
             table.append(_PLANE.pack(how, len(stored)))
