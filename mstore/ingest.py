@@ -125,7 +125,7 @@ class _Writer:
 
         def content() -> bytes | None:
             try:
-                return self.objects.decode(base_oid, blob, n)
+                return self.objects.decode(base_oid, blob, n, buffer=True)  # only XORed
             except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
                 return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 
 import blake3
@@ -47,6 +48,7 @@ def decode_object(
     read_base: Callable[[str, int], bytes],
     *,
     envelopes: bool = True,
+    buffer: bool = False,
 ) -> bytes:
     """An object's content from its stored bytes (wherever they came from), verified against its id.
 
@@ -62,7 +64,7 @@ def decode_object(
                 raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
 
         try:
-            data = codec.decode(blob, expected_size, load_base)
+            data = codec.decode(blob, expected_size, load_base, buffer=buffer)
         except DamagedDeltaBase:
             raise
         except CorruptObject as exc:
@@ -146,12 +148,22 @@ class ObjectStore:
             fsutil.fsync_dir(directory)
         self._dirty.clear()
 
-    def read(self, oid: str, expected_size: int | None = None, _depth: int = 0) -> bytes:
-        """The object's content, decoded and verified against its id (never returns wrong bytes)."""
-        return self.read_with_blob(oid, expected_size, _depth)[0]
+    def read(self, oid: str, expected_size: int | None = None, _depth: int = 0, *, buffer: bool = False) -> bytes:
+        """The object's content, decoded and verified against its id (never returns wrong bytes).
+
+        `buffer`: the content may be a bytearray (one copy fewer; see codec.decode), for callers that
+        only write, hash or XOR it.
+        """
+        return self.read_with_blob(oid, expected_size, _depth, buffer=buffer)[0]
 
     def read_with_blob(
-        self, oid: str, expected_size: int | None = None, _depth: int = 0, known: Mapping[str, bytes] | None = None
+        self,
+        oid: str,
+        expected_size: int | None = None,
+        _depth: int = 0,
+        known: Mapping[str, bytes] | None = None,
+        *,
+        buffer: bool = False,
     ) -> tuple[bytes, bytes]:
         """(content, the file as stored): one read, decoded and verified (for copying an object as is).
 
@@ -174,13 +186,17 @@ class ObjectStore:
 
         def read_base(base: str, size: int) -> bytes:
             content = known.get(base) if known else None
-            return content if content is not None and len(content) == size else self.read(base, size, _depth + 1)
+            if content is not None and len(content) == size:
+                return content
+            return self.read(base, size, _depth + 1, buffer=True)  # a base is only XORed
 
-        return decode_object(oid, blob, expected_size, read_base, envelopes=self.envelopes), blob
+        content = decode_object(oid, blob, expected_size, read_base, envelopes=self.envelopes, buffer=buffer)
+        return content, blob
 
-    def decode(self, oid: str, blob: bytes, expected_size: int | None = None) -> bytes:
+    def decode(self, oid: str, blob: bytes, expected_size: int | None = None, *, buffer: bool = False) -> bytes:
         """The verified content of `oid` from its stored bytes, read already (bases are read as needed)."""
-        return decode_object(oid, blob, expected_size, self.read, envelopes=self.envelopes)
+        read_base = partial(self.read, buffer=True)  # a base is only XORed
+        return decode_object(oid, blob, expected_size, read_base, envelopes=self.envelopes, buffer=buffer)
 
     def verify(self, oid: str, expected_size: int | None = None) -> tuple[str, str] | None:
         """Decode and re-hash one object; returns (problem code, one-line description) or None.
@@ -194,7 +210,7 @@ class ObjectStore:
     ) -> tuple[tuple[str, str] | None, bytes | None]:
         """(problem or None, the verified content or None): `verify` that also hands back the content."""
         try:
-            return None, self.read_with_blob(oid, expected_size, known=known)[0]
+            return None, self.read_with_blob(oid, expected_size, known=known, buffer=True)[0]
         except DamagedDeltaBase as exc:
             return ("damaged-base", str(exc)), None
         except IntegrityError as exc:

@@ -38,12 +38,12 @@ def _chunks(entry: Entry, objects: ObjectStore) -> Iterator[bytes]:
     """The file's chunks in order, decoded and verified; large files on a few threads, a bounded window ahead."""
     if entry.size < PARALLEL_MIN_BYTES or len(entry.chunks) < 2:
         for chunk in entry.chunks:
-            yield objects.read(chunk.oid, chunk.size)
+            yield objects.read(chunk.oid, chunk.size, buffer=True)
         return
     with ThreadPoolExecutor(WORKERS) as pool:
         pending: deque[Future[bytes]] = deque()
         for chunk in entry.chunks:
-            pending.append(pool.submit(objects.read, chunk.oid, chunk.size))
+            pending.append(pool.submit(objects.read, chunk.oid, chunk.size, buffer=True))
             if len(pending) > 2 * WORKERS:
                 yield pending.popleft().result()
         while pending:
