@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import struct
@@ -234,11 +235,25 @@ class MStoreBefore(MStore):
 CLASSES: dict[str, type[Tool]] = {c.name: c for c in (MStore, MStoreBefore, Borg, Restic, GitLfs)}
 
 
-def timed(fn: Callable[..., object], *args: object) -> float:
+LOAD = os.getloadavg()
+CPU: dict[str, dict[str, list[float]]] = {}  # tool -> op -> user + system CPU seconds of its processes
+
+
+def timed(fn: Callable[..., object], *args: object, cpu: list[float] | None = None) -> float:
+    """Wall seconds of fn(*args); with `cpu`, also appends the CPU seconds its child processes used."""
     subprocess.run(["sync"], check=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     fn(*args)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return elapsed
+
+
+def cpu_of(tool: str, op: str) -> list[float]:
+    return CPU.setdefault(tool, {}).setdefault(op, [])
 
 
 def quiet(*args: str) -> None:
@@ -301,9 +316,9 @@ def bench(size_mb: int, runs: int, tools: list[str], workdir: Path) -> dict[str,
 
     def limits(op: str) -> None:
         """b3sum and cp of the file, timed right after the tools did `op` (so in the same conditions)."""
-        times["b3sum"][op].append(timed(quiet, "b3sum", str(source)))
+        times["b3sum"][op].append(timed(quiet, "b3sum", str(source), cpu=cpu_of("b3sum", op)))
         copy = workdir / "cp-copy"
-        times["cp"][op].append(timed(quiet, "cp", str(source), str(copy)))
+        times["cp"][op].append(timed(quiet, "cp", str(source), str(copy), cpu=cpu_of("cp", op)))
         copy.unlink()
 
     for run in range(runs):
@@ -324,27 +339,28 @@ def bench(size_mb: int, runs: int, tools: list[str], workdir: Path) -> dict[str,
             if version:
                 place(version)
             for name in order:
-                times[name][op].append(timed(repos[name].save, label))
+                times[name][op].append(timed(repos[name].save, label, cpu=cpu_of(name, op)))
             limits(op)
         for name in order:
             dest = workdir / f"run{run}" / f"{name}-out"
             dest.mkdir()
-            times[name]["checkout"].append(timed(repos[name].checkout, "v3", dest))
+            times[name]["checkout"].append(timed(repos[name].checkout, "v3", dest, cpu=cpu_of(name, "checkout")))
             if b3(dest / source.name) != expected:
                 raise SystemExit(f"{name}: checkout of v3 is not bit-exact")
             shutil.rmtree(dest)
         limits("checkout")
         for name in order:
-            times[name]["verify"].append(timed(repos[name].verify))
+            times[name]["verify"].append(timed(repos[name].verify, cpu=cpu_of(name, "verify")))
         # b3sum of the distinct content the stores hold (v1 + v3; v2 adds one tensor)
-        times["b3sum-distinct"]["verify"].append(timed(quiet, "b3sum", str(models["v1"]), str(models["v3"])))
+        distinct = ("b3sum", str(models["v1"]), str(models["v3"]))
+        times["b3sum-distinct"]["verify"].append(timed(quiet, *distinct, cpu=cpu_of("b3sum-distinct", "verify")))
         for name in order:
             shutil.rmtree(repos[name].root)
         print(f"run {run + 1}/{runs} done", file=sys.stderr)
     return times
 
 
-def table(times: dict[str, dict[str, list[float]]], tools: list[str], size_mb: int, runs: int) -> str:
+def table(times: dict[str, dict[str, list[float]]], tools: list[str]) -> str:
     def med(tool: str, op: str) -> float | None:
         values = times.get(tool, {}).get(op) or []
         return statistics.median(values) if values else None
@@ -372,16 +388,27 @@ def table(times: dict[str, dict[str, list[float]]], tools: list[str], size_mb: i
             before = med("mstore-before", op)
             row.append(f"{m / before:.2f}x" if m is not None and before else "")
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def report(times: dict[str, dict[str, list[float]]], tools: list[str], size_mb: int, runs: int) -> str:
     notes = [
         "",
         f"{size_mb} MB fp32 safetensors model, medians of {runs} interleaved runs, fresh processes, warm page cache.",
         "limit: b3sum + cp of the file (save, checkout); one b3sum of the file (unchanged save);",
         "b3sum of the distinct content, v1 + v3 (verify).",
         f"machine: {machine()}",
+        f"load average (1 min) at the start / end: {LOAD[0]:.1f} / {os.getloadavg()[0]:.1f} (other users' work too)",
         f"tools: {versions()}",
         "",
     ]
-    return "\n".join(lines + notes)
+    cpu = [
+        "",
+        "CPU seconds (user + system, all processes of the command; medians), the same runs:",
+        "",
+        table(CPU, tools),
+    ]
+    return "\n".join(["Wall seconds:", "", table(times, tools), *notes, *cpu])
 
 
 def main() -> None:
@@ -416,8 +443,9 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(base, ignore_errors=True)
     if args.json:
-        args.json.write_text(json.dumps({"size_mb": args.size, "runs": args.runs, "times": times}, indent=1))
-    print(table(times, tools, args.size, args.runs))
+        record = {"size_mb": args.size, "runs": args.runs, "times": times, "cpu": CPU}
+        args.json.write_text(json.dumps(record, indent=1))
+    print(report(times, tools, args.size, args.runs))
 
 
 if __name__ == "__main__":
