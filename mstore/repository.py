@@ -12,30 +12,30 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import compare as _compare
 from . import fsck as _fsck
 from . import gc as _gc
 from . import metadata as _metadata
-from . import remote_check as _remote_check
-from . import transfer as _transfer
-from .bucket import parse_s3_url
 from .errors import BadInput, DestinationExists, StoreNotFound, TagExists, VersionIsTagged, VersionNotFound
 from .ingest import ingest
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
 from .refs import check_tag_name
-from .remotes import Remote, open_remote, remote_path, tag_of
 from .restore import restore
 from .retention import PrunePlan, plan_prune
 from .revparse import resolve, resolve_in
 from .statcache import StatCache
 from .store import Store
-from .transfer import TransferProgress, TransferStats
 from .usage import disk_usage, shared_bytes
 from .versions import next_version_id, parse_id_time
+
+if TYPE_CHECKING:  # remote support is imported when a remote is used: local commands start faster
+    from . import remote_check as _remote_check
+    from .remotes import Remote
+    from .transfer import TransferProgress, TransferStats
 
 Progress = Callable[[int], None]
 
@@ -217,6 +217,8 @@ class Repository:
             self.store.save_config()
 
     def remote(self, name: str) -> Remote:
+        from .remotes import open_remote
+
         info = self._remote_configs().get(name)
         if info is None:
             raise VersionNotFound(f"no remote named {name!r} (add one with `mstore remote add {name} URL`)")
@@ -226,6 +228,8 @@ class Repository:
         self, remote: str = "origin", refs: list[str] | None = None, *, progress: TransferProgress | None = None
     ) -> TransferStats:
         """Send versions (all by default) and their tags to a remote; only what it lacks travels."""
+        from . import transfer as _transfer
+
         ids = [self.resolve(r) for r in refs] if refs else self.ids()
         return _transfer.push(self.store, self.remote(remote), sorted(set(ids)), progress=progress)
 
@@ -233,12 +237,16 @@ class Repository:
         self, remote: str = "origin", refs: list[str] | None = None, *, progress: TransferProgress | None = None
     ) -> TransferStats:
         """Fetch versions (all by default) and their tags from a remote, verifying every object."""
+        from . import transfer as _transfer
+
         other = self.remote(remote)
         ids = _resolve_on(other, refs) if refs else other.version_ids()
         return _transfer.pull(other, self.store, sorted(set(ids)), progress=progress)
 
     def fetch(self, remote: str, ref: str) -> str:
         """Pull the one version `ref` names on the remote (if it is not here yet); returns its ID."""
+        from . import transfer as _transfer
+
         other = self.remote(remote)
         vid = _resolve_on(other, [ref])[0]
         if not self.store.versions.exists(vid):
@@ -255,6 +263,8 @@ class Repository:
         progress: TransferProgress | None = None,
     ) -> tuple[Repository, TransferStats]:
         """A new store at `dest` with every version of `url`, which becomes its remote `origin`."""
+        from .remotes import open_remote
+
         url = _normalise_remote_url(url)
         if Path(dest).exists() and (not Path(dest).is_dir() or any(Path(dest).iterdir())):
             raise DestinationExists(f"{dest} exists and is not empty")
@@ -269,15 +279,21 @@ class Repository:
     def fsck_remote(
         self, remote: str, *, verify_data: bool = False, progress: Progress | None = None
     ) -> _remote_check.RemoteReport:
+        from . import remote_check as _remote_check
+
         return _remote_check.check(self.remote(remote), verify_data=verify_data, progress=progress)
 
     def repair_remote(self, remote: str, report: _remote_check.RemoteReport) -> tuple[list[str], list[str]]:
         """Upload this store's good copies of the objects `report` found missing or corrupt on the remote."""
+        from . import remote_check as _remote_check
+
         return _remote_check.repair(self.remote(remote), self.store, report)
 
     def gc_remote(
         self, remote: str, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS
     ) -> _remote_check.RemoteGcPlan:
+        from . import remote_check as _remote_check
+
         return _remote_check.collect(self.remote(remote), grace_seconds=grace_seconds, dry_run=dry_run)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
@@ -391,12 +407,17 @@ class Repository:
 
 def _resolve_on(other: Remote, refs: list[str]) -> list[str]:
     """The version IDs `refs` name on a remote (its tags, its `latest`), from one listing."""
+    from .remotes import tag_of
+
     ids = other.version_ids()
     return [resolve_in(ref, ids, partial(tag_of, other)) for ref in refs]
 
 
 def _normalise_remote_url(url: str) -> str:
     """Validate a remote URL; a directory path is made absolute so the remote works from anywhere."""
+    from .bucket import parse_s3_url
+    from .remotes import remote_path
+
     if url.startswith("s3://"):
         parse_s3_url(url)
         return url
