@@ -91,6 +91,10 @@ class StatCache:
             return
         try:
             fsutil.make_dir(self.dir)
+            for name in os.listdir(self.dir):  # a crash mid-write leaves a temp file: clear old ones
+                stale = self.dir / name
+                if fsutil.is_temp_name(name) and stale.stat().st_mtime < time.time() - 3600:
+                    fsutil.remove_file(stale)
             fsutil.atomic_write(self.path, _encode(self._entries), sync_dir=False)
         except OSError:
             pass
