@@ -32,6 +32,7 @@ from .errors import CorruptObject
 MAGIC = b"MSZ\x01"
 IDENTITY, ZSTD, GROUPED, XOR_DELTA, PLANES, PLANES_XOR_DELTA = 0, 1, 2, 3, 4, 5
 DELTAS = (XOR_DELTA, PLANES_XOR_DELTA)
+PLANE_CODECS = (PLANES, PLANES_XOR_DELTA)  # format 3 only: a format-2 reader does not know them
 _HEAD = struct.Struct("<4sBBQ")
 _PLANE = struct.Struct("<BI")  # per plane: how it is stored (PLANE_RAW / PLANE_ZSTD), stored length
 PLANE_RAW, PLANE_ZSTD = 0, 1
