@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -31,8 +31,10 @@ from .manifest import KIND_FILE
 from .refs import check_tag_name
 from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines
 from .repository import Repository
-from .transfer import TransferStats
 from .versions import saved_name
+
+if TYPE_CHECKING:  # remote support loads only when a remote command runs
+    from .transfer import TransferStats
 
 DEFAULT_STORE = "data/models"
 PROGRESS_MIN_BYTES = 64 << 20

@@ -21,12 +21,13 @@ from typing import Any
 
 import blake3
 
-from . import codec
+from . import codec, statcache
 from .chunking import Chunker, Piece
 from .codec import Encoder
 from .errors import InvalidName, MStoreError, SourceChanged, SourceNotFound, UnsupportedSource
 from .manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
 from .objects import ObjectStore, hash_bytes
+from .statcache import StatCache
 
 Progress = Callable[[int], None]
 # (path, tensor piece key) -> object id of that piece in the parent version; path "" for single-file models
@@ -59,17 +60,18 @@ class Compression:
     level: int = 1  # tensor pieces
     opaque_level: int = 3  # everything else
     delta: bool = True
+    planes: bool = False  # codecs 4/5: each byte plane raw or compressed on its own (format-3 stores)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def encoder(self) -> Encoder:
         enc: Encoder | None = getattr(self._local, "encoder", None)
         if enc is None:
-            enc = self._local.encoder = Encoder(self.level, self.opaque_level)
+            enc = self._local.encoder = Encoder(self.level, self.opaque_level, planes=self.planes)
         return enc
 
 
-def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 class _Writer:
@@ -87,8 +89,9 @@ class _Writer:
             return Chunk(oid, n)
         stored, is_delta = None, False
         if self.compression is not None:
-            base = self._base(rel, piece, oid)
-            stored = self.compression.encoder().encode(data, piece.width, base, tensor=piece.key is not None)
+            base, sample = self._base(rel, piece, oid)
+            encoder = self.compression.encoder()
+            stored = encoder.encode(data, piece.width, base, tensor=piece.key is not None, base_sample=sample)
             is_delta = base is not None and codec.is_delta(stored)
         if self.objects.put(data, oid, stored):
             with self.stats._lock:
@@ -98,16 +101,35 @@ class _Writer:
                 self.stats.deltas += is_delta
         return Chunk(oid, n)
 
-    def _base(self, rel: str, piece: Piece, oid: str) -> tuple[str, bytes, int] | None:
+    def _base(
+        self, rel: str, piece: Piece, oid: str
+    ) -> tuple[tuple[str, Callable[[], bytes | None], int] | None, bytes | None]:
+        """The parent's same piece as a delta base (its content read, verified, only when a delta is
+        tried), and a cheap unverified sample of it for the encoder's estimate."""
         if piece.key is None or self.compression is None or not self.compression.delta:
-            return None
+            return None, None
         base_oid = self.parent.get((rel, piece.key))
         if base_oid is None or base_oid == oid:
-            return None
+            return None, None
+        n = len(piece.data)
         try:
-            return base_oid, self.objects.read(base_oid, len(piece.data)), self.objects.depth(base_oid)
-        except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
-            return None
+            blob = self.objects.path(base_oid).read_bytes()
+        except OSError:  # an unreadable base only costs the delta, never the save
+            return None, None
+        try:
+            header = codec.parse_header(blob) if self.objects.envelopes else None
+        except MStoreError:
+            return None, None
+        depth = header.depth if header is not None else 0
+        sample = codec.sample_of(blob, n, piece.width) if self.compression.planes and piece.width > 1 else None
+
+        def content() -> bytes | None:
+            try:
+                return self.objects.decode(base_oid, blob, n, buffer=True)  # only XORed
+            except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
+                return None
+
+        return (base_oid, content, depth), sample
 
 
 def _ingest_file(
@@ -118,12 +140,22 @@ def _ingest_file(
     chunker: Chunker,
     pool: ThreadPoolExecutor | None,
     progress: Progress | None,
+    cache: StatCache | None = None,
 ) -> Entry:
     try:
         with open(path, "rb") as f:
             before = os.fstat(f.fileno())
             if not stat.S_ISREG(before.st_mode):
                 raise UnsupportedSource(f"{path} is not a regular file")
+            executable = bool(before.st_mode & stat.S_IXUSR)
+            hit = cache.lookup(path, before) if cache is not None else None
+            if hit is not None and all(writer.objects.has_intact(c.oid, c.size) for c in hit[1]):
+                writer.stats.bytes_total += before.st_size  # unchanged since it was saved: not read again
+                writer.stats.chunks_total += len(hit[1])
+                if progress:
+                    progress(before.st_size)
+                return Entry(rel, False, before.st_size, executable, hit[0], hit[1])
+            read_start = statcache.clock_ns()
             whole = blake3.blake3()
             chunks: list[Chunk] = []
             pending: deque[Future[Chunk]] = deque()
@@ -150,7 +182,10 @@ def _ingest_file(
         )
     writer.stats.bytes_total += size
     writer.stats.chunks_total += len(chunks)
-    return Entry(rel, False, size, bool(before.st_mode & stat.S_IXUSR), whole.hexdigest(), tuple(chunks))
+    digest = whole.hexdigest()
+    if cache is not None:
+        cache.record(path, after, read_start, digest, tuple(chunks))
+    return Entry(rel, False, size, executable, digest, tuple(chunks))
 
 
 def scan(source: Path, exclude: Path | None = None) -> tuple[str, list[tuple[str, Path, bool]]]:
@@ -236,10 +271,14 @@ def ingest(
     compression: Compression | None = None,
     parent: ParentPieces | None = None,
     exclude: Path | None = None,
+    cache: StatCache | None = None,
 ) -> tuple[Manifest, IngestStats]:
     """Store every file of `source` in `objects` and return its manifest (not yet stored) and stats.
 
-    `exclude`: a directory inside `source` to leave out (see `scan`)."""
+    `exclude`: a directory inside `source` to leave out (see `scan`). With a stat `cache`, a file
+    unchanged since it was last saved is not read (see statcache.py); the caller flushes the cache once
+    the version is published.
+    """
     kind, items = scan(source, exclude)
     stats = IngestStats()
     writer = _Writer(objects, stats, compression, parent or {})
@@ -249,7 +288,7 @@ def ingest(
         entries = [
             Entry(rel, is_dir=True)
             if is_dir
-            else _ingest_file(full, rel, "" if kind == KIND_FILE else rel, writer, chunker, pool, progress)
+            else _ingest_file(full, rel, "" if kind == KIND_FILE else rel, writer, chunker, pool, progress, cache)
             for rel, full, is_dir in items
         ]
     finally:

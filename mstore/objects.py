@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import blake3
@@ -47,6 +47,7 @@ def decode_object(
     read_base: Callable[[str, int], bytes],
     *,
     envelopes: bool = True,
+    buffer: bool = False,
 ) -> bytes:
     """An object's content from its stored bytes (wherever they came from), verified against its id.
 
@@ -63,7 +64,7 @@ def decode_object(
                 raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
 
         try:
-            data = codec.decode(blob, expected_size, load_base)
+            data = codec.decode(blob, expected_size, load_base, buffer=buffer)
         except DamagedDeltaBase:
             raise
         except CorruptObject as exc:
@@ -106,6 +107,7 @@ def decode_chain(
     envelopes: bool = True,
     known: Known | None = None,
     keep: Keep | None = None,
+    buffer: bool = False,
 ) -> tuple[bytes, bytes]:
     """(content, stored bytes) of `oid`, verified; the one decoder of delta chains, local or remote.
 
@@ -113,10 +115,12 @@ def decode_chain(
     declaring the same size), then decoded from its base upwards holding one level at a time, so memory
     is a few times the object's size whatever the chain looks like. Every level is hash-verified.
     A damaged level below the top raises DamagedDeltaBase (the top's own bytes may be fine).
+    `buffer`: the content may come back as a bytearray (see codec.decode); bases always may, as they are
+    only XORed, unless `keep` stores them.
     """
     blob = get_blob(oid, stored_limit(expected_size))
     if not envelopes or not codec.is_delta(blob):
-        return decode_object(oid, blob, expected_size, _no_base, envelopes=envelopes), blob
+        return decode_object(oid, blob, expected_size, _no_base, envelopes=envelopes, buffer=buffer), blob
     header = codec.verify_envelope(blob, expected_size, oid)  # the top's own damage is not the base's
     assert header is not None and header.base is not None
     size, top_base = header.size, header.base
@@ -141,14 +145,16 @@ def decode_chain(
             base = level.base if level is not None else None
         for level_oid in reversed(chain):
             level_blob = get_blob(level_oid, stored_limit(size))
-            content = decode_object(level_oid, level_blob, size, _base_reader(below), envelopes=True)
+            content = decode_object(
+                level_oid, level_blob, size, _base_reader(below), envelopes=True, buffer=keep is None
+            )
             if keep is not None:
                 keep(level_oid, content, level_blob)
             below = (level_oid, content)
             del level_blob
     except IntegrityError as exc:
         raise DamagedDeltaBase(f"object {oid} is a delta against {top_base}, which is damaged ({exc})") from None
-    return decode_object(oid, blob, size, _base_reader(below), envelopes=True), blob
+    return decode_object(oid, blob, size, _base_reader(below), envelopes=True, buffer=buffer), blob
 
 
 def _base_reader(below: tuple[str, bytes] | None) -> Callable[[str, int], bytes]:
@@ -240,13 +246,38 @@ class ObjectStore:
             fsutil.fsync_dir(directory)
         self._dirty.clear()
 
-    def read(self, oid: str, expected_size: int | None = None) -> bytes:
-        """The object's content, decoded and verified against its id (never returns wrong bytes)."""
-        return self.read_with_blob(oid, expected_size)[0]
+    def read(self, oid: str, expected_size: int | None = None, *, buffer: bool = False) -> bytes:
+        """The object's content, decoded and verified against its id (never returns wrong bytes).
 
-    def read_with_blob(self, oid: str, expected_size: int | None = None) -> tuple[bytes, bytes]:
-        """(content, the file as stored): one read, decoded and verified (for copying an object as is)."""
-        return decode_chain(oid, expected_size, self.stored, self.header, envelopes=self.envelopes)
+        `buffer`: the content may be a bytearray (one copy fewer; see codec.decode), for callers that
+        only write, hash or XOR it.
+        """
+        return self.read_with_blob(oid, expected_size, buffer=buffer)[0]
+
+    def read_with_blob(
+        self,
+        oid: str,
+        expected_size: int | None = None,
+        known: Mapping[str, bytes] | None = None,
+        *,
+        buffer: bool = False,
+    ) -> tuple[bytes, bytes]:
+        """(content, the file as stored): one read, decoded and verified (for copying an object as is).
+
+        `known` maps object ids to content already verified against them: a delta base found there is
+        not read and decoded again (fsck verifies a base, then its deltas with it).
+        """
+        return decode_chain(
+            oid, expected_size, self.stored, self.header, envelopes=self.envelopes, known=_lookup(known), buffer=buffer
+        )
+
+    def decode(self, oid: str, blob: bytes, expected_size: int | None = None, *, buffer: bool = False) -> bytes:
+        """The verified content of `oid` from its stored bytes, read already (bases are read as needed)."""
+
+        def get_blob(wanted: str, limit: int) -> bytes:
+            return blob if wanted == oid else self.stored(wanted, limit)
+
+        return decode_chain(oid, expected_size, get_blob, self.header, envelopes=self.envelopes, buffer=buffer)[0]
 
     def stored(self, oid: str, limit: int | None = None) -> bytes:
         """The object file's bytes, unverified; refuses anything over `limit` or that is not a regular file."""
@@ -272,15 +303,20 @@ class ObjectStore:
         `damaged-base` means the object's own bytes are fine but a delta base it needs is not;
         `unreadable` that the read failed (permissions, I/O error): not proof of damage.
         """
+        return self.verify_read(oid, expected_size)[0]
+
+    def verify_read(
+        self, oid: str, expected_size: int | None = None, known: Mapping[str, bytes] | None = None
+    ) -> tuple[tuple[str, str] | None, bytes | None]:
+        """(problem or None, the verified content or None): `verify` that also hands back the content."""
         try:
-            self.read(oid, expected_size)
+            return None, self.read_with_blob(oid, expected_size, known=known, buffer=True)[0]
         except DamagedDeltaBase as exc:
-            return "damaged-base", str(exc)
+            return ("damaged-base", str(exc)), None
         except IntegrityError as exc:
-            return "corrupt-object", str(exc)
+            return ("corrupt-object", str(exc)), None
         except OSError as exc:  # EACCES, a transient EIO: the bytes may be fine, so never quarantine them
-            return "unreadable", f"object {oid} could not be read: {exc.strerror or exc}"
-        return None
+            return ("unreadable", f"object {oid} could not be read: {exc.strerror or exc}"), None
 
     def depth(self, oid: str) -> int:
         """How many deltas must be undone to read this object (0 for a raw or plainly compressed one)."""
@@ -341,6 +377,18 @@ class ObjectStore:
             for rest in sorted(os.listdir(fan_path)):
                 if not _REST_RE.fullmatch(rest):
                     yield fan_path / rest
+
+
+def _lookup(known: Mapping[str, bytes] | None) -> Known | None:
+    """`known` as decode_chain wants it: content of the right size, or None."""
+    if not known:
+        return None
+
+    def find(oid: str, size: int) -> bytes | None:
+        content = known.get(oid)
+        return content if content is not None and len(content) == size else None
+
+    return find
 
 
 def _is_real_dir(path: Path) -> bool:

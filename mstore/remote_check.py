@@ -220,7 +220,10 @@ def repair(remote: Remote, store: Store, report: RemoteReport) -> tuple[list[str
         except IntegrityError:
             missing.append(oid)
             continue
-        remote.put_object(oid, content, stored_form(content, blob, store.objects.envelopes, target_envelopes))
+        stored = stored_form(
+            content, blob, store.objects.envelopes, target_envelopes, int(config.get("format", 2)) >= 3
+        )
+        remote.put_object(oid, content, stored)
         repaired.append(oid)
     return repaired, missing
 

@@ -12,16 +12,13 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import compare as _compare
 from . import fsck as _fsck
 from . import gc as _gc
 from . import lineage as _lineage
 from . import metadata as _metadata
-from . import remote_check as _remote_check
-from . import transfer as _transfer
-from .bucket import parse_s3_url
 from .errors import (
     BadInput,
     DestinationExists,
@@ -39,14 +36,18 @@ from .objects import hash_bytes
 from .parents import parent_pieces
 from .ranking import check_metric_names, did_you_mean, sort_by_metric
 from .refs import check_tag_name
-from .remotes import Remote, open_remote, remote_path, tag_of
 from .restore import restore
 from .retention import PrunePlan, plan_prune
 from .revparse import resolve, resolve_in
+from .statcache import StatCache
 from .store import Store
-from .transfer import TransferProgress, TransferStats
 from .usage import disk_usage, shared_bytes
 from .versions import is_future, newest, next_version_id, parse_id_time
+
+if TYPE_CHECKING:  # remote support is imported when a remote is used: local commands start faster
+    from . import remote_check as _remote_check
+    from .remotes import Remote
+    from .transfer import TransferProgress, TransferStats
 
 Progress = Callable[[int], None]
 
@@ -103,6 +104,7 @@ class Repository:
             ids = store.versions.ids()
             parent_id = self.resolve(parent) if parent is not None else (ids[-1] if ids else None)
             bases = parent_pieces(store, parent_id) if store.compression and store.compression.delta else {}
+            cache = StatCache(store.root)
             manifest, stats = ingest(
                 source_path,
                 store.objects,
@@ -111,6 +113,7 @@ class Repository:
                 compression=store.compression,
                 parent=bases,
                 exclude=exclude,
+                cache=cache,
             )
             manifest_bytes = manifest.encode()
             manifest_oid = hash_bytes(manifest_bytes)
@@ -147,6 +150,7 @@ class Repository:
                     store.refs.set_latest(version_id)  # next write repairs the ref (fsck: stale-ref)
                 if tag is not None:
                     store.refs.set_tag(tag, version_id)
+            cache.flush()  # only ever saves a re-read of unchanged files next time
         return meta
 
     def _check_tag_free(self, name: str) -> None:
@@ -262,6 +266,8 @@ class Repository:
             self.store.save_config()
 
     def remote(self, name: str) -> Remote:
+        from .remotes import open_remote
+
         info = self._remote_configs().get(name)
         if info is None:
             raise RemoteNotFound(
@@ -295,6 +301,8 @@ class Repository:
     ) -> TransferStats:
         """Send versions (all by default) and their tags to a remote (default: `default_remote()`);
         only what it lacks travels."""
+        from . import transfer as _transfer
+
         ids = [self.resolve(r) for r in refs] if refs else self.ids()
         target = self.remote(remote or self.default_remote())
         return _transfer.push(self.store, target, sorted(set(ids)), progress=progress)
@@ -304,12 +312,16 @@ class Repository:
     ) -> TransferStats:
         """Fetch versions (all by default) and their tags from a remote (default: `default_remote()`),
         verifying every object."""
+        from . import transfer as _transfer
+
         other = self.remote(remote or self.default_remote())
         ids = _resolve_on(other, refs) if refs else other.version_ids()
         return _transfer.pull(other, self.store, sorted(set(ids)), progress=progress)
 
     def fetch(self, remote: str, ref: str) -> str:
         """Pull the one version `ref` names on the remote (if it is not here yet); returns its ID."""
+        from . import transfer as _transfer
+
         other = self.remote(remote)
         vid = _resolve_on(other, [ref])[0]
         if not self.store.versions.exists(vid):
@@ -326,6 +338,8 @@ class Repository:
         progress: TransferProgress | None = None,
     ) -> tuple[Repository, TransferStats]:
         """A new store at `dest` with every version of `url`, which becomes its remote `origin`."""
+        from .remotes import open_remote
+
         url = _normalise_remote_url(url)
         if Path(dest).exists() and (not Path(dest).is_dir() or any(Path(dest).iterdir())):
             raise DestinationExists(f"{dest} exists and is not empty")
@@ -340,15 +354,21 @@ class Repository:
     def fsck_remote(
         self, remote: str, *, verify_data: bool = False, progress: Progress | None = None
     ) -> _remote_check.RemoteReport:
+        from . import remote_check as _remote_check
+
         return _remote_check.check(self.remote(remote), verify_data=verify_data, progress=progress)
 
     def repair_remote(self, remote: str, report: _remote_check.RemoteReport) -> tuple[list[str], list[str]]:
         """Upload this store's good copies of the objects `report` found missing or corrupt on the remote."""
+        from . import remote_check as _remote_check
+
         return _remote_check.repair(self.remote(remote), self.store, report)
 
     def gc_remote(
         self, remote: str, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS
     ) -> _remote_check.RemoteGcPlan:
+        from . import remote_check as _remote_check
+
         return _remote_check.collect(self.remote(remote), grace_seconds=grace_seconds, dry_run=dry_run)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
@@ -478,12 +498,17 @@ class Repository:
 
 def _resolve_on(other: Remote, refs: list[str]) -> list[str]:
     """The version IDs `refs` name on a remote (its tags, its `latest`), from one listing."""
+    from .remotes import tag_of
+
     ids = other.version_ids()
     return [resolve_in(ref, ids, partial(tag_of, other)) for ref in refs]
 
 
 def _normalise_remote_url(url: str) -> str:
     """Validate a remote URL; a directory path is made absolute so the remote works from anywhere."""
+    from .bucket import parse_s3_url
+    from .remotes import remote_path
+
     if url.startswith("s3://"):
         parse_s3_url(url)
         return url

@@ -37,7 +37,9 @@ from .objects import ObjectStore, is_oid
 from .refs import Refs
 from .versions import PREFIX, VersionStore
 
-STORE_FORMAT = 2  # 2: encoded objects (zstd, byte groups, deltas) and model-aware chunking
+# 2: encoded objects (zstd, byte groups, deltas) and model-aware chunking; 3: byte planes stored raw or
+# compressed each on its own (codecs 4 and 5), which format-2 readers cannot decode
+STORE_FORMAT = 3
 CONFIG = "mstore.json"
 MAX_CONFIG_BYTES = 1 << 20
 LAYOUT_DIRS = ("objects", "refs", "refs/tags", "tmp", "locks")  # created by init; never symlinks
@@ -126,6 +128,7 @@ class Store:
             level=int(cfg.get("tensor_level") or cfg.get("zstd_level") or 1),
             opaque_level=int(cfg.get("opaque_level", 3)),
             delta=bool(cfg.get("delta", True)),
+            planes=self.format >= 3 and bool(cfg.get("planes", False)),
         )
 
     @classmethod
@@ -157,6 +160,7 @@ class Store:
                 "opaque_level": 3,
                 "byte_grouping": True,
                 "delta": True,
+                "planes": True,
             },
         }
         if like is not None:

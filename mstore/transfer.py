@@ -83,11 +83,19 @@ def check_compatible(local: dict[str, Any], remote: dict[str, Any], url: str) ->
         )
 
 
-def stored_form(content: bytes, blob: bytes, source_envelopes: bool, target_envelopes: bool) -> bytes:
-    """The bytes to store on the receiving side: encodings travel as they are between format-2 stores."""
+def stored_form(
+    content: bytes, blob: bytes, source_envelopes: bool, target_envelopes: bool, target_planes: bool = True
+) -> bytes:
+    """The bytes to store on the receiving side: encodings travel as they are between stores that read
+    them; a format-2 store (`target_planes` False) receives codec 4/5 objects as their raw content, so
+    the mstore versions that wrote it can still read everything in it."""
     if not target_envelopes:
         return content
-    return blob if source_envelopes else codec.as_raw(content)
+    if not source_envelopes:
+        return codec.as_raw(content)
+    if not target_planes and blob.startswith(codec.MAGIC) and blob[len(codec.MAGIC)] in codec.PLANE_CODECS:
+        return codec.as_raw(content)
+    return blob
 
 
 def run_bounded(items: Iterable[T], fn: Callable[[T], None], workers: int) -> None:
@@ -149,6 +157,7 @@ def push(
     remote_config = remote.initialise(store.config)
     check_compatible(store.config, remote_config, remote.url)
     target_envelopes = int(remote_config["format"]) >= 2
+    target_planes = int(remote_config["format"]) >= 3
     with remote.lock("push"):
         present = set(remote.object_index())
         on_remote = set(remote.version_ids())
@@ -173,7 +182,7 @@ def push(
 
         def send(oid: str) -> None:
             content, blob = store.objects.read_with_blob(oid)  # verified: a corrupt object never leaves
-            stored = stored_form(content, blob, store.objects.envelopes, target_envelopes)
+            stored = stored_form(content, blob, store.objects.envelopes, target_envelopes, target_planes)
             sent = remote.put_object(oid, content, stored)
             with counting:
                 stats.objects_sent += 1
@@ -255,7 +264,8 @@ class _Fetcher:
 
     def _keep(self, oid: str, content: bytes, blob: bytes) -> None:
         """Store a verified object (a chunk, a manifest or a delta base on the way to one)."""
-        stored = stored_form(content, blob, self.source_envelopes, self.store.objects.envelopes)
+        target_planes = self.store.format >= 3
+        stored = stored_form(content, blob, self.source_envelopes, self.store.objects.envelopes, target_planes)
         self.store.objects.put(content, oid, stored)
         self._count(oid, 1, len(blob), len(content))
 

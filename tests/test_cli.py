@@ -528,3 +528,24 @@ def test_fsck_summarises_unused_objects_in_one_line(cli: Cli, tmp_path: Path) ->
         if obj.is_file():
             os.utime(obj, (old, old))
     assert "info: 5 object(s) (" in cli("fsck")[0] and "`mstore gc` frees them now" in cli("fsck")[0]
+
+
+def test_local_commands_do_not_import_boto3(tmp_path: Path) -> None:
+    """boto3 costs ~0.25 s of start-up: only commands that talk to an S3 remote may load it."""
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights" * 1000)
+    store = tmp_path / "store"
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['mstore', '--store', sys.argv[1], *sys.argv[2:]]\n"
+        "try:\n"
+        "    runpy.run_module('mstore', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 was imported'\n"
+    )
+    for args in (["save", str(model)], ["log"], ["fsck"], ["checkout", "latest", "-o", str(tmp_path / "out.bin")]):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, str(store), *args], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr

@@ -4,14 +4,16 @@ versions its deltas were based on are removed and garbage-collected."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import blake3
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mstore import Repository
+from mstore import Repository, codec
 from mstore.codec import MAX_DEPTH
 
 from helpers import safetensors_bytes, store_bytes
@@ -176,3 +178,68 @@ def test_a_quarantined_delta_base_heals_when_its_model_is_saved_again(tmp_path: 
     assert repo.checkout(second["timestamp"], tmp_path / "b.safetensors").read_bytes() == safetensors_bytes(
         _nudge(v1, 1)
     )
+
+
+def _codecs(repo: Repository) -> set[int]:
+    out = set()
+    for oid in repo.store.objects:
+        head = repo.store.objects.path(oid).read_bytes()[:5]
+        out.add(head[4] if head.startswith(codec.MAGIC) else -1)
+    return out
+
+
+def test_format_2_stores_keep_writing_what_format_2_readers_decode(tmp_path: Path) -> None:
+    Repository.init(tmp_path / "old")
+    config_path = tmp_path / "old" / "mstore.json"
+    config = json.loads(config_path.read_text())
+    config["format"] = 2
+    del config["compression"]["planes"]
+    config.pop("b3")  # as an older mstore wrote it: no checksum
+    config_path.write_text(json.dumps(config))
+    new = Repository.init(tmp_path / "new")
+    assert new.store.format == 3 and new.store.config["compression"]["planes"] is True
+    v1 = _weights(0, n=1 << 18)
+    v2 = _nudge(v1, 1)
+    for repo in (Repository.open(tmp_path / "old"), new):
+        for version in (v1, v2):
+            _save(repo, tmp_path / "m.safetensors", version)
+        assert repo.checkout("latest", tmp_path / "out.safetensors", force=True).read_bytes() == safetensors_bytes(v2)
+        assert repo.fsck().ok
+    old_codecs = _codecs(Repository.open(tmp_path / "old"))
+    assert codec.XOR_DELTA in old_codecs and max(old_codecs) <= codec.XOR_DELTA
+    assert {codec.PLANES, codec.PLANES_XOR_DELTA} <= _codecs(new)
+
+
+def test_fsck_decodes_every_object_once_and_still_finds_a_damaged_base(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mstore import objects
+
+    tensors = _weights(0, n=1 << 17)
+    for seed in range(1, 5):  # a chain: v1 <- v2 <- v3 <- v4 deltas
+        _save(repo, tmp_path / "m.safetensors", tensors)
+        tensors = _nudge(tensors, seed)
+    store = repo.store.objects
+    assert any(store.depth(oid) >= 3 for oid in store)
+    decoded: list[str] = []
+    real = objects.decode_object
+
+    def counting(oid: str, *args: object, **kw: object) -> bytes:
+        decoded.append(oid)
+        return real(oid, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(objects, "decode_object", counting)
+    report = repo.fsck()
+    assert report.ok
+    manifests = {repo.get(v)["mstore"]["manifest"] for v in repo.ids()}  # read once more, as manifests
+    assert sorted(o for o in decoded if o not in manifests) == sorted(set(store) - manifests)  # bases once too
+    # a damaged base: its deltas report damaged-base (their own bytes are fine), the base corrupt-object
+    base = next(oid for oid in store if store.depth(oid) == 0 and any(store.delta_base(o) == oid for o in store))
+    path = store.path(base)
+    path.chmod(0o644)
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 1
+    path.write_bytes(bytes(blob))
+    codes = {p.subject: p.code for p in repo.fsck().errors}
+    assert codes[base] == "corrupt-object"
+    assert {codes[o] for o in store if store.delta_base(o) == base} == {"damaged-base"}

@@ -4,6 +4,7 @@ that never publishes a version before its objects."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,36 @@ def test_the_only_remote_needs_no_name_and_remote_alone_lists(tmp_path: Path) ->
     assert result.exit_code == 2
     assert result.stderr == "mstore: error: 2 remotes are configured (backup, nas): name the one to use\n"
     assert json.loads(_cli(store, "push", "backup", "prod", "--json"))["versions_sent"] == 1
+
+
+def test_a_format_2_store_or_remote_never_receives_codecs_it_cannot_read(tmp_path: Path) -> None:
+    from mstore import codec
+
+    old = Repository.init(tmp_path / "old")
+    config_path = tmp_path / "old" / "mstore.json"
+    config = json.loads(config_path.read_text())
+    config["format"] = 2
+    del config["compression"]["planes"]
+    config.pop("b3")  # as an older mstore wrote it: no checksum
+    config_path.write_text(json.dumps(config))
+    old = Repository.open(tmp_path / "old")
+    (tmp_path / "a.safetensors").write_bytes(_model(1, 1))
+    old.save(tmp_path / "a.safetensors")
+    old.remote_add("r", str(tmp_path / "remote"))
+    old.push("r")  # the remote takes the format-2 config
+    time.sleep(1.1)  # version IDs are save times: two stores saving in one second would conflict
+    new = Repository.init(tmp_path / "new")
+    assert new.store.format == 3
+    (tmp_path / "b.safetensors").write_bytes(_model(2, 2))
+    new.save(tmp_path / "b.safetensors")
+    assert any(new.store.objects.path(o).read_bytes()[4:5] == bytes([codec.PLANES]) for o in new.store.objects)
+    new.remote_add("r", str(tmp_path / "remote"))
+    new.push("r")
+    old.pull("r")
+    for path in [*(tmp_path / "remote").rglob("*"), *(tmp_path / "old" / "objects").rglob("*")]:
+        if path.is_file():
+            head = path.read_bytes()[:5]
+            assert not (head.startswith(codec.MAGIC) and head[4] in (codec.PLANES, codec.PLANES_XOR_DELTA)), path
+    assert old.fsck().ok
+    out = old.checkout("latest", tmp_path / "out.safetensors")
+    assert out.read_bytes() == (tmp_path / "b.safetensors").read_bytes()
