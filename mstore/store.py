@@ -87,7 +87,7 @@ def validate_config(config: Any, where: str) -> dict[str, Any]:
             level = compression.get(key)
             if level is not None and (not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 22):
                 raise bad(f"compression.{key} must be an integer from 1 to 22")
-        for key in ("delta", "byte_grouping"):
+        for key in ("delta", "byte_grouping", "planes"):
             if key in compression and not isinstance(compression[key], bool):
                 raise bad(f"compression.{key} must be true or false")
         if compression.get("codec", "zstd") != "zstd":
