@@ -319,8 +319,12 @@ def save(
     skipped = repo.store_inside(path)
     if skipped is not None:
         _info(f"note: leaving out {os.path.relpath(skipped, path)}: it is the store this version is saved to")
-    with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
-        result = repo.save(path, meta, message=message, parent=parent, progress=progress)
+    before = set(repo.ids())
+    try:
+        with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
+            result = repo.save(path, meta, message=message, parent=parent, progress=progress)
+    except KeyboardInterrupt:
+        _fail(_interrupted_save(repo, before), 130)
     vid = result["timestamp"]
     if tag is not None:
         repo.tag(tag, vid, force=False)
@@ -329,6 +333,22 @@ def save(
         return
     typer.echo(f"saved version {vid}")
     _info(save_summary(result))
+
+
+def _interrupted_save(repo: Repository, before: set[str]) -> str:
+    """What an interrupted save left behind, and how to free it."""
+    try:
+        published = sorted(set(repo.ids()) - before)
+    except (MStoreError, OSError):
+        published = []
+    if published:  # interrupted after the commit point: the version is complete
+        vid = published[-1]
+        return f"interrupted after version {vid} was published; it is complete (`mstore show {vid}`)"
+    grace = format_duration(DEFAULT_GRACE_SECONDS)
+    return (
+        "interrupted: nothing was published; the objects written so far are unused, and `mstore gc` frees them "
+        f"once they are older than the grace period ({grace})"
+    )
 
 
 def _safe_size(path: Path, exclude: Path | None) -> int:

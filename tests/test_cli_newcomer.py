@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from mstore import Repository
+from mstore import Repository, fsutil
 from mstore.cli import app
 
 runner = CliRunner()
@@ -93,3 +94,59 @@ def test_a_mistyped_command_is_one_line(args: list[str], line: str) -> None:
     assert code == 2
     assert out == ""
     assert err == line + "\n"
+
+
+def save_ops(tmp_path: Path, model: Path) -> int:
+    """How many filesystem steps one save of `model` into a fresh store takes."""
+    ops: list[str] = []
+    fsutil.set_fault_hook(lambda op, path: ops.append(op))
+    try:
+        code, _, err = invoke("--store", str(tmp_path / "count"), "save", str(model))
+    finally:
+        fsutil.set_fault_hook(None)
+    assert code == 0, err
+    return len(ops)
+
+
+@pytest.fixture
+def no_hook() -> Iterator[None]:
+    yield
+    fsutil.set_fault_hook(None)
+
+
+def test_an_interrupted_save_says_what_it_left_and_how_to_free_it(tmp_path: Path, model: Path, no_hook: None) -> None:
+    total = save_ops(tmp_path, model)
+    store = tmp_path / "store"
+    assert invoke("--store", str(store), "init")[0] == 0
+    seen_nothing = seen_published = False
+    for k in range(1, total + 1):
+        steps = [0]
+
+        def interrupt(op: str, path: Path, k: int = k, steps: list[int] = steps) -> None:
+            steps[0] += 1
+            if steps[0] == k:
+                raise KeyboardInterrupt
+
+        before = Repository.open(store).ids()
+        fsutil.set_fault_hook(interrupt)
+        code, out, err = invoke("--store", str(store), "save", str(model))
+        fsutil.set_fault_hook(None)
+        if steps[0] < k:  # this save took fewer steps (objects already stored): not interrupted
+            assert code == 0, err
+            continue
+        assert code == 130, (k, err)
+        assert err.count("\n") == 1, err
+        after = Repository.open(store).ids()
+        if after == before:
+            seen_nothing = True
+            assert err.startswith("mstore: error: interrupted: nothing was published;"), err
+            assert "`mstore gc` frees them once they are older than the grace period (1h)" in err
+        else:  # interrupted after the commit point
+            seen_published = True
+            assert err.startswith(f"mstore: error: interrupted after version {after[-1]} was published;"), err
+    assert seen_nothing and seen_published
+    # what the message promises: after the grace period gc frees what the interrupted saves left
+    code, out, _ = invoke("--store", str(store), "gc", "--grace", "0", "-q")
+    assert code == 0
+    code, out, _ = invoke("--store", str(store), "fsck")
+    assert code == 0 and "not used by any version" not in out
