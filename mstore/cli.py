@@ -39,6 +39,9 @@ DEFAULT_STORE = "data/models"
 PROGRESS_MIN_BYTES = 64 << 20
 
 
+_UsageError: type[Exception] = typer.BadParameter.__mro__[1]  # click's UsageError, whichever click typer uses
+
+
 class _Argument(TyperArgument):
     """A positional argument shown as `PATH` / `[REF]` in usage lines and without a `<path>` type in help."""
 
@@ -102,6 +105,15 @@ class _Group(TyperGroup):
             if not any(param.name == "store" for param in command.params):
                 command.params.extend(extra)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """`mstore --bogus`: parsing the options before the command fails in one line too."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mstore`: the help, as before
+                raise
+            _usage_fail(exc)
+
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         """A mistyped command is one line with a suggestion, not Click's usage box."""
         name = args[0] if args else ""
@@ -126,6 +138,8 @@ class _Group(TyperGroup):
             _fail(f"{exc.strerror or exc}{where}", EXIT_PROBLEM)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except _UsageError as exc:  # a missing argument, an unknown option: one line, not Click's usage box
+            _usage_fail(exc)
 
 
 app = typer.Typer(
@@ -151,6 +165,13 @@ def _fail(message: str, code: int) -> NoReturn:
         raise
     typer.echo(f"mstore: error: {safe(message)}", err=True)
     raise typer.Exit(code)
+
+
+def _usage_fail(exc: Exception) -> NoReturn:
+    text = str(getattr(exc, "format_message", lambda: str(exc))()).rstrip(".")
+    where = getattr(exc, "ctx", None)
+    hint = f" (see `{where.command_path} --help`)" if where is not None else ""
+    _fail(text[:1].lower() + text[1:] + hint, 2)
 
 
 def _info(message: str) -> None:
@@ -209,7 +230,10 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def main(
     store: Annotated[
-        str, typer.Option("--store", "-s", envvar="MSTORE_DIR", metavar="DIR", help="Store directory.")
+        str,
+        typer.Option(
+            "--store", "-s", envvar="MSTORE_DIR", metavar="DIR", help="Store directory (before or after the command)."
+        ),
     ] = DEFAULT_STORE,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results, no messages.")] = False,
     version: Annotated[

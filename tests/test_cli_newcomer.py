@@ -96,6 +96,22 @@ def test_a_mistyped_command_is_one_line(args: list[str], line: str) -> None:
     assert err == line + "\n"
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["save"], "mstore: error: missing argument 'PATH' (see `mstore save --help`)"),
+        (["log", "--bogus"], "mstore: error: no such option: --bogus (see `mstore log --help`)"),
+        (["--bogus", "log"], "mstore: error: no such option: --bogus (see `mstore --help`)"),
+        (["remote", "add", "x"], "mstore: error: missing argument 'URL' (see `mstore remote add --help`)"),
+    ],
+)
+def test_bad_usage_is_one_line(args: list[str], line: str) -> None:
+    code, out, err = invoke(*args)
+    assert code == 2
+    assert out == ""
+    assert err == line + "\n"
+
+
 def save_ops(tmp_path: Path, model: Path) -> int:
     """How many filesystem steps one save of `model` into a fresh store takes."""
     ops: list[str] = []
