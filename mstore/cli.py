@@ -6,6 +6,7 @@ stderr. Exit codes: 0 success, 1 a problem was found, 2 bad usage or bad input.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from . import __version__
 from .errors import EXIT_PROBLEM, BadInput, MStoreError
@@ -40,8 +41,89 @@ DEFAULT_STORE = "data/models"
 PROGRESS_MIN_BYTES = 64 << 20
 
 
+_UsageError: type[Exception] = typer.BadParameter.__mro__[1]  # click's UsageError, whichever click typer uses
+
+
+class _Argument(TyperArgument):
+    """A positional argument shown as `PATH` / `[REF]` in usage lines and without a `<path>` type in help."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def _set_store(value: Optional[str]) -> None:
+    if value is not None:
+        state.store = value
+
+
+def _set_quiet(value: bool) -> None:
+    if value:
+        state.quiet = True
+
+
+def _global_options() -> list[Any]:
+    """`--store` and `--quiet` after the command name too (`mstore save -q x`, `mstore log --store DIR`)."""
+    probe = typer.Typer(add_completion=False)
+
+    @probe.command()
+    def options(
+        store: Annotated[
+            Optional[str],
+            typer.Option(
+                "--store",
+                "-s",
+                metavar="DIR",
+                expose_value=False,
+                callback=_set_store,
+                help="Store directory (also accepted before the command; default: $MSTORE_DIR, else data/models).",
+            ),
+        ] = None,
+        quiet: Annotated[
+            bool,
+            typer.Option(
+                "--quiet", "-q", expose_value=False, callback=_set_quiet, help="Print only results, no messages."
+            ),
+        ] = False,
+    ) -> None:
+        """Never run: only its options are taken."""
+
+    return list(typer.main.get_command(probe).params)
+
+
 class _Group(TyperGroup):
     """Maps every known error to one line on stderr and its exit code, in one place."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        extra = _global_options()
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, TyperArgument):
+                    param.__class__ = _Argument
+            if not any(param.name == "store" for param in command.params):
+                command.params.extend(extra)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """`mstore --bogus`: parsing the options before the command fails in one line too."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mstore`: the help, as before
+                raise
+            _usage_fail(exc)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """A mistyped command is one line with a suggestion, not Click's usage box."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None and not ctx.resilient_parsing:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (see `{ctx.command_path} --help`)"
+            _fail(f"no such command {name!r}{hint}", 2)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -58,6 +140,8 @@ class _Group(TyperGroup):
             _fail(f"{exc.strerror or exc}{where}", EXIT_PROBLEM)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except _UsageError as exc:  # a missing argument, an unknown option: one line, not Click's usage box
+            _usage_fail(exc)
 
 
 app = typer.Typer(
@@ -83,6 +167,13 @@ def _fail(message: str, code: int) -> NoReturn:
         raise
     typer.echo(f"mstore: error: {safe(message)}", err=True)
     raise typer.Exit(code)
+
+
+def _usage_fail(exc: Exception) -> NoReturn:
+    text = str(getattr(exc, "format_message", lambda: str(exc))()).rstrip(".")
+    where = getattr(exc, "ctx", None)
+    hint = f" (see `{where.command_path} --help`)" if where is not None else ""
+    _fail(text[:1].lower() + text[1:] + hint, 2)
 
 
 def _info(message: str) -> None:
@@ -141,7 +232,10 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def main(
     store: Annotated[
-        str, typer.Option("--store", "-s", envvar="MSTORE_DIR", metavar="DIR", help="Store directory.")
+        str,
+        typer.Option(
+            "--store", "-s", envvar="MSTORE_DIR", metavar="DIR", help="Store directory (before or after the command)."
+        ),
     ] = DEFAULT_STORE,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results, no messages.")] = False,
     version: Annotated[
@@ -157,7 +251,7 @@ def main(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
-@app.command()
+@app.command(short_help="Create an empty store.")
 def init(as_json: JsonOpt = False) -> None:
     """Create an empty store (saving a model also creates one)."""
     repo = Repository.init(state.store)
@@ -197,7 +291,7 @@ def _load_metadata_file(path: Path) -> dict[str, Any]:
     return doc
 
 
-@app.command()
+@app.command(short_help="Save a model file or directory as a new version.")
 def save(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Model file or directory to save.", show_default=False)],
     metric: Annotated[
@@ -251,14 +345,34 @@ def save(
     skipped = repo.store_inside(path)
     if skipped is not None:
         _info(f"note: leaving out {os.path.relpath(skipped, path)}: it is the store this version is saved to")
-    with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
-        result = repo.save(path, meta, message=message, parent=parent, tag=tag, progress=progress)
+    before = set(repo.ids())
+    try:
+        with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
+            result = repo.save(path, meta, message=message, parent=parent, tag=tag, progress=progress)
+    except KeyboardInterrupt:
+        _fail(_interrupted_save(repo, before), 130)
     vid = result["timestamp"]
     if as_json:
         _emit_json(result)
         return
     typer.echo(f"saved version {vid}")
     _info(save_summary(result))
+
+
+def _interrupted_save(repo: Repository, before: set[str]) -> str:
+    """What an interrupted save left behind, and how to free it."""
+    try:
+        published = sorted(set(repo.ids()) - before)
+    except (MStoreError, OSError):
+        published = []
+    if published:  # interrupted after the commit point: the version is complete
+        vid = published[-1]
+        return f"interrupted after version {vid} was published; it is complete (`mstore show {vid}`)"
+    grace = format_duration(DEFAULT_GRACE_SECONDS)
+    return (
+        "interrupted: nothing was published; the objects written so far are unused, and `mstore gc` frees them "
+        f"once they are older than the grace period ({grace})"
+    )
 
 
 def _safe_size(path: Path, exclude: Path | None) -> int:
@@ -283,7 +397,7 @@ def _echo_lines(lines: list[str]) -> None:
         typer.echo(line)
 
 
-@app.command()
+@app.command(short_help="List versions: metrics, new bytes, tags, message.")
 def log(
     n: Annotated[
         Optional[int], typer.Option("-n", "--max-count", metavar="N", help="Show at most N versions.", min=0)
@@ -321,7 +435,11 @@ def log(
     as_json: JsonOpt = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
 ) -> None:
-    """List versions, newest first (or best first with --sort): ID, age, hash, metrics, new bytes, tags, message."""
+    """List versions, newest first (or best first with --sort): ID, age, hash, metrics, new bytes, tags, message.
+
+    Metrics shown by default: every top-level metric that holds a number in any version shown (nested ones
+    with -M a.b); choose others with -M.
+    """
     if (asc or desc) and sort is None:
         raise BadInput("--asc and --desc order a --sort METRIC; name one")
     if asc and desc:
@@ -355,7 +473,7 @@ def log(
     _echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=_style))
 
 
-@app.command()
+@app.command(short_help="Show one version: metadata, lineage, files.")
 def show(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
     as_json: JsonOpt = False,
@@ -368,7 +486,7 @@ def show(
         _echo_lines(show_lines(shown, _style))
 
 
-@app.command()
+@app.command(short_help="Compare two versions, down to config keys and tensors.")
 def diff(
     old: Annotated[str, typer.Argument(metavar="OLD", help="Older version (default latest~1).")] = "latest~1",
     new: Annotated[str, typer.Argument(metavar="NEW", help="Newer version (default latest).")] = "latest",
@@ -384,7 +502,7 @@ def diff(
         _echo_lines(diff_lines(result, stat=stat, style=_style))
 
 
-@app.command()
+@app.command(short_help="Disk usage: what versions cost, what each alone holds.")
 def du(
     top: Annotated[
         int, typer.Option("--top", metavar="N", help="How many of the largest versions to list.", min=0)
@@ -399,7 +517,7 @@ def du(
         _echo_lines(du_lines(usage))
 
 
-@app.command()
+@app.command(short_help="Restore a version's model, verified bit-exact.")
 def checkout(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version to restore.")],
     output: Annotated[
@@ -435,7 +553,7 @@ def checkout(
         typer.echo(f"checked out {vid} to {written}")
 
 
-@app.command()
+@app.command(short_help="Name a version; list or delete tags.")
 def tag(
     name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Tag name; omit to list tags.")] = None,
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version to tag.")] = "latest",
@@ -467,7 +585,7 @@ def tag(
         typer.echo(message)
 
 
-@app.command()
+@app.command(short_help="Remove a version (then `mstore gc` frees its space).")
 def rm(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version to remove.")],
     force: Annotated[bool, typer.Option("--force", "-f", help="Also remove a tagged version and its tags.")] = False,
@@ -482,7 +600,7 @@ def rm(
         _info("run `mstore gc` to free the space only it used")
 
 
-@app.command()
+@app.command(short_help="Verify the store (or a remote) bit for bit.")
 def fsck(
     quick: Annotated[
         bool, typer.Option("--quick", help="Check structure and sizes only; do not re-hash object data.")
@@ -581,7 +699,7 @@ def _fsck_remote(repo: Repository, remote: str, verify_data: bool, repair: bool,
         raise typer.Exit(EXIT_PROBLEM)
 
 
-@app.command()
+@app.command(short_help="Delete objects that no version uses.")
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be freed; delete nothing.")] = False,
     grace: Annotated[
@@ -625,7 +743,7 @@ def _gc_json(dry_run: bool, objects: int, freed: int, leftovers: int, kept_young
     return {"dry_run": dry_run, "objects": objects, "bytes": freed, "leftovers": leftovers, "kept_young": kept_young}
 
 
-@app.command()
+@app.command(short_help="Remove versions outside retention rules.")
 def prune(
     keep_last: Annotated[Optional[int], typer.Option(metavar="N", help="Keep the newest N versions.", min=0)] = None,
     keep_within: Annotated[
@@ -675,7 +793,9 @@ EndpointOpt = Annotated[
 
 
 remote_app = typer.Typer(
-    cls=_Group, help="Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories; alone, list them."
+    cls=_Group,
+    help="Manage remotes: S3-compatible buckets (s3://BUCKET/PREFIX) or directories; alone, list them.",
+    short_help="List, add or remove remotes (S3 buckets, directories).",
 )
 app.add_typer(remote_app, name="remote")
 
@@ -794,7 +914,7 @@ RemoteRefsArg = Annotated[
 AllOpt = Annotated[bool, typer.Option("--all", help="Every version (the default when no REF is given).")]
 
 
-@app.command()
+@app.command(short_help="Send versions and tags to a remote.")
 def push(
     args: RemoteRefsArg = None,
     all_: AllOpt = False,
@@ -812,7 +932,7 @@ def push(
     _report_transfer("pushed", stats, as_json)
 
 
-@app.command()
+@app.command(short_help="Fetch versions and tags from a remote.")
 def pull(
     args: RemoteRefsArg = None,
     all_: AllOpt = False,
@@ -826,7 +946,7 @@ def pull(
     _report_transfer("pulled", stats, as_json)
 
 
-@app.command()
+@app.command(short_help="Copy a whole store into a new directory.")
 def clone(
     url: Annotated[str, typer.Argument(metavar="URL", help="The store to copy: s3://BUCKET/PREFIX or a directory.")],
     dest: Annotated[Path, typer.Argument(metavar="DIR", help="New store directory.")],

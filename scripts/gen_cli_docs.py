@@ -25,7 +25,8 @@ def render() -> str:
         "# mstore command reference",
         "",
         "Generated from the code by `python scripts/gen_cli_docs.py`; a test fails when it is stale.",
-        "Every command takes the global options before its name (`mstore --store DIR log`).",
+        "The global options `--store` / `-s` and `--quiet` / `-q` go before or after the command name "
+        "(`mstore --store DIR log` or `mstore log --store DIR`).",
         "",
     ]
     for name in [None, *names]:

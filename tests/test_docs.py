@@ -29,3 +29,17 @@ def test_every_fsck_code_is_documented() -> None:
 
     text = (ROOT / "docs" / "guarantees.md").read_text()
     assert all(f"| `{code}` |" in text for code in CODES)
+
+
+def test_one_python_requirement_everywhere() -> None:
+    """pyproject's requires-python is what README and getting-started tell a newcomer, word for word."""
+    import re
+
+    minimum = re.search(r'requires-python = ">=(3\.\d+)"', (ROOT / "pyproject.toml").read_text())
+    assert minimum is not None
+    statement = f"Python {minimum[1]} or newer (CI runs 3.11)"
+    for page in (ROOT / "README.md", ROOT / "docs" / "getting-started.md"):
+        text = " ".join(page.read_text().split())
+        assert statement in text, f"{page.name} does not say {statement!r}"
+        for claim in re.findall(r"(?:on a machine with|install|requires?) \(?python (3\.\d+)", text, re.IGNORECASE):
+            assert claim == minimum[1], f"{page.name} asks for Python {claim}, pyproject for {minimum[1]}"
