@@ -589,9 +589,22 @@ def tag(
 def rm(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version to remove.")],
     force: Annotated[bool, typer.Option("--force", "-f", help="Also remove a tagged version and its tags.")] = False,
+    remote: Annotated[
+        Optional[str],
+        typer.Option("--remote", metavar="NAME", help="Remove the version from this remote (REF resolved there)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove a version (run `mstore gc` afterwards to free its space)."""
+    """Remove a version (run `mstore gc` afterwards to free its space; with --remote, `mstore gc --remote NAME`)."""
+    if remote is not None:
+        vid, tags = _repo().remove_remote(remote, ref, force=force)
+        if as_json:
+            _emit_json({"removed": vid, "remote": remote, "tags_removed": tags})
+            return
+        dropped = f" and its tag(s) {', '.join(tags)}" if tags else ""
+        typer.echo(f"removed version {vid}{dropped} from {remote}")
+        _info(f"run `mstore gc --remote {remote}` to free the space only it used there")
+        return
     vid = _repo().remove(ref, force=force)
     if as_json:
         _emit_json({"removed": vid})
@@ -753,14 +766,26 @@ def prune(
     grace: Annotated[
         str, typer.Option(metavar="DURATION", help="gc grace period for the freed objects.")
     ] = format_duration(DEFAULT_GRACE_SECONDS),
+    remote: Annotated[
+        Optional[str],
+        typer.Option(
+            "--remote",
+            metavar="NAME",
+            help="Prune this remote instead (its tags and latest are kept); free the space with `gc --remote`.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove versions outside the retention rules, then free their space. Tagged versions and the
     newest version are always kept."""
     within = parse_duration(keep_within) if keep_within is not None else None
-    plan, freed = _repo().prune(
-        keep_last=keep_last, keep_within=within, dry_run=dry_run, grace_seconds=parse_duration(grace)
-    )
+    freed = None
+    if remote is not None:
+        plan = _repo().prune_remote(remote, keep_last=keep_last, keep_within=within, dry_run=dry_run)
+    else:
+        plan, freed = _repo().prune(
+            keep_last=keep_last, keep_within=within, dry_run=dry_run, grace_seconds=parse_duration(grace)
+        )
     doc = {
         "dry_run": dry_run,
         "keep": list(plan.keep),
@@ -769,7 +794,7 @@ def prune(
         "freed_objects": len(freed.objects) if freed else 0,
     }
     if as_json:
-        _emit_json(doc)
+        _emit_json(doc | ({"remote": remote} if remote is not None else {}))
         return
     verb = "would remove" if dry_run else "removed"
     for vid in plan.remove:
@@ -779,7 +804,11 @@ def prune(
     summary = f"{verb} {len(plan.remove)} version(s), kept {len(plan.keep)}"
     if freed is not None:
         summary += f", freed {format_bytes(freed.bytes)}"
+    if remote is not None:
+        summary += f" on {remote}"
     typer.echo(summary)
+    if remote is not None and plan.remove and not dry_run:
+        _info(f"run `mstore gc --remote {remote}` to free the space only they used there")
 
 
 EndpointOpt = Annotated[

@@ -38,6 +38,7 @@ from .errors import (
     MissingObject,
     MStoreError,
     StoreNotFound,
+    VersionIsTagged,
     VersionNotFound,
 )
 from .metadata import MAX_METADATA_BYTES
@@ -49,8 +50,10 @@ from .versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_l
 HEADER_BYTES = 64  # enough for any object envelope header (codec.py)
 STORED_LIMIT = stored_limit(None)  # no object mstore writes is larger
 MAX_REF_BYTES = 4096
+CAS_ATTEMPTS = 20  # compare-and-swap retries before giving up on a ref that keeps moving
 LOCK_STALE_SECONDS = 30 * 60  # a lock key not refreshed for this long belongs to a dead process
 LOCK_REFRESH_SECONDS = 5 * 60
+EXCLUSIVE_LOCKS = ("gc", "rm")  # run alone on a remote; any other kind (push) runs beside its own kind
 
 
 class VersionConflict(MStoreError):
@@ -135,8 +138,18 @@ class Remote(Protocol):
 
     def tag_names(self) -> list[str]: ...
 
+    def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
+        """Remove a committed version; returns the tags removed with it. Call under `lock("rm")`.
+
+        Refs first: tags naming it need `force` (else VersionIsTagged) and are deleted; `latest`, if it names
+        it, moves back to the newest remaining version. Then the record goes, committed-ness first, so the
+        version leaves listings at once. Its objects stay until `gc`. A version whose removal was
+        interrupted (a record without its commit key) is finished off. VersionNotFound if it is not there.
+        """
+        ...
+
     def lock(self, kind: str) -> AbstractContextManager[None]:
-        """`push` (many may run together) or `gc` (alone): raises RemoteBusy when the other kind runs."""
+        """`push` (many may run together), `gc` or `rm` (alone): raises RemoteBusy when another kind runs."""
         ...
 
 
@@ -266,8 +279,15 @@ class DirectoryRemote:
     def tag_names(self) -> list[str]:
         return self.store.refs.tag_names()
 
+    def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
+        """The local store's own removal: refs first, then one rename (all-or-nothing)."""
+        with self.store.write_lock():
+            if not self.store.versions.exists(version_id):
+                raise VersionNotFound(f"version {version_id} does not exist on {self.url}")
+            return self.store.remove_version(version_id, force=force)
+
     def lock(self, kind: str) -> AbstractContextManager[None]:
-        return self.store.gc_lock(exclusive=kind == "gc")
+        return self.store.gc_lock(exclusive=kind in EXCLUSIVE_LOCKS)
 
 
 class BucketRemote:
@@ -422,6 +442,57 @@ class BucketRemote:
     def tag_names(self) -> list[str]:
         return sorted(e.key[len("refs/tags/") :] for e in self.bucket.list("refs/tags/"))
 
+    def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
+        """Refs first (tags deleted, `latest` moved back by compare-and-swap), then `metadata.b3` (the
+        commit point: the version leaves listings at once), then `metadata.json`. A crash between leaves
+        either the whole version (rerun rm) or a bare record, which no listing shows and a rerun deletes."""
+        if not is_version_id(version_id):
+            raise VersionNotFound(f"{version_id!r} is not a version ID")
+        where = f"{PREFIX}{version_id}"
+        records, committed = self._version_keys()
+        if version_id not in committed:
+            if version_id not in records:
+                raise VersionNotFound(f"version {version_id} does not exist on {self.url}")
+            self.bucket.delete(f"{where}/{METADATA}")  # the rest of an interrupted removal (or push)
+            return []
+        tags = []
+        for name in self.tag_names():
+            with suppress(BadInput, CorruptRef):  # an unreadable tag names no version; fsck reports it
+                if self.get_ref(f"tags/{name}")[0] == version_id:
+                    tags.append(name)
+        if tags and not force:
+            raise VersionIsTagged(
+                f"version {version_id} is tagged {', '.join(tags)} on {self.url} (use {{force}} to remove it "
+                "and its tags)",
+                force=("--force", "force=True"),
+            )
+        for name in tags:
+            self.bucket.delete(ref_key(f"tags/{name}"))
+        remaining = sorted(committed - {version_id})
+        self._move_latest_from(version_id, remaining[-1] if remaining else None)
+        self.bucket.delete(f"{where}/{CHECKSUM}")  # the commit point, undone
+        self.bucket.delete(f"{where}/{METADATA}")
+        return tags
+
+    def _move_latest_from(self, version_id: str, successor: str | None) -> None:
+        """If `latest` names `version_id`, point it at `successor` (compare-and-swap), or delete it if None."""
+        for _ in range(CAS_ATTEMPTS):
+            try:
+                current, token = self.get_ref(LATEST)
+            except CorruptRef:
+                current, token = None, None  # damaged: it names nothing; replace it below only if ours
+            if current != version_id:
+                return
+            if successor is None:
+                self.bucket.delete(ref_key(LATEST))
+                return
+            try:
+                self.set_ref(LATEST, successor, token)
+                return
+            except PreconditionFailed:
+                time.sleep(0.01)  # moved between our read and write: read again
+        raise PreconditionFailed(f"{self.url}: refs/{LATEST} keeps changing under us; try again")
+
     @contextmanager
     def lock(self, kind: str) -> Iterator[None]:
         """Announce ourselves under locks/, then look: a gc runs alone, pushes run together.
@@ -442,13 +513,15 @@ class BucketRemote:
             entries = list(self.bucket.list("locks/"))
             now = max((e.modified for e in entries if e.key == key), default=time.time())  # the bucket's clock
             others = [e.key[len("locks/") :] for e in entries if e.key != key and now - e.modified < LOCK_STALE_SECONDS]
-            if kind == "gc" and others:
+            if kind in EXCLUSIVE_LOCKS and others:
                 raise RemoteBusy(
                     f"{self.url}: another mstore is using the remote ({', '.join(others)}); try later "
                     f"(a killed process's lock expires {LOCK_STALE_SECONDS // 60} minutes after its last refresh)"
                 )
-            if kind != "gc" and any(o.startswith("gc-") for o in others):
-                raise RemoteBusy(f"{self.url}: a gc is running on the remote; try again when it is done")
+            busy = [o for o in others if o.startswith(tuple(f"{k}-" for k in EXCLUSIVE_LOCKS))]
+            if kind not in EXCLUSIVE_LOCKS and busy:
+                what = "a gc" if busy[0].startswith("gc-") else "an rm or prune"
+                raise RemoteBusy(f"{self.url}: {what} is running on the remote; try again when it is done")
 
             def refresh() -> None:
                 while not stop.wait(LOCK_REFRESH_SECONDS):

@@ -27,7 +27,6 @@ from .errors import (
     StoreNotFound,
     TagExists,
     TagNotFound,
-    VersionIsTagged,
     VersionNotFound,
 )
 from .ingest import ingest, inside
@@ -200,19 +199,7 @@ class Repository:
         return version_id
 
     def _remove_locked(self, version_id: str, *, force: bool) -> None:
-        """Refs first (tags, then latest moves to the newest remaining version), then one rename."""
-        store = self.store
-        tags = sorted(n for n, v in store.refs.tags().items() if v == version_id)
-        if tags and not force:
-            raise VersionIsTagged(
-                f"version {version_id} is tagged {', '.join(tags)} (use {{force}} to remove it and its tags)",
-                force=("--force", "force=True"),
-            )
-        for name in tags:
-            store.refs.delete_tag(name)
-        remaining = [i for i in store.versions.ids() if i != version_id]
-        store.refs.set_latest(remaining[-1] if remaining else None)  # refs never name a missing version
-        store.versions.remove(version_id)
+        self.store.remove_version(version_id, force=force)
 
     def prune(
         self,
@@ -370,6 +357,25 @@ class Repository:
         from . import remote_check as _remote_check
 
         return _remote_check.collect(self.remote(remote), grace_seconds=grace_seconds, dry_run=dry_run)
+
+    def remove_remote(self, remote: str, ref: str, *, force: bool = False) -> tuple[str, list[str]]:
+        """Delete a version from a remote (a tagged one needs `force`, which drops its tags there); returns
+        (its ID, the tags removed). `gc_remote` frees the space only it used."""
+        from . import remote_prune as _remote_prune
+
+        return _remote_prune.remove(self.remote(remote), ref, force=force)
+
+    def prune_remote(
+        self, remote: str, *, keep_last: int | None = None, keep_within: float | None = None, dry_run: bool = False
+    ) -> PrunePlan:
+        """Remove a remote's versions outside the retention rules (its tags, its `latest` and its newest
+        version are always kept); `gc_remote` frees their space."""
+        from . import remote_prune as _remote_prune
+
+        now = datetime.now(timezone.utc)
+        return _remote_prune.prune(
+            self.remote(remote), now, keep_last=keep_last, keep_within=keep_within, dry_run=dry_run
+        )
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
         return _gc.collect(self.store, grace_seconds=grace_seconds, dry_run=dry_run)

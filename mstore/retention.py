@@ -1,7 +1,8 @@
 """Retention rules for `prune`: which versions to keep, as a pure function of IDs, tags and time.
 
 Kept: the newest `keep_last` versions, every version younger than `keep_within` seconds, every tagged
-version (a tag is how a user archives a version), and always the newest version.
+version (a tag is how a user archives a version), always the newest version, and the version a store's
+`latest` ref names when it is given (a remote's `latest` is a ref others pull by).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .versions import parse_id_time
 class PrunePlan:
     keep: tuple[str, ...]
     remove: tuple[str, ...]
-    reasons: Mapping[str, tuple[str, ...]]  # kept version -> why ("last", "within", "tag:NAME", "newest")
+    reasons: Mapping[str, tuple[str, ...]]  # kept version -> why ("last", "within", "tag:NAME", "newest", "latest")
 
 
 def plan_prune(
@@ -28,6 +29,7 @@ def plan_prune(
     *,
     keep_last: int | None = None,
     keep_within: float | None = None,
+    latest: str | None = None,
 ) -> PrunePlan:
     """Decide what `prune` keeps and removes; `ids` are oldest first, as the store lists them."""
     if keep_last is None and keep_within is None:
@@ -41,6 +43,8 @@ def plan_prune(
     reasons: dict[str, list[str]] = {}
     if ids:
         reasons.setdefault(ids[-1], []).append("newest")
+    if latest is not None and latest in ids:
+        reasons.setdefault(latest, []).append("latest")
     if keep_last:
         for vid in ids[-keep_last:]:
             reasons.setdefault(vid, []).append("last")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .errors import AmbiguousReference, VersionNotFound
-from .refs import RESERVED_NAMES, check_ref_syntax
+from .refs import RESERVED_NAMES, check_ref_syntax, is_version_id
 from .store import Store
 from .versions import PREFIX, newest
 
@@ -54,6 +54,9 @@ def _resolve_base(base: str, ids: list[str], tag_of: Callable[[str], str | None]
     if wanted in ids:
         return wanted
     matches = [i for i in ids if i.startswith(wanted)]
+    if is_version_id(wanted):  # a whole ID that is gone must not quietly name another version (rm!)
+        hint = f" (did you mean {', '.join(matches[:MAX_LISTED])}?)" if matches else ""
+        raise VersionNotFound(f"version {wanted} does not exist{hint}")
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -30,6 +30,7 @@ from .errors import (
     StoreNotFound,
     UnsafeLayout,
     UnsupportedFormat,
+    VersionIsTagged,
 )
 from .ingest import Compression
 from .manifest import Manifest
@@ -226,6 +227,26 @@ class Store:
         """Saves hold it shared for their whole run; gc holds it exclusive, so gc never sees half a save."""
         with fsutil.file_lock(self.locks / "gc", shared=not exclusive):
             yield
+
+    def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
+        """Remove a published version; returns the tags removed with it. Caller holds the write lock.
+
+        Refs first (tags naming it need `force` and go with it; latest moves back to the newest remaining
+        version), then one rename takes the version out of sight: no ref ever names a missing version, and
+        a crash leaves the version either whole or gone. Its objects are freed by gc.
+        """
+        tags = sorted(n for n, v in self.refs.tags().items() if v == version_id)
+        if tags and not force:
+            raise VersionIsTagged(
+                f"version {version_id} is tagged {', '.join(tags)} (use {{force}} to remove it and its tags)",
+                force=("--force", "force=True"),
+            )
+        for name in tags:
+            self.refs.delete_tag(name)
+        remaining = [i for i in self.versions.ids() if i != version_id]
+        self.refs.set_latest(remaining[-1] if remaining else None)  # refs never name a missing version
+        self.versions.remove(version_id)
+        return tags
 
 
 def manifest_id(meta: dict[str, Any], version_id: str) -> str:

@@ -27,7 +27,7 @@ from .manifest import Manifest
 from .metadata import loads as load_metadata
 from .objects import decode_chain
 from .refs import LATEST, check_tag_name
-from .remotes import Remote, VersionConflict, conflict
+from .remotes import CAS_ATTEMPTS, Remote, VersionConflict, conflict
 from .store import Store, check_model_hash, manifest_id
 from .versions import is_future
 
@@ -41,8 +41,6 @@ def default_workers() -> int:
     except ValueError:
         return WORKERS
 
-
-CAS_ATTEMPTS = 20
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hypothesis import settings
+
 from mstore import Repository
 from mstore.tensors import safetensors_bytes
 
@@ -34,3 +36,9 @@ def read_tree(root: Path) -> dict[str, tuple[bytes, bool]]:
 def store_bytes(repo: Repository) -> int:
     """Bytes held in objects/."""
     return sum(repo.store.objects.size(oid) for oid in repo.store.objects)
+
+
+def examples(n: int) -> int:
+    """`n` hypothesis examples under the default profile, scaled with the loaded one: a test's own
+    `max_examples` would otherwise override HYPOTHESIS_PROFILE=thorough (1000, ten times the default 100)."""
+    return max(n, n * settings.default.max_examples // 100)

@@ -15,14 +15,25 @@ import blake3
 from mstore import Repository, fsutil
 
 
-def run_in_child(fn: Callable[[], object], *, crash_at: int = 0, kill_after: float | None = None) -> int:
-    """Run `fn` in a forked child; crash it at its `crash_at`-th filesystem step or SIGKILL it after
-    `kill_after` seconds. Returns the child's exit code (negative signal number when killed)."""
+def run_in_child(
+    fn: Callable[[], object], *, crash_at: int = 0, kill_at: int = 0, kill_after: float | None = None
+) -> int:
+    """Run `fn` in a forked child; crash it at its `crash_at`-th filesystem step (os._exit), send it a real
+    SIGKILL at its `kill_at`-th step (from itself, through the fault hook: deterministic), or SIGKILL it
+    after `kill_after` seconds (a race: where it lands is luck). Returns the child's exit code (negative
+    signal number when killed)."""
     pid = os.fork()
     if pid == 0:  # child: never return into pytest
         code = 0
         try:
             fsutil.crash_at(crash_at)
+            if kill_at:
+
+                def kill(op: str, path: Path) -> None:
+                    if fsutil.steps_taken() >= kill_at:
+                        os.kill(os.getpid(), signal.SIGKILL)  # delivered before kill() returns
+
+                fsutil.set_fault_hook(kill)
             fn()
         except BaseException:
             code = 1

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,15 +42,24 @@ print(runs)
 """
 
 READER = """
-import sys, time
+import os, sys, time
+import blake3
 from mstore import Repository
 repo = Repository.open(sys.argv[1])
-deadline, reads = time.time() + float(sys.argv[2]), 0
-while time.time() < deadline:
+stop, out = sys.argv[2], sys.argv[3]
+deadline, reads, seen = time.time() + 240, 0, set()
+while True:  # until the writers are done, then one last round
+    done = os.path.exists(stop)
+    seen.add(len(repo.ids()))
     for meta in repo.versions(limit=3):
-        repo.checkout(meta["timestamp"], sys.argv[3] + f"/{reads}")
+        path = repo.checkout(meta["timestamp"], out + f"/{reads}")
+        assert blake3.blake3(path.read_bytes()).hexdigest() == meta["model_hash"]
+        path.unlink()
         reads += 1
-print(reads)
+    if done or time.time() > deadline:
+        break
+    time.sleep(0.05)
+print(reads, len(seen))
 """
 
 
@@ -74,12 +82,18 @@ def test_8_writers_x_25_saves_with_readers(tmp_path: Path) -> None:
     Repository.init(store)
     for r in range(2):
         (tmp_path / f"r{r}").mkdir()
+    stop = tmp_path / "writers-done"
+    readers = [_start(READER, store, stop, tmp_path / f"r{r}") for r in range(2)]
     writers = [_start(WRITER, store, tmp_path / f"w{w}", 25) for w in range(8)]
-    time.sleep(0.5)
-    readers = [_start(READER, store, 5, tmp_path / f"r{r}") for r in range(2)]
-    for p in writers + readers:
+    for p in writers:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
+    stop.touch()
+    for p in readers:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        reads, store_sizes_seen = map(int, out.split())
+        assert reads > 0 and store_sizes_seen > 1, out  # each reader restored versions while writers saved
     repo = Repository.open(store)
     ids = repo.ids()
     assert len(ids) == len(set(ids)) == 200
@@ -112,25 +126,40 @@ def test_writers_while_gc_loops_with_grace_zero(tmp_path: Path) -> None:
 
 @contextmanager
 def _gc_during_save(repo: Repository, *, lock: bool, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """Run gc (grace 0) in another thread at the worst moment: objects written, version not yet published."""
-    if not lock:
+    """Run gc (grace 0) in another thread at the worst moment: objects written, version not yet published.
 
-        @contextmanager
-        def no_lock(self: Store, exclusive: bool = False):  # type: ignore[no-untyped-def]
-            yield
+    No timing decides the outcome: the save goes on only once gc has asked for its lock (with the lock,
+    gc then waits for the save, which is checked) or has finished sweeping (without it).
+    """
+    real_gc_lock = Store.gc_lock
+    asking = threading.Event()
 
-        monkeypatch.setattr(Store, "gc_lock", no_lock)
+    @contextmanager
+    def observed_gc_lock(self: Store, exclusive: bool = False):  # type: ignore[no-untyped-def]
+        if exclusive:
+            asking.set()
+        if lock:
+            with real_gc_lock(self, exclusive=exclusive):
+                yield
+        else:
+            yield  # the lock disabled
+
+    monkeypatch.setattr(Store, "gc_lock", observed_gc_lock)
     original_sync = repo.store.objects.sync
     finished = threading.Event()
 
     def sync_then_gc() -> None:
         original_sync()
         threading.Thread(target=lambda: (repo.gc(grace_seconds=0), finished.set())).start()
-        finished.wait(timeout=1)  # with the lock, gc must wait for this save; without it, it sweeps now
+        assert asking.wait(timeout=60), "gc never asked for its lock"
+        if lock:
+            assert not finished.is_set()  # it cannot have run: this save holds the lock shared
+        else:
+            assert finished.wait(timeout=60), "gc did not finish"  # it sweeps now, before the version lands
 
     monkeypatch.setattr(repo.store.objects, "sync", sync_then_gc)
     yield finished
-    finished.wait(timeout=10)
+    assert finished.wait(timeout=60), "gc did not finish after the save"
 
 
 @pytest.mark.parametrize("lock", [True, False])

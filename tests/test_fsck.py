@@ -14,7 +14,7 @@ from mstore import Repository
 from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.errors import IntegrityError, MStoreError
 
-from helpers import write_tree
+from helpers import examples, write_tree
 
 
 def build(root: Path, tmp: Path) -> tuple[Repository, dict[str, dict[str, bytes]]]:
@@ -63,7 +63,7 @@ def test_clean_store_is_clean(tmp_path: Path) -> None:
     assert set(_checkout_all(repo, expected, tmp_path / "out").values()) == {"ok"}
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(
     which=st.integers(0, 10_000),
     how=st.sampled_from(["flip", "truncate", "delete", "append"]),
@@ -97,7 +97,7 @@ def test_any_damage_to_any_object_is_found(
     assert "error" in status.values()
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(
     target=st.sampled_from(["metadata.json", "metadata.b3", "latest", "tag"]),
     where=st.integers(0, 1 << 20),

@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 from mstore import Repository
 from mstore.tensors import safetensors_bytes
 
+from helpers import examples
+
 # The driver runs the commands in one process (imports once), each through Typer's CliRunner, and prints
 # one JSON line per command; the test gives the whole driver a time limit.
 DRIVER = r"""
@@ -183,11 +185,10 @@ mutations = st.lists(
     min_size=1,
     max_size=3,
 )
-HEAVY = settings.default.max_examples >= 1000  # HYPOTHESIS_PROFILE=thorough
 
 
 @settings(
-    max_examples=200 if HEAVY else 12,
+    max_examples=examples(12),  # 120 with HYPOTHESIS_PROFILE=thorough
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -91,3 +91,28 @@ def test_same_second_ids_get_suffixes_and_overflow_to_the_next_second() -> None:
 def test_an_id_from_the_far_future_never_blocks_the_next_id() -> None:
     now = datetime(2026, 11, 26, 8, 0, 0, tzinfo=timezone.utc)
     assert next_version_id(now, "99991231_235959_999") == "20261126_080000"
+
+
+def test_a_whole_id_that_is_gone_never_names_another_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mstore import Repository
+    from mstore.errors import VersionNotFound
+
+    class Frozen(datetime):  # both saves in one second: the second ID is the first plus "_001"
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return datetime(2026, 11, 26, 8, 0, 0, tzinfo=timezone.utc)
+
+    monkeypatch.setattr("mstore.repository.datetime", Frozen)
+    repo = Repository.init(tmp_path / "store")
+    src = tmp_path / "m.bin"
+    ids = []
+    for i in range(2):
+        src.write_bytes(bytes([i]) * 10)
+        ids.append(repo.save(src)["timestamp"])
+    assert ids == ["20261126_080000", "20261126_080000_001"]
+    repo.remove(ids[0])
+    with pytest.raises(VersionNotFound, match="did you mean 20261126_080000_001"):
+        repo.remove(ids[0])  # before the fix: removed 20261126_080000_001, the unique "prefix" match
+    with pytest.raises(VersionNotFound):
+        repo.resolve(ids[0])
+    assert repo.ids() == [ids[1]]

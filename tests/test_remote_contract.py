@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mstore import codec
 from mstore.bucket import Bucket, KeyMissing, MemoryBucket, PreconditionFailed
-from mstore.errors import CorruptVersion, MissingObject, VersionNotFound
+from mstore.errors import CorruptVersion, MissingObject, VersionIsTagged, VersionNotFound
 from mstore.metadata import dumps
 from mstore.objects import hash_bytes
 from mstore.remotes import BucketRemote, DirectoryRemote, Remote, RemoteBusy, VersionConflict
@@ -155,6 +155,74 @@ def test_racing_compare_and_swap_loses_no_update(remote: Remote, tmp_path: Path)
     for t in threads:
         t.join()
     assert remote.get_ref("latest")[0] == max(ids)
+
+
+def test_remove_version_refs_first_tags_need_force_latest_moves_back(remote: Remote, tmp_path: Path) -> None:
+    remote.initialise(_config(tmp_path))
+    ids = ["20261126_101500", "20261126_101501", "20261126_101502"]
+    for vid in ids:
+        remote.publish_version(vid, _meta(vid))
+    remote.set_ref("latest", ids[2], None)
+    remote.set_ref("tags/prod", ids[1], None)
+    remote.set_ref("tags/also", ids[1], None)
+    remote.set_ref("tags/old", ids[0], None)
+    with pytest.raises(VersionIsTagged, match="also, prod"):
+        remote.remove_version(ids[1])
+    assert remote.version_ids() == ids and remote.tag_names() == ["also", "old", "prod"]  # refused: nothing changed
+    assert remote.remove_version(ids[1], force=True) == ["also", "prod"]
+    assert remote.version_ids() == [ids[0], ids[2]] and remote.tag_names() == ["old"]
+    with pytest.raises(VersionNotFound):
+        remote.raw_version(ids[1])
+    assert remote.get_ref("latest")[0] == ids[2]  # latest named another version: untouched
+    assert remote.remove_version(ids[2]) == []
+    assert remote.version_ids() == [ids[0]] and remote.get_ref("latest")[0] == ids[0]  # moved back
+    assert remote.remove_version(ids[0], force=True) == ["old"]
+    assert remote.version_ids() == [] and remote.get_ref("latest") == (None, None) and remote.tag_names() == []
+    with pytest.raises(VersionNotFound):
+        remote.remove_version(ids[0])
+    assert remote.pending_version_ids() == []  # nothing half-removed is left behind
+    assert remote.publish_version(ids[0], _meta(ids[0])) is True  # and the ID can be pushed again
+
+
+def test_rm_lock_runs_alone(remote: Remote, tmp_path: Path) -> None:
+    remote.initialise(_config(tmp_path))
+    if isinstance(remote, DirectoryRemote):  # flock: a second exclusive holder would wait, so probe from outside
+        import fcntl
+
+        with remote.lock("rm"), open(remote.path / "locks" / "gc", "rb") as held, pytest.raises(BlockingIOError):
+            fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return
+    with remote.lock("rm"), pytest.raises(RemoteBusy, match="an rm or prune is running"), remote.lock("push"):
+        pass
+    with remote.lock("push"), pytest.raises(RemoteBusy, match="another mstore"), remote.lock("rm"):
+        pass
+
+
+class _RecordingBucket(MemoryBucket):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted: list[str] = []
+
+    def delete(self, key: str) -> None:
+        self.deleted.append(key)
+        super().delete(key)
+
+
+def test_bucket_remove_deletes_the_commit_key_first_and_a_rerun_finishes(tmp_path: Path) -> None:
+    bucket = _RecordingBucket()
+    remote = BucketRemote(bucket)
+    remote.initialise(_config(tmp_path))
+    vid = "20261126_101500"
+    remote.publish_version(vid, _meta(vid))
+    remote.remove_version(vid)
+    record = [k for k in bucket.deleted if k.startswith("version_")]
+    assert record == [f"version_{vid}/metadata.b3", f"version_{vid}/metadata.json"]  # commit point first
+    # Killed between the two deletes: the version is already gone from listings; a rerun removes the rest.
+    remote.publish_version(vid, _meta(vid))
+    bucket.delete(f"version_{vid}/metadata.b3")
+    assert remote.version_ids() == [] and remote.pending_version_ids() == [vid]
+    assert remote.remove_version(vid) == []
+    assert remote.pending_version_ids() == [] and list(bucket.list("version_")) == []
 
 
 @pytest.mark.parametrize("kind", ["memory", "s3"])

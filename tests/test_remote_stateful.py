@@ -14,6 +14,7 @@ import tempfile
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
+import blake3
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -25,6 +26,8 @@ from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.remote_check import check, collect
 from mstore.remotes import BucketRemote
 from mstore.transfer import pull, push
+
+from helpers import examples
 
 CHUNK = MIN_CHUNK_SIZE
 blocks = st.lists(st.sampled_from([b"A" * CHUNK, b"B" * CHUNK, b"C" * 100, b"D" * CHUNK]), max_size=4).map(b"".join)
@@ -80,6 +83,7 @@ class RemoteMachine(RuleBasedStateMachine):
         self.bucket = DyingBucket()
         self.remote = BucketRemote(self.bucket)
         self.saved: dict[str, bytes] = {}  # every version any store saved -> its model bytes
+        self.records: dict[str, bytes] = {}  # ... -> its metadata.json as the saving store wrote it
         self.pushed: set[str] = set()  # versions a push finished
         self.clean_push = False
         self.n = 0
@@ -95,6 +99,7 @@ class RemoteMachine(RuleBasedStateMachine):
         src.write_bytes(data + extra)
         vid = str(self.stores[who].save(src)["timestamp"])
         self.saved[vid] = data + extra
+        self.records[vid] = self.stores[who].store.versions.raw_metadata(vid)
 
     @rule(who=st.integers(0, 1), budget=st.none() | st.integers(0, 12))
     def push(self, who: int, budget: int | None) -> None:
@@ -145,11 +150,11 @@ class RemoteMachine(RuleBasedStateMachine):
     def stores_hold_what_they_saved(self) -> None:
         for repo in self.stores:
             assert repo.fsck(verify_data=False).ok
-            for vid in repo.ids():
-                assert repo.manifest(vid).model_hash is not None
-        for vid in self.pushed:
-            meta = self.remote.raw_version(vid)
-            assert vid.encode() in meta
+            for vid in repo.ids():  # saved here or pulled: the content hash is that of the bytes saved
+                assert repo.manifest(vid).model_hash == blake3.blake3(self.saved[vid]).hexdigest()
+                assert repo.store.versions.raw_metadata(vid) == self.records[vid]
+        for vid in self.pushed:  # the remote's record is byte for byte the one its store saved
+            assert self.remote.raw_version(vid) == self.records[vid]
 
     @invariant()
     def pulled_versions_restore_bit_exact(self) -> None:
@@ -161,4 +166,4 @@ class RemoteMachine(RuleBasedStateMachine):
 
 
 TestRemoteMachine = RemoteMachine.TestCase
-TestRemoteMachine.settings = settings(max_examples=25, stateful_step_count=12, deadline=None)
+TestRemoteMachine.settings = settings(max_examples=examples(25), stateful_step_count=12, deadline=None)

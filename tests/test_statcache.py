@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from mstore import Repository, statcache
 
+from helpers import examples
+
 RACY_NS = 50_000_000  # the tests shrink the racy window from 1 s to 50 ms to get many cache hits quickly
 PAUSE = 0.07
 
@@ -124,7 +126,7 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=1, max_size=12))
 def test_a_save_never_records_stale_content(
     tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, bytes | None, bool | None]]

@@ -21,6 +21,7 @@ from mstore import Repository, fsutil
 from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.errors import MStoreError, VersionIsTagged
 
+from helpers import examples
 from reliability import run_in_child
 
 CHUNK = MIN_CHUNK_SIZE
@@ -155,4 +156,4 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 TestStoreMachine = StoreMachine.TestCase
-TestStoreMachine.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+TestStoreMachine.settings = settings(max_examples=examples(40), stateful_step_count=25, deadline=None)
