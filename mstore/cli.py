@@ -29,7 +29,7 @@ from .humanize import format_bytes, format_duration, parse_duration, parse_time,
 from .ingest import source_size
 from .manifest import KIND_FILE
 from .refs import check_tag_name
-from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines
+from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines, unsafe_warnings
 from .repository import Repository
 from .transfer import TransferStats
 from .versions import saved_name
@@ -224,9 +224,17 @@ def save(
         Optional[str],
         typer.Option(metavar="REF", help="Version this model was trained from (deltas); default: the newest."),
     ] = None,
+    refuse_unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--refuse-unsafe",
+            help="Refuse a model whose pickles import anything outside the known-safe set (or cannot be read).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Save a model file or directory as a new version."""
+    """Save a model file or directory as a new version. Pickle / joblib files are read (never loaded) for
+    the globals they import; unsafe ones are warned about, and recorded."""
     meta: dict[str, Any] = _load_metadata_file(metadata_file) if metadata_file else {}
     if training_file is not None:
         meta["training_file"] = training_file
@@ -250,7 +258,11 @@ def save(
     if skipped is not None:
         _info(f"note: leaving out {os.path.relpath(skipped, path)}: it is the store this version is saved to")
     with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
-        result = repo.save(path, meta, message=message, parent=parent, tag=tag, progress=progress)
+        result = repo.save(
+            path, meta, message=message, parent=parent, tag=tag, progress=progress, refuse_unsafe=refuse_unsafe
+        )
+    for line in unsafe_warnings(result):
+        typer.echo(line, err=True)
     vid = result["timestamp"]
     if as_json:
         _emit_json(result)

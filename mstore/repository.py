@@ -19,6 +19,7 @@ from . import fsck as _fsck
 from . import gc as _gc
 from . import lineage as _lineage
 from . import metadata as _metadata
+from . import pickles as _pickles
 from . import remote_check as _remote_check
 from . import transfer as _transfer
 from .bucket import parse_s3_url
@@ -27,13 +28,15 @@ from .errors import (
     DestinationExists,
     RemoteExists,
     RemoteNotFound,
+    SourceChanged,
     StoreNotFound,
     TagExists,
     TagNotFound,
+    UnsafeModel,
     VersionIsTagged,
     VersionNotFound,
 )
-from .ingest import ingest, inside
+from .ingest import ingest, inside, scan
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
@@ -81,12 +84,18 @@ class Repository:
         parent: str | None = None,
         tag: str | None = None,
         progress: Progress | None = None,
+        refuse_unsafe: bool = False,
     ) -> dict[str, Any]:
         """Store a model file or directory as a new version and return its metadata.
 
         Tensors are delta-encoded against `parent` (a version reference; default: the newest version)
         when that makes them clearly smaller. `tag` names the new version in the same operation: a tag
         that is taken is refused before anything is published.
+
+        Every pickle / joblib file is read statically (never loaded) for the globals it would import:
+        `mstore.pickle_globals` (per file) and `mstore.unsafe_globals` (outside the known-safe set) in
+        the metadata. With `refuse_unsafe`, a model with unsafe globals, or a pickle that could not be
+        read to its end, raises UnsafeModel before anything is written.
         """
         user = _metadata.normalize(metadata)
         if tag is not None:
@@ -98,6 +107,10 @@ class Repository:
         if inside(source_path, store.root):
             raise BadInput(f"cannot save {source_path}: it lies inside the store {store.root} it would be saved to")
         exclude = self.store_inside(source_path)
+        pickles = _pickles.scan_source(scan(source_path, exclude)[1])
+        safety = pickle_safety({rel: sc for rel, (_, sc) in pickles.items()})
+        if refuse_unsafe:
+            refuse_if_unsafe(safety)
         lineage = _lineage.collect(user)  # before any lock: hashing a large training file takes a while
         with store.gc_lock():
             ids = store.versions.ids()
@@ -112,6 +125,9 @@ class Repository:
                 parent=bases,
                 exclude=exclude,
             )
+            for full, sc in pickles.values():
+                if not _pickles.unchanged(full, sc):
+                    raise SourceChanged(f"{full} changed while it was being saved; nothing was published")
             manifest_bytes = manifest.encode()
             manifest_oid = hash_bytes(manifest_bytes)
             manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
@@ -139,6 +155,7 @@ class Repository:
                         "reused_bytes": stats.bytes_reused,
                         "delta_objects": stats.deltas,
                         "lineage": lineage,
+                        **safety,
                     },
                 }
                 staged = store.versions.stage(meta)
@@ -488,3 +505,30 @@ def _normalise_remote_url(url: str) -> str:
         parse_s3_url(url)
         return url
     return str(remote_path(url).resolve())
+
+
+def pickle_safety(scans: Mapping[str, _pickles.Scan]) -> dict[str, Any]:
+    """The metadata a save records about its pickles (nothing at all for a model without pickles)."""
+    if not scans:
+        return {}
+    out: dict[str, Any] = {
+        "pickle_globals": {rel: s.globals for rel, s in sorted(scans.items())},
+        "unsafe_globals": sorted({g for s in scans.values() for g in s.unsafe}),
+    }
+    incomplete = {rel: s.error for rel, s in sorted(scans.items()) if not s.complete}
+    if incomplete:
+        out["pickle_incomplete"] = incomplete
+    return out
+
+
+def refuse_if_unsafe(safety: Mapping[str, Any]) -> None:
+    unsafe = safety.get("unsafe_globals") or []
+    incomplete = safety.get("pickle_incomplete") or {}
+    if unsafe:
+        shown = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
+        raise UnsafeModel(
+            f"refused: loading this model would import {shown} (outside the known-safe set); nothing was saved"
+        )
+    if incomplete:
+        rel, why = next(iter(incomplete.items()))
+        raise UnsafeModel(f"refused: pickle {rel!r} could not be read to its end ({why}); nothing was saved")
