@@ -6,6 +6,7 @@ stderr. Exit codes: 0 success, 1 a problem was found, 2 bad usage or bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -407,6 +408,61 @@ def du(
         _emit_json(usage)
     else:
         _echo_lines(du_lines(usage))
+
+
+@app.command()
+def export(
+    refs: Annotated[list[str], typer.Argument(metavar="REF...", help="Versions to export.", show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="The archive file (FILE.mstore), or with --plain a new directory."
+        ),
+    ],
+    plain: Annotated[
+        bool,
+        typer.Option("--plain", help="Write DIR/version_<ID>/<model> and metadata.json instead (no mstore needed)."),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing archive file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export versions, their tags and every object they need as one self-verifying archive file (or, with
+    --plain, as plain files)."""
+    repo = _repo()
+    if plain:
+        written = repo.export_plain(refs, output)
+        if as_json:
+            _emit_json({"path": str(output), "written": [str(p) for p in written]})
+        else:
+            typer.echo(f"exported {len(written)} version(s) to {output}")
+        return
+    result = repo.export(refs, output, force=force)
+    if as_json:
+        _emit_json(result)
+    else:
+        typer.echo(
+            f"exported {len(result['versions'])} version(s), {len(result['tags'])} tag(s), "
+            f"{result['objects']} object(s) to {output}"
+        )
+
+
+@app.command("import")
+def import_(
+    archive: Annotated[Path, typer.Argument(metavar="FILE", help="An archive written by `mstore export`.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import an archive: every object is verified before anything is stored; existing versions are skipped."""
+    stats = Repository.init(state.store).import_archive(archive)
+    if as_json:
+        _emit_json(dataclasses.asdict(stats))
+        return
+    typer.echo(
+        f"imported {len(stats.versions_imported)} version(s), skipped {len(stats.versions_skipped)} "
+        f"already here, {stats.objects_stored} new object(s)"
+        + (f", tags set: {', '.join(stats.tags_set)}" if stats.tags_set else "")
+    )
+    for name in stats.tag_conflicts:
+        typer.echo(f"warning: tag {name!r} already names another version here; left as it is", err=True)
 
 
 @app.command()

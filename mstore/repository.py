@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from . import archive as _archive
 from . import compare as _compare
 from . import fsck as _fsck
 from . import gc as _gc
@@ -49,7 +50,7 @@ from .revparse import resolve, resolve_in
 from .store import Store
 from .transfer import TransferProgress, TransferStats
 from .usage import disk_usage, shared_bytes
-from .versions import is_future, newest, next_version_id, parse_id_time
+from .versions import is_future, newest, next_version_id, parse_id_time, saved_name
 
 Progress = Callable[[int], None]
 
@@ -480,6 +481,44 @@ class Repository:
     ) -> Path:
         """Write the version's model to `dest`, verified bit-exact; returns the path written."""
         return restore(self.manifest(ref), self.store.objects, Path(dest), force=force, progress=progress)
+
+    # -- archives ------------------------------------------------------------------------------------
+
+    def export(self, refs: list[str], dest: str | os.PathLike[str], *, force: bool = False) -> dict[str, Any]:
+        """Write the versions `refs` name, their tags and every object they need into one `.mstore` file."""
+        ids = [self.resolve(ref) for ref in refs]
+        if not ids:
+            raise BadInput("name at least one version to export")
+        return _archive.export(self.store, ids, Path(dest), force=force)
+
+    def export_plain(self, refs: list[str], dest: str | os.PathLike[str]) -> list[Path]:
+        """Write `DEST/version_<ID>/<model file or folder>` and `metadata.json` for each version (the seed's
+        layout, readable without mstore); every file is verified bit-exact. DEST must not exist or be empty."""
+        ids = sorted({self.resolve(ref) for ref in refs})
+        if not ids:
+            raise BadInput("name at least one version to export")
+        root = Path(dest)
+        if root.is_symlink() or (root.exists() and (not root.is_dir() or any(root.iterdir()))):
+            raise DestinationExists(f"{root} exists and is not an empty directory")
+        written = []
+        for vid in ids:
+            raw = self.store.versions.raw_metadata(vid)
+            meta = _metadata.loads(raw, f"version_{vid}")
+            manifest = self.store.version_manifest(vid, meta)
+            directory = root / f"version_{vid}"
+            directory.mkdir(parents=True)
+            name = manifest.entries[0].path if manifest.kind == "file" else saved_name(meta, vid)
+            written.append(restore(manifest, self.store.objects, directory / name))
+            (directory / "metadata.json").write_bytes(raw)
+        return written
+
+    def import_archive(self, path: str | os.PathLike[str]) -> _archive.ImportStats:
+        """Import a `.mstore` archive: everything is verified before anything is stored; versions that
+        exist here are skipped; a damaged archive imports nothing (BadArchive names the bad part)."""
+        try:
+            return _archive.import_archive(self.store, Path(path))
+        except _archive.BadArchive as exc:
+            raise _archive.BadArchive(f"{exc}; nothing was imported") from None
 
     def compare(self, ref1: str, ref2: str) -> dict[str, Any]:
         return _compare.compare(self.store, self.resolve(ref1), self.resolve(ref2))
