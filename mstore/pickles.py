@@ -102,10 +102,24 @@ class Scan:
     error: str | None = None
     arrays: int = 0  # joblib array payloads skipped
     fingerprint: tuple[int, int, int, int] | None = None  # (size, mtime_ns, inode, device) when scanned
+    found: list[ArrayInfo] = field(default_factory=list)  # joblib arrays, in file order
+    roots: list[Any] = field(default_factory=list)  # what each top-level pickle built (for naming arrays)
 
     @property
     def unsafe(self) -> list[str]:
         return [g for g in self.globals if not is_safe(g)]
+
+
+@dataclass
+class ArrayInfo:
+    """One array whose raw bytes joblib wrote into the file: where, what, and (after `name_arrays`) its name."""
+
+    dtype: str  # numpy type string with byte order: "<f8", "|u1", ">i4"; "" when unknown
+    shape: tuple[int, ...]
+    offset: int
+    length: int
+    depth: int
+    name: str = ""
 
 
 class _Obj:
@@ -249,6 +263,8 @@ class _Walker:
                 raise NotPickle(f"more than {MAX_OPS} opcodes")
             code = r.read(1)[0]
             if code == 0x2E:  # STOP
+                if depth == 0 and len(stack) == 1:
+                    self.scan.roots.append(stack[0])
                 return
             if code == 0x80:  # PROTO
                 if r.read(1)[0] > 5:
@@ -296,8 +312,7 @@ class _Walker:
                     obj.state = state
                     if obj.kind.endswith(".NumpyArrayWrapper") and obj.kind.startswith(("joblib.", "sklearn.")):
                         stack.pop()
-                        self._skip_array(state, depth)
-                        push(_Obj("numpy.ndarray"))
+                        push(self._skip_array(state, depth))
             elif code in (0x50, 0x51):  # PERSID / BINPERSID: resolved by the loader's persistent_load
                 if code == 0x50:
                     r.line()
@@ -425,7 +440,7 @@ class _Walker:
             else:
                 raise NotPickle(f"unknown opcode 0x{code:02x} at offset {r.pos - 1}")
 
-    def _skip_array(self, state: Any, depth: int) -> None:
+    def _skip_array(self, state: Any, depth: int) -> _Obj:
         """The array bytes joblib wrote right after a NumpyArrayWrapper (see the module docstring)."""
         if not isinstance(state, dict):
             raise NotPickle(f"a NumpyArrayWrapper without a state dict before offset {self.r.pos}")
@@ -436,7 +451,7 @@ class _Walker:
         if itemsize is None:  # object dtype: a nested pickle follows
             self.walk(depth + 1)
             self.scan.arrays += 1
-            return
+            return _Obj("numpy.ndarray")
         if state.get("numpy_array_alignment_bytes") is not None:
             self.r.skip(self.r.read(1)[0])
         count = 1
@@ -444,8 +459,101 @@ class _Walker:
             count *= n
             if count * itemsize > self.r.end:
                 raise NotPickle(f"an array of shape {shape} larger than the file before offset {self.r.pos}")
+        array = _Obj("numpy.ndarray")
+        assert isinstance(dtype, _Obj)  # _itemsize refused anything else
+        array.args = ArrayInfo(_dtype_name(dtype), shape, self.r.pos, count * itemsize, depth)
         self.r.skip(count * itemsize)
         self.scan.arrays += 1
+        self.scan.found.append(array.args)
+        return array
+
+
+def _dtype_name(dtype: _Obj) -> str:
+    code = dtype.args[0] if isinstance(dtype.args, tuple) and dtype.args else ""
+    order = dtype.state[1] if isinstance(dtype.state, tuple) and len(dtype.state) > 1 else "|"
+    if not isinstance(code, str) or not isinstance(order, str) or len(code) > 8 or order not in "<>|=":
+        return ""
+    return ("<" if order == "=" else order) + code
+
+
+def name_arrays(scan: Scan) -> None:
+    """Name each array by where it sits in what the pickle built: `steps[1][1].coef_` (attributes after a
+    dot, list and dict items in brackets; a top-level dict's keys bare). Arrays found twice keep the first
+    name; arrays nothing names (past a container's kept elements) are `array<N>` by file order."""
+    seen: set[int] = set()
+    todo: list[tuple[Any, str]] = [(root, "") for root in reversed(scan.roots)]
+    budget = 1_000_000
+    while todo and budget:
+        budget -= 1
+        value, path = todo.pop()
+        if isinstance(value, (list, tuple, dict, _Obj)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+        children: list[tuple[Any, str]] = []
+        if isinstance(value, _Obj):
+            if isinstance(value.args, ArrayInfo):
+                if not value.args.name:
+                    value.args.name = path or "array"
+                continue
+            state = value.state
+            if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
+                state = state[0]  # (dict state, slot state)
+            if isinstance(state, dict):
+                children += [(v, f"{path}.{k}" if path else str(k)) for k, v in state.items()]
+            if isinstance(value.args, (list, tuple)):
+                children += [(v, f"{path}({i})") for i, v in enumerate(value.args)]
+        elif isinstance(value, dict):
+            children += [(v, f"{path}[{k!r}]" if path else str(k)) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            children += [(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        todo.extend(reversed(children))
+    names: set[str] = set()
+    for i, info in enumerate(scan.found):
+        name = info.name or f"array{i}"
+        if name in names:
+            name = f"{name}#{i}"
+        names.add(name)
+        info.name = name
+
+
+class _ReadAt:
+    """A buffered file-like view of a `read(offset, length)` function (for tensors.index_tensors)."""
+
+    def __init__(self, read: Any, size: int) -> None:
+        self._read = read
+        self.size = size
+        self.pos = 0
+        self.buf = b""
+        self.buf_at = 0
+
+    def read(self, n: int) -> bytes:
+        start = self.pos - self.buf_at
+        if start < 0 or start + n > len(self.buf):
+            if n > 1 << 20:
+                data: bytes = self._read(self.pos, n)
+                self.pos += len(data)
+                return data
+            self.buf_at = self.pos
+            self.buf = self._read(self.pos, min(1 << 20, self.size - self.pos))
+            start = 0
+        data = self.buf[start : start + n]
+        self.pos += len(data)
+        return data
+
+    def seek(self, pos: int) -> int:
+        self.pos = pos
+        return pos
+
+
+def joblib_arrays(read: Any, size: int) -> list[ArrayInfo]:
+    """The named arrays of a joblib file read through `read(offset, length)`; [] when the walk did not
+    reach the end cleanly (such a file is then cut like any other)."""
+    scan = scan_stream(_ReadAt(read, size), size)  # type: ignore[arg-type]
+    if not scan.complete:
+        return []
+    name_arrays(scan)
+    return [a for a in scan.found if a.depth == 0]
 
 
 _KIND_SIZES = {"b": 1, "?": 1, "B": 1, "h": 2, "H": 2, "e": 2, "l": 8, "L": 8, "q": 8, "Q": 8, "d": 8, "g": 16}
