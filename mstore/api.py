@@ -44,16 +44,22 @@ class ModelVersioning:
         return self._repo is not None or (self.base_dir / CONFIG).exists()
 
     def save_model_version(
-        self, model_path: str | os.PathLike[str], metadata: dict[str, Any] | None = None, *, message: str | None = None
+        self,
+        model_path: str | os.PathLike[str],
+        metadata: dict[str, Any] | None = None,
+        *,
+        message: str | None = None,
+        refuse_unsafe: bool = False,
     ) -> dict[str, Any]:
         """Save a model file or directory; returns the new version's metadata.
 
         Like the seed, the `metadata` dict you pass is updated in place with `timestamp`,
-        `model_hash` and `original_path`.
+        `model_hash` and `original_path`. Pickles' unsafe globals are in `meta["mstore"]["unsafe_globals"]`;
+        `refuse_unsafe=True` raises UnsafeModel instead of saving such a model.
         """
         if self._repo is None:
             self._repo = Repository.init(self.base_dir)
-        meta = self.repo.save(model_path, metadata, message=message)
+        meta = self.repo.save(model_path, metadata, message=message, refuse_unsafe=refuse_unsafe)
         if isinstance(metadata, dict):
             metadata.update({k: meta[k] for k in SEED_KEYS})
         return meta

@@ -6,6 +6,7 @@ stderr. Exit codes: 0 success, 1 a problem was found, 2 bad usage or bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -30,7 +31,7 @@ from .humanize import format_bytes, format_duration, parse_duration, parse_time,
 from .ingest import source_size
 from .manifest import KIND_FILE
 from .refs import check_tag_name
-from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines
+from .render import default_metrics, diff_lines, du_lines, log_lines, save_summary, show_lines, unsafe_warnings
 from .repository import Repository
 from .versions import saved_name
 
@@ -320,9 +321,17 @@ def save(
         Optional[str],
         typer.Option(metavar="REF", help="Version this model was trained from (deltas); default: the newest."),
     ] = None,
+    refuse_unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--refuse-unsafe",
+            help="Refuse a model whose pickles import anything outside the known-safe set (or cannot be read).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Save a model file or directory as a new version."""
+    """Save a model file or directory as a new version. Pickle / joblib files are read (never loaded) for
+    the globals they import; unsafe ones are warned about, and recorded."""
     meta: dict[str, Any] = _load_metadata_file(metadata_file) if metadata_file else {}
     if training_file is not None:
         meta["training_file"] = training_file
@@ -348,9 +357,13 @@ def save(
     before = set(repo.ids())
     try:
         with _progress(lambda: _safe_size(path, skipped), "saving") as progress:
-            result = repo.save(path, meta, message=message, parent=parent, tag=tag, progress=progress)
+            result = repo.save(
+                path, meta, message=message, parent=parent, tag=tag, progress=progress, refuse_unsafe=refuse_unsafe
+            )
     except KeyboardInterrupt:
         _fail(_interrupted_save(repo, before), 130)
+    for line in unsafe_warnings(result):
+        typer.echo(line, err=True)
     vid = result["timestamp"]
     if as_json:
         _emit_json(result)
@@ -515,6 +528,61 @@ def du(
         _emit_json(usage)
     else:
         _echo_lines(du_lines(usage))
+
+
+@app.command(short_help="Export versions as one self-verifying archive file.")
+def export(
+    refs: Annotated[list[str], typer.Argument(metavar="REF...", help="Versions to export.", show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="The archive file (FILE.mstore), or with --plain a new directory."
+        ),
+    ],
+    plain: Annotated[
+        bool,
+        typer.Option("--plain", help="Write DIR/version_<ID>/<model> and metadata.json instead (no mstore needed)."),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing archive file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export versions, their tags and every object they need as one self-verifying archive file (or, with
+    --plain, as plain files)."""
+    repo = _repo()
+    if plain:
+        written = repo.export_plain(refs, output)
+        if as_json:
+            _emit_json({"path": str(output), "written": [str(p) for p in written]})
+        else:
+            typer.echo(f"exported {len(written)} version(s) to {output}")
+        return
+    result = repo.export(refs, output, force=force)
+    if as_json:
+        _emit_json(result)
+    else:
+        typer.echo(
+            f"exported {len(result['versions'])} version(s), {len(result['tags'])} tag(s), "
+            f"{result['objects']} object(s) to {output}"
+        )
+
+
+@app.command("import", short_help="Import an archive file: all verified, all or nothing.")
+def import_(
+    archive: Annotated[Path, typer.Argument(metavar="FILE", help="An archive written by `mstore export`.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import an archive: every object is verified before anything is stored; existing versions are skipped."""
+    stats = Repository.init(state.store).import_archive(archive)
+    if as_json:
+        _emit_json(dataclasses.asdict(stats))
+        return
+    typer.echo(
+        f"imported {len(stats.versions_imported)} version(s), skipped {len(stats.versions_skipped)} "
+        f"already here, {stats.objects_stored} new object(s)"
+        + (f", tags set: {', '.join(stats.tags_set)}" if stats.tags_set else "")
+    )
+    for name in stats.tag_conflicts:
+        typer.echo(f"warning: tag {name!r} already names another version here; left as it is", err=True)
 
 
 @app.command(short_help="Restore a version's model, verified bit-exact.")

@@ -93,6 +93,14 @@ def lineage_of(meta: dict[str, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def unsafe_globals_of(meta: dict[str, Any]) -> list[str]:
+    """`mstore.unsafe_globals` of a version (pickle globals outside the known-safe set); [] when none or
+    not recorded. Metadata comes from stores others can write: anything but a list of strings is ignored."""
+    block = meta.get("mstore")
+    value = block.get("unsafe_globals") if isinstance(block, dict) else None
+    return [g for g in value if isinstance(g, str)] if isinstance(value, list) else []
+
+
 def diff_lineage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Training data and code of both versions, and whether each is the same (None: not known for both)."""
     a, b = lineage_of(old), lineage_of(new)
@@ -160,5 +168,6 @@ def compare(store: Store, id1: str, id2: str) -> dict[str, Any]:
         "metrics": diff_metrics(m1, m2),
         "categories": {"added": sorted(cats2 - cats1), "removed": sorted(cats1 - cats2)},
         "lineage": diff_lineage(m1, m2),
+        "unsafe_globals": {"version1": unsafe_globals_of(m1), "version2": unsafe_globals_of(m2)},
         "files": diff_files(store.version_manifest(id1, m1), store.version_manifest(id2, m2), store.objects),
     }

@@ -94,6 +94,11 @@ class VersionIsTagged(BadInput):
     """Removing a tagged version needs force (which removes its tags)."""
 
 
+class UnsafeModel(BadInput):
+    """The model holds a pickle that references globals outside the known-safe set, and the save was
+    asked to refuse such models (`--refuse-unsafe`); nothing was saved."""
+
+
 class SourceChanged(MStoreError):
     """The model file changed while it was being saved; nothing was published."""
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .compare import flatten_metrics, lineage_of
+from .compare import flatten_metrics, lineage_of, unsafe_globals_of
 from .humanize import format_bytes, format_duration, safe
 from .metadata import is_number
 from .versions import parse_id_time
@@ -80,6 +80,30 @@ def lineage_text(meta: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def unsafe_text(names: list[str], limit: int = 5) -> str:
+    """`os.system, subprocess.Popen` (escaped; `and N more` past `limit`)."""
+    shown = ", ".join(safe(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def unsafe_warnings(meta: dict[str, Any]) -> list[str]:
+    """The lines `save` prints on stderr for a model with unsafe or unreadable pickles."""
+    block = meta.get("mstore") or {}
+    lines = []
+    per_file = block.get("pickle_globals") or {}
+    for rel, names in per_file.items() if isinstance(per_file, dict) else []:
+        bad = [n for n in names if isinstance(n, str) and n in set(unsafe_globals_of(meta))]
+        if bad:
+            lines.append(
+                f"warning: loading {safe(rel)} would import {unsafe_text(bad)}, outside the known-safe set "
+                "(load it only if you trust where it came from)"
+            )
+    incomplete = block.get("pickle_incomplete") or {}
+    for rel, why in incomplete.items() if isinstance(incomplete, dict) else []:
+        lines.append(f"warning: pickle {safe(rel)} could not be read to its end ({safe(why)}); its globals are unknown")
+    return lines
+
+
 def _new_bytes(meta: dict[str, Any]) -> int | None:
     value = (meta.get("mstore") or {}).get("new_bytes")
     return value if isinstance(value, int) else None
@@ -104,7 +128,8 @@ def log_lines(
         message = safe(meta.get("message", ""))
         if oneline:
             parts = [style(vid, "id"), short, style(_age(vid, now), "dim"), _metric_text(meta, metrics), stored]
-            parts += [style(deco, "deco") if deco else "", message]
+            unsafe = unsafe_globals_of(meta)
+            parts += [style(deco, "deco") if deco else "", style("UNSAFE", "bad") if unsafe else "", message]
             lines.append("  ".join(p for p in parts if p))
             continue
         lines.append(f"{style('version ' + vid, 'id')}" + (f"  {style(deco, 'deco')}" if deco else ""))
@@ -119,6 +144,9 @@ def log_lines(
         lineage = lineage_text(meta)
         if lineage:
             lines.append(f"Lineage:  {lineage}")
+        unsafe = unsafe_globals_of(meta)
+        if unsafe:
+            lines.append(style(f"Unsafe:   loading it imports {unsafe_text(unsafe)}", "bad"))
         if message:
             lines.append(f"Message:  {message}")
         lines.append("")
@@ -156,6 +184,16 @@ def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
         git = lineage["git"]
         dirty = " (with uncommitted changes)" if git.get("dirty") else ""
         lines.append(f"  code: git commit {safe(git.get('commit', ''))}{dirty}")
+    unsafe = unsafe_globals_of(meta)
+    if unsafe:
+        lines.append(
+            style(f"  UNSAFE: loading it imports {unsafe_text(unsafe, 20)} (outside the known-safe set)", "bad")
+        )
+    per_file = (meta.get("mstore") or {}).get("pickle_globals")
+    if isinstance(per_file, dict):
+        for rel, names in per_file.items():
+            count = len(names) if isinstance(names, list) else 0
+            lines.append(f"  pickle {safe(rel)}: imports {count} global(s)" + ("" if unsafe else ", all known-safe"))
     lines.append(f"files ({format_bytes(shown['size'])}):")
     for f in shown["files"]:
         lines.append(f"  {format_bytes(f['size']):>10}  {safe(f['path'])}{'  (executable)' if f['executable'] else ''}")
@@ -255,6 +293,11 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
         f"model: {same} ({h1} -> {h2})",
     ]
     files, md, cats = d["files"], d["metadata"], d["categories"]
+    unsafe = d.get("unsafe_globals") or {}
+    for key in ("version1", "version2"):
+        names = unsafe.get(key) or []
+        if names:
+            lines.append(style(f"! {d[key]} is UNSAFE: loading it imports {unsafe_text(names)}", "bad"))
     if stat:
         improved = sum(1 for r in d["metrics"].values() if r["improved"] is True)
         worse = sum(1 for r in d["metrics"].values() if r["improved"] is False)

@@ -14,22 +14,26 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import archive as _archive
 from . import compare as _compare
 from . import fsck as _fsck
 from . import gc as _gc
 from . import lineage as _lineage
 from . import metadata as _metadata
+from . import pickles as _pickles
 from .errors import (
     BadInput,
     DestinationExists,
     RemoteExists,
     RemoteNotFound,
+    SourceChanged,
     StoreNotFound,
     TagExists,
     TagNotFound,
+    UnsafeModel,
     VersionNotFound,
 )
-from .ingest import ingest, inside
+from .ingest import ingest, inside, scan
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
@@ -41,7 +45,7 @@ from .revparse import resolve, resolve_in
 from .statcache import StatCache
 from .store import Store
 from .usage import disk_usage, shared_bytes
-from .versions import is_future, newest, next_version_id, parse_id_time
+from .versions import is_future, newest, next_version_id, parse_id_time, saved_name
 
 if TYPE_CHECKING:  # remote support is imported when a remote is used: local commands start faster
     from . import remote_check as _remote_check
@@ -81,12 +85,18 @@ class Repository:
         parent: str | None = None,
         tag: str | None = None,
         progress: Progress | None = None,
+        refuse_unsafe: bool = False,
     ) -> dict[str, Any]:
         """Store a model file or directory as a new version and return its metadata.
 
         Tensors are delta-encoded against `parent` (a version reference; default: the newest version)
         when that makes them clearly smaller. `tag` names the new version in the same operation: a tag
         that is taken is refused before anything is published.
+
+        Every pickle / joblib file is read statically (never loaded) for the globals it would import:
+        `mstore.pickle_globals` (per file) and `mstore.unsafe_globals` (outside the known-safe set) in
+        the metadata. With `refuse_unsafe`, a model with unsafe globals, or a pickle that could not be
+        read to its end, raises UnsafeModel before anything is written.
         """
         user = _metadata.normalize(metadata)
         if tag is not None:
@@ -98,6 +108,10 @@ class Repository:
         if inside(source_path, store.root):
             raise BadInput(f"cannot save {source_path}: it lies inside the store {store.root} it would be saved to")
         exclude = self.store_inside(source_path)
+        pickles = _pickles.scan_source(scan(source_path, exclude)[1])
+        safety = pickle_safety({rel: sc for rel, (_, sc) in pickles.items()})
+        if refuse_unsafe:
+            refuse_if_unsafe(safety)
         lineage = _lineage.collect(user)  # before any lock: hashing a large training file takes a while
         with store.gc_lock():
             ids = store.versions.ids()
@@ -114,6 +128,9 @@ class Repository:
                 exclude=exclude,
                 cache=cache,
             )
+            for full, sc in pickles.values():
+                if not _pickles.unchanged(full, sc):
+                    raise SourceChanged(f"{full} changed while it was being saved; nothing was published")
             manifest_bytes = manifest.encode()
             manifest_oid = hash_bytes(manifest_bytes)
             manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
@@ -141,6 +158,7 @@ class Repository:
                         "reused_bytes": stats.bytes_reused,
                         "delta_objects": stats.deltas,
                         "lineage": lineage,
+                        **safety,
                     },
                 }
                 staged = store.versions.stage(meta)
@@ -490,6 +508,44 @@ class Repository:
         """Write the version's model to `dest`, verified bit-exact; returns the path written."""
         return restore(self.manifest(ref), self.store.objects, Path(dest), force=force, progress=progress)
 
+    # -- archives ------------------------------------------------------------------------------------
+
+    def export(self, refs: list[str], dest: str | os.PathLike[str], *, force: bool = False) -> dict[str, Any]:
+        """Write the versions `refs` name, their tags and every object they need into one `.mstore` file."""
+        ids = [self.resolve(ref) for ref in refs]
+        if not ids:
+            raise BadInput("name at least one version to export")
+        return _archive.export(self.store, ids, Path(dest), force=force)
+
+    def export_plain(self, refs: list[str], dest: str | os.PathLike[str]) -> list[Path]:
+        """Write `DEST/version_<ID>/<model file or folder>` and `metadata.json` for each version (the seed's
+        layout, readable without mstore); every file is verified bit-exact. DEST must not exist or be empty."""
+        ids = sorted({self.resolve(ref) for ref in refs})
+        if not ids:
+            raise BadInput("name at least one version to export")
+        root = Path(dest)
+        if root.is_symlink() or (root.exists() and (not root.is_dir() or any(root.iterdir()))):
+            raise DestinationExists(f"{root} exists and is not an empty directory")
+        written = []
+        for vid in ids:
+            raw = self.store.versions.raw_metadata(vid)
+            meta = _metadata.loads(raw, f"version_{vid}")
+            manifest = self.store.version_manifest(vid, meta)
+            directory = root / f"version_{vid}"
+            directory.mkdir(parents=True)
+            name = manifest.entries[0].path if manifest.kind == "file" else saved_name(meta, vid)
+            written.append(restore(manifest, self.store.objects, directory / name))
+            (directory / "metadata.json").write_bytes(raw)
+        return written
+
+    def import_archive(self, path: str | os.PathLike[str]) -> _archive.ImportStats:
+        """Import a `.mstore` archive: everything is verified before anything is stored; versions that
+        exist here are skipped; a damaged archive imports nothing (BadArchive names the bad part)."""
+        try:
+            return _archive.import_archive(self.store, Path(path))
+        except _archive.BadArchive as exc:
+            raise _archive.BadArchive(f"{exc}; nothing was imported") from None
+
     def compare(self, ref1: str, ref2: str) -> dict[str, Any]:
         return _compare.compare(self.store, self.resolve(ref1), self.resolve(ref2))
 
@@ -519,3 +575,30 @@ def _normalise_remote_url(url: str) -> str:
         parse_s3_url(url)
         return url
     return str(remote_path(url).resolve())
+
+
+def pickle_safety(scans: Mapping[str, _pickles.Scan]) -> dict[str, Any]:
+    """The metadata a save records about its pickles (nothing at all for a model without pickles)."""
+    if not scans:
+        return {}
+    out: dict[str, Any] = {
+        "pickle_globals": {rel: s.globals for rel, s in sorted(scans.items())},
+        "unsafe_globals": sorted({g for s in scans.values() for g in s.unsafe}),
+    }
+    incomplete = {rel: s.error for rel, s in sorted(scans.items()) if not s.complete}
+    if incomplete:
+        out["pickle_incomplete"] = incomplete
+    return out
+
+
+def refuse_if_unsafe(safety: Mapping[str, Any]) -> None:
+    unsafe = safety.get("unsafe_globals") or []
+    incomplete = safety.get("pickle_incomplete") or {}
+    if unsafe:
+        shown = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
+        raise UnsafeModel(
+            f"refused: loading this model would import {shown} (outside the known-safe set); nothing was saved"
+        )
+    if incomplete:
+        rel, why = next(iter(incomplete.items()))
+        raise UnsafeModel(f"refused: pickle {rel!r} could not be read to its end ({why}); nothing was saved")

@@ -85,8 +85,8 @@ def compare_tensor(a: Tensor, fa: StoredFile, b: Tensor, fb: StoredFile) -> dict
 
 def diff_tensor_files(old: StoredFile, new: StoredFile, path: str) -> dict[str, Any] | None:
     """The tensor part of a changed file, or None when either side is not a tensor container."""
-    a = index_tensors(path, old.read, old.size)
-    b = index_tensors(path, new.read, new.size)
+    a = index_tensors(path, old.read, old.size, joblib=True)
+    b = index_tensors(path, new.read, new.size, joblib=True)
     if a is None or b is None:
         return None
     old_by_name, new_by_name = {t.name: t for t in a}, {t.name: t for t in b}

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .pickles import joblib_arrays, looks_like_pickle
+
 Read = Callable[[int, int], bytes]
 
 MAX_HEADER = 100 << 20
@@ -202,13 +204,33 @@ def zip_index(read: Read, size: int) -> list[Tensor]:
     return sorted(out, key=lambda t: t.name)
 
 
-def index_tensors(path: str, read: Read, size: int) -> list[Tensor] | None:
-    """The tensors of a safetensors / npz / torch zip file, or None for any other file."""
+def joblib_index(read: Read, size: int) -> list[Tensor]:
+    """The arrays joblib wrote raw into its pickle stream (mstore.pickles walks the opcodes; nothing is
+    unpickled), named by where they sit (`steps[1][1].coef_`)."""
+    out = []
+    for a in joblib_arrays(read, size):
+        dtype = _NPY_DTYPES.get(a.dtype[1:], BYTES) if a.dtype[:1] in ("<", "|") else BYTES
+        out.append(Tensor(a.name, dtype, a.shape, a.offset, a.length))
+    if not out:
+        raise NotTensors("no joblib arrays")
+    return out
+
+
+def index_tensors(path: str, read: Read, size: int, *, joblib: bool = False) -> list[Tensor] | None:
+    """The tensors of a safetensors / npz / torch zip file (with `joblib`, also the arrays of a joblib
+    file), or None for any other file.
+
+    joblib arrays are used by `diff` only: cutting joblib files at array boundaries stored a retrained
+    TF-IDF + SGD pipeline in 4.6% *more* bytes than content-defined chunking (3 versions, 10.8 MB), so
+    the chunker keeps treating them as opaque until that is tuned."""
     try:
         if path.endswith(".safetensors"):
             return safetensors_index(read, size)
-        if size >= 4 and read(0, 4) == b"PK\x03\x04":
+        head = read(0, 4) if size >= 4 else b""
+        if head == b"PK\x03\x04":
             return zip_index(read, size)
+        if joblib and looks_like_pickle(head):
+            return joblib_index(read, size)
     except (NotTensors, struct.error, ValueError):
         return None
     return None

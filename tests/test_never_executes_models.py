@@ -7,7 +7,18 @@ from pathlib import Path
 
 import mstore
 
-FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "torch", "marshal", "shelve"}
+FORBIDDEN_MODULES = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "pickletools",  # imports pickle; mstore.pickles walks opcodes with its own table
+    "dill",
+    "cloudpickle",
+    "joblib",
+    "torch",
+    "marshal",
+    "shelve",
+}
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 LOADERS = {"load", "loads", "Unpickler"}  # np.load & co. can unpickle; mstore parses headers itself
 
@@ -50,3 +61,27 @@ def test_package_never_imports_deserialisers_or_evaluates_code() -> None:
 def test_the_scanner_catches_what_it_should() -> None:
     bad = "import pickle\nfrom torch import load\nimport numpy as np\nnp.load(f, allow_pickle=True)\neval('1')\n"
     assert len(_offences(ast.parse(bad), "x")) == 5
+
+
+def test_a_pickle_that_would_run_code_is_saved_shown_diffed_and_restored_without_running(tmp_path: Path) -> None:
+    """The pickle below calls os.system('touch PWNED') when loaded. Every command handles it as bytes."""
+    from craft import mstore
+
+    work = tmp_path / "work"
+    work.mkdir()
+    payload = b"\x80\x02cos\nsystem\nq\x00X\x0b\x00\x00\x00touch PWNED\x85R."
+    (work / "model.pkl").write_bytes(payload)
+    store = tmp_path / "store"
+    for args in (
+        ("save", "model.pkl"),
+        ("save", "model.pkl", "--refuse-unsafe"),
+        ("show",),
+        ("log",),
+        ("diff", "latest", "latest"),
+        ("checkout", "latest", "-o", "restored.pkl"),
+        ("fsck",),
+    ):
+        done = mstore(*args, cwd=work, store=store)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+    assert (work / "restored.pkl").read_bytes() == payload
+    assert not (work / "PWNED").exists() and not (tmp_path / "PWNED").exists()
