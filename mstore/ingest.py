@@ -26,7 +26,7 @@ from .chunking import Chunker, Piece
 from .codec import Encoder
 from .errors import InvalidName, MStoreError, SourceChanged, SourceNotFound, UnsupportedSource
 from .manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
-from .objects import ObjectStore, hash_bytes
+from .objects import ObjectStore, hash_bytes, stored_limit
 from .statcache import StatCache
 
 Progress = Callable[[int], None]
@@ -61,6 +61,7 @@ class Compression:
     opaque_level: int = 3  # everything else
     delta: bool = True
     planes: bool = False  # codecs 4/5: each byte plane raw or compressed on its own (format-3 stores)
+    grouping: bool = True  # byte-group float tensors (mstore.json's `byte_grouping`)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def encoder(self) -> Encoder:
@@ -91,7 +92,8 @@ class _Writer:
         if self.compression is not None:
             base, sample = self._base(rel, piece, oid)
             encoder = self.compression.encoder()
-            stored = encoder.encode(data, piece.width, base, tensor=piece.key is not None, base_sample=sample)
+            width = piece.width if self.compression.grouping else 1
+            stored = encoder.encode(data, width, base, tensor=piece.key is not None, base_sample=sample)
             is_delta = base is not None and codec.is_delta(stored)
         if self.objects.put(data, oid, stored):
             with self.stats._lock:
@@ -112,16 +114,17 @@ class _Writer:
         if base_oid is None or base_oid == oid:
             return None, None
         n = len(piece.data)
-        try:
-            blob = self.objects.path(base_oid).read_bytes()
-        except OSError:  # an unreadable base only costs the delta, never the save
+        try:  # bounded, and never a FIFO or a link: the parent's objects are store files like any other
+            blob = self.objects.stored(base_oid, stored_limit(n))
+        except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
             return None, None
         try:
             header = codec.parse_header(blob) if self.objects.envelopes else None
         except MStoreError:
             return None, None
         depth = header.depth if header is not None else 0
-        sample = codec.sample_of(blob, n, piece.width) if self.compression.planes and piece.width > 1 else None
+        grouped = self.compression.planes and self.compression.grouping and piece.width > 1
+        sample = codec.sample_of(blob, n, piece.width) if grouped else None
 
         def content() -> bytes | None:
             try:

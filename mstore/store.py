@@ -130,6 +130,7 @@ class Store:
             opaque_level=int(cfg.get("opaque_level", 3)),
             delta=bool(cfg.get("delta", True)),
             planes=self.format >= 3 and bool(cfg.get("planes", False)),
+            grouping=bool(cfg.get("byte_grouping", True)),
         )
 
     @classmethod

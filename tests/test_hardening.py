@@ -142,3 +142,27 @@ def test_local_and_remote_fsck_and_gc_speak_one_json_shape(tmp_path: Path) -> No
     remote = json.loads(runner.invoke(app, ["--store", str(repo.root), "fsck", "--remote", "nas", "--json"]).stdout)
     assert {p["code"] for p in local["problems"] if p["subject"].endswith("broken")} == {"bad-ref"}
     assert {p["code"] for p in remote["problems"] if p["subject"].endswith("broken")} == {"bad-ref"}
+
+
+def test_byte_grouping_false_in_mstore_json_is_obeyed(tmp_path: Path) -> None:
+    """Every setting mstore.json holds is real: with byte_grouping false, no object is byte-grouped."""
+    import numpy as np
+
+    from mstore import codec
+    from mstore.tensors import safetensors_bytes
+
+    weights = np.random.default_rng(0).standard_normal((256, 1024)).astype(np.float32)
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(safetensors_bytes({"w": ("F32", weights)}))
+    widths = {}
+    for grouping in (True, False):
+        repo = Repository.init(tmp_path / f"store-{grouping}")
+        with repo.store.write_lock():
+            repo.store.config["compression"]["byte_grouping"] = grouping
+            repo.store.save_config()
+        repo = Repository.open(repo.root)
+        repo.save(model)
+        headers = [codec.parse_header(repo.store.objects.header(o)) for o in repo.store.objects]
+        widths[grouping] = {h.width for h in headers if h is not None}
+        assert repo.fsck().ok
+    assert 4 in widths[True] and widths[False] == {1}
