@@ -42,11 +42,13 @@ def collect(user: Mapping[str, Any], cwd: Path | None = None) -> dict[str, Any]:
 def file_identity(path: Path) -> dict[str, Any] | None:
     """{"blake3", "size"} of a regular file, or None when it is missing, not a file, unreadable or changed
     while it was read (a hash of bytes that are gone would claim the wrong data)."""
-    try:
-        with open(path, "rb") as f:
+    try:  # O_NONBLOCK: a FIFO named as the training file must not hang the save
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
             before = os.fstat(f.fileno())
             if not stat.S_ISREG(before.st_mode):
                 return None
+            os.set_blocking(fd, True)
             digest = blake3.blake3(max_threads=blake3.blake3.AUTO)
             size = 0
             while block := f.read(READ_BYTES):

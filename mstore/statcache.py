@@ -28,6 +28,7 @@ import blake3
 import msgpack
 
 from . import fsutil
+from .errors import MStoreError
 from .manifest import Chunk
 from .objects import is_oid
 
@@ -45,6 +46,9 @@ def stat_key(st: os.stat_result) -> Key:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
+MAX_CACHE_BYTES = 256 << 20  # far above 10,000 entries; a larger file is not ours: no cache
+
+
 class StatCache:
     """One store's stat cache; load once per save, `record` what was read, `flush` at the end."""
 
@@ -56,9 +60,9 @@ class StatCache:
 
     def _load(self) -> dict[str, tuple[Key, str, tuple[Chunk, ...], int]]:
         if self._entries is None:
-            try:
-                self._entries = _decode(self.path.read_bytes())
-            except (OSError, ValueError):
+            try:  # a store file like any other: bounded, and never a FIFO or a link
+                self._entries = _decode(fsutil.read_regular(self.path, MAX_CACHE_BYTES))
+            except (OSError, ValueError, MStoreError):
                 self._entries = {}
         return self._entries
 

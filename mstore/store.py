@@ -43,7 +43,7 @@ from .versions import PREFIX, VersionStore
 STORE_FORMAT = 3
 CONFIG = "mstore.json"
 MAX_CONFIG_BYTES = 1 << 20
-LAYOUT_DIRS = ("objects", "refs", "refs/tags", "tmp", "locks")  # created by init; never symlinks
+LAYOUT_DIRS = ("objects", "refs", "refs/tags", "tmp", "locks", "cache")  # never symlinks (cache: lazily made)
 
 
 def layout_problems(root: Path) -> list[str]:
