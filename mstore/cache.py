@@ -121,7 +121,7 @@ class Cache:
                 found = None
             except IntegrityError as exc:
                 raise NotACache(f"{path} is not an mstore cache: {exc}") from None
-            if found is None and any(os.scandir(path)):
+            if found is None and any(not fsutil.is_temp_name(e.name) for e in os.scandir(path)):  # or being made
                 raise NotACache(
                     f"{path} is not an mstore cache (it is not empty and has no {TAG_FILE}); "
                     f"choose an empty or new directory ({CACHE_ENV}, or cache_dir=)"
