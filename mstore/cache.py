@@ -187,9 +187,12 @@ class Cache:
         path = self.root / "locks" / f"{check_oid(key)}.use"
         if str(path) in _held:
             return
-        fd = fsutil.try_lock(path, shared=True)
-        assert fd is not None
-        _held[str(path)] = fd
+        try:
+            fd = fsutil.try_lock(path, shared=True)
+        except OSError:  # a read-only cache (a shared, pre-filled mount): nobody can prune it either
+            return
+        if fd is not None:
+            _held[str(path)] = fd
 
     def release(self, key: str) -> None:
         """Drop this process's use lock on an entry (taken by `hold`)."""
@@ -316,7 +319,8 @@ class Cache:
             return
         doc: dict[str, Any] = {"source": source, "ref": ref, "version": version, "manifest": key}
         doc.update(model_hash=model_hash, resolved_at=time.time())
-        fsutil.atomic_write(path, json.dumps(doc).encode(), sync_dir=False)
+        with suppress(OSError):  # best effort: a read-only cache still answers, it just cannot learn
+            fsutil.atomic_write(path, json.dumps(doc).encode(), sync_dir=False)
 
     def resolution(self, source: str, ref: str) -> dict[str, Any] | None:
         found = self._read_resolution(self._resolution_name(source, ref))
@@ -383,6 +387,8 @@ class Cache:
         used for `older_than` seconds; then the objects no remaining entry needs. Entries a running
         process holds are skipped. Objects are swept only when every remaining entry's manifest reads."""
         plan = PrunePlan()
+        if not (self.root / "locks").is_dir():
+            return plan  # no cache yet: nothing to prune
         with self._lock("gc", shared=dry_run):
             entries = sorted(self.entries(), key=lambda e: (e.last_used, e.key))
             objects = self._object_sizes()

@@ -340,3 +340,19 @@ def test_hostile_cache_contents_never_write_outside_or_hang(tmp_path: Path) -> N
         lock.symlink_to(home / "notes.txt")
     _one_line_error(_mstore(tmp_path, "path", code=1))
     assert (home / "notes.txt").read_bytes() == b"mine"
+
+
+def test_cache_paths_that_are_no_cache_are_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"model")
+    _save(tmp_path, model)
+    (tmp_path / "a-file").write_bytes(b"x")
+    for bad in (tmp_path / "a-file", tmp_path / "bad\x1bname", tmp_path):
+        with pytest.raises(mstore.MStoreError) as caught:
+            mstore.model_path(store=tmp_path / "store", cache_dir=bad)
+        assert "\n" not in str(caught.value)
+    assert not (tmp_path / "bad\x1bname").exists() and not (tmp_path / "models").exists()
+    # commands that only read or shrink the cache do not create one
+    for args in (("cache", "ls"), ("cache", "du"), ("cache", "verify"), ("cache", "prune", "--max-size", "1G")):
+        _mstore(tmp_path, *args, MSTORE_CACHE=str(tmp_path / "none"))
+    assert not (tmp_path / "none").exists()
