@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -238,7 +239,7 @@ class Cache:
             if found is not None:
                 return found, False
             self._discard(key)
-            tmp = fsutil.temp_name(self.tmp, f"build-{key[:16]}")
+            tmp = self.tmp / f"{fsutil.TMP_PREFIX}build-{key}-{os.getpid()}-{secrets.token_hex(6)}"
             fsutil.make_dir(tmp)
             try:
                 manifest = write(tmp)
@@ -515,8 +516,8 @@ def _hash_file(path: Path) -> str:
 
 
 def _build_key(name: str) -> str | None:
-    """The entry a tmp/ name belongs to while it is built (`.tmp-build-<16 hex>…`); None otherwise."""
-    m = re.match(r"\.tmp-build-([0-9a-f]{16})", name)
+    """The entry a tmp/ name belongs to while it is built (`.tmp-build-<key>-…`); None otherwise."""
+    m = re.match(r"\.tmp-build-([0-9a-f]{64})-", name)
     return None if m is None else m.group(1)
 
 

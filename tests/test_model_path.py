@@ -24,7 +24,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import mstore
-from mstore import ModelVersioning, Repository
+from mstore import ModelVersioning, Repository, fsutil
 from mstore.cache import Cache, _make_stamp
 from mstore.manifest import Manifest
 from mstore.objects import ObjectStore
@@ -356,3 +356,25 @@ def test_cache_paths_that_are_no_cache_are_refused(tmp_path: Path) -> None:
     for args in (("cache", "ls"), ("cache", "du"), ("cache", "verify"), ("cache", "prune", "--max-size", "1G")):
         _mstore(tmp_path, *args, MSTORE_CACHE=str(tmp_path / "none"))
     assert not (tmp_path / "none").exists()
+
+
+def test_cleaning_tmp_never_deletes_a_build_in_progress(tmp_path: Path) -> None:
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"model")
+    _save(tmp_path, model)
+    _path_json(tmp_path)
+    cache = tmp_path / "cache"
+    key = "ab" * 32
+    building = cache / "tmp" / f".tmp-build-{key}-1-0123456789ab"
+    building.mkdir()
+    left = cache / "tmp" / ".tmp-trash-0123456789abcdef-1-0123456789ab"
+    left.mkdir()
+    lock = fsutil.try_lock(cache / "locks" / f"{key}.build")  # as a process writing that entry holds it
+    try:
+        _mstore(tmp_path, "cache", "rm", "--all")
+        assert building.is_dir() and not left.exists()
+    finally:
+        assert lock is not None
+        os.close(lock)
+    _mstore(tmp_path, "cache", "prune", "--older-than", "1d")
+    assert not building.exists()
