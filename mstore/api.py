@@ -14,6 +14,7 @@ from typing import Any
 
 from .fsck import Report
 from .gc import DEFAULT_GRACE_SECONDS, GcPlan
+from .modelpath import model_path
 from .repository import Repository
 from .store import CONFIG
 
@@ -120,6 +121,18 @@ class ModelVersioning:
         return self.repo.checkout(version, dest, force=force)
 
     restore = checkout
+
+    def get_model_path(
+        self,
+        version: str = "latest",
+        *,
+        remote: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        offline: bool | str | None = None,
+    ) -> Path:
+        """The path of a version's model inside the read-only cache (see `mstore.model_path`):
+        materialised and verified once, then answered from a stamp check."""
+        return model_path(version, store=self.base_dir, remote=remote, cache_dir=cache_dir, offline=offline)
 
     def tag(self, name: str, version: str = "latest", *, force: bool = False) -> str:
         """Name a version; returns its ID."""

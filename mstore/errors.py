@@ -145,3 +145,11 @@ class CorruptRef(IntegrityError):
 
 class GcRefused(MStoreError):
     """gc found unreadable metadata or manifests and deleted nothing (it fails closed)."""
+
+
+class NotCached(MStoreError):
+    """Offline, and the model asked for was never resolved into the cache."""
+
+
+class NotACache(BadInput):
+    """The cache directory holds something else (no CACHEDIR.TAG in a non-empty directory)."""

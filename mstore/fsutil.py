@@ -246,3 +246,28 @@ def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor drops the flock
+
+
+def try_lock(path: Path, *, shared: bool = False, wait: bool = True) -> int | None:
+    """Open `path` (O_NOFOLLOW) and flock it; returns the descriptor (close it to unlock), or None when
+    `wait` is False and another process holds a conflicting lock. For locks held longer than a block."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise UnsafeStoreFile(f"lock file {path} is not a regular file") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeStoreFile(f"lock file {path} is not a regular file")
+        flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, flags)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+    except BaseException:
+        with suppress(OSError):
+            os.close(fd)
+        raise
+    return fd

@@ -25,7 +25,7 @@ from .bucket import PreconditionFailed
 from .errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
 from .manifest import Manifest
 from .metadata import loads as load_metadata
-from .objects import decode_chain
+from .objects import ObjectStore, decode_chain
 from .refs import LATEST, check_tag_name
 from .remotes import CAS_ATTEMPTS, Remote, VersionConflict, conflict
 from .store import Store, check_model_hash, manifest_id
@@ -216,18 +216,22 @@ def push(
 
 
 class _Fetcher:
-    """Downloads objects into the local store, each decoded and hashed first; delta bases come first."""
+    """Downloads objects into an object store (a store's, or the cache's), each decoded and hashed first;
+    delta bases come first."""
 
     def __init__(
         self,
         remote: Remote,
         remote_config: dict[str, Any],
-        store: Store,
+        objects: ObjectStore,
         stats: TransferStats,
         progress: TransferProgress | None,
+        *,
+        target_planes: bool = True,
     ) -> None:
-        self.remote, self.store, self.stats, self.progress = remote, store, stats, progress
+        self.remote, self.objects, self.stats, self.progress = remote, objects, stats, progress
         self.source_envelopes = int(remote_config.get("format", 2)) >= 2
+        self.target_planes = target_planes  # False: a format-2 store gets codec 4/5 objects as raw content
         self._counting = threading.Lock()
         self._seen: set[str] = set()  # objects this pull already fetched or found: counted once
 
@@ -247,24 +251,23 @@ class _Fetcher:
         return local if local is not None else self._download(oid, size)
 
     def _local(self, oid: str, size: int | None) -> bytes | None:
-        if self.store.objects.claimed_size(oid) in (None, -1):
+        if self.objects.claimed_size(oid) in (None, -1):
             return None
         try:
-            return self.store.objects.read(oid, size)
+            return self.objects.read(oid, size)
         except IntegrityError:
             return None  # a damaged local copy: the remote's good one replaces it
 
     def ensure(self, oid: str, size: int) -> None:
-        if self.store.objects.has_intact(oid, size):
+        if self.objects.has_intact(oid, size):
             self._count(oid, 0, 0, size)
         else:
             self._download(oid, size)
 
     def _keep(self, oid: str, content: bytes, blob: bytes) -> None:
         """Store a verified object (a chunk, a manifest or a delta base on the way to one)."""
-        target_planes = self.store.format >= 3
-        stored = stored_form(content, blob, self.source_envelopes, self.store.objects.envelopes, target_planes)
-        self.store.objects.put(content, oid, stored)
+        stored = stored_form(content, blob, self.source_envelopes, self.objects.envelopes, self.target_planes)
+        self.objects.put(content, oid, stored)
         self._count(oid, 1, len(blob), len(content))
 
     def _download(self, oid: str, size: int | None) -> bytes:
@@ -301,7 +304,7 @@ def pull(
     now = datetime.now(timezone.utc)
     stats.refused = [vid for vid in version_ids if is_future(vid, now)]  # would stay `latest` forever
     version_ids = [vid for vid in version_ids if vid not in stats.refused]
-    fetch = _Fetcher(remote, remote_config, store, stats, progress)
+    fetch = _Fetcher(remote, remote_config, store.objects, stats, progress, target_planes=store.format >= 3)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
 
         def record(vid: str) -> tuple[str, bytes, str | None]:
