@@ -1058,7 +1058,7 @@ def clone(
     _report_transfer(f"cloned into {dest}:", stats, as_json)
 
 
-@app.command()
+@app.command(short_help="Print the cached, verified path of a version's model.")
 def path(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version to locate.")] = "latest",
     remote: Annotated[
@@ -1097,14 +1097,14 @@ cache_app = typer.Typer(
     help="The read-only model cache behind `mstore path` ($MSTORE_CACHE, else $XDG_CACHE_HOME/mstore, "
     "else ~/.cache/mstore).",
 )
-app.add_typer(cache_app, name="cache")
+app.add_typer(cache_app, name="cache", short_help="The read-only model cache: ls, du, prune, rm, verify.")
 
 
 def _cache(create: bool = False) -> Cache:
     return Cache.open(None, create=create)
 
 
-@cache_app.command("ls")
+@cache_app.command("ls", short_help="List cached models, sizes, last use, refs.")
 def cache_ls(as_json: JsonOpt = False) -> None:
     """List cached models: size, last use, and the refs that resolved to each."""
     entries = _cache().entries()
@@ -1123,7 +1123,7 @@ def cache_ls(as_json: JsonOpt = False) -> None:
         )
 
 
-@cache_app.command("du")
+@cache_app.command("du", short_help="Space the model cache takes.")
 def cache_du(as_json: JsonOpt = False) -> None:
     """How much space the cache takes: models and fetched objects."""
     doc = _cache().du()
@@ -1136,7 +1136,7 @@ def cache_du(as_json: JsonOpt = False) -> None:
     )
 
 
-@cache_app.command("prune")
+@cache_app.command("prune", short_help="Remove least recently used cached models.")
 def cache_prune(
     max_size: Annotated[
         Optional[str], typer.Option("--max-size", metavar="SIZE", help="Shrink the cache to this size (e.g. 20G).")
@@ -1171,7 +1171,7 @@ def cache_prune(
         _info(f"note: still above {max_size}: {len(plan.in_use)} model(s) in use were kept")
 
 
-@cache_app.command("rm")
+@cache_app.command("rm", short_help="Remove cached models (a ref, or --all).")
 def cache_rm(
     ref: Annotated[
         Optional[str],
@@ -1210,7 +1210,7 @@ def cache_rm(
         raise typer.Exit(EXIT_PROBLEM)
 
 
-@cache_app.command("verify")
+@cache_app.command("verify", short_help="Re-hash every cached model and object.")
 def cache_verify(as_json: JsonOpt = False) -> None:
     """Re-hash every cached model and object; exit 1 on a mismatch (damaged models are rebuilt on next use)."""
     cache = _cache()

@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from mstore import Repository
 from mstore.archive import MAGIC, BadArchive
 
+from helpers import examples
+
 ZSTD = 1
 
 
@@ -78,7 +80,7 @@ files = st.dictionaries(
 )
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(st.lists(files, min_size=1, max_size=3), st.booleans())
 def test_export_import_round_trips_bit_exact(
     tmp_path_factory: pytest.TempPathFactory, models: list, single: bool
