@@ -208,7 +208,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         ids = repo.ids()
         meta = shown["metadata"]
         block = meta.get("mstore") if isinstance(meta.get("mstore"), dict) else {}
-        extra = {k: v for k, v in meta.items() if k not in {"metrics", "mstore", "message", "timestamp"}}
+        extra = {k: v for k, v in meta.items() if k not in {"metrics", "mstore", "message", "timestamp", "model_hash"}}
         share = shown["shared_with_parent_bytes"] / shown["size"] if shown["parent"] and shown["size"] else None
         return page(
             "version.html",

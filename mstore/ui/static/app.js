@@ -56,8 +56,14 @@
       width: Math.max(320, box.clientWidth || 800),
       height: 280,
       scales: { x: { time: false } },
+      padding: [12, 70, 0, 40], // room for the first and last version labels
       axes: [
-        { label: "version (oldest → newest)", values: (u, ticks) => ticks.map((t) => (versions[t] || "").slice(0, 13)) },
+        {
+          label: "version (oldest → newest)",
+          space: 150, // px between labels: a version ID is about 19 characters wide
+          incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000],
+          values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) && versions[t]) || ""),
+        },
         {},
       ],
       series: [
