@@ -3,8 +3,9 @@
 same resolver as the CLI (anything it refuses is a 404), no inline scripts (a Content-Security-Policy forbids
 them), and every asset served from the package itself.
 
-The store is read as `log` reads it: without locks, because a version appears in one rename and is
-removed in one rename, so a page sees each version whole or not at all.
+Handlers are plain functions: Starlette runs them in its thread pool, so a slow request (disk use of a
+big store) never holds up another. The store is read as `log` reads it: without locks, because a version
+appears in one rename and is removed in one rename, so a page sees each version whole or not at all.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..humanize import format_bytes, format_duration
 from ..metadata import is_number
 from ..render import default_metrics
 from ..repository import Repository
+from ..store import Store
 from ..versions import parse_id_time
 
 PAGE_SIZE = 50
@@ -123,10 +125,25 @@ def _matches(meta: dict[str, Any], text: str) -> bool:
     return text.casefold() in haystack.casefold()
 
 
+class _OneListing(Repository):
+    """The Repository API for one request: the store's directory is listed once. Listing parses and
+    checks every version ID, which is most of a page's time on a big store, and one listing per request
+    also gives the page one consistent view."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._ids: list[str] | None = None
+
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = super().ids()
+        return list(self._ids)
+
+
 def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> Starlette:
     """The app over the store at `root`. `allowed_hosts` (default: loopback names only) are the Host
     headers it answers, so a web page elsewhere cannot reach it through DNS rebinding; ["*"]: any."""
-    repo = Repository.open(root)
+    store = Repository.open(root).store
     env = Environment(
         loader=PackageLoader("mstore.ui", "templates"),
         autoescape=select_autoescape(["html"], default=True),
@@ -137,7 +154,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
     env.filters["signed"] = lambda v: f"{v:+.4g}" if is_number(v) else ""
     env.filters["age"] = _age
     env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)  # plain text: autoescaped like the rest
-    env.globals["store_name"] = str(repo.root)
+    env.globals["store_name"] = str(store.root)
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**context), status_code=status)
@@ -145,7 +162,9 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
     def not_found_page(message: str) -> HTMLResponse:
         return page("error.html", 404, title="Not found", message=message)
 
-    def version_page_rows(tag: str | None, text: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    def version_page_rows(
+        repo: Repository, tag: str | None, text: str, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
         """One page of `log` (newest first) after the tag and text filters, and whether more follow."""
         tags = [tag] if tag else None
         if not text:
@@ -156,7 +175,8 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
 
     # -- HTML ----------------------------------------------------------------------------------------
 
-    async def index(request: Request) -> Response:
+    def index(request: Request) -> Response:
+        repo = _OneListing(store)
         try:
             offset = _int_param(request, "offset", 0) or 0
             limit = _int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
@@ -168,7 +188,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         all_tags = repo.tags()
         if tag is not None and tag not in all_tags:
             return not_found_page(f"no tag named {tag!r}")
-        rows, more = version_page_rows(tag, text, offset, limit)
+        rows, more = version_page_rows(repo, tag, text, offset, limit)
         ids = repo.ids()
         metrics = request.query_params.getlist("metric") or default_metrics(rows)
         numeric = default_metrics(rows)
@@ -197,7 +217,8 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             spans=CHART_SPANS,
         )
 
-    async def version(request: Request) -> Response:
+    def version(request: Request) -> Response:
+        repo = _OneListing(store)
         ref = request.path_params["ref"]
         try:
             shown = repo.show(ref)
@@ -225,7 +246,8 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             store=str(repo.root.resolve()),
         )
 
-    async def diff(request: Request) -> Response:
+    def diff(request: Request) -> Response:
+        repo = _OneListing(store)
         old = request.query_params.get("old") or "latest~1"
         new = request.query_params.get("new") or "latest"
         try:
@@ -259,7 +281,8 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
 
     # -- JSON API: the CLI's --json shapes -------------------------------------------------------------
 
-    async def api_versions(request: Request) -> Response:
+    def api_versions(request: Request) -> Response:
+        repo = _OneListing(store)
         try:
             offset = _int_param(request, "offset", 0) or 0
             limit = _int_param(request, "limit", None)
@@ -269,13 +292,15 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             return _error(400, str(exc))
         return JSONResponse(entries[offset:])
 
-    async def api_version(request: Request) -> Response:
+    def api_version(request: Request) -> Response:
+        repo = _OneListing(store)
         try:
             return JSONResponse(repo.show(request.path_params["ref"]))
         except BadInput as exc:
             return _error(404, str(exc))
 
-    async def api_diff(request: Request) -> Response:
+    def api_diff(request: Request) -> Response:
+        repo = _OneListing(store)
         old, new = request.query_params.get("old"), request.query_params.get("new")
         if not old or not new:
             return _error(400, "give both versions: /api/diff?old=REF&new=REF")
@@ -284,9 +309,10 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         except BadInput as exc:
             return _error(404, str(exc))
 
-    async def api_metric(request: Request) -> Response:
+    def api_metric(request: Request) -> Response:
         """`[{"version", "timestamp", "value"}]` for every version (the newest `limit`) where the metric
         is a number, oldest first."""
+        repo = _OneListing(store)
         name = request.path_params["name"]
         try:
             limit = _int_param(request, "limit", None)
@@ -301,14 +327,15 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
                 points.append({"version": vid, "timestamp": _epoch(vid), "value": value})
         return JSONResponse(points)
 
-    async def api_du(request: Request) -> Response:
+    def api_du(request: Request) -> Response:
+        repo = _OneListing(store)
         try:
             top = _int_param(request, "top", 10, 1000)
         except BadInput as exc:
             return _error(400, str(exc))
         return JSONResponse(repo.du(largest=top or 0))
 
-    async def api_not_found(request: Request) -> Response:
+    def api_not_found(request: Request) -> Response:
         return _error(404, f"no such API path: {request.url.path}")
 
     get = ["GET", "HEAD"]
@@ -339,5 +366,5 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         ],
         exception_handlers={MStoreError: on_error},
     )
-    app.state.repo = repo
+    app.state.store = store
     return app
