@@ -449,12 +449,18 @@ def log(
     desc: Annotated[bool, typer.Option("--desc", help="With --sort: highest first.")] = False,
     as_json: JsonOpt = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    plot: Annotated[
+        Optional[str],
+        typer.Option(metavar="METRIC", help="Draw this metric across the versions as a chart in the terminal."),
+    ] = None,
 ) -> None:
     """List versions, newest first (or best first with --sort): ID, age, hash, metrics, new bytes, tags, message.
 
     Metrics shown by default: every top-level metric that holds a number in any version shown (nested ones
     with -M a.b); choose others with -M.
     """
+    if plot is not None and (as_json or jsonl or sort is not None):
+        raise BadInput("--plot draws versions oldest to newest; it does not combine with --json, --jsonl or --sort")
     if (asc or desc) and sort is None:
         raise BadInput("--asc and --desc order a --sort METRIC; name one")
     if asc and desc:
@@ -471,6 +477,12 @@ def log(
     )
     if metric and entries:
         repo.check_metrics(metric, entries)
+    if plot is not None and entries:
+        from .ui.termplot import plot as draw
+
+        repo.check_metrics([plot], entries)
+        typer.echo(draw(entries, plot))
+        return
     if as_json:
         _emit_json(entries)
         return
@@ -530,6 +542,36 @@ def du(
         _emit_json(usage)
     else:
         _echo_lines(du_lines(usage))
+
+
+@app.command(short_help="A local read-only web page: versions, charts, diffs.")
+def ui(
+    host: Annotated[
+        Optional[str],
+        typer.Option(metavar="HOST", help="Address to listen on (default 127.0.0.1: this machine only)."),
+    ] = None,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port (0: any free one).", min=0, max=65535)] = 8765,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a web browser.")] = False,
+) -> None:
+    """A read-only web page of the store: versions, metric charts, diffs (needs `pip install 'mstore[ui]'`).
+
+    Prints its URL on stdout and serves until interrupted."""
+    from .ui import missing
+
+    absent = missing()
+    if absent:
+        raise BadInput(f"mstore ui needs {', '.join(absent)}: pip install 'mstore[ui]'")
+    from .ui.server import DEFAULT_HOST, is_loopback, serve
+
+    if host is not None and not is_loopback(host):
+        _info(f"warning: listening on {host}: anyone who can reach it can read every version in this store")
+
+    def announce(url: str) -> None:
+        typer.echo(url)
+        sys.stdout.flush()
+        _info("serving read-only; press Ctrl+C to stop")
+
+    serve(Repository.open(state.store).root, host or DEFAULT_HOST, port, open_browser=not no_browser, announce=announce)
 
 
 @app.command(short_help="Export versions as one self-verifying archive file.")

@@ -1,0 +1,247 @@
+"""`mstore ui` without a browser: the JSON API has the CLI's --json shapes, the pages escape what they show,
+refs are validated, nothing but GET/HEAD is served, and `log --plot` draws in the terminal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from mstore import Repository
+from mstore.cli import app as cli_app
+from mstore.ui.app import create_app
+
+from uihelpers import ACCURACY, CHANGED_TENSOR, XSS, XSS_FILE, XSS_METRIC, build_store
+
+runner = CliRunner()
+BASE = "http://127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Repository, list[str]]:
+    return build_store(tmp_path_factory.mktemp("ui"))
+
+
+@pytest.fixture(scope="module")
+def client(built: tuple[Repository, list[str]]) -> TestClient:
+    return TestClient(create_app(built[0].root), base_url=BASE)
+
+
+def cli_json(repo: Repository, *args: str) -> object:
+    result = runner.invoke(cli_app, ["--store", str(repo.root), *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_api_has_the_cli_json_shapes(built: tuple[Repository, list[str]], client: TestClient) -> None:
+    repo, ids = built
+    assert client.get("/api/versions").json() == cli_json(repo, "log")
+    assert client.get("/api/versions?limit=2&offset=1").json() == cli_json(repo, "log", "-n", "3")[1:]
+    assert client.get("/api/versions?tag=prod").json() == cli_json(repo, "log", "--tag", "prod")
+    assert client.get(f"/api/versions/{ids[2]}").json() == cli_json(repo, "show", ids[2])
+    assert client.get("/api/versions/prod").json() == cli_json(repo, "show", "prod")
+    assert client.get("/api/diff?old=latest~2&new=latest~1").json() == cli_json(repo, "diff", "latest~2", "latest~1")
+
+
+def test_api_metric_series_is_oldest_first_and_numbers_only(
+    built: tuple[Repository, list[str]], client: TestClient
+) -> None:
+    _, ids = built
+    points = client.get("/api/metrics/accuracy").json()
+    assert [p["version"] for p in points] == ids[:5]  # the sixth version has no accuracy
+    assert [p["value"] for p in points] == ACCURACY
+    assert all(isinstance(p["timestamp"], float) for p in points)
+    assert [p["version"] for p in client.get("/api/metrics/accuracy?limit=3").json()] == ids[3:5]
+    assert client.get("/api/metrics/no-such-metric").json() == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/versions/nope",
+        "/api/versions/..%2F..%2Fetc%2Fpasswd",
+        "/api/versions/../mstore.json",
+        "/api/versions/version_..",
+        "/api/versions/latest~99",
+        "/api/diff?old=../x&new=latest",
+        "/api/diff?old=latest&new=%00",
+        "/api/no-such-endpoint",
+    ],
+)
+def test_bad_refs_are_404_with_a_json_error(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/versions/..%2F..%2Fetc%2Fpasswd", "/versions/nope", "/diff?old=nope&new=latest"])
+def test_bad_refs_are_404_pages(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/", "/api/versions", "/api/versions/latest", "/versions/latest", "/nowhere"])
+def test_read_only(client: TestClient, built: tuple[Repository, list[str]], method: str, path: str) -> None:
+    before = built[0].ids()
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert built[0].ids() == before
+
+
+def test_head_works(client: TestClient) -> None:
+    assert client.head("/").status_code == 200
+    assert client.head("/api/versions").status_code == 200
+
+
+def test_other_hosts_are_refused(built: tuple[Repository, list[str]]) -> None:
+    """A page on another site that rebinds its DNS name to 127.0.0.1 must not read the store."""
+    client = TestClient(create_app(built[0].root), base_url="http://attacker.example")
+    assert client.get("/api/versions").status_code == 400
+    assert TestClient(create_app(built[0].root), base_url="http://localhost:8765").get("/").status_code == 200
+
+
+def test_pages_escape_every_stored_string(client: TestClient, built: tuple[Repository, list[str]]) -> None:
+    _, ids = built
+    raw_strings = [XSS, XSS_FILE, XSS_METRIC]
+    for path in ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}"]:
+        html = client.get(path).text
+        for raw in raw_strings:
+            assert raw not in html, (path, raw)
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt;.txt" in client.get(f"/versions/{ids[5]}").text
+
+
+def test_pages_forbid_inline_scripts_and_load_nothing_from_elsewhere(client: TestClient) -> None:
+    response = client.get("/")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'self'" in csp
+    assert "http://" not in response.text.replace(BASE, "") and "https://" not in response.text
+    for asset in ["/static/uPlot.iife.min.js", "/static/app.js", "/static/uPlot.min.css", "/static/style.css"]:
+        assert client.get(asset).status_code == 200, asset
+
+
+def test_index_lists_filters_and_pages(client: TestClient, built: tuple[Repository, list[str]]) -> None:
+    _, ids = built
+    html = client.get("/").text
+    assert all(f'data-version="{v}"' in html for v in ids)
+    assert html.index(f'data-version="{ids[5]}"') < html.index(f'data-version="{ids[0]}"')  # newest first
+    tagged = client.get("/?tag=prod").text
+    assert f'data-version="{ids[3]}"' in tagged and f'data-version="{ids[4]}"' not in tagged
+    found = client.get("/?q=retrain+3").text
+    assert f'data-version="{ids[2]}"' in found and f'data-version="{ids[1]}"' not in found
+    first = client.get("/?limit=2").text
+    assert f'data-version="{ids[4]}"' in first and f'data-version="{ids[3]}"' not in first and 'id="older"' in first
+    second = client.get("/?limit=2&offset=2").text
+    assert f'data-version="{ids[3]}"' in second and f'data-version="{ids[4]}"' not in second
+    assert client.get("/?tag=nosuchtag").status_code == 404
+    assert client.get("/?offset=-1").status_code == 400
+
+
+def test_version_page_shows_parent_share_and_a_snippet(client: TestClient, built: tuple[Repository, list[str]]) -> None:
+    repo, ids = built
+    html = client.get(f"/versions/{ids[4]}").text
+    shown = repo.show(ids[4])
+    assert f'href="/versions/{ids[3]}"' in html  # the parent
+    assert "model.safetensors" in html
+    assert f"repo.checkout(&#34;{ids[4]}&#34;" in html or f'repo.checkout("{ids[4]}"' in html
+    assert shown["shared_with_parent_bytes"] > 0 and "shares" in html
+
+
+def test_diff_page_names_the_changed_tensor_and_colours_metrics(
+    client: TestClient, built: tuple[Repository, list[str]]
+) -> None:
+    _, ids = built
+    html = client.get(f"/diff?old={ids[3]}&new={ids[4]}").text
+    assert CHANGED_TENSOR in html and "embed.weight" not in html.split("Tensors", 1)[1].split("unchanged")[0]
+    assert '<tr class="good">' in html  # accuracy went up, loss went down
+    only = client.get(f"/diff?old={ids[3]}&new={ids[4]}&changed=1").text
+    assert "num_samples" in only
+
+
+def test_first_page_is_fast_and_says_how_long_it_took(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.headers["server-timing"].startswith("app;dur=")
+
+
+def test_log_plot_draws_the_metric(built: tuple[Repository, list[str]]) -> None:
+    repo, ids = built
+    result = runner.invoke(cli_app, ["--store", str(repo.root), "log", "--plot", "accuracy"])
+    assert result.exit_code == 0, result.output
+    assert "accuracy across 5 version(s)" in result.stdout
+    axis = next(line for line in result.stdout.splitlines() if ids[0] in line)
+    assert axis.index(ids[0]) < axis.index(ids[4])  # oldest on the left, newest on the right
+    assert "0.83" in result.stdout or "0.82" in result.stdout  # the y axis reaches the best value
+    limited = runner.invoke(cli_app, ["--store", str(repo.root), "log", "--plot", "accuracy", "-n", "3"])
+    assert "accuracy across 2 version(s)" in limited.stdout
+    typo = runner.invoke(cli_app, ["--store", str(repo.root), "log", "--plot", "acuracy"])
+    assert typo.exit_code == 2 and "accuracy" in typo.stderr
+    both = runner.invoke(cli_app, ["--store", str(repo.root), "log", "--plot", "accuracy", "--json"])
+    assert both.exit_code == 2
+
+
+def test_without_the_extra_ui_says_what_to_install(
+    built: tuple[Repository, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mstore.ui
+    import mstore.ui.server
+
+    def must_not_serve(*args: object, **kwargs: object) -> None:
+        raise AssertionError("served without its packages")
+
+    monkeypatch.setattr(mstore.ui, "UI_PACKAGES", ("starlette", "no_such_package_mstore_test"))
+    monkeypatch.setattr(mstore.ui.server, "serve", must_not_serve)
+    result = runner.invoke(cli_app, ["--store", str(built[0].root), "ui", "--no-browser"])
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip() == "mstore: error: mstore ui needs no_such_package_mstore_test: pip install 'mstore[ui]'"
+    )
+
+
+def _start(store: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mstore", "--store", str(store), "ui", "--port", "0", "--no-browser", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_ui_prints_its_url_and_binds_loopback(built: tuple[Repository, list[str]]) -> None:
+    import urllib.request
+
+    proc, url = _start(built[0].root)
+    try:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+        for _ in range(100):
+            try:
+                body = urllib.request.urlopen(url + "api/versions?limit=1", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert json.loads(body)[0]["timestamp"] == built[1][-1]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "warning" not in err
+
+
+def test_an_explicit_public_host_warns(built: tuple[Repository, list[str]]) -> None:
+    proc, url = _start(built[0].root, "--host", "0.0.0.0")
+    try:
+        assert url.startswith("http://0.0.0.0:")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "warning: listening on 0.0.0.0: anyone who can reach it can read every version" in err

@@ -1,0 +1,198 @@
+"""`mstore ui` in a real browser: Debian's headless chromium driven by Playwright, against `mstore ui` run as
+a user runs it. Skipped (saying why) only when no chromium is installed; `.ci/run` installs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from mstore import Repository
+
+from uihelpers import ACCURACY, CHANGED_TENSOR, XSS, XSS_FILE, XSS_METRIC, build_store
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+CHROMIUM = chromium_path()
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium; .ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Repository, list[str]]:
+    return build_store(tmp_path_factory.mktemp("ui-browser"))
+
+
+@pytest.fixture(scope="module")
+def server(store: tuple[Repository, list[str]]) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mstore", "--store", str(store[0].root), "ui", "--port", "0", "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    try:
+        assert url.startswith("http://127.0.0.1:"), url + (proc.stderr.read() if proc.stderr else "")
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url + "api/versions?limit=1", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url.rstrip("/")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A fresh page that records every request it makes, every dialog and every script error."""
+
+    def __init__(self, browser: object) -> None:
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+        def on_dialog(d: object) -> None:
+            self.dialogs.append(d.message)  # type: ignore[attr-defined]
+            d.dismiss()  # type: ignore[attr-defined]
+
+        self.page.on("dialog", on_dialog)
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[Page]:
+    p = Page(browser)
+    yield p
+    p.page.close()
+
+
+def wait_for_chart(page: Page) -> None:
+    page.page.wait_for_selector("#chart[data-ready='1'] canvas", timeout=15000)
+
+
+def test_table_lists_the_versions_newest_first(server: str, page: Page, store: tuple[Repository, list[str]]) -> None:
+    _, ids = store
+    page.page.goto(server + "/")
+    rows = page.page.locator("#versions tbody tr")
+    assert rows.count() == len(ids)
+    assert [rows.nth(i).get_attribute("data-version") for i in range(len(ids))] == ids[::-1]
+    assert "latest" in rows.nth(0).inner_text() and "prod" in rows.nth(2).inner_text()
+    page.page.wait_for_selector("#du-table:not([hidden]) tbody tr", timeout=15000)
+    assert "on disk" in page.page.inner_text("#du-summary")
+    assert page.errors == []
+
+
+def test_chart_is_drawn_with_one_point_per_version(server: str, page: Page) -> None:
+    page.page.goto(server + "/")
+    wait_for_chart(page)
+    box = page.page.locator("#chart canvas").bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 100
+    assert page.page.get_attribute("#chart", "data-points") == str(len(ACCURACY))
+    drawn = page.page.evaluate("window.mstoreChart.data[1].filter(v => v != null).length")
+    assert drawn == len(ACCURACY)
+    # a second metric at once: both series, as many points again
+    page.page.check("input[name=chart][value=loss]")
+    page.page.wait_for_selector("#chart[data-ready='1'] canvas", timeout=15000)
+    assert page.page.evaluate("window.mstoreChart.series.length") == 3  # x + accuracy + loss
+    assert page.page.get_attribute("#chart", "data-points") == str(2 * len(ACCURACY))
+    assert page.errors == []
+
+
+def test_hovering_shows_and_clicking_opens_the_version(
+    server: str, page: Page, store: tuple[Repository, list[str]]
+) -> None:
+    _, ids = store
+    page.page.goto(server + "/")
+    wait_for_chart(page)
+    index = 2  # the third version: accuracy 0.78
+    x, y = page.page.evaluate(
+        """(i) => { const u = window.mstoreChart; const r = u.over.getBoundingClientRect();
+                    return [r.left + u.valToPos(u.data[0][i], 'x'), r.top + u.valToPos(u.data[1][i], 'y')]; }""",
+        index,
+    )
+    page.page.mouse.move(x, y)
+    page.page.wait_for_function(
+        "(v) => document.getElementById('chart-hover').textContent.includes(v)", arg=ids[index], timeout=5000
+    )
+    page.page.mouse.click(x, y)
+    page.page.wait_for_url(f"**/versions/{ids[index]}", timeout=10000)
+    assert page.page.inner_text("#version-id") == ids[index]
+    assert "nightly retrain 3" in page.page.inner_text("#message")
+
+
+def test_diff_page_names_the_changed_tensor(server: str, page: Page, store: tuple[Repository, list[str]]) -> None:
+    _, ids = store
+    page.page.goto(f"{server}/diff?old={ids[3]}&new={ids[4]}")
+    names = page.page.locator(".tensors .tensor-name").all_inner_texts()
+    assert names == [CHANGED_TENSOR]
+    assert "accuracy" in page.page.inner_text("#diff-metrics tr.good")
+
+
+def test_stored_markup_shows_as_text_and_runs_nothing(
+    server: str, page: Page, store: tuple[Repository, list[str]]
+) -> None:
+    _, ids = store
+    for path in ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}"]:
+        page.page.goto(server + path)
+        if path == "/":
+            wait_for_chart(page)
+        text = page.page.inner_text("main")
+        assert XSS in text, path
+        assert page.page.locator("main script, main img, main b").count() == 0, path
+    page.page.goto(f"{server}/versions/{ids[5]}")
+    assert XSS_FILE in page.page.inner_text("#files")
+    page.page.goto(server + "/")
+    assert XSS_METRIC in page.page.inner_text("#versions thead")
+    page.page.hover("#versions thead")
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_no_request_leaves_127_0_0_1(server: str, page: Page, store: tuple[Repository, list[str]]) -> None:
+    _, ids = store
+    for path in ["/", f"/versions/{ids[4]}", f"/diff?old={ids[3]}&new={ids[4]}", "/?tag=prod", "/versions/nope"]:
+        page.page.goto(server + path)
+        page.page.wait_for_load_state("networkidle")
+    assert len(page.requests) >= 5
+    hosts = {urlsplit(u).hostname for u in page.requests if not u.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, sorted(page.requests)
