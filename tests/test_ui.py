@@ -153,7 +153,8 @@ def test_version_page_shows_parent_share_and_a_snippet(client: TestClient, built
     shown = repo.show(ids[4])
     assert f'href="/versions/{ids[3]}"' in html  # the parent
     assert "model.safetensors" in html
-    assert f"repo.checkout(&#34;{ids[4]}&#34;" in html or f'repo.checkout("{ids[4]}"' in html
+    assert f"mstore.model_path(&#34;{ids[4]}&#34;" in html or f'mstore.model_path("{ids[4]}"' in html
+    assert f"path {ids[4]}</code>" in html and f"checkout {ids[4]} -o model_{ids[4]}" in html
     assert shown["shared_with_parent_bytes"] > 0 and "shares" in html
 
 
