@@ -76,16 +76,21 @@ def verify_envelope(blob: bytes, expected_size: int | None, oid: str) -> Header 
 
     Lets a chain walker reject a damaged top object before it reads any delta base."""
     try:
-        header = parse_header(blob)
-        if header is None:
-            return None
-        view = memoryview(blob)
-        if view[_HEAD.size : _HEAD.size + CHECK] != _check(view[: _HEAD.size], view[_HEAD.size + CHECK :]):
-            raise CorruptObject("object envelope fails its checksum")
-        if expected_size is not None and header.size != expected_size:
-            raise CorruptObject(f"object declares {header.size} bytes, the manifest expects {expected_size}")
+        return _checked_header(blob, expected_size)
     except CorruptObject as exc:
         raise CorruptObject(f"object {oid}: {exc}") from None
+
+
+def _checked_header(blob: bytes, expected_size: int | None) -> Header | None:
+    """parse_header, then the envelope checksum and the declared size (None: a raw object)."""
+    header = parse_header(blob)
+    if header is None:
+        return None
+    view = memoryview(blob)
+    if view[_HEAD.size : _HEAD.size + CHECK] != _check(view[: _HEAD.size], view[_HEAD.size + CHECK :]):
+        raise CorruptObject("object envelope fails its checksum")
+    if expected_size is not None and header.size != expected_size:
+        raise CorruptObject(f"object declares {header.size} bytes, the manifest expects {expected_size}")
     return header
 
 
@@ -320,14 +325,10 @@ def decode(
     object, unhashable: for callers that only write, hash or XOR it), saving a copy of every byte.
     """
     data: bytes | bytearray
-    header = parse_header(blob)
+    header = _checked_header(blob, expected_size)
     if header is None:
         return blob
     view = memoryview(blob)
-    if view[_HEAD.size : _HEAD.size + CHECK] != _check(view[: _HEAD.size], view[_HEAD.size + CHECK :]):
-        raise CorruptObject("object envelope fails its checksum")
-    if expected_size is not None and header.size != expected_size:
-        raise CorruptObject(f"object declares {header.size} bytes, the manifest expects {expected_size}")
     if header.codec == IDENTITY:
         data = blob[header.payload_offset :]
     elif header.codec in (PLANES, PLANES_XOR_DELTA):

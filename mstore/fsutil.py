@@ -233,6 +233,17 @@ def remove_tree(path: Path) -> None:
 @contextmanager
 def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
     """Hold a flock on `path`; the kernel releases it if the process dies, so no lock is ever stale."""
+    fd = try_lock(path, shared=shared)
+    assert fd is not None  # a waiting lock always comes back held
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the flock
+
+
+def try_lock(path: Path, *, shared: bool = False, wait: bool = True) -> int | None:
+    """Open `path` (O_NOFOLLOW) and flock it; returns the descriptor (close it to unlock), or None when
+    `wait` is False and another process holds a conflicting lock. For locks held longer than a block."""
     try:  # O_NOFOLLOW: a planted symlink must not make us create or open a file elsewhere
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     except OSError as exc:
@@ -242,24 +253,6 @@ def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafeStoreFile(f"lock file {path} is not a regular file (run `mstore fsck`)")
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor drops the flock
-
-
-def try_lock(path: Path, *, shared: bool = False, wait: bool = True) -> int | None:
-    """Open `path` (O_NOFOLLOW) and flock it; returns the descriptor (close it to unlock), or None when
-    `wait` is False and another process holds a conflicting lock. For locks held longer than a block."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
-            raise UnsafeStoreFile(f"lock file {path} is not a regular file") from None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnsafeStoreFile(f"lock file {path} is not a regular file")
         flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
         try:
             fcntl.flock(fd, flags)
