@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from hypothesis import settings
 from mstore import Repository
 from mstore.tensors import safetensors_bytes
 
-__all__ = ["read_tree", "safetensors_bytes", "store_bytes", "write_tree"]
+__all__ = ["format_2_store", "read_tree", "safetensors_bytes", "store_bytes", "write_tree"]
 
 
 def write_tree(root: Path, files: dict[str, bytes], executable: frozenset[str] = frozenset()) -> Path:
@@ -42,3 +43,15 @@ def examples(n: int) -> int:
     """`n` hypothesis examples under the default profile, scaled with the loaded one: a test's own
     `max_examples` would otherwise override HYPOTHESIS_PROFILE=thorough (1000, ten times the default 100)."""
     return max(n, n * settings.default.max_examples // 100)
+
+
+def format_2_store(root: Path) -> Repository:
+    """A new store as an mstore before format 3 wrote it: format 2, no `planes`, no config checksum."""
+    Repository.init(root)
+    config_path = root / "mstore.json"
+    config = json.loads(config_path.read_text())
+    config["format"] = 2
+    del config["compression"]["planes"]
+    config.pop("b3")
+    config_path.write_text(json.dumps(config))
+    return Repository.open(root)

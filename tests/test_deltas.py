@@ -4,7 +4,6 @@ versions its deltas were based on are removed and garbage-collected."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import blake3
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 from mstore import Repository, codec
 from mstore.codec import MAX_DEPTH
 
-from helpers import examples, safetensors_bytes, store_bytes
+from helpers import examples, format_2_store, safetensors_bytes, store_bytes
 
 
 def _weights(seed: int, n: int = 64 * 1024) -> dict[str, tuple[str, np.ndarray]]:
@@ -199,13 +198,7 @@ def _codecs(repo: Repository) -> set[int]:
 
 
 def test_format_2_stores_keep_writing_what_format_2_readers_decode(tmp_path: Path) -> None:
-    Repository.init(tmp_path / "old")
-    config_path = tmp_path / "old" / "mstore.json"
-    config = json.loads(config_path.read_text())
-    config["format"] = 2
-    del config["compression"]["planes"]
-    config.pop("b3")  # as an older mstore wrote it: no checksum
-    config_path.write_text(json.dumps(config))
+    format_2_store(tmp_path / "old")
     new = Repository.init(tmp_path / "new")
     assert new.store.format == 3 and new.store.config["compression"]["planes"] is True
     v1 = _weights(0, n=1 << 18)

@@ -15,7 +15,7 @@ from mstore import Repository
 from mstore.cli import app
 from mstore.errors import CorruptObject
 
-from helpers import safetensors_bytes
+from helpers import format_2_store, safetensors_bytes
 
 runner = CliRunner()
 
@@ -175,14 +175,7 @@ def test_the_only_remote_needs_no_name_and_remote_alone_lists(tmp_path: Path) ->
 def test_a_format_2_store_or_remote_never_receives_codecs_it_cannot_read(tmp_path: Path) -> None:
     from mstore import codec
 
-    old = Repository.init(tmp_path / "old")
-    config_path = tmp_path / "old" / "mstore.json"
-    config = json.loads(config_path.read_text())
-    config["format"] = 2
-    del config["compression"]["planes"]
-    config.pop("b3")  # as an older mstore wrote it: no checksum
-    config_path.write_text(json.dumps(config))
-    old = Repository.open(tmp_path / "old")
+    old = format_2_store(tmp_path / "old")
     (tmp_path / "a.safetensors").write_bytes(_model(1, 1))
     old.save(tmp_path / "a.safetensors")
     old.remote_add("r", str(tmp_path / "remote"))
