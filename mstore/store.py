@@ -190,14 +190,7 @@ class Store:
             ) from None
         except IntegrityError as exc:
             raise StoreNotFound(f"no usable mstore store at {root}: {exc}") from None
-        try:
-            config = parse_config(raw, str(root / CONFIG))
-        except CorruptConfig:
-            if strict:
-                raise
-            config = json.loads(raw)  # fsck reads on (and reports the damage), when the content still parses
-            config.pop(CHECKSUM_KEY, None)
-            validate_config(config, str(root / CONFIG))
+        config = parse_config(raw, str(root / CONFIG), check=strict)  # fsck reads on, and reports the damage
         if strict and (problems := layout_problems(root)):
             raise UnsafeLayout(f"the store at {root} is unsafe to use: {problems[0]}")
         return cls(root, config)
@@ -286,15 +279,15 @@ def config_bytes(config: dict[str, Any]) -> bytes:
     ).encode()
 
 
-def parse_config(raw: bytes, where: str) -> dict[str, Any]:
-    """Parse, checksum-verify (when the file carries a checksum) and validate a store config."""
+def parse_config(raw: bytes, where: str, *, check: bool = True) -> dict[str, Any]:
+    """Parse, checksum-verify (when the file carries a checksum and `check`) and validate a store config."""
     try:
         config = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise StoreNotFound(f"{where} is not a valid mstore config ({exc})") from None
     if isinstance(config, dict) and CHECKSUM_KEY in config:
         recorded = config.pop(CHECKSUM_KEY)
-        if recorded != blake3.blake3(_canonical(config)).hexdigest():
+        if check and recorded != blake3.blake3(_canonical(config)).hexdigest():
             raise CorruptConfig(f"{where} does not match its checksum (edited or damaged); run `mstore fsck`")
     return validate_config(config, where)
 
