@@ -102,11 +102,12 @@ class Refs:
         self.tags_dir = root / "tags"
 
     def _read(self, path: Path, where: str) -> str | None:
-        raw = self._raw(path, where)
+        raw = self.read_file(path, where)
         return None if raw is None else decode_ref(raw, where)
 
     @staticmethod
-    def _raw(path: Path, where: str) -> bytes | None:
+    def read_file(path: Path, where: str) -> bytes | None:
+        """A ref file's bytes (bounded; never a FIFO, directory or link), or None when it does not exist."""
         try:
             return fsutil.read_regular(path, MAX_REF_BYTES)
         except FileNotFoundError:
@@ -125,7 +126,7 @@ class Refs:
             fsutil.atomic_write(path, encode_ref(version_id))
 
     def latest_raw(self) -> bytes | None:
-        return self._raw(self.root / LATEST, "refs/latest")
+        return self.read_file(self.root / LATEST, "refs/latest")
 
     def tag(self, name: str) -> str | None:
         return self._read(self.tags_dir / check_tag_name(name), f"refs/tags/{name}")

@@ -27,7 +27,6 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import fsutil
 from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
 from .errors import (
     BadInput,
@@ -43,13 +42,12 @@ from .errors import (
 )
 from .metadata import MAX_METADATA_BYTES
 from .objects import check_oid, is_oid, stored_limit
-from .refs import LATEST, check_tag_name, decode_ref, encode_ref, is_version_id
+from .refs import LATEST, MAX_REF_BYTES, Refs, check_tag_name, decode_ref, encode_ref, is_version_id
 from .store import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
 from .versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
 
 HEADER_BYTES = 64  # enough for any object envelope header (codec.py)
 STORED_LIMIT = stored_limit(None)  # no object mstore writes is larger
-MAX_REF_BYTES = 4096
 CAS_ATTEMPTS = 20  # compare-and-swap retries before giving up on a ref that keeps moving
 LOCK_STALE_SECONDS = 30 * 60  # a lock key not refreshed for this long belongs to a dead process
 LOCK_REFRESH_SECONDS = 5 * 60
@@ -258,14 +256,8 @@ class DirectoryRemote:
             return True
 
     def get_ref(self, name: str) -> tuple[str | None, Any]:
-        path = self.path / ref_key(name)
-        try:
-            raw = fsutil.read_regular(path, MAX_REF_BYTES)
-        except FileNotFoundError:
-            return None, None
-        except IntegrityError as exc:
-            raise CorruptRef(f"{self.url}: {ref_key(name)}: {exc}") from None
-        return decode_ref(raw, ref_key(name)), raw
+        raw = Refs.read_file(self.path / ref_key(name), f"{self.url}: {ref_key(name)}")
+        return (None, None) if raw is None else (decode_ref(raw, ref_key(name)), raw)
 
     def set_ref(self, name: str, version_id: str, expected: Any) -> None:
         with self.store.write_lock():
