@@ -29,8 +29,8 @@ from .metadata import MAX_METADATA_BYTES
 from .metadata import loads as load_metadata
 from .objects import hash_bytes
 from .refs import check_tag_name, is_version_id
+from .remote.transfer import stored_form
 from .store import Store, check_model_hash, manifest_id
-from .transfer import stored_form
 from .versions import is_future
 
 MAGIC = b"MSTORE-ARCHIVE\x00\x01"

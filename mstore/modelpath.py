@@ -19,19 +19,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .bucket import RemoteError
 from .cache import Cache
 from .errors import BadInput, IntegrityError, NotCached, StoreNotFound, VersionNotFound
 from .manifest import Manifest
 from .metadata import loads as load_metadata
 from .objects import ObjectStore
 from .refs import check_ref_syntax
-from .remotes import Remote, open_remote, remote_path, tag_of
+from .remote.bucket import RemoteError
+from .remote.remotes import Remote, open_remote, remote_path, tag_of
+from .remote.transfer import TransferStats, _Fetcher, default_workers, run_bounded
 from .repository import Repository
 from .restore import restore
 from .revparse import resolve_in
 from .store import CONFIG, check_model_hash, manifest_id
-from .transfer import TransferStats, _Fetcher, default_workers, run_bounded
 
 OFFLINE_ENV = "MSTORE_OFFLINE"
 DEFAULT_STORE = "data/models"

@@ -18,6 +18,18 @@ from .errors import BadInput
 from .metadata import is_number
 
 
+def default_metrics(entries: list[dict[str, Any]]) -> list[str]:
+    """Every top-level metric that holds a number in at least one of the versions shown, in the order
+    they first appear (newest first). Taking them from all shown versions, not the newest alone, keeps
+    an older version's accuracy visible after a save that logged only eval_loss."""
+    names: dict[str, None] = {}
+    for meta in entries:
+        metrics = meta.get("metrics")
+        if isinstance(metrics, dict):
+            names.update((k, None) for k, v in metrics.items() if is_number(v))
+    return list(names)
+
+
 def metric_value(meta: dict[str, Any], name: str) -> float | None:
     """The metric `name` (dotted names reach nested ones) when it is a number, else None."""
     value: Any = flatten_metrics(meta.get("metrics") or {}).get(name)

@@ -48,9 +48,9 @@ from .usage import disk_usage, shared_bytes
 from .versions import is_future, newest, next_version_id, parse_id_time, saved_name
 
 if TYPE_CHECKING:  # remote support is imported when a remote is used: local commands start faster
-    from . import remote_check as _remote_check
-    from .remotes import Remote
-    from .transfer import TransferProgress, TransferStats
+    from .remote import check as _remote_check
+    from .remote.remotes import Remote
+    from .remote.transfer import TransferProgress, TransferStats
 
 Progress = Callable[[int], None]
 
@@ -271,7 +271,7 @@ class Repository:
             self.store.save_config()
 
     def remote(self, name: str) -> Remote:
-        from .remotes import open_remote
+        from .remote.remotes import open_remote
 
         info = self._remote_configs().get(name)
         if info is None:
@@ -306,7 +306,7 @@ class Repository:
     ) -> TransferStats:
         """Send versions (all by default) and their tags to a remote (default: `default_remote()`);
         only what it lacks travels."""
-        from . import transfer as _transfer
+        from .remote import transfer as _transfer
 
         ids = [self.resolve(r) for r in refs] if refs else self.ids()
         target = self.remote(remote or self.default_remote())
@@ -317,7 +317,7 @@ class Repository:
     ) -> TransferStats:
         """Fetch versions (all by default) and their tags from a remote (default: `default_remote()`),
         verifying every object."""
-        from . import transfer as _transfer
+        from .remote import transfer as _transfer
 
         other = self.remote(remote or self.default_remote())
         ids = _resolve_on(other, refs) if refs else other.version_ids()
@@ -325,7 +325,7 @@ class Repository:
 
     def fetch(self, remote: str, ref: str) -> str:
         """Pull the one version `ref` names on the remote (if it is not here yet); returns its ID."""
-        from . import transfer as _transfer
+        from .remote import transfer as _transfer
 
         other = self.remote(remote)
         vid = _resolve_on(other, [ref])[0]
@@ -343,7 +343,7 @@ class Repository:
         progress: TransferProgress | None = None,
     ) -> tuple[Repository, TransferStats]:
         """A new store at `dest` with every version of `url`, which becomes its remote `origin`."""
-        from .remotes import open_remote
+        from .remote.remotes import open_remote
 
         url = _normalise_remote_url(url)
         if Path(dest).exists() and (not Path(dest).is_dir() or any(Path(dest).iterdir())):
@@ -359,27 +359,27 @@ class Repository:
     def fsck_remote(
         self, remote: str, *, verify_data: bool = False, progress: Progress | None = None
     ) -> _remote_check.RemoteReport:
-        from . import remote_check as _remote_check
+        from .remote import check as _remote_check
 
         return _remote_check.check(self.remote(remote), verify_data=verify_data, progress=progress)
 
     def repair_remote(self, remote: str, report: _remote_check.RemoteReport) -> tuple[list[str], list[str]]:
         """Upload this store's good copies of the objects `report` found missing or corrupt on the remote."""
-        from . import remote_check as _remote_check
+        from .remote import check as _remote_check
 
         return _remote_check.repair(self.remote(remote), self.store, report)
 
     def gc_remote(
         self, remote: str, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS
     ) -> _remote_check.RemoteGcPlan:
-        from . import remote_check as _remote_check
+        from .remote import check as _remote_check
 
         return _remote_check.collect(self.remote(remote), grace_seconds=grace_seconds, dry_run=dry_run)
 
     def remove_remote(self, remote: str, ref: str, *, force: bool = False) -> tuple[str, list[str]]:
         """Delete a version from a remote (a tagged one needs `force`, which drops its tags there); returns
         (its ID, the tags removed). `gc_remote` frees the space only it used."""
-        from . import remote_prune as _remote_prune
+        from .remote import prune as _remote_prune
 
         return _remote_prune.remove(self.remote(remote), ref, force=force)
 
@@ -388,7 +388,7 @@ class Repository:
     ) -> PrunePlan:
         """Remove a remote's versions outside the retention rules (its tags, its `latest` and its newest
         version are always kept); `gc_remote` frees their space."""
-        from . import remote_prune as _remote_prune
+        from .remote import prune as _remote_prune
 
         now = datetime.now(timezone.utc)
         return _remote_prune.prune(
@@ -560,7 +560,7 @@ class Repository:
 
 def _resolve_on(other: Remote, refs: list[str]) -> list[str]:
     """The version IDs `refs` name on a remote (its tags, its `latest`), from one listing."""
-    from .remotes import tag_of
+    from .remote.remotes import tag_of
 
     ids = other.version_ids()
     return [resolve_in(ref, ids, partial(tag_of, other)) for ref in refs]
@@ -568,8 +568,8 @@ def _resolve_on(other: Remote, refs: list[str]) -> list[str]:
 
 def _normalise_remote_url(url: str) -> str:
     """Validate a remote URL; a directory path is made absolute so the remote works from anywhere."""
-    from .bucket import parse_s3_url
-    from .remotes import remote_path
+    from .remote.bucket import parse_s3_url
+    from .remote.remotes import remote_path
 
     if url.startswith("s3://"):
         parse_s3_url(url)

@@ -23,9 +23,9 @@ from craft import (
 )
 
 from mstore import Repository
-from mstore.bucket import MemoryBucket, ValueTooLarge
 from mstore.errors import CorruptObject
-from mstore.remotes import BucketRemote
+from mstore.remote.bucket import MemoryBucket, ValueTooLarge
+from mstore.remote.remotes import BucketRemote
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_a_bucket_value_larger_than_its_key_allows_is_never_downloaded_whole() -
 
 
 def test_s3_refuses_a_value_over_the_limit_from_its_length_alone(s3_url: str) -> None:
-    from mstore.s3 import S3Bucket
+    from mstore.remote.s3 import S3Bucket
 
     bucket = S3Bucket(s3_url)
     bucket.put("refs/latest", b"y" * 4096)

@@ -12,12 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mstore import codec
-from mstore.bucket import Bucket, KeyMissing, MemoryBucket, PreconditionFailed
 from mstore.errors import CorruptVersion, MissingObject, VersionIsTagged, VersionNotFound
 from mstore.metadata import dumps
 from mstore.objects import hash_bytes
-from mstore.remotes import BucketRemote, DirectoryRemote, Remote, RemoteBusy, VersionConflict
-from mstore.s3 import S3Bucket
+from mstore.remote.bucket import Bucket, KeyMissing, MemoryBucket, PreconditionFailed
+from mstore.remote.remotes import BucketRemote, DirectoryRemote, Remote, RemoteBusy, VersionConflict
+from mstore.remote.s3 import S3Bucket
 from mstore.store import Store
 
 from s3helpers import s3_client, split
@@ -140,7 +140,7 @@ def test_refs_change_only_by_compare_and_swap(remote: Remote, tmp_path: Path) ->
 def test_racing_compare_and_swap_loses_no_update(remote: Remote, tmp_path: Path) -> None:
     """Threads each advance `latest` to their own version by read-then-CAS; the newest always wins."""
     remote.initialise(_config(tmp_path))
-    from mstore.transfer import compare_and_swap_ref
+    from mstore.remote.transfer import compare_and_swap_ref
 
     ids = [f"20261126_1015{i:02d}" for i in range(8)]
     barrier = threading.Barrier(len(ids))

@@ -24,9 +24,9 @@ from typer.testing import CliRunner
 
 from mstore import Repository
 from mstore.cli import app
-from mstore.remotes import BucketRemote
-from mstore.s3 import S3Bucket
-from mstore.transfer import push
+from mstore.remote.remotes import BucketRemote
+from mstore.remote.s3 import S3Bucket
+from mstore.remote.transfer import push
 
 from helpers import safetensors_bytes
 from s3helpers import authentication_on, s3_client, split

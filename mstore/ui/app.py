@@ -29,7 +29,7 @@ from ..compare import flatten_metrics
 from ..errors import BadInput, MStoreError
 from ..humanize import format_bytes, format_duration
 from ..metadata import is_number
-from ..render import default_metrics
+from ..ranking import default_metrics
 from ..repository import Repository
 from ..store import Store
 from ..versions import parse_id_time

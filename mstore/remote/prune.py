@@ -10,12 +10,12 @@ from contextlib import suppress
 from datetime import datetime
 from functools import partial
 
-from .errors import BadInput, CorruptRef, StoreNotFound, VersionNotFound
-from .refs import LATEST, is_version_id
+from ..errors import BadInput, CorruptRef, StoreNotFound, VersionNotFound
+from ..refs import LATEST, is_version_id
+from ..retention import PrunePlan, plan_prune
+from ..revparse import resolve_in
+from ..versions import PREFIX
 from .remotes import Remote, tag_of
-from .retention import PrunePlan, plan_prune
-from .revparse import resolve_in
-from .versions import PREFIX
 
 
 def _require_store(remote: Remote) -> None:

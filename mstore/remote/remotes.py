@@ -27,8 +27,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
-from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
-from .errors import (
+from ..errors import (
     BadInput,
     CorruptObject,
     CorruptRef,
@@ -40,11 +39,12 @@ from .errors import (
     VersionIsTagged,
     VersionNotFound,
 )
-from .metadata import MAX_METADATA_BYTES
-from .objects import check_oid, is_oid, stored_limit
-from .refs import LATEST, MAX_REF_BYTES, Refs, check_tag_name, decode_ref, encode_ref, is_version_id
-from .store import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
-from .versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
+from ..metadata import MAX_METADATA_BYTES
+from ..objects import check_oid, is_oid, stored_limit
+from ..refs import LATEST, MAX_REF_BYTES, Refs, check_tag_name, decode_ref, encode_ref, is_version_id
+from ..store import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
+from ..versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
+from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
 
 HEADER_BYTES = 64  # enough for any object envelope header (codec.py)
 STORED_LIMIT = stored_limit(None)  # no object mstore writes is larger

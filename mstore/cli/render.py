@@ -8,10 +8,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .compare import flatten_metrics, lineage_of, unsafe_globals_of
-from .humanize import format_bytes, format_duration, safe
-from .metadata import is_number
-from .versions import parse_id_time
+from ..compare import flatten_metrics, lineage_of, unsafe_globals_of
+from ..humanize import format_bytes, format_duration, safe
+from ..metadata import is_number
+from ..versions import parse_id_time
 
 Style = Callable[[str, str], str]  # (text, role) -> text; roles: id, deco, good, bad, dim, head
 
@@ -28,18 +28,6 @@ def _num(value: Any) -> str:
 
 def _json(value: Any) -> str:
     return safe(json.dumps(value, ensure_ascii=False))
-
-
-def default_metrics(entries: list[dict[str, Any]]) -> list[str]:
-    """Every top-level metric that holds a number in at least one of the versions shown, in the order
-    they first appear (newest first). Taking them from all shown versions, not the newest alone, keeps
-    an older version's accuracy visible after a save that logged only eval_loss."""
-    names: dict[str, None] = {}
-    for meta in entries:
-        metrics = meta.get("metrics")
-        if isinstance(metrics, dict):
-            names.update((k, None) for k, v in metrics.items() if is_number(v))
-    return list(names)
 
 
 def _metric_text(meta: dict[str, Any], names: list[str]) -> str:

@@ -15,15 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import codec
-from .errors import BadInput, CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
-from .manifest import Manifest
-from .metadata import loads as load_metadata
-from .objects import decode_chain, is_oid
-from .problems import ERROR, INFO, Problem, summary_json
-from .refs import LATEST
+from .. import codec
+from ..errors import BadInput, CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
+from ..manifest import Manifest
+from ..metadata import loads as load_metadata
+from ..objects import decode_chain, is_oid
+from ..problems import ERROR, INFO, Problem, summary_json
+from ..refs import LATEST
+from ..store import Store, check_model_hash, manifest_id
 from .remotes import Remote
-from .store import Store, check_model_hash, manifest_id
 from .transfer import WORKERS, run_bounded, stored_form
 
 

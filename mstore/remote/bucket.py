@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from .errors import BadInput, IntegrityError, MStoreError
+from ..errors import BadInput, IntegrityError, MStoreError
 
 SMALL_VALUE_LIMIT = 17 << 20  # records, refs and configs are far smaller (metadata is at most 16 MiB)
 

@@ -20,16 +20,16 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from . import codec
+from .. import codec
+from ..errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
+from ..manifest import Manifest
+from ..metadata import loads as load_metadata
+from ..objects import ObjectStore, decode_chain
+from ..refs import LATEST, check_tag_name
+from ..store import Store, check_model_hash, manifest_id
+from ..versions import is_future
 from .bucket import PreconditionFailed
-from .errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
-from .manifest import Manifest
-from .metadata import loads as load_metadata
-from .objects import ObjectStore, decode_chain
-from .refs import LATEST, check_tag_name
 from .remotes import CAS_ATTEMPTS, Remote, VersionConflict, conflict
-from .store import Store, check_model_hash, manifest_id
-from .versions import is_future
 
 WORKERS = 8  # requests in flight; object storage rewards concurrency far more than local disks do
 

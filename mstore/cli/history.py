@@ -1,0 +1,183 @@
+"""Commands that look at history: log, show, diff, du and the local web page (ui)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from ..errors import BadInput
+from ..humanize import parse_time
+from ..ranking import default_metrics
+from ..repository import Repository
+from .render import diff_lines, du_lines, log_lines, show_lines
+
+if TYPE_CHECKING:  # remote support loads only when a remote command runs
+    pass
+
+from .app import JsonOpt, app, echo_lines, emit_json, note, open_repo, state, styled
+
+
+@app.command(short_help="List versions: metrics, new bytes, tags, message.")
+def log(
+    n: Annotated[
+        Optional[int], typer.Option("-n", "--max-count", metavar="N", help="Show at most N versions.", min=0)
+    ] = None,
+    oneline: Annotated[bool, typer.Option("--oneline", help="One line per version.")] = False,
+    metric: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--metric",
+            "-M",
+            metavar="NAME",
+            help="Metric to show (repeatable; dotted names reach nested ones). Default: every top-level metric "
+            "with a number in any version shown; other values are shown as they are.",
+        ),
+    ] = None,
+    since: Annotated[
+        Optional[str], typer.Option(metavar="WHEN", help="Only versions saved at or after (2026-11-01, 7d).")
+    ] = None,
+    until: Annotated[
+        Optional[str], typer.Option(metavar="WHEN", help="Only versions saved at or before (2026-11-20, 1d).")
+    ] = None,
+    tag: Annotated[
+        Optional[list[str]], typer.Option("--tag", "-t", metavar="NAME", help="Only versions with this tag.")
+    ] = None,
+    sort: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="METRIC",
+            help="Best first by this metric (accuracy, f1, ... highest first; loss, error, ... lowest first); "
+            "versions without it come last.",
+        ),
+    ] = None,
+    asc: Annotated[bool, typer.Option("--asc", help="With --sort: lowest first.")] = False,
+    desc: Annotated[bool, typer.Option("--desc", help="With --sort: highest first.")] = False,
+    as_json: JsonOpt = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    plot: Annotated[
+        Optional[str],
+        typer.Option(metavar="METRIC", help="Draw this metric across the versions as a chart in the terminal."),
+    ] = None,
+) -> None:
+    """List versions, newest first (or best first with --sort): ID, age, hash, metrics, new bytes, tags, message.
+
+    Metrics shown by default: every top-level metric that holds a number in any version shown (nested ones
+    with -M a.b); choose others with -M.
+    """
+    if plot is not None and (as_json or jsonl or sort is not None):
+        raise BadInput("--plot draws versions oldest to newest; it does not combine with --json, --jsonl or --sort")
+    if (asc or desc) and sort is None:
+        raise BadInput("--asc and --desc order a --sort METRIC; name one")
+    if asc and desc:
+        raise BadInput("--asc and --desc contradict each other; give one")
+    repo = open_repo()
+    now = datetime.now(timezone.utc)
+    entries = repo.log(
+        limit=n,
+        since=parse_time(since, now) if since else None,
+        until=parse_time(until, now) if until else None,
+        tags=tag,
+        sort=sort,
+        descending=True if desc else False if asc else None,
+    )
+    if metric and entries:
+        repo.check_metrics(metric, entries)
+    if plot is not None and entries:
+        from ..ui.termplot import plot as draw
+
+        repo.check_metrics([plot], entries)
+        typer.echo(draw(entries, plot))
+        return
+    if as_json:
+        emit_json(entries)
+        return
+    if jsonl:
+        for entry in entries:
+            typer.echo(json.dumps(entry, ensure_ascii=False))
+        return
+    if not entries:
+        note("no versions match" if (since or until or tag) else "no versions yet")
+        return
+    ids = repo.ids()
+    names = metric or default_metrics(entries)
+    if sort is not None and sort not in names:
+        names = [sort, *names]
+    echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=styled))
+
+
+@app.command(short_help="Show one version: metadata, lineage, files.")
+def show(
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a version's metadata, what trained it, its files, and how much it shares with its parent."""
+    shown = open_repo().show(ref)
+    if as_json:
+        emit_json(shown)
+    else:
+        echo_lines(show_lines(shown, styled))
+
+
+@app.command(short_help="Compare two versions, down to config keys and tensors.")
+def diff(
+    old: Annotated[str, typer.Argument(metavar="OLD", help="Older version (default latest~1).")] = "latest~1",
+    new: Annotated[str, typer.Argument(metavar="NEW", help="Newer version (default latest).")] = "latest",
+    stat: Annotated[bool, typer.Option("--stat", help="A short summary only.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two versions: time, model hash, metadata, metrics, categories, training data and code, files,
+    config keys and tensors."""
+    result = open_repo().compare(old, new)
+    if as_json:
+        emit_json(result)
+    else:
+        echo_lines(diff_lines(result, stat=stat, style=styled))
+
+
+@app.command(short_help="Disk usage: what versions cost, what each alone holds.")
+def du(
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", help="How many of the largest versions to list.", min=0)
+    ] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Disk usage: logical size of all versions, bytes on disk, savings, what each version alone holds."""
+    usage = open_repo().du(largest=top)
+    if as_json:
+        emit_json(usage)
+    else:
+        echo_lines(du_lines(usage))
+
+
+@app.command(short_help="A local read-only web page: versions, charts, diffs.")
+def ui(
+    host: Annotated[
+        Optional[str],
+        typer.Option(metavar="HOST", help="Address to listen on (default 127.0.0.1: this machine only)."),
+    ] = None,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port (0: any free one).", min=0, max=65535)] = 8765,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a web browser.")] = False,
+) -> None:
+    """A read-only web page of the store: versions, metric charts, diffs (needs `pip install 'mstore[ui]'`).
+
+    Prints its URL on stdout and serves until interrupted."""
+    from ..ui import missing
+
+    absent = missing()
+    if absent:
+        raise BadInput(f"mstore ui needs {', '.join(absent)}: pip install 'mstore[ui]'")
+    from ..ui.server import DEFAULT_HOST, is_loopback, serve
+
+    if host is not None and not is_loopback(host):
+        note(f"warning: listening on {host}: anyone who can reach it can read every version in this store")
+
+    def announce(url: str) -> None:
+        typer.echo(url)
+        sys.stdout.flush()
+        note("serving read-only; press Ctrl+C to stop")
+
+    serve(Repository.open(state.store).root, host or DEFAULT_HOST, port, open_browser=not no_browser, announce=announce)
