@@ -20,8 +20,9 @@ size must match what the caller (the manifest) expects.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import blake3
@@ -250,6 +251,24 @@ class Encoder:
                     if len(payload) < 0.9 * len(candidates[0]):
                         candidates.append(_envelope(XOR_DELTA, w, n, payload, base[0], base[2] + 1))
         return _smallest(candidates, data)
+
+
+@dataclass
+class Compression:
+    """How new objects are encoded; `None` keeps them raw (format-1 stores)."""
+
+    level: int = 1  # tensor pieces
+    opaque_level: int = 3  # everything else
+    delta: bool = True
+    planes: bool = False  # codecs 4/5: each byte plane raw or compressed on its own (format-3 stores)
+    grouping: bool = True  # byte-group float tensors (mstore.json's `byte_grouping`)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def encoder(self) -> Encoder:
+        enc: Encoder | None = getattr(self._local, "encoder", None)
+        if enc is None:
+            enc = self._local.encoder = Encoder(self.level, self.opaque_level, planes=self.planes)
+        return enc
 
 
 def _smallest(candidates: list[bytes], data: bytes) -> bytes:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,16 @@ import blake3
 
 from . import codec, statcache
 from .chunking import Chunker, Piece
-from .codec import Encoder
+from .codec import Compression
 from .errors import InvalidName, MStoreError, SourceChanged, SourceNotFound, UnsupportedSource
 from .manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
 from .objects import ObjectStore, hash_bytes, stored_limit
 from .statcache import StatCache
+from .workers import PARALLEL_MIN_BYTES, WORKERS, map_ordered
 
 Progress = Callable[[int], None]
 # (path, tensor piece key) -> object id of that piece in the parent version; path "" for single-file models
 ParentPieces = dict[tuple[str, tuple[Any, ...]], str]
-PARALLEL_MIN_BYTES = 8 << 20  # smaller files are done inline: no thread start-up, deterministic order
-WORKERS = min(8, (os.cpu_count() or 2) + 2)  # a couple more than cores: fsync waits overlap with work (measured)
 
 
 @dataclass
@@ -51,24 +49,6 @@ class IngestStats:
     @property
     def bytes_reused(self) -> int:
         return self.bytes_total - self.bytes_new
-
-
-@dataclass
-class Compression:
-    """How new objects are encoded; `None` keeps them raw (format-1 stores)."""
-
-    level: int = 1  # tensor pieces
-    opaque_level: int = 3  # everything else
-    delta: bool = True
-    planes: bool = False  # codecs 4/5: each byte plane raw or compressed on its own (format-3 stores)
-    grouping: bool = True  # byte-group float tensors (mstore.json's `byte_grouping`)
-    _local: threading.local = field(default_factory=threading.local, repr=False)
-
-    def encoder(self) -> Encoder:
-        enc: Encoder | None = getattr(self._local, "encoder", None)
-        if enc is None:
-            enc = self._local.encoder = Encoder(self.level, self.opaque_level, planes=self.planes)
-        return enc
 
 
 def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -160,20 +140,19 @@ def _ingest_file(
                 return Entry(rel, False, before.st_size, executable, hit[0], hit[1])
             read_start = statcache.clock_ns()
             whole = blake3.blake3()
-            chunks: list[Chunk] = []
-            pending: deque[Future[Chunk]] = deque()
-            use_pool = pool is not None and before.st_size >= PARALLEL_MIN_BYTES
-            for piece in chunker.split(f, rel, before.st_size):
-                whole.update(piece.data)
-                if use_pool and pool is not None:
-                    pending.append(pool.submit(writer.store, piece, parent_key))
-                    if len(pending) > 2 * WORKERS:  # bounded memory: few pieces in flight
-                        chunks.append(pending.popleft().result())
-                else:
-                    chunks.append(writer.store(piece, parent_key))
-                if progress:
-                    progress(len(piece.data))
-            chunks.extend(future.result() for future in pending)
+
+            def pieces() -> Iterator[Piece]:
+                for piece in chunker.split(f, rel, before.st_size):
+                    whole.update(piece.data)
+                    if progress:
+                        progress(len(piece.data))
+                    yield piece
+
+            def keep(piece: Piece) -> Chunk:
+                return writer.store(piece, parent_key)
+
+            parallel = pool if before.st_size >= PARALLEL_MIN_BYTES else None
+            chunks = list(map_ordered(keep, pieces(), parallel, 2 * WORKERS))  # bounded: few pieces in flight
             after = os.stat(path)
     except FileNotFoundError:
         raise SourceChanged(f"{path} disappeared while it was being saved; nothing was published") from None

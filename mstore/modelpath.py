@@ -27,11 +27,12 @@ from .objects import ObjectStore
 from .refs import check_ref_syntax
 from .remote.bucket import RemoteError
 from .remote.remotes import Remote, open_remote, remote_path, tag_of
-from .remote.transfer import TransferStats, _Fetcher, default_workers, run_bounded
+from .remote.transfer import TransferStats, _Fetcher
 from .repository import Repository
 from .restore import restore
 from .revparse import resolve_in
 from .store import CONFIG, check_model_hash, manifest_id
+from .workers import remote_workers, run_all
 
 OFFLINE_ENV = "MSTORE_OFFLINE"
 DEFAULT_STORE = "data/models"
@@ -183,7 +184,7 @@ def _from_remote(remote: Remote, source: str, ref: str, cache: Cache) -> Located
         manifest = Manifest.decode(fetch.content(key, None))
         check_model_hash(meta, manifest, vid)
         chunks = sorted({c.oid: c.size for f in manifest.files for c in f.chunks}.items())
-        run_bounded(chunks, lambda item: _ensure(cache.objects, fetch, *item), default_workers())
+        run_all(chunks, lambda item: _ensure(cache.objects, fetch, *item), remote_workers())
         cache.objects.sync()
         restore(manifest, cache.objects, tmp)
         return manifest

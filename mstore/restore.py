@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import fsutil
 from .errors import CorruptObject, DestinationExists, InvalidName
-from .ingest import PARALLEL_MIN_BYTES, WORKERS
-from .manifest import KIND_FILE, Entry, Manifest, check_relpath
+from .manifest import KIND_FILE, Chunk, Entry, Manifest, check_relpath
 from .objects import ObjectStore
+from .workers import PARALLEL_MIN_BYTES, WORKERS, map_ordered
 
 Progress = Callable[[int], None]
 
@@ -36,18 +35,15 @@ def checkout_target(manifest: Manifest, dest: Path) -> Path:
 
 def _chunks(entry: Entry, objects: ObjectStore) -> Iterator[bytes]:
     """The file's chunks in order, decoded and verified; large files on a few threads, a bounded window ahead."""
+
+    def read(chunk: Chunk) -> bytes:
+        return objects.read(chunk.oid, chunk.size, buffer=True)
+
     if entry.size < PARALLEL_MIN_BYTES or len(entry.chunks) < 2:
-        for chunk in entry.chunks:
-            yield objects.read(chunk.oid, chunk.size, buffer=True)
+        yield from map(read, entry.chunks)
         return
     with ThreadPoolExecutor(WORKERS) as pool:
-        pending: deque[Future[bytes]] = deque()
-        for chunk in entry.chunks:
-            pending.append(pool.submit(objects.read, chunk.oid, chunk.size, buffer=True))
-            if len(pending) > 2 * WORKERS:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        yield from map_ordered(read, entry.chunks, pool, 2 * WORKERS)
 
 
 def _write_file(entry: Entry, target: Path, objects: ObjectStore, progress: Progress | None) -> None:

@@ -22,6 +22,7 @@ import blake3
 
 from . import fsutil
 from .chunking import Chunker, ModelAwareChunker, chunker_from_config
+from .codec import Compression
 from .errors import (
     CorruptConfig,
     CorruptVersion,
@@ -32,7 +33,6 @@ from .errors import (
     UnsupportedFormat,
     VersionIsTagged,
 )
-from .ingest import Compression
 from .manifest import Manifest
 from .objects import ObjectStore, is_oid
 from .refs import Refs

@@ -128,14 +128,14 @@ def test_any_sequence_of_retrains_restores_bit_exact(
 
 
 def test_large_files_take_the_parallel_path_and_still_round_trip(tmp_path: Path, repo: Repository) -> None:
-    from mstore import ingest
+    from mstore import workers
 
     rng = np.random.default_rng(11)
     big = {f"w{i}": ("F32", rng.standard_normal(1 << 20).astype(np.float32)) for i in range(3)}  # 12 MiB
     model = tmp_path / "model"
     model.mkdir()
     (model / "model.safetensors").write_bytes(safetensors_bytes(big))
-    (model / "opaque.bin").write_bytes(rng.bytes(ingest.PARALLEL_MIN_BYTES + 12345))
+    (model / "opaque.bin").write_bytes(rng.bytes(workers.PARALLEL_MIN_BYTES + 12345))
     first = repo.save(model)
     (model / "model.safetensors").write_bytes(safetensors_bytes(_nudge(big, 12)))
     second = repo.save(model)

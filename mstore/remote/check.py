@@ -23,8 +23,9 @@ from ..objects import decode_chain, is_oid
 from ..problems import ERROR, INFO, Problem, summary_json
 from ..refs import LATEST
 from ..store import Store, check_model_hash, manifest_id
+from ..workers import REMOTE_WORKERS, run_all
 from .remotes import Remote
-from .transfer import WORKERS, run_bounded, stored_form
+from .transfer import stored_form
 
 
 def _error(code: str, subject: str, message: str, version: str | None = None) -> Problem:
@@ -124,7 +125,7 @@ def _with_bases(remote: Remote, reader: _Reader, oids: set[str], present: set[st
 
     while todo:
         found.clear()
-        run_bounded(todo, look, workers)
+        run_all(todo, look, workers)
         todo = []
         for oid, base in found:
             bases[oid] = base
@@ -135,7 +136,11 @@ def _with_bases(remote: Remote, reader: _Reader, oids: set[str], present: set[st
 
 
 def check(
-    remote: Remote, *, verify_data: bool = False, workers: int = WORKERS, progress: Callable[[int], None] | None = None
+    remote: Remote,
+    *,
+    verify_data: bool = False,
+    workers: int = REMOTE_WORKERS,
+    progress: Callable[[int], None] | None = None,
 ) -> RemoteReport:
     report = RemoteReport(remote.url)
     config = remote.config()
@@ -198,7 +203,7 @@ def check(
             if progress is not None:
                 progress(len(data))
 
-        run_bounded(sorted((o, s) for o, s in needed.items() if o in index), verify, workers)
+        run_all(sorted((o, s) for o, s in needed.items() if o in index), verify, workers)
     return report
 
 
@@ -237,7 +242,9 @@ class RemoteGcPlan:
     deleted: bool = False
 
 
-def collect(remote: Remote, *, grace_seconds: float, dry_run: bool = False, workers: int = WORKERS) -> RemoteGcPlan:
+def collect(
+    remote: Remote, *, grace_seconds: float, dry_run: bool = False, workers: int = REMOTE_WORKERS
+) -> RemoteGcPlan:
     """Delete objects no committed version needs, older than the grace period, while no push runs."""
     config = remote.config()
     if config is None:
@@ -258,6 +265,6 @@ def collect(remote: Remote, *, grace_seconds: float, dry_run: bool = False, work
             plan.garbage.append(oid)
             plan.garbage_bytes += entry.size
         if not dry_run:
-            run_bounded(plan.garbage, remote.delete_object, workers)
+            run_all(plan.garbage, remote.delete_object, workers)
             plan.deleted = True
     return plan

@@ -10,11 +10,9 @@ threads with a bounded window, so memory stays at a few objects per worker.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -28,19 +26,9 @@ from ..objects import ObjectStore, decode_chain
 from ..refs import LATEST, check_tag_name
 from ..store import Store, check_model_hash, manifest_id
 from ..versions import is_future
+from ..workers import map_all, remote_workers, run_all
 from .bucket import PreconditionFailed
 from .remotes import CAS_ATTEMPTS, Remote, VersionConflict, conflict
-
-WORKERS = 8  # requests in flight; object storage rewards concurrency far more than local disks do
-
-
-def default_workers() -> int:
-    """WORKERS, or MSTORE_TRANSFER_WORKERS when set (1 to 64)."""
-    try:
-        return max(1, min(64, int(os.environ.get("MSTORE_TRANSFER_WORKERS", WORKERS))))
-    except ValueError:
-        return WORKERS
-
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -96,33 +84,6 @@ def stored_form(
     return blob
 
 
-def run_bounded(items: Iterable[T], fn: Callable[[T], None], workers: int) -> None:
-    """`fn` over `items` on `workers` threads with at most 2 x workers in flight; the first error stops it."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mstore-transfer") as pool:
-        pending: set[Future[None]] = set()
-        try:
-            for item in items:
-                if len(pending) >= 2 * workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        f.result()
-                pending.add(pool.submit(fn, item))
-            for f in pending:
-                f.result()
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
-
-
-def parallel_map(items: list[T], fn: Callable[[T], R], workers: int) -> list[R]:
-    """`[fn(x) for x in items]` on `workers` threads (for small per-version requests)."""
-    if len(items) <= 1:
-        return [fn(x) for x in items]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mstore-transfer") as pool:
-        return list(pool.map(fn, items))
-
-
 def compare_and_swap_ref(remote: Remote, name: str, decide: Callable[[str | None], str | None]) -> str | None:
     """Compare-and-swap `name`: `decide(current)` returns the new target or None to leave it."""
     for _ in range(CAS_ATTEMPTS):
@@ -151,7 +112,7 @@ def push(
     workers: int | None = None,
 ) -> TransferStats:
     """Send `version_ids` (and the tags naming them) to `remote`; only the objects it lacks travel."""
-    started, stats, workers = time.monotonic(), TransferStats(), workers or default_workers()
+    started, stats, workers = time.monotonic(), TransferStats(), workers or remote_workers()
     remote_config = remote.initialise(store.config)
     check_compatible(store.config, remote_config, remote.url)
     target_envelopes = int(remote_config["format"]) >= 2
@@ -160,7 +121,7 @@ def push(
         present = set(remote.object_index())
         on_remote = set(remote.version_ids())
         ours = {vid: store.versions.raw_metadata(vid) for vid in version_ids}
-        there = parallel_map(version_ids, lambda v: v in on_remote and remote.holds_version(v, ours[v]), workers)
+        there = map_all(version_ids, lambda v: v in on_remote and remote.holds_version(v, ours[v]), workers)
         plan: list[tuple[str, bytes, list[str]]] = []
         planned: set[str] = set()
         had: set[str] = set()
@@ -190,7 +151,7 @@ def push(
 
         counting = threading.Lock()
         for vid, meta, todo in plan:
-            run_bounded(todo, send, workers)
+            run_all(todo, send, workers)
             if remote.publish_version(vid, meta):
                 stats.versions_sent += 1
             else:
@@ -296,7 +257,7 @@ def pull(
     workers: int | None = None,
 ) -> TransferStats:
     """Fetch `version_ids` (and the tags naming them) from `remote`, verifying every object."""
-    started, stats, workers = time.monotonic(), TransferStats(), workers or default_workers()
+    started, stats, workers = time.monotonic(), TransferStats(), workers or remote_workers()
     remote_config = remote.config()
     if remote_config is None:
         raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
@@ -316,9 +277,9 @@ def pull(
                 return vid, meta, None
             return vid, meta, manifest_id(load_metadata(meta, f"version_{vid}"), vid)
 
-        records = parallel_map(version_ids, record, workers)
+        records = map_all(version_ids, record, workers)
         wanted_manifests = sorted({moid for _, _, moid in records if moid is not None})  # re-saves share one
-        fetched = parallel_map(wanted_manifests, lambda moid: Manifest.decode(fetch.content(moid, None)), workers)
+        fetched = map_all(wanted_manifests, lambda moid: Manifest.decode(fetch.content(moid, None)), workers)
         manifests = dict(zip(wanted_manifests, fetched, strict=True))
         plan: list[tuple[str, bytes, Manifest]] = []
         for vid, meta, moid in records:
@@ -331,7 +292,7 @@ def pull(
             progress.start(sum(f.size for _, _, m in plan for f in m.files))
         for vid, meta, manifest in plan:
             chunks = {c.oid: c.size for f in manifest.files for c in f.chunks}
-            run_bounded(sorted(chunks.items()), lambda item: fetch.ensure(*item), workers)
+            run_all(sorted(chunks.items()), lambda item: fetch.ensure(*item), workers)
             store.objects.sync()
             with store.write_lock():
                 if not store.versions.exists(vid):
