@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -33,7 +34,7 @@ from .errors import (
     UnsafeModel,
     VersionNotFound,
 )
-from .ingest import ingest, inside, scan
+from .ingest import IngestStats, ingest, inside, scan
 from .manifest import Manifest
 from .objects import hash_bytes
 from .parents import parent_pieces
@@ -53,6 +54,28 @@ if TYPE_CHECKING:  # remote support is imported when a remote is used: local com
     from .remote.transfer import TransferProgress, TransferStats
 
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class _SavePlan:
+    """What a save checked before writing anything."""
+
+    user: dict[str, Any]  # the caller's metadata, normalized
+    source: Path
+    exclude: Path | None  # a store inside the source, left out
+    pickles: dict[str, tuple[Path, _pickles.Scan]]
+    safety: dict[str, Any]  # pickle globals, unsafe ones
+    lineage: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Written:
+    """The objects a save wrote: its manifest and what they cost."""
+
+    manifest: Manifest
+    manifest_oid: str
+    new_bytes: int  # stored bytes of new objects, manifest included
+    stats: IngestStats
 
 
 class Repository:
@@ -98,76 +121,108 @@ class Repository:
         the metadata. With `refuse_unsafe`, a model with unsafe globals, or a pickle that could not be
         read to its end, raises UnsafeModel before anything is written.
         """
+        plan = self._plan_save(source, metadata, message=message, tag=tag, refuse_unsafe=refuse_unsafe)
+        store = self.store
+        with store.gc_lock():
+            ids = store.versions.ids()
+            parent_id = self.resolve(parent) if parent is not None else (ids[-1] if ids else None)
+            cache = StatCache(store.root)
+            written = self._write_objects(plan, parent_id, progress, cache)
+            with store.write_lock():
+                meta = self._publish(plan, written, parent_id, tag)
+            cache.flush()  # only ever saves a re-read of unchanged files next time
+        return meta
+
+    def _plan_save(
+        self,
+        source: str | os.PathLike[str],
+        metadata: Mapping[str, Any] | None,
+        *,
+        message: str | None,
+        tag: str | None,
+        refuse_unsafe: bool,
+    ) -> _SavePlan:
+        """Everything a save can refuse, checked before any object is written: a typo must not cost a
+        whole save, and bad input must change nothing."""
         user = _metadata.normalize(metadata)
         if tag is not None:
-            self._check_tag_free(tag)  # before the work: a typo must not cost a whole save
+            self._check_tag_free(tag)
         if message is not None:
             user["message"] = message
         source_path = Path(source)
-        store = self.store
-        if inside(source_path, store.root):
-            raise BadInput(f"cannot save {source_path}: it lies inside the store {store.root} it would be saved to")
+        if inside(source_path, self.store.root):
+            raise BadInput(
+                f"cannot save {source_path}: it lies inside the store {self.store.root} it would be saved to"
+            )
         exclude = self.store_inside(source_path)
         pickles = _pickles.scan_source(scan(source_path, exclude)[1])
         safety = pickle_safety({rel: sc for rel, (_, sc) in pickles.items()})
         if refuse_unsafe:
             refuse_if_unsafe(safety)
         lineage = _lineage.collect(user)  # before any lock: hashing a large training file takes a while
-        with store.gc_lock():
-            ids = store.versions.ids()
-            parent_id = self.resolve(parent) if parent is not None else (ids[-1] if ids else None)
-            bases = parent_pieces(store, parent_id) if store.compression and store.compression.delta else {}
-            cache = StatCache(store.root)
-            manifest, stats = ingest(
-                source_path,
-                store.objects,
-                store.chunker,
-                progress,
-                compression=store.compression,
-                parent=bases,
-                exclude=exclude,
-                cache=cache,
-            )
-            for full, sc in pickles.values():
-                if not _pickles.unchanged(full, sc):
-                    raise SourceChanged(f"{full} changed while it was being saved; nothing was published")
-            manifest_bytes = manifest.encode()
-            manifest_oid = hash_bytes(manifest_bytes)
-            manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
-            store.objects.sync()  # every object is durable before anything refers to it
-            with store.write_lock():
-                if tag is not None:
-                    self._check_tag_free(tag)  # again under the lock: another process may have taken it
-                now = datetime.now(timezone.utc)
-                current = [i for i in store.versions.ids() if not is_future(i, now)]  # a forged future ID
-                version_id = next_version_id(now, current[-1] if current else None)  # never blocks a save
-                meta = {
-                    **user,
-                    "timestamp": version_id,
-                    "model_hash": manifest.model_hash,
-                    "original_path": os.path.abspath(source_path),
-                    "mstore": {
-                        "format": store.format,
-                        "manifest": manifest_oid,
-                        "kind": manifest.kind,
-                        "size": manifest.size,
-                        "files": len(manifest.files),
-                        "parent": parent_id,
-                        "new_bytes": stats.stored_new + (len(manifest_bytes) if manifest_is_new else 0),
-                        "new_content_bytes": stats.bytes_new,
-                        "reused_bytes": stats.bytes_reused,
-                        "delta_objects": stats.deltas,
-                        "lineage": lineage,
-                        **safety,
-                    },
-                }
-                staged = store.versions.stage(meta)
-                store.versions.publish(staged, version_id)  # the commit point
-                with suppress(OSError):  # the version is saved; `latest` is derived from IDs, and the
-                    store.refs.set_latest(version_id)  # next write repairs the ref (fsck: stale-ref)
-                if tag is not None:
-                    store.refs.set_tag(tag, version_id)
-            cache.flush()  # only ever saves a re-read of unchanged files next time
+        return _SavePlan(user, source_path, exclude, pickles, safety, lineage)
+
+    def _write_objects(
+        self, plan: _SavePlan, parent_id: str | None, progress: Progress | None, cache: StatCache
+    ) -> _Written:
+        """The model's objects and manifest, durable before anything refers to them (under the gc lock)."""
+        store = self.store
+        bases = parent_pieces(store, parent_id) if store.compression and store.compression.delta else {}
+        manifest, stats = ingest(
+            plan.source,
+            store.objects,
+            store.chunker,
+            progress,
+            compression=store.compression,
+            parent=bases,
+            exclude=plan.exclude,
+            cache=cache,
+        )
+        for full, sc in plan.pickles.values():
+            if not _pickles.unchanged(full, sc):
+                raise SourceChanged(f"{full} changed while it was being saved; nothing was published")
+        manifest_bytes = manifest.encode()
+        manifest_oid = hash_bytes(manifest_bytes)
+        manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
+        store.objects.sync()  # every object is durable before anything refers to it
+        manifest_cost = len(manifest_bytes) if manifest_is_new else 0
+        return _Written(manifest, manifest_oid, stats.stored_new + manifest_cost, stats)
+
+    def _publish(self, plan: _SavePlan, written: _Written, parent_id: str | None, tag: str | None) -> dict[str, Any]:
+        """Name the version and publish it by one rename, then move the refs (under the write lock)."""
+        store = self.store
+        if tag is not None:
+            self._check_tag_free(tag)  # again under the lock: another process may have taken it
+        now = datetime.now(timezone.utc)
+        current = [i for i in store.versions.ids() if not is_future(i, now)]  # a forged future ID
+        version_id = next_version_id(now, current[-1] if current else None)  # never blocks a save
+        manifest, stats = written.manifest, written.stats
+        meta = {
+            **plan.user,
+            "timestamp": version_id,
+            "model_hash": manifest.model_hash,
+            "original_path": os.path.abspath(plan.source),
+            "mstore": {
+                "format": store.format,
+                "manifest": written.manifest_oid,
+                "kind": manifest.kind,
+                "size": manifest.size,
+                "files": len(manifest.files),
+                "parent": parent_id,
+                "new_bytes": written.new_bytes,
+                "new_content_bytes": stats.bytes_new,
+                "reused_bytes": stats.bytes_reused,
+                "delta_objects": stats.deltas,
+                "lineage": plan.lineage,
+                **plan.safety,
+            },
+        }
+        staged = store.versions.stage(meta)
+        store.versions.publish(staged, version_id)  # the commit point
+        with suppress(OSError):  # the version is saved; `latest` is derived from IDs, and the
+            store.refs.set_latest(version_id)  # next write repairs the ref (fsck: stale-ref)
+        if tag is not None:
+            store.refs.set_tag(tag, version_id)
         return meta
 
     def _check_tag_free(self, name: str) -> None:

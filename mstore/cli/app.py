@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from typer.core import TyperArgument, TyperGroup
@@ -22,9 +22,6 @@ from .. import __version__
 from ..errors import EXIT_PROBLEM, MStoreError
 from ..humanize import safe
 from ..repository import Repository
-
-if TYPE_CHECKING:  # remote support loads only when a remote command runs
-    pass
 
 DEFAULT_STORE = "data/models"
 PROGRESS_MIN_BYTES = 64 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,12 +13,8 @@ from ..errors import BadInput
 from ..humanize import parse_time
 from ..ranking import default_metrics
 from ..repository import Repository
-from .render import diff_lines, du_lines, log_lines, show_lines
-
-if TYPE_CHECKING:  # remote support loads only when a remote command runs
-    pass
-
 from .app import JsonOpt, app, echo_lines, emit_json, note, open_repo, state, styled
+from .render import diff_lines, du_lines, log_lines, show_lines
 
 
 @app.command(short_help="List versions: metrics, new bytes, tags, message.")

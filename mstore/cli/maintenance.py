@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -13,10 +13,6 @@ from ..fsck import unused_summary
 from ..gc import DEFAULT_GRACE_SECONDS
 from ..humanize import format_bytes, format_duration, parse_duration, safe
 from ..repository import Repository
-
-if TYPE_CHECKING:  # remote support loads only when a remote command runs
-    pass
-
 from .app import JsonOpt, app, byte_progress, emit_json, note, open_repo, state, styled, transfer_progress
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,10 +12,6 @@ from ..cache import Cache, human_size
 from ..errors import EXIT_PROBLEM, BadInput, VersionNotFound
 from ..humanize import format_bytes, format_duration, parse_duration, safe
 from ..modelpath import locate
-
-if TYPE_CHECKING:  # remote support loads only when a remote command runs
-    pass
-
 from .app import CommandGroup, JsonOpt, app, emit_json, note, state
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -17,12 +17,8 @@ from ..manifest import KIND_FILE
 from ..refs import check_tag_name
 from ..repository import Repository
 from ..versions import saved_name
-from .render import save_summary, unsafe_warnings
-
-if TYPE_CHECKING:  # remote support loads only when a remote command runs
-    pass
-
 from .app import JsonOpt, app, byte_progress, emit_json, fail, note, open_repo, state
+from .render import save_summary, unsafe_warnings
 
 
 @app.command(short_help="Create an empty store.")
@@ -65,6 +61,29 @@ def _load_metadata_file(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _metadata_from_options(
+    metadata_file: Path | None, training_file: str | None, fields: list[str], metrics: list[str]
+) -> dict[str, Any]:
+    """The version's metadata from save's options: the file first, then --training-file, --set, --metric."""
+    meta: dict[str, Any] = _load_metadata_file(metadata_file) if metadata_file else {}
+    if training_file is not None:
+        meta["training_file"] = training_file
+    for item in fields:
+        key, raw = _split_pair(item, "--set")
+        try:
+            meta[key] = json.loads(raw)
+        except ValueError:
+            meta[key] = raw
+    if metrics:
+        recorded = meta.setdefault("metrics", {})
+        if not isinstance(recorded, dict):
+            raise BadInput("metadata field 'metrics' must be an object to add --metric values")
+        for item in metrics:
+            name, raw = _split_pair(item, "--metric")
+            recorded[name] = _parse_number(raw)
+    return meta
+
+
 @app.command(short_help="Save a model file or directory as a new version.")
 def save(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Model file or directory to save.", show_default=False)],
@@ -105,22 +124,7 @@ def save(
 ) -> None:
     """Save a model file or directory as a new version. Pickle / joblib files are read (never loaded) for
     the globals they import; unsafe ones are warned about, and recorded."""
-    meta: dict[str, Any] = _load_metadata_file(metadata_file) if metadata_file else {}
-    if training_file is not None:
-        meta["training_file"] = training_file
-    for item in set_ or []:
-        key, raw = _split_pair(item, "--set")
-        try:
-            meta[key] = json.loads(raw)
-        except ValueError:
-            meta[key] = raw
-    if metric:
-        metrics = meta.setdefault("metrics", {})
-        if not isinstance(metrics, dict):
-            raise BadInput("metadata field 'metrics' must be an object to add --metric values")
-        for item in metric:
-            name, raw = _split_pair(item, "--metric")
-            metrics[name] = _parse_number(raw)
+    meta = _metadata_from_options(metadata_file, training_file, set_ or [], metric or [])
     if tag is not None:
         check_tag_name(tag)  # before anything is written
     repo = Repository.init(state.store)

@@ -111,69 +111,87 @@ def push(
     progress: TransferProgress | None = None,
     workers: int | None = None,
 ) -> TransferStats:
-    """Send `version_ids` (and the tags naming them) to `remote`; only the objects it lacks travel."""
+    """Send `version_ids` (and the tags naming them) to `remote`; only the objects it lacks travel.
+
+    Objects first, then each version's record (its commit point), then refs, under the remote's push lock."""
     started, stats, workers = time.monotonic(), TransferStats(), workers or remote_workers()
     remote_config = remote.initialise(store.config)
     check_compatible(store.config, remote_config, remote.url)
-    target_envelopes = int(remote_config["format"]) >= 2
-    target_planes = int(remote_config["format"]) >= 3
     with remote.lock("push"):
-        present = set(remote.object_index())
         on_remote = set(remote.version_ids())
-        ours = {vid: store.versions.raw_metadata(vid) for vid in version_ids}
-        there = map_all(version_ids, lambda v: v in on_remote and remote.holds_version(v, ours[v]), workers)
-        plan: list[tuple[str, bytes, list[str]]] = []
-        planned: set[str] = set()
-        had: set[str] = set()
-        for vid, already in zip(version_ids, there, strict=True):
-            meta = ours[vid]
-            if already:
-                stats.versions_skipped += 1
-                continue
-            needed = needed_objects(store, vid, load_metadata(meta, f"version_{vid}"))
-            todo = sorted(needed - present - planned)
-            planned.update(todo)  # a later version sharing them needs them only once
-            had.update(needed & present)
-            plan.append((vid, meta, todo))
-        stats.objects_skipped = len(had)  # objects these versions need that the remote already had
+        plan = _plan_push(store, remote, version_ids, on_remote, stats, workers)
         if progress is not None:
             progress.start(sum(store.objects.size(oid) for _, _, todo in plan for oid in todo))
-
-        def send(oid: str) -> None:
-            content, blob = store.objects.read_with_blob(oid)  # verified: a corrupt object never leaves
-            stored = stored_form(content, blob, store.objects.envelopes, target_envelopes, target_planes)
-            sent = remote.put_object(oid, content, stored)
-            with counting:
-                stats.objects_sent += 1
-                stats.bytes_sent += sent
-            if progress is not None:
-                progress.advance(len(blob))
-
-        counting = threading.Lock()
+        send = _Sender(store, remote, int(remote_config["format"]), stats, progress)
         for vid, meta, todo in plan:
             run_all(todo, send, workers)
             if remote.publish_version(vid, meta):
                 stats.versions_sent += 1
             else:
                 stats.versions_skipped += 1
-
-        # `latest` moves forward to the newest version there, also when an interrupted push left it behind.
-        known = on_remote | set(version_ids)
-        if known:
-            newest = max(known)
-            stats.latest = compare_and_swap_ref(
-                remote, LATEST, lambda cur: newest if cur is None or cur < newest else None
-            )
-            stats.latest_newer_than_sent = bool(version_ids) and str(stats.latest) > max(version_ids)
-        wanted = set(version_ids)
-        for name, target in sorted(store.refs.tags().items()):
-            if (
-                target in wanted
-                and compare_and_swap_ref(remote, f"tags/{name}", partial(_create_only, target)) != target
-            ):
-                stats.tag_conflicts.append(name)
+        _push_refs(store, remote, version_ids, on_remote, stats)
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _plan_push(
+    store: Store, remote: Remote, version_ids: list[str], on_remote: set[str], stats: TransferStats, workers: int
+) -> list[tuple[str, bytes, list[str]]]:
+    """Per version still missing there: its record and the objects to send (each object once)."""
+    present = set(remote.object_index())
+    ours = {vid: store.versions.raw_metadata(vid) for vid in version_ids}
+    there = map_all(version_ids, lambda v: v in on_remote and remote.holds_version(v, ours[v]), workers)
+    plan: list[tuple[str, bytes, list[str]]] = []
+    planned: set[str] = set()
+    had: set[str] = set()
+    for vid, already in zip(version_ids, there, strict=True):
+        meta = ours[vid]
+        if already:
+            stats.versions_skipped += 1
+            continue
+        needed = needed_objects(store, vid, load_metadata(meta, f"version_{vid}"))
+        todo = sorted(needed - present - planned)
+        planned.update(todo)  # a later version sharing them needs them only once
+        had.update(needed & present)
+        plan.append((vid, meta, todo))
+    stats.objects_skipped = len(had)  # objects these versions need that the remote already had
+    return plan
+
+
+class _Sender:
+    """Sends one object, verified on the way out: a corrupt object never leaves the store."""
+
+    def __init__(
+        self, store: Store, remote: Remote, target_format: int, stats: TransferStats, progress: TransferProgress | None
+    ) -> None:
+        self.store, self.remote, self.stats, self.progress = store, remote, stats, progress
+        self.target_envelopes, self.target_planes = target_format >= 2, target_format >= 3
+        self._counting = threading.Lock()
+
+    def __call__(self, oid: str) -> None:
+        objects = self.store.objects
+        content, blob = objects.read_with_blob(oid)
+        stored = stored_form(content, blob, objects.envelopes, self.target_envelopes, self.target_planes)
+        sent = self.remote.put_object(oid, content, stored)
+        with self._counting:
+            self.stats.objects_sent += 1
+            self.stats.bytes_sent += sent
+        if self.progress is not None:
+            self.progress.advance(len(blob))
+
+
+def _push_refs(store: Store, remote: Remote, version_ids: list[str], on_remote: set[str], stats: TransferStats) -> None:
+    """`latest` moves forward to the newest version there (also when an interrupted push left it behind);
+    tags naming sent versions are created, never moved (a different target is a conflict)."""
+    known = on_remote | set(version_ids)
+    if known:
+        newest = max(known)
+        stats.latest = compare_and_swap_ref(remote, LATEST, lambda cur: newest if cur is None or cur < newest else None)
+        stats.latest_newer_than_sent = bool(version_ids) and str(stats.latest) > max(version_ids)
+    wanted = set(version_ids)
+    for name, target in sorted(store.refs.tags().items()):
+        if target in wanted and compare_and_swap_ref(remote, f"tags/{name}", partial(_create_only, target)) != target:
+            stats.tag_conflicts.append(name)
 
 
 class _Fetcher:
@@ -256,7 +274,9 @@ def pull(
     progress: TransferProgress | None = None,
     workers: int | None = None,
 ) -> TransferStats:
-    """Fetch `version_ids` (and the tags naming them) from `remote`, verifying every object."""
+    """Fetch `version_ids` (and the tags naming them) from `remote`, verifying every object.
+
+    Each version lands whole: its objects (verified, durable), then its record by one rename."""
     started, stats, workers = time.monotonic(), TransferStats(), workers or remote_workers()
     remote_config = remote.config()
     if remote_config is None:
@@ -267,27 +287,7 @@ def pull(
     version_ids = [vid for vid in version_ids if vid not in stats.refused]
     fetch = _Fetcher(remote, remote_config, store.objects, stats, progress, target_planes=store.format >= 3)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
-
-        def record(vid: str) -> tuple[str, bytes, str | None]:
-            """The version record (verified) and, if the version is not here yet, its manifest's id."""
-            meta = remote.raw_version(vid)
-            if store.versions.exists(vid):
-                if store.versions.raw_metadata(vid) != meta:
-                    raise conflict(vid)
-                return vid, meta, None
-            return vid, meta, manifest_id(load_metadata(meta, f"version_{vid}"), vid)
-
-        records = map_all(version_ids, record, workers)
-        wanted_manifests = sorted({moid for _, _, moid in records if moid is not None})  # re-saves share one
-        fetched = map_all(wanted_manifests, lambda moid: Manifest.decode(fetch.content(moid, None)), workers)
-        manifests = dict(zip(wanted_manifests, fetched, strict=True))
-        plan: list[tuple[str, bytes, Manifest]] = []
-        for vid, meta, moid in records:
-            if moid is None:
-                stats.versions_skipped += 1
-            else:
-                check_model_hash(load_metadata(meta, f"version_{vid}"), manifests[moid], vid)
-                plan.append((vid, meta, manifests[moid]))
+        plan = _plan_pull(remote, store, version_ids, fetch, stats, workers)
         if progress is not None:
             progress.start(sum(f.size for _, _, m in plan for f in m.files))
         for vid, meta, manifest in plan:
@@ -300,19 +300,53 @@ def pull(
                     stats.versions_sent += 1
                 store.refs.set_latest(store.versions.ids()[-1])
         stats.latest = store.refs.latest()
-        wanted = set(version_ids)
-        with store.write_lock():
-            for name in remote.tag_names():
-                try:
-                    target = remote.get_ref(f"tags/{check_tag_name(name)}")[0]
-                except (BadInput, IntegrityError):
-                    continue
-                if target not in wanted:
-                    continue
-                current = store.refs.tag(name)
-                if current is None:
-                    store.refs.set_tag(name, target)
-                elif current != target:
-                    stats.tag_conflicts.append(name)
+        _pull_tags(remote, store, set(version_ids), stats)
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _plan_pull(
+    remote: Remote, store: Store, version_ids: list[str], fetch: _Fetcher, stats: TransferStats, workers: int
+) -> list[tuple[str, bytes, Manifest]]:
+    """Per version not here yet: its record and manifest, the manifest checked against its model_hash.
+    A version that is here with a different record is a conflict."""
+
+    def record(vid: str) -> tuple[str, bytes, str | None]:
+        """The version record (verified) and, if the version is not here yet, its manifest's id."""
+        meta = remote.raw_version(vid)
+        if store.versions.exists(vid):
+            if store.versions.raw_metadata(vid) != meta:
+                raise conflict(vid)
+            return vid, meta, None
+        return vid, meta, manifest_id(load_metadata(meta, f"version_{vid}"), vid)
+
+    records = map_all(version_ids, record, workers)
+    wanted_manifests = sorted({moid for _, _, moid in records if moid is not None})  # re-saves share one
+    fetched = map_all(wanted_manifests, lambda moid: Manifest.decode(fetch.content(moid, None)), workers)
+    manifests = dict(zip(wanted_manifests, fetched, strict=True))
+    plan: list[tuple[str, bytes, Manifest]] = []
+    for vid, meta, moid in records:
+        if moid is None:
+            stats.versions_skipped += 1
+        else:
+            check_model_hash(load_metadata(meta, f"version_{vid}"), manifests[moid], vid)
+            plan.append((vid, meta, manifests[moid]))
+    return plan
+
+
+def _pull_tags(remote: Remote, store: Store, wanted: set[str], stats: TransferStats) -> None:
+    """Tags naming pulled versions are created here, never moved (a different target is a conflict);
+    a damaged or unsafe tag name on the remote is skipped."""
+    with store.write_lock():
+        for name in remote.tag_names():
+            try:
+                target = remote.get_ref(f"tags/{check_tag_name(name)}")[0]
+            except (BadInput, IntegrityError):
+                continue
+            if target not in wanted:
+                continue
+            current = store.refs.tag(name)
+            if current is None:
+                store.refs.set_tag(name, target)
+            elif current != target:
+                stats.tag_conflicts.append(name)
