@@ -54,6 +54,19 @@ class ImportStats:
     tag_conflicts: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ImportPlan:
+    """What pass 1 of an import verified: the objects present, those needed, the versions to publish
+    (with their manifests) and the tags to set."""
+
+    path: Path
+    oids: set[str]
+    needed: set[str]
+    versions: list[tuple[str, bytes, str, Manifest]]
+    tags: dict[str, str]
+    stats: ImportStats
+
+
 # -- writing ----------------------------------------------------------------------------------------
 
 
@@ -214,8 +227,8 @@ def _version(rec: _Record, path: Path) -> tuple[str, bytes, dict[str, Any]]:
     return vid, raw, meta
 
 
-def import_archive(store: Store, path: Path) -> ImportStats:
-    """Verify the whole archive, then store its objects, publish its new versions and set its tags."""
+def plan_import(store: Store | None, path: Path) -> ImportPlan:
+    """Pass 1: read and verify the whole archive against `store` (None: a store not created yet); write nothing."""
     from datetime import datetime, timezone
 
     stats = ImportStats()
@@ -267,7 +280,7 @@ def import_archive(store: Store, path: Path) -> ImportStats:
         for vid, raw, meta in versions:
             if is_future(vid, now):
                 raise BadArchive(f"{path}: version {vid} lies in the future (a broken clock or a forged record)")
-            if store.versions.exists(vid):
+            if store is not None and store.versions.exists(vid):
                 if store.versions.raw_metadata(vid) != raw:
                     raise BadArchive(f"{path}: version {vid} exists here with other metadata; nothing was imported")
                 stats.versions_skipped.append(vid)
@@ -296,35 +309,47 @@ def import_archive(store: Store, path: Path) -> ImportStats:
         needed = {moid for _, _, moid, _ in plan}
         needed |= {c.oid for _, _, _, m in plan for e in m.files for c in e.chunks}
 
-        # pass 2: store objects (re-verified: the file may have changed), then versions, then tags
-        with store.gc_lock():
-            f.seek(0)
-            for rec in _records(f, size, path):
-                if rec.kind != OBJECT:
+    return ImportPlan(path, oids, needed, plan, clean_tags, stats)
+
+
+def apply_import(store: Store, plan: ImportPlan) -> ImportStats:
+    """Pass 2: store the objects (verified again: the file may have changed since pass 1), then publish
+    the versions, then set the tags."""
+    path, oids, needed, stats = plan.path, plan.oids, plan.needed, plan.stats
+    target_planes = store.format >= 3  # a format-2 store gets codec 4/5 objects as raw content
+    f, size = _open(path)
+    with f, store.gc_lock():
+        for rec in _records(f, size, path):
+            if rec.kind != OBJECT:
+                continue
+            oid, content, blob = _object(rec, path)
+            if oid not in oids:
+                raise BadArchive(f"{path}: the archive changed while it was imported")
+            if oid in needed and store.objects.put(
+                content, oid, stored_form(content, blob, True, store.objects.envelopes, target_planes)
+            ):
+                stats.objects_stored += 1
+        store.objects.sync()
+        with store.write_lock():
+            for vid, raw, _, _ in plan.versions:
+                if store.versions.exists(vid):
+                    stats.versions_skipped.append(vid)
                     continue
-                oid, content, blob = _object(rec, path)
-                if oid not in oids:
-                    raise BadArchive(f"{path}: the archive changed while it was imported")
-                if oid in needed and store.objects.put(
-                    content, oid, stored_form(content, blob, True, store.objects.envelopes)
-                ):
-                    stats.objects_stored += 1
-            store.objects.sync()
-            with store.write_lock():
-                for vid, raw, _, _ in plan:
-                    if store.versions.exists(vid):
-                        stats.versions_skipped.append(vid)
-                        continue
-                    store.versions.publish(store.versions.stage(raw), vid)
-                    stats.versions_imported.append(vid)
-                ids = store.versions.ids()
-                if ids:
-                    store.refs.set_latest(ids[-1])
-                for name, vid in sorted(clean_tags.items()):
-                    current = store.refs.tag(name)
-                    if current is None:
-                        store.refs.set_tag(name, vid)
-                        stats.tags_set.append(name)
-                    elif current != vid:
-                        stats.tag_conflicts.append(name)
+                store.versions.publish(store.versions.stage(raw), vid)
+                stats.versions_imported.append(vid)
+            ids = store.versions.ids()
+            if ids:
+                store.refs.set_latest(ids[-1])
+            for name, vid in sorted(plan.tags.items()):
+                current = store.refs.tag(name)
+                if current is None:
+                    store.refs.set_tag(name, vid)
+                    stats.tags_set.append(name)
+                elif current != vid:
+                    stats.tag_conflicts.append(name)
     return stats
+
+
+def import_archive(store: Store, path: Path) -> ImportStats:
+    """Verify the whole archive, then store its objects, publish its new versions and set its tags."""
+    return apply_import(store, plan_import(store, path))

@@ -601,6 +601,20 @@ class Repository:
         except _archive.BadArchive as exc:
             raise _archive.BadArchive(f"{exc}; nothing was imported") from None
 
+    @classmethod
+    def import_into(cls, root: str | os.PathLike[str], path: str | os.PathLike[str]) -> _archive.ImportStats:
+        """`import_archive` into the store at `root`, which is created only once the archive has been
+        verified: a damaged archive leaves no empty store behind."""
+        try:
+            store = Store.open(Path(root))
+        except StoreNotFound:
+            try:
+                plan = _archive.plan_import(None, Path(path))
+            except _archive.BadArchive as exc:
+                raise _archive.BadArchive(f"{exc}; nothing was imported") from None
+            return _archive.apply_import(cls.init(root).store, plan)
+        return cls(store).import_archive(path)
+
     def compare(self, ref1: str, ref2: str) -> dict[str, Any]:
         return _compare.compare(self.store, self.resolve(ref1), self.resolve(ref2))
 

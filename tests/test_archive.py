@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mstore import Repository
 from mstore.archive import MAGIC, BadArchive
 
-from helpers import examples
+from helpers import examples, format_2_store
 
 ZSTD = 1
 
@@ -321,3 +321,33 @@ def test_cli_export_import_and_plain(tmp_path: Path) -> None:
     (work / "bad.mstore").write_bytes((work / "prod.mstore").read_bytes()[:-10])
     bad = mstore("import", "bad.mstore", cwd=work, store=tmp_path / "third")
     assert bad.one_line_error and bad.code == 1 and "nothing was imported" in bad.stderr
+    assert not (tmp_path / "third").exists()  # a refused archive leaves no empty store behind
+
+
+def test_a_plane_coded_object_in_an_archive_reaches_a_format_2_store_as_raw_content(tmp_path: Path) -> None:
+    """mstore's own export re-encodes every object with codecs 0-2, but an archive may carry plane-coded
+    objects (codecs 4/5, format 3). A format-2 store receives them as raw content, as a pull does, so the
+    mstore versions that wrote that store can still read everything in it."""
+    import numpy as np
+
+    from mstore.codec import Encoder
+
+    content = np.random.default_rng(3).standard_normal(1 << 16).astype(np.float32).tobytes()
+    blob = Encoder(1, 3, planes=True).encode(content, 4)
+    assert blob.startswith(ENVELOPE_MAGIC) and blob[len(ENVELOPE_MAGIC)] in (4, 5)
+    vid = "20261101_120000"
+    manifest = file_manifest("w.bin", b3(content), len(content), [(b3(content), len(content))])
+    meta = {
+        "timestamp": vid,
+        "model_hash": b3(content),
+        "original_path": "/models/w.bin",
+        "mstore": {"format": 3, "manifest": b3(manifest), "kind": "file", "size": len(content), "files": 1},
+    }
+    (tmp_path / "a.mstore").write_bytes(archive(obj(content, blob), obj(manifest), ver(vid, meta), versions=[vid]))
+    old = format_2_store(tmp_path / "old")
+    assert old.import_archive(tmp_path / "a.mstore").versions_imported == [vid]
+    stored = [o.read_bytes() for o in (old.root / "objects").rglob("*") if o.is_file()]
+    codecs = {b[len(ENVELOPE_MAGIC)] for b in stored if b.startswith(ENVELOPE_MAGIC)}  # raw content has none
+    assert not codecs & {4, 5}, codecs
+    assert old.checkout(vid, tmp_path / "out.bin").read_bytes() == content
+    assert old.fsck().ok

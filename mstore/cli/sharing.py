@@ -202,7 +202,7 @@ def import_(
     as_json: JsonOpt = False,
 ) -> None:
     """Import an archive: every object is verified before anything is stored; existing versions are skipped."""
-    stats = Repository.init(state.store).import_archive(archive)
+    stats = Repository.import_into(state.store, archive)
     if as_json:
         emit_json(dataclasses.asdict(stats))
         return
