@@ -185,3 +185,17 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as scratch:
         GUIDE.write_text(run_page(GUIDE.read_text(), Path(scratch)))
     print(f"wrote {GUIDE}")
+
+
+def test_ci_runs_the_readmes_two_quick_start_commands_as_printed() -> None:
+    """The README's Quick start is two commands; CI must run the test one exactly as printed (a newcomer
+    copies it), and the demo one must name a script that exists."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    quick = readme[readme.index("## Quick start") : readme.index("## Using it")]
+    commands = re.findall(r"```sh\n(.*?)\n```", quick, re.S)
+    assert len(commands) == 2, commands
+    demo, tests = commands
+    assert (root / demo.rsplit(" ", 1)[-1]).is_file(), demo
+    ci = (root / ".ci" / "run").read_text().splitlines()
+    assert tests in ci, f"{tests!r} is not a line of .ci/run"
