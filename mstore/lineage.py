@@ -21,6 +21,8 @@ from typing import Any
 
 import blake3
 
+from .humanize import safe
+
 GIT_TIMEOUT_SECONDS = 3.0
 READ_BYTES = 1 << 20
 
@@ -92,3 +94,44 @@ def git_state(cwd: Path) -> dict[str, Any] | None:
     if status is None:
         return None
     return {"commit": commit.strip(), "dirty": bool(status.strip())}
+
+
+# -- in words -------------------------------------------------------------------------------------
+
+
+def code_text(git: Any) -> str:
+    """`1a2b3c4`, or `1a2b3c4-dirty` when tracked files had uncommitted changes (as `git describe --dirty`)."""
+    if not isinstance(git, dict):
+        return "unknown"
+    return safe(str(git.get("commit", ""))[:7]) + ("-dirty" if git.get("dirty") else "")
+
+
+def data_text(training: Any) -> str:
+    if not isinstance(training, dict):
+        return "unknown"
+    return f"{safe(training.get('path', ''))} ({str(training.get('blake3', ''))[:12]})"
+
+
+def change_lines(lineage: dict[str, Any]) -> list[str]:
+    """What `compare.diff_lineage` found, in words (the CLI's diff and the web page share them):
+    `trained on the same data: ...` / `training data changed: ... -> ...`, and the same for the code."""
+    lines = []
+    data = lineage.get("training_file") or {}
+    if data.get("old") is not None or data.get("new") is not None:
+        if data.get("same") is True:
+            lines.append(f"trained on the same data: {data_text(data['new'])}")
+        else:
+            verb = "training data changed" if data.get("same") is False else "training data"
+            lines.append(f"{verb}: {data_text(data.get('old'))} -> {data_text(data.get('new'))}")
+    code = lineage.get("git") or {}
+    old: Any = code.get("old")
+    new: Any = code.get("new")
+    if old is not None or new is not None:
+        if code.get("same") is True:
+            dirty = [w for w, g in (("older", old), ("newer", new)) if g.get("dirty")]
+            where = " (uncommitted changes in the " + " and the ".join(dirty) + ")" if dirty else ""
+            lines.append(f"same code: commit {code_text({'commit': new.get('commit')})}{where}")
+        else:
+            verb = "code changed" if code.get("same") is False else "code"
+            lines.append(f"{verb}: {code_text(old)} -> {code_text(new)}")
+    return lines

@@ -246,3 +246,24 @@ def test_an_explicit_public_host_warns(built: tuple[Repository, list[str]]) -> N
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert "warning: listening on 0.0.0.0: anyone who can reach it can read every version" in err
+
+
+def test_diff_page_says_whether_the_training_data_changed(tmp_path: Path) -> None:
+    """The page shows the same lineage sentences as `mstore diff` (one wording, in mstore.lineage), escaped."""
+    repo = Repository.init(tmp_path / "store")
+    model = tmp_path / "model.bin"
+    train = tmp_path / "<b>train.csv"
+    ids = []
+    for i in range(3):
+        model.write_bytes(bytes([i]) * 1000)
+        if i < 2:
+            train.write_text(f"x,y\n{i},1\n")
+        ids.append(repo.save(model, {"training_file": str(train)})["timestamp"])
+    app = TestClient(create_app(repo.root), base_url=BASE)
+    changed = app.get(f"/diff?old={ids[0]}&new={ids[1]}").text
+    assert 'id="diff-lineage"' in changed and "training data changed:" in changed
+    assert "&lt;b&gt;train.csv" in changed and "<b>train" not in changed
+    same = app.get(f"/diff?old={ids[1]}&new={ids[2]}").text
+    assert "trained on the same data:" in same
+    cli = runner.invoke(cli_app, ["--store", str(repo.root), "diff", ids[0], ids[1]])
+    assert "training data changed:" in cli.stdout

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..compare import flatten_metrics, lineage_of, unsafe_globals_of
 from ..humanize import format_bytes, format_duration, safe
+from ..lineage import change_lines, code_text, data_text
 from ..metadata import is_number
 from ..versions import parse_id_time
 
@@ -44,27 +45,14 @@ def _age(version_id: str, now: datetime) -> str:
     return f"{format_duration((now - parse_id_time(version_id)).total_seconds())} ago"
 
 
-def _code(git: Any) -> str:
-    """`1a2b3c4`, or `1a2b3c4-dirty` when tracked files had uncommitted changes (as `git describe --dirty`)."""
-    if not isinstance(git, dict):
-        return "unknown"
-    return safe(str(git.get("commit", ""))[:7]) + ("-dirty" if git.get("dirty") else "")
-
-
-def _data(training: Any) -> str:
-    if not isinstance(training, dict):
-        return "unknown"
-    return f"{safe(training.get('path', ''))} ({str(training.get('blake3', ''))[:12]})"
-
-
 def lineage_text(meta: dict[str, Any]) -> str:
     """`data train.csv (1a2b3c4d5e6f), code 1a2b3c4-dirty`; empty when nothing was recorded."""
     lineage = lineage_of(meta)
     parts = []
     if "training_file" in lineage:
-        parts.append(f"data {_data(lineage['training_file'])}")
+        parts.append(f"data {data_text(lineage['training_file'])}")
     if "git" in lineage:
-        parts.append(f"code {_code(lineage['git'])}")
+        parts.append(f"code {code_text(lineage['git'])}")
     return ", ".join(parts)
 
 
@@ -230,30 +218,6 @@ def _tensor_lines(t: dict[str, Any], style: Style) -> list[str]:
     return lines
 
 
-def _lineage_lines(lineage: dict[str, Any]) -> list[str]:
-    """`trained on the same data: ...` / `training data changed: ... -> ...`, and the same for the code."""
-    lines = []
-    data = lineage.get("training_file") or {}
-    if data.get("old") is not None or data.get("new") is not None:
-        if data.get("same") is True:
-            lines.append(f"trained on the same data: {_data(data['new'])}")
-        else:
-            verb = "training data changed" if data.get("same") is False else "training data"
-            lines.append(f"{verb}: {_data(data.get('old'))} -> {_data(data.get('new'))}")
-    code = lineage.get("git") or {}
-    old: Any = code.get("old")
-    new: Any = code.get("new")
-    if old is not None or new is not None:
-        if code.get("same") is True:
-            dirty = [w for w, g in (("older", old), ("newer", new)) if g.get("dirty")]
-            where = " (uncommitted changes in the " + " and the ".join(dirty) + ")" if dirty else ""
-            lines.append(f"same code: commit {_code({'commit': new.get('commit')})}{where}")
-        else:
-            verb = "code changed" if code.get("same") is False else "code"
-            lines.append(f"{verb}: {_code(old)} -> {_code(new)}")
-    return lines
-
-
 MAX_KEY_LINES = 20
 MAX_VALUE_CHARS = 60
 
@@ -310,7 +274,7 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
         parts = [f"+{safe(c)}" for c in cats["added"]] + [f"-{safe(c)}" for c in cats["removed"]]
         lines.append(f"categories: {' '.join(parts)}")
     lines += _metric_rows(d["metrics"], style)
-    lines += _lineage_lines(d.get("lineage") or {})
+    lines += change_lines(d.get("lineage") or {})
     for f in files["added"]:
         lines.append(style(f"+ file {safe(f['path'])} ({format_bytes(f['size'])})", "good"))
     for f in files["removed"]:

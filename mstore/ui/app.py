@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..compare import flatten_metrics
 from ..errors import BadInput, MStoreError
 from ..humanize import format_bytes, format_duration
+from ..lineage import change_lines
 from ..metadata import is_number
 from ..ranking import default_metrics
 from ..repository import Repository
@@ -276,6 +277,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             changed_only=changed_only,
             metric_rows=metric_rows,
             tensor_files=tensor_files,
+            lineage=change_lines(d["lineage"]),
             apart=format_duration(abs(d["time_diff"])),
         )
 
