@@ -159,3 +159,21 @@ def snapshot(root: Path) -> dict[str, tuple[int, float]]:
             st = path.lstat()
             out[str(path.relative_to(root))] = (st.st_size, st.st_mtime)
     return out
+
+
+def replace_file(path: Path, how: str) -> None:
+    """Put something hostile where a store file was: `fifo` (a read blocks forever), `zero` (a link to
+    /dev/zero, endless) or `huge` (a sparse regular file larger than anything mstore writes there)."""
+    if path.exists() or path.is_symlink():
+        if not path.is_symlink():
+            os.chmod(path, 0o644)  # objects are read-only
+        path.unlink()
+    if how == "fifo":
+        os.mkfifo(path)
+    elif how == "zero":
+        os.symlink("/dev/zero", path)
+    elif how == "huge":
+        with open(path, "wb") as f:
+            f.truncate(300 << 20)
+    else:
+        raise ValueError(how)

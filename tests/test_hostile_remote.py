@@ -17,6 +17,7 @@ from craft import (
     mstore,
     put_object,
     read_meta,
+    replace_file,
     snapshot,
     write_version,
     xor_delta,
@@ -77,19 +78,6 @@ def test_push_refuses_a_remote_whose_layout_has_symlinks(
 # 4 and 5. FIFOs, devices and endless files on a remote --------------------------------------------------------
 
 
-def _replace(path: Path, how: str) -> None:
-    if path.exists() or path.is_symlink():
-        os.chmod(path, 0o644) if not path.is_symlink() else None
-        path.unlink()
-    if how == "fifo":
-        os.mkfifo(path)
-    elif how == "zero":
-        os.symlink("/dev/zero", path)
-    elif how == "huge":  # a sparse regular file larger than anything mstore writes there
-        with open(path, "wb") as f:
-            f.truncate(300 << 20)
-
-
 @pytest.mark.parametrize("how", ["fifo", "zero", "huge"])
 @pytest.mark.parametrize("which", ["object", "metadata", "config"])
 def test_remote_files_that_never_end_or_block_are_refused_quickly(
@@ -98,11 +86,11 @@ def test_remote_files_that_never_end_or_block_are_refused_quickly(
     remote, work, ids = shared
     if which == "object":
         moid = read_meta(remote, ids[1])["mstore"]["manifest"]  # type: ignore[index]
-        _replace(remote / "objects" / moid[:2] / moid[2:], how)
+        replace_file(remote / "objects" / moid[:2] / moid[2:], how)
     elif which == "metadata":
-        _replace(remote / f"version_{ids[1]}" / "metadata.json", how)
+        replace_file(remote / f"version_{ids[1]}" / "metadata.json", how)
     else:
-        _replace(remote / "mstore.json", how)
+        replace_file(remote / "mstore.json", how)
     store = _mine(work, remote)
     commands = [
         ["pull", "nas"],

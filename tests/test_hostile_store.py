@@ -23,6 +23,7 @@ from craft import (
     mstore,
     put_object,
     read_meta,
+    replace_file,
     snapshot,
     write_version,
     xor_delta,
@@ -126,22 +127,15 @@ def test_a_symlinked_fan_out_directory_is_neither_listed_nor_written_through(
 # 4. FIFOs, devices and directories where files belong: no hang, one line ---------------------------------
 
 
-def _fifo(path: Path) -> None:
-    if path.exists():
-        os.chmod(path, 0o644)
-        path.unlink()
-    os.mkfifo(path)
-
-
 def test_a_fifo_in_place_of_store_files_never_hangs(saved: tuple[Path, str, str], tmp_path: Path) -> None:
     store, v1, v2 = saved
     moid = read_meta(store, v2)["mstore"]["manifest"]  # type: ignore[index]
-    _fifo(store / "objects" / moid[:2] / moid[2:])
-    _fifo(store / f"version_{v1}" / "metadata.json")
+    replace_file(store / "objects" / moid[:2] / moid[2:], "fifo")
+    replace_file(store / f"version_{v1}" / "metadata.json", "fifo")
     for args in (["checkout", v2, "-o", "out"], ["fsck"], ["gc", "--dry-run"], ["show", v1], ["diff", v1, v2]):
         run = mstore(*args, cwd=tmp_path, store=store, timeout=30)
         assert run.code == 1 and "Traceback" not in run.stderr, (args, run)
-    _fifo(store / "mstore.json")
+    replace_file(store / "mstore.json", "fifo")
     run = mstore("log", cwd=tmp_path, store=store, timeout=30)
     assert run.one_line_error and "not a regular file" in run.stderr
 
