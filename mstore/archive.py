@@ -23,13 +23,13 @@ from typing import Any, BinaryIO
 import blake3
 
 from . import codec, fsutil
+from .codec import stored_form
 from .errors import BadInput, CorruptObject, DestinationExists, IntegrityError, MStoreError
 from .manifest import Manifest
 from .metadata import MAX_METADATA_BYTES
 from .metadata import loads as load_metadata
 from .objects import hash_bytes
 from .refs import check_tag_name, is_version_id
-from .remote.transfer import stored_form
 from .store import Store, check_model_hash, manifest_id
 from .versions import is_future
 
@@ -282,7 +282,7 @@ def plan_import(store: Store | None, path: Path) -> ImportPlan:
                 raise BadArchive(f"{path}: version {vid} lies in the future (a broken clock or a forged record)")
             if store is not None and store.versions.exists(vid):
                 if store.versions.raw_metadata(vid) != raw:
-                    raise BadArchive(f"{path}: version {vid} exists here with other metadata; nothing was imported")
+                    raise BadArchive(f"{path}: version {vid} exists here with other metadata")
                 stats.versions_skipped.append(vid)
                 continue
             moid = manifest_id(meta, vid)
@@ -331,6 +331,9 @@ def apply_import(store: Store, plan: ImportPlan) -> ImportStats:
                 stats.objects_stored += 1
         store.objects.sync()
         with store.write_lock():
+            for vid, raw, _, _ in plan.versions:  # a version may have arrived since pass 1 (another process)
+                if store.versions.exists(vid) and store.versions.raw_metadata(vid) != raw:
+                    raise BadArchive(f"{path}: version {vid} exists here with other metadata")
             for vid, raw, _, _ in plan.versions:
                 if store.versions.exists(vid):
                     stats.versions_skipped.append(vid)

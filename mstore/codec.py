@@ -335,6 +335,21 @@ def as_raw(data: bytes) -> bytes:
     return _envelope(IDENTITY, 1, len(data), data) if data.startswith(MAGIC) else data
 
 
+def stored_form(
+    content: bytes, blob: bytes, source_envelopes: bool, target_envelopes: bool, target_planes: bool
+) -> bytes:
+    """The bytes to store on the receiving side: encodings travel as they are between stores that read
+    them; a format-2 store (`target_planes` False) receives codec 4/5 objects as their raw content, so
+    the mstore versions that wrote it can still read everything in it."""
+    if not target_envelopes:
+        return content
+    if not source_envelopes:
+        return as_raw(content)
+    if not target_planes and blob.startswith(MAGIC) and blob[len(MAGIC)] in PLANE_CODECS:
+        return as_raw(content)
+    return blob
+
+
 def decode(
     blob: bytes, expected_size: int | None, load_base: Callable[[str, int], bytes], *, buffer: bool = False
 ) -> bytes:

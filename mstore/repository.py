@@ -610,9 +610,9 @@ class Repository:
         except StoreNotFound:
             try:
                 plan = _archive.plan_import(None, Path(path))
+                return _archive.apply_import(cls.init(root).store, plan)
             except _archive.BadArchive as exc:
                 raise _archive.BadArchive(f"{exc}; nothing was imported") from None
-            return _archive.apply_import(cls.init(root).store, plan)
         return cls(store).import_archive(path)
 
     def compare(self, ref1: str, ref2: str) -> dict[str, Any]:

@@ -34,11 +34,12 @@ def remote_workers() -> int:
 
 
 def map_ordered(fn: Callable[[T], R], items: Iterable[T], pool: Executor | None, window: int) -> Iterator[R]:
-    """`fn` over `items`, results in the items' order, at most `window` running or done but not yet taken.
+    """`fn` over `items`, results in the items' order, at most `window` + 1 submitted and not yet taken.
 
     With no pool, inline (small files: no thread start-up). `items` is consumed lazily, so a reader that
     produces the items (a file being chunked) is never more than `window` pieces ahead. When the caller
-    stops early or an item fails, what is still queued is cancelled."""
+    stops early, an item fails or `items` itself raises, what is still queued is cancelled and what is
+    running is waited for: no work of this call goes on after it has returned or raised."""
     if pool is None:
         yield from map(fn, items)
         return
@@ -53,6 +54,7 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], pool: Executor | None,
     finally:
         for future in pending:
             future.cancel()
+        wait(pending)
 
 
 def run_all(items: Iterable[T], fn: Callable[[T], None], workers: int) -> None:

@@ -279,6 +279,27 @@ def test_existing_versions_with_other_metadata_are_a_conflict(
     assert target.ids() == [vid] and data == path.read_bytes()
 
 
+def test_a_conflicting_version_that_arrives_between_the_two_passes_imports_nothing(
+    tmp_path: Path, exported: tuple[Repository, Path]
+) -> None:
+    """`import_into` verifies an archive before the store exists; another process may create the store
+    with a different version of the same ID before the archive is applied: refused, not skipped."""
+    from mstore.archive import apply_import, plan_import
+
+    repo, path = exported
+    vid = repo.ids()[0]
+    plan = plan_import(None, path)
+    target = Repository.init(tmp_path / "dst")
+    hand = tmp_path / "hand.mstore"
+    hand.write_bytes(archive(*one_version(vid=vid)))
+    target.import_archive(hand)  # meanwhile, another model under the same ID
+    with pytest.raises(BadArchive, match="exists here with other metadata"):
+        apply_import(target.store, plan)
+    assert target.ids() == [vid] and target.fsck().ok
+    message = str(pytest.raises(BadArchive, target.import_archive, path).value)
+    assert message.count("nothing was imported") == 1, message
+
+
 # -- plain export and the command line -----------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -69,14 +70,54 @@ def test_run_all_runs_everything_once_and_stops_on_the_first_error() -> None:
     run_all(range(200), keep, workers=4)
     assert sorted(seen) == list(range(200))
 
+    calls = 0
+
     def fail_on_7(x: int) -> None:
+        nonlocal calls
+        with lock:
+            calls += 1
         if x == 7:
             raise OSError("disk gone")
 
     with pytest.raises(OSError, match="disk gone"):
         run_all(range(10_000), fail_on_7, workers=2)
+    assert 8 <= calls <= 7 + 2 * 2 + 2, calls  # stopped near the error, not after all 10,000
 
 
 def test_map_all_is_map() -> None:
     assert map_all([3, 1, 2], lambda x: x + 1, workers=3) == [4, 2, 3]
     assert map_all([5], lambda x: x, workers=3) == [5]
+
+
+@pytest.mark.parametrize("how", ["items raise", "caller stops"])
+def test_map_ordered_leaves_no_work_running_after_it_returns(how: str) -> None:
+    """A chunker that raises (the file changed) or a reader that stops early: nothing of this call is
+    still running afterwards, so no thread writes after the error has been reported."""
+    running = 0
+    lock = threading.Lock()
+
+    def slow(x: int) -> int:
+        nonlocal running
+        with lock:
+            running += 1
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return x
+
+    def items():  # type: ignore[no-untyped-def]
+        yield from range(5)
+        if how == "items raise":
+            raise RuntimeError("source changed")
+        yield from range(5, 100)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = map_ordered(slow, items(), pool, 4)
+        if how == "items raise":
+            with pytest.raises(RuntimeError, match="source changed"):
+                list(results)
+        else:
+            assert next(results) == 0
+            results.close()
+        with lock:
+            assert running == 0

@@ -13,8 +13,8 @@ from ..errors import BadInput
 from ..humanize import parse_time
 from ..ranking import default_metrics
 from ..repository import Repository
-from .app import JsonOpt, app, echo_lines, emit_json, note, open_repo, state, styled
 from .render import diff_lines, du_lines, log_lines, show_lines
+from .shared import JsonOpt, app, echo_lines, emit_json, note, open_repo, state, styled
 
 
 @app.command(short_help="List versions: metrics, new bytes, tags, message.")

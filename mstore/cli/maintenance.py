@@ -13,7 +13,7 @@ from ..fsck import unused_summary
 from ..gc import DEFAULT_GRACE_SECONDS
 from ..humanize import format_bytes, format_duration, parse_duration, safe
 from ..repository import Repository
-from .app import JsonOpt, app, byte_progress, emit_json, note, open_repo, state, styled, transfer_progress
+from .shared import JsonOpt, app, byte_progress, emit_json, note, open_repo, state, styled, transfer_progress
 
 
 @app.command(short_help="Verify the store (or a remote) bit for bit.")

@@ -12,7 +12,7 @@ from ..cache import Cache, human_size
 from ..errors import EXIT_PROBLEM, BadInput, VersionNotFound
 from ..humanize import format_bytes, format_duration, parse_duration, safe
 from ..modelpath import locate
-from .app import CommandGroup, JsonOpt, app, emit_json, note, state
+from .shared import CommandGroup, JsonOpt, app, emit_json, note, state
 
 
 @app.command(short_help="Print the cached, verified path of a version's model.")

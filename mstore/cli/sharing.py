@@ -16,7 +16,7 @@ from ..repository import Repository
 if TYPE_CHECKING:  # remote support loads only when a remote command runs
     from ..remote.transfer import TransferStats
 
-from .app import CommandGroup, EndpointOpt, JsonOpt, app, emit_json, note, open_repo, state, transfer_progress
+from .shared import CommandGroup, EndpointOpt, JsonOpt, app, emit_json, note, open_repo, state, transfer_progress
 
 remote_app = typer.Typer(
     cls=CommandGroup,

@@ -17,8 +17,8 @@ from ..manifest import KIND_FILE
 from ..refs import check_tag_name
 from ..repository import Repository
 from ..versions import saved_name
-from .app import JsonOpt, app, byte_progress, emit_json, fail, note, open_repo, state
 from .render import save_summary, unsafe_warnings
+from .shared import JsonOpt, app, byte_progress, emit_json, fail, note, open_repo, state
 
 
 @app.command(short_help="Create an empty store.")

@@ -6,5 +6,6 @@
 - `transfer.py`: push, pull and clone; `check.py`: `fsck --remote` and `gc --remote`; `prune.py`:
   `rm` and `prune --remote`.
 
-Nothing in the local store imports this package: local commands never pay for it (or for boto3).
+Nothing in the local store (every module below `repository.py`) imports this package, a contract in
+pyproject.toml checks it; boto3 loads only when an S3 remote is used.
 """

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
+from ..codec import stored_form
 from ..errors import BadInput, CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
 from ..manifest import Manifest
 from ..metadata import loads as load_metadata
@@ -25,7 +26,6 @@ from ..refs import LATEST
 from ..store import Store, check_model_hash, manifest_id
 from ..workers import REMOTE_WORKERS, run_all
 from .remotes import Remote
-from .transfer import stored_form
 
 
 def _error(code: str, subject: str, message: str, version: str | None = None) -> Problem:

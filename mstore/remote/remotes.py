@@ -44,6 +44,7 @@ from ..objects import check_oid, is_oid, stored_limit
 from ..refs import LATEST, MAX_REF_BYTES, Refs, check_tag_name, decode_ref, encode_ref, is_version_id
 from ..store import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
 from ..versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
+from ..workers import remote_workers
 from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
 
 HEADER_BYTES = 64  # enough for any object envelope header (codec.py)
@@ -95,7 +96,7 @@ class Remote(Protocol):
         ...
 
     def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
-        """Store a verified object: `blob` in the remote's format (see transfer.stored_form), `content` what
+        """Store a verified object: `blob` in the remote's format (see codec.stored_form), `content` what
         it decodes to. A damaged copy already there is replaced. Returns the bytes sent (0 when a
         directory remote already had it intact)."""
         ...
@@ -528,13 +529,13 @@ class BucketRemote:
                 self.bucket.delete(key)
 
 
-def open_remote(url: str, *, endpoint_url: str | None = None, workers: int = 8) -> Remote:
+def open_remote(url: str, *, endpoint_url: str | None = None, workers: int | None = None) -> Remote:
     """A remote from its URL: `s3://bucket/prefix`, `file:///path` or a plain path."""
     if url.startswith("s3://"):
         from .s3 import S3Bucket  # boto3 loads only when an S3 remote is used
 
         endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-        return BucketRemote(S3Bucket(url, endpoint_url=endpoint_url, workers=workers))
+        return BucketRemote(S3Bucket(url, endpoint_url=endpoint_url, workers=workers or remote_workers()))
     return DirectoryRemote(remote_path(url))
 
 

@@ -18,6 +18,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from ..workers import REMOTE_WORKERS
 from .bucket import SMALL_VALUE_LIMIT, Entry, KeyMissing, PreconditionFailed, RemoteError, parse_s3_url, too_large
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ class S3Bucket:
         url: str,
         *,
         endpoint_url: str | None = None,
-        workers: int = 8,
+        workers: int = REMOTE_WORKERS,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
     ) -> None:

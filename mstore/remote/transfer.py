@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from .. import codec
+from ..codec import stored_form
 from ..errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
 from ..manifest import Manifest
 from ..metadata import loads as load_metadata
@@ -67,21 +67,6 @@ def check_compatible(local: dict[str, Any], remote: dict[str, Any], url: str) ->
             f"{url} cuts models differently (chunker settings differ), so nothing would dedup; "
             "use a new remote, or clone it into a new store"
         )
-
-
-def stored_form(
-    content: bytes, blob: bytes, source_envelopes: bool, target_envelopes: bool, target_planes: bool = True
-) -> bytes:
-    """The bytes to store on the receiving side: encodings travel as they are between stores that read
-    them; a format-2 store (`target_planes` False) receives codec 4/5 objects as their raw content, so
-    the mstore versions that wrote it can still read everything in it."""
-    if not target_envelopes:
-        return content
-    if not source_envelopes:
-        return codec.as_raw(content)
-    if not target_planes and blob.startswith(codec.MAGIC) and blob[len(codec.MAGIC)] in codec.PLANE_CODECS:
-        return codec.as_raw(content)
-    return blob
 
 
 def compare_and_swap_ref(remote: Remote, name: str, decide: Callable[[str | None], str | None]) -> str | None:
