@@ -8,6 +8,7 @@ block by block straight from the store (bounded memory, whatever the tensor size
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy is imported when a tensor is actually compared: it costs CLI start-up time
@@ -83,10 +84,19 @@ def compare_tensor(a: Tensor, fa: StoredFile, b: Tensor, fb: StoredFile) -> dict
     return row
 
 
-def diff_tensor_files(old: StoredFile, new: StoredFile, path: str) -> dict[str, Any] | None:
-    """The tensor part of a changed file, or None when either side is not a tensor container."""
-    a = index_tensors(path, old.read, old.size, joblib=True)
-    b = index_tensors(path, new.read, new.size, joblib=True)
+def diff_tensor_files(
+    old: StoredFile,
+    new: StoredFile,
+    path: str,
+    old_external: Sequence[Tensor] = (),
+    new_external: Sequence[Tensor] = (),
+) -> dict[str, Any] | None:
+    """The tensor part of a changed file, or None when either side is not a tensor container.
+
+    `old_external` / `new_external`: the tensors another file of each version places in this one (ONNX
+    external data, reader.stored_external_tensors), used when the file is not a container itself."""
+    a = index_tensors(path, old.read, old.size, joblib=True) or list(old_external) or None
+    b = index_tensors(path, new.read, new.size, joblib=True) or list(new_external) or None
     if a is None or b is None:
         return None
     old_by_name, new_by_name = {t.name: t for t in a}, {t.name: t for t in b}
