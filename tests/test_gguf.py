@@ -29,7 +29,7 @@ from mstore.tensors import index_tensors
 
 from helpers import examples
 
-Q8, Q4, Q4K, BF16 = GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_K, None
+Q8, Q4, Q4K = GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_K
 
 
 def _weights(seed: int = 0) -> dict[str, np.ndarray]:
