@@ -164,7 +164,7 @@ def test_round_trip_and_a_fine_tune_stores_far_less_than_a_copy(tmp_path: Path, 
 
 def test_cli_diff_names_exactly_the_changed_tensors(tmp_path: Path, repo: Repository) -> None:
     w1 = _weights()
-    w2 = _nudge(w1, ["blk.0.attn_q.weight", "blk.0.ffn_up.weight"])
+    w2 = _nudge(w1, ["blk.0.attn_q.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"])
     ids = []
     for name, w in (("a", w1), ("b", w2)):
         (tmp_path / name).mkdir()
@@ -173,14 +173,24 @@ def test_cli_diff_names_exactly_the_changed_tensors(tmp_path: Path, repo: Reposi
     result = CliRunner().invoke(app, ["--store", str(repo.root), "diff", *ids, "--json"])
     (changed,) = json.loads(result.stdout)["files"]["changed"]
     rows = {r["name"]: r for r in changed["tensors"]["changed"]}
-    assert set(rows) == {"blk.0.attn_q.weight", "blk.0.ffn_up.weight"} and changed["tensors"]["unchanged"] == 4
+    assert set(rows) == {"blk.0.attn_q.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"}
+    assert changed["tensors"]["unchanged"] == 3
     a, b = w1["blk.0.attn_q.weight"].astype(np.float64), w2["blk.0.attn_q.weight"].astype(np.float64)
     assert rows["blk.0.attn_q.weight"]["rel_l2"] == pytest.approx(np.linalg.norm(b - a) / np.linalg.norm(a))
-    quant = rows["blk.0.ffn_up.weight"]
-    assert quant["dtype_after"] == "Q8_0" and quant["shape_after"] == [512, 256] and quant["rel_l2"] is None
-    assert 0 < quant["changed_fraction"] <= 1  # the share of its bytes that differ
+    assert "changed_unit" not in rows["blk.0.attn_q.weight"]
+    readers = [gguf.GGUFReader(str(tmp_path / d / "model.gguf")) for d in ("a", "b")]
+    for name, kind, block_bytes in (("blk.0.ffn_up.weight", Q8, 34), ("blk.0.ffn_down.weight", Q4, 18)):
+        row = rows[name]
+        qa, qb = (next(t for t in r.tensors if t.name == name) for r in readers)
+        assert row["dtype_after"] == kind.name and row["changed_unit"] == "blocks"
+        assert row["shape_after"] == list(w1[name].shape)
+        blocks_a, blocks_b = (t.data.tobytes() for t in (qa, qb))
+        differ = np.frombuffer(blocks_a, np.uint8) != np.frombuffer(blocks_b, np.uint8)
+        assert row["changed_fraction"] == pytest.approx(differ.reshape(-1, block_bytes).any(axis=1).mean())
+        da, db = (gguf.quants.dequantize(t.data, kind).astype(np.float64) for t in (qa, qb))  # the package's own
+        assert row["rel_l2"] == pytest.approx(np.linalg.norm(db - da) / np.linalg.norm(da), rel=1e-6)
     text = CliRunner().invoke(app, ["--store", str(repo.root), "diff", *ids]).stdout
-    assert "blk.0.ffn_up.weight" in text and "token_embd.weight" not in text
+    assert "blk.0.ffn_up.weight" in text and "of blocks changed" in text and "token_embd.weight" not in text
 
 
 # -- hostile and damaged files ------------------------------------------------------------------------------
