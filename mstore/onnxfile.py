@@ -149,7 +149,8 @@ def _tensor(cur: Cursor, budget: Budget) -> Initializer | None:
             raise Malformed("name too long")
         name = name_value.take(name_value.left()).decode("utf-8", "replace")
     dtype = singles.get(_DATA_TYPE, 0)
-    assert isinstance(dtype, int)
+    if not isinstance(dtype, int):  # cannot happen: checked as a varint above
+        raise Malformed("bad data_type")
     shape = tuple(dims)
     if singles.get(_LOCATION, 0) == EXTERNAL:
         location, offset, length = _external(entries, budget)
