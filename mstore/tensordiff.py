@@ -43,12 +43,14 @@ def _values(raw: bytes, dtype: str) -> np.ndarray | None:
     if dtype == "Q8_0":  # blocks of an f16 scale and 32 int8 (ggml-common.h block_q8_0)
         blocks = np.frombuffer(raw, np.uint8).reshape(-1, 34)
         scale = blocks[:, :2].copy().view("<f2").astype(np.float64)
-        return (scale * blocks[:, 2:].view(np.int8).astype(np.float64)).ravel()
+        values: np.ndarray = (scale * blocks[:, 2:].view(np.int8).astype(np.float64)).ravel()
+        return values
     if dtype == "Q4_0":  # an f16 scale, then 16 bytes: low nibbles are elements 0-15, high ones 16-31, minus 8
         blocks = np.frombuffer(raw, np.uint8).reshape(-1, 18)
         scale = blocks[:, :2].copy().view("<f2").astype(np.float64)
         nibbles = np.concatenate([blocks[:, 2:] & 0x0F, blocks[:, 2:] >> 4], axis=1).astype(np.float64) - 8
-        return (scale * nibbles).ravel()
+        dequantized: np.ndarray = (scale * nibbles).ravel()
+        return dequantized
     return None
 
 
