@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import blake3
 
@@ -209,11 +209,11 @@ def _onnx_external(items: list[tuple[str, Path, bool]]) -> dict[str, list[Tensor
         for rel, full in files:
             if not rel.endswith(".onnx"):
                 continue
-            try:
-                f = open(full, "rb")  # noqa: SIM115 (closed below, after the caller has parsed it)
+            try:  # never through a link, and a FIFO swapped in since the scan cannot block the save
+                fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
             except OSError:
                 continue
-            with f:
+            with os.fdopen(fd, "rb") as f:
                 st = os.fstat(f.fileno())
                 if stat.S_ISREG(st.st_mode):
                     yield rel, _reader(f), st.st_size
@@ -221,7 +221,7 @@ def _onnx_external(items: list[tuple[str, Path, bool]]) -> dict[str, list[Tensor
     return onnx_external_tensors(models(), sizes)
 
 
-def _reader(f: Any) -> Read:
+def _reader(f: BinaryIO) -> Read:
     def read(offset: int, length: int) -> bytes:
         try:
             f.seek(offset)
@@ -337,7 +337,7 @@ def ingest(
             else _ingest_file(
                 full,
                 rel,
-                rel if kind != KIND_FILE else "",
+                "" if kind == KIND_FILE else rel,
                 writer,
                 chunker,
                 pool,
