@@ -3,17 +3,17 @@ touching the rest of the store; the chunker's parameters are recorded in the sto
 existing store keeps cutting the same way (which is what makes unchanged content dedup).
 
 - `fixed`: every N bytes (format-1 stores).
-- `model-aware` (new stores): tensor containers (safetensors, npz, torch zip) are cut at tensor
-  boundaries, each tensor into pieces of at most `tensor_piece` bytes, so an unchanged tensor dedups
-  whatever moved around it, and every piece carries its tensor's identity (for deltas against the
-  parent) and element width (for byte-grouped compression). Everything else (joblib/pickle, ONNX,
-  GGUF, headers, zip directories) is cut by content-defined chunking (FastCDC), so an insertion only
-  changes the chunks around it.
+- `model-aware` (new stores): tensor containers (safetensors, npz, torch zip, ONNX initializers, GGUF,
+  and the external-data files an ONNX model names) are cut at tensor boundaries, each tensor into
+  pieces of at most `tensor_piece` bytes, so an unchanged tensor dedups whatever moved around it, and
+  every piece carries its tensor's identity (for deltas against the parent) and element width (for
+  byte-grouped compression). Everything else (joblib/pickle, headers, zip directories) is cut by
+  content-defined chunking (FastCDC), so an insertion only changes the chunks around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, BinaryIO, Protocol
@@ -39,8 +39,13 @@ class Piece:
 
 
 class Chunker(Protocol):
-    def split(self, stream: BinaryIO, path: str = "", size: int = -1) -> Iterator[Piece]:
-        """Yield consecutive non-empty pieces of `stream` that concatenate to all of its bytes."""
+    def split(
+        self, stream: BinaryIO, path: str = "", size: int = -1, external: Sequence[Tensor] = ()
+    ) -> Iterator[Piece]:
+        """Yield consecutive non-empty pieces of `stream` that concatenate to all of its bytes.
+
+        `external`: tensors that another file of the model places in this one (ONNX external data,
+        `tensors.onnx_external_tensors`), used when the file is not a tensor container itself."""
         ...
 
     def config(self) -> dict[str, Any]:
@@ -56,7 +61,9 @@ class FixedSizeChunker:
             raise ValueError(f"chunk size must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE} bytes")
         self.size = size
 
-    def split(self, stream: BinaryIO, path: str = "", size: int = -1) -> Iterator[Piece]:
+    def split(
+        self, stream: BinaryIO, path: str = "", size: int = -1, external: Sequence[Tensor] = ()
+    ) -> Iterator[Piece]:
         while data := stream.read(self.size):
             yield Piece(data)
 
@@ -91,9 +98,14 @@ class ModelAwareChunker:
         lo, avg, hi = self.cdc
         return pyfastcdc.FastCDC(avg_size=avg, min_size=lo, max_size=hi)
 
-    def tensor_regions(self, read: Callable[[int, int], bytes], path: str, size: int) -> list[Tensor]:
-        """The file's tensors sorted by offset, if it is a tensor container with non-overlapping tensors."""
+    def tensor_regions(
+        self, read: Callable[[int, int], bytes], path: str, size: int, external: Sequence[Tensor] = ()
+    ) -> list[Tensor]:
+        """The file's tensors sorted by offset, if it is a tensor container with non-overlapping tensors
+        (else the `external` tensors another file places in it, when they lie inside it)."""
         tensors = index_tensors(path, read, size) if size > 0 else None
+        if not tensors and external and all(t.offset >= 0 and t.offset + t.length <= size for t in external):
+            tensors = list(external)
         if not tensors:
             return []
         tensors = sorted((t for t in tensors if t.length > 0), key=lambda t: t.offset)
@@ -109,12 +121,14 @@ class ModelAwareChunker:
         for i, start in enumerate(range(0, t.length, step)):
             yield t.offset + start, min(step, t.length - start), width, (t.name, i, t.dtype, tuple(t.shape))
 
-    def split(self, stream: BinaryIO, path: str = "", size: int = -1) -> Iterator[Piece]:
+    def split(
+        self, stream: BinaryIO, path: str = "", size: int = -1, external: Sequence[Tensor] = ()
+    ) -> Iterator[Piece]:
         def read(offset: int, length: int) -> bytes:
             stream.seek(offset)
             return stream.read(length)
 
-        tensors = self.tensor_regions(read, path, size) if size > 0 else []
+        tensors = self.tensor_regions(read, path, size, external) if size > 0 else []
         stream.seek(0)
         if not tensors:
             for chunk in self._cdc().cut_stream(stream):

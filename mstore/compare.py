@@ -10,7 +10,7 @@ from .configdiff import diff_config_files
 from .manifest import KIND_FILE, Entry, Manifest
 from .metadata import is_number
 from .objects import ObjectStore
-from .reader import StoredFile
+from .reader import StoredFile, stored_external_tensors
 from .store import Store
 from .tensordiff import diff_tensor_files
 from .versions import parse_id_time
@@ -121,7 +121,8 @@ def diff_lineage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None) -> dict[str, Any]:
     """Files added / removed / changed (by content hash) / unchanged; a single-file model keeps its slot.
 
-    With `objects`, a changed safetensors / npz / torch zip file also gets its tensor-level diff, and a
+    With `objects`, a changed safetensors / npz / torch zip / ONNX / GGUF file (or ONNX external-data
+    file) also gets its tensor-level diff, and a
     changed small config (config.json, *.toml) the keys that changed (`configdiff`).
     """
 
@@ -133,13 +134,15 @@ def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None)
         (a_entry,), (b_entry,) = a.values(), b.values()
         a = {b_entry.path: a_entry}
     changed = []
+    ext_a = stored_external_tensors(old, objects) if objects is not None else {}
+    ext_b = stored_external_tensors(new, objects) if objects is not None else {}
     for p in sorted(set(a) & set(b)):
         if a[p].digest == b[p].digest:
             continue
         row: dict[str, Any] = {"path": p, "old_size": a[p].size, "new_size": b[p].size}
         if objects is not None:
             old_file, new_file = StoredFile(a[p], objects), StoredFile(b[p], objects)
-            tensors = diff_tensor_files(old_file, new_file, p)
+            tensors = diff_tensor_files(old_file, new_file, p, ext_a.get(p, ()), ext_b.get(p, ()))
             if tensors is not None:
                 row["tensors"] = tensors
             keys = diff_config_files(old_file, new_file, p)

@@ -9,14 +9,15 @@ after reading is refused, so a version is never stored under a hash that does no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import blake3
 
@@ -27,6 +28,7 @@ from .errors import InvalidName, MStoreError, SourceChanged, SourceNotFound, Uns
 from .manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
 from .objects import ObjectStore, hash_bytes, stored_limit
 from .statcache import StatCache
+from .tensors import Read, Tensor, onnx_external_tensors
 from .workers import PARALLEL_MIN_BYTES, WORKERS, map_ordered
 
 Progress = Callable[[int], None]
@@ -124,6 +126,7 @@ def _ingest_file(
     pool: ThreadPoolExecutor | None,
     progress: Progress | None,
     cache: StatCache | None = None,
+    external: Sequence[Tensor] = (),
 ) -> Entry:
     try:
         with open(path, "rb") as f:
@@ -142,7 +145,7 @@ def _ingest_file(
             whole = blake3.blake3()
 
             def pieces() -> Iterator[Piece]:
-                for piece in chunker.split(f, rel, before.st_size):
+                for piece in chunker.split(f, rel, before.st_size, external):
                     whole.update(piece.data)
                     if progress:
                         progress(len(piece.data))
@@ -168,6 +171,45 @@ def _ingest_file(
     if cache is not None:
         cache.record(path, after, read_start, digest, tuple(chunks))
     return Entry(rel, False, size, executable, digest, tuple(chunks))
+
+
+def _onnx_external(items: list[tuple[str, Path, bool]]) -> dict[str, list[Tensor]]:
+    """The tensors the .onnx files of a directory model place in its other files (ONNX external data),
+    so those files are cut at tensor boundaries too. Best effort: an unreadable model file counts as none."""
+    files = [(rel, full) for rel, full, is_dir in items if not is_dir]
+    if not any(rel.endswith(".onnx") for rel, _ in files):
+        return {}
+    sizes = {}
+    for rel, full in files:
+        with contextlib.suppress(OSError):
+            sizes[rel] = full.lstat().st_size
+
+    def models() -> Iterator[tuple[str, Read, int]]:
+        for rel, full in files:
+            if not rel.endswith(".onnx"):
+                continue
+            try:  # never through a link, and a FIFO swapped in since the scan cannot block the save
+                fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if stat.S_ISREG(st.st_mode):
+                    yield rel, _reader(f), st.st_size
+
+    return onnx_external_tensors(models(), sizes)
+
+
+def _reader(f: BinaryIO) -> Read:
+    def read(offset: int, length: int) -> bytes:
+        try:
+            f.seek(offset)
+            data: bytes = f.read(length)
+        except OSError:
+            return b""  # a short read: the parser gives up on this file
+        return data
+
+    return read
 
 
 def scan(source: Path, exclude: Path | None = None) -> tuple[str, list[tuple[str, Path, bool]]]:
@@ -262,6 +304,7 @@ def ingest(
     the version is published.
     """
     kind, items = scan(source, exclude)
+    external = _onnx_external(items) if kind == KIND_DIR else {}
     stats = IngestStats()
     writer = _Writer(objects, stats, compression, parent or {})
     needs_pool = any(not d and full.stat().st_size >= PARALLEL_MIN_BYTES for _, full, d in items)
@@ -270,7 +313,17 @@ def ingest(
         entries = [
             Entry(rel, is_dir=True)
             if is_dir
-            else _ingest_file(full, rel, "" if kind == KIND_FILE else rel, writer, chunker, pool, progress, cache)
+            else _ingest_file(
+                full,
+                rel,
+                "" if kind == KIND_FILE else rel,
+                writer,
+                chunker,
+                pool,
+                progress,
+                cache,
+                external.get(rel, ()),
+            )
             for rel, full, is_dir in items
         ]
     finally:

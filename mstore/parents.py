@@ -10,7 +10,7 @@ from .chunking import ModelAwareChunker
 from .errors import MStoreError
 from .ingest import ParentPieces
 from .manifest import KIND_FILE
-from .reader import StoredFile
+from .reader import StoredFile, stored_external_tensors
 from .store import Store
 
 
@@ -23,6 +23,7 @@ def parent_pieces(store: Store, parent_id: str | None) -> ParentPieces:
     except MStoreError:  # a damaged parent only costs the deltas, never the save
         return {}
     out: ParentPieces = {}
+    external = stored_external_tensors(manifest, store.objects)
     for entry in manifest.files:
         reader = StoredFile(entry, store.objects)
         at_offset: dict[tuple[int, int], str] = {}
@@ -32,7 +33,7 @@ def parent_pieces(store: Store, parent_id: str | None) -> ParentPieces:
             offset += chunk.size
         path = "" if manifest.kind == KIND_FILE else entry.path
         try:
-            tensors = chunker.tensor_regions(reader.read, entry.path, entry.size)
+            tensors = chunker.tensor_regions(reader.read, entry.path, entry.size, external.get(entry.path, ()))
         except MStoreError:  # a damaged parent only costs the deltas, never the save
             continue
         for tensor in tensors:

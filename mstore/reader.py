@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from collections.abc import Callable
 
-from .manifest import Entry
+from .errors import MStoreError
+from .manifest import KIND_DIR, Entry, Manifest
 from .objects import ObjectStore
+from .tensors import Tensor, onnx_external_tensors
 
 CACHE_CHUNKS = 4
 
@@ -60,3 +63,22 @@ class StoredFile:
     def chunk_ids(self, offset: int, length: int) -> tuple[tuple[int, str], ...]:
         """(start, object id) of the chunks covering a range: equal tuples mean equal bytes, unread."""
         return tuple((self._starts[i] - offset, self.entry.chunks[i].oid) for i in self._span(offset, length))
+
+
+def stored_external_tensors(manifest: Manifest, objects: ObjectStore) -> dict[str, list[Tensor]]:
+    """The tensors the stored .onnx files of a directory model place in its other files (ONNX external
+    data), by path; {} for single-file models. A damaged model file counts as none."""
+    if manifest.kind != KIND_DIR or not any(e.path.endswith(".onnx") for e in manifest.files):
+        return {}
+    models = [(e.path, _safe(StoredFile(e, objects).read), e.size) for e in manifest.files if e.path.endswith(".onnx")]
+    return onnx_external_tensors(models, {e.path: e.size for e in manifest.files})
+
+
+def _safe(read: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
+    def checked(offset: int, length: int) -> bytes:
+        try:
+            return read(offset, length)
+        except (MStoreError, OSError):  # an unreadable object only costs the tensor view
+            return b""
+
+    return checked

@@ -1,5 +1,7 @@
 """Find the tensors inside a model file by parsing headers only: safetensors' JSON header, the zip
-central directory of `.npz` archives and `torch.save` checkpoints, and `.npy` headers.
+central directory of `.npz` archives and `torch.save` checkpoints, `.npy` headers, the initializers of
+ONNX models (mstore.onnxfile walks the protobuf wire format) and the tensor table of GGUF files
+(mstore.gguffile).
 
 Nothing here unpickles, imports or executes model content. In a `torch.save` zip the tensor names
 live in a pickle, which is not read: each storage (`<archive>/data/<key>`) is reported as one tensor
@@ -10,12 +12,16 @@ from __future__ import annotations
 
 import ast
 import json
+import posixpath
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .binread import Malformed
+from .gguffile import gguf_tensors
+from .onnxfile import Initializer, initializers
 from .pickles import joblib_arrays, looks_like_pickle
 
 Read = Callable[[int, int], bytes]
@@ -30,12 +36,17 @@ _NPY_DTYPES = {
     "u8": "U64", "u4": "U32", "u2": "U16", "u1": "U8", "b1": "BOOL",
 }  # fmt: skip
 BYTES = "BYTES"  # a blob of unknown element type (a torch storage, a compressed zip entry)
+# ONNX TensorProto.DataType -> dtype (the others: complex, FNUZ floats, 4-bit types, strings -> BYTES)
+_ONNX_DTYPES = {
+    1: "F32", 2: "U8", 3: "I8", 4: "U16", 5: "I16", 6: "I32", 7: "I64", 9: "BOOL", 10: "F16", 11: "F64",
+    12: "U32", 13: "U64", 16: "BF16", 17: "F8_E4M3", 19: "F8_E5M2",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Tensor:
     name: str
-    dtype: str  # safetensors names: F32, BF16, ...; BYTES when unknown
+    dtype: str  # safetensors names: F32, BF16, ...; BYTES when unknown; a ggml block type (Q8_0) for GGUF
     shape: tuple[int, ...]
     offset: int  # byte offset of the data in the file
     length: int  # bytes
@@ -216,9 +227,85 @@ def joblib_index(read: Read, size: int) -> list[Tensor]:
     return out
 
 
+def _unique(tensors: list[Tensor]) -> list[Tensor]:
+    """Sorted by name, a repeated name made unique with `#<n>` (diffs and deltas pair tensors by name)."""
+    seen: set[str] = set()
+    out = []
+    for i, t in enumerate(tensors):
+        name = t.name if t.name not in seen else f"{t.name}#{i}"
+        seen.add(name)
+        out.append(t if name == t.name else Tensor(name, t.dtype, t.shape, t.offset, t.length))
+    return sorted(out, key=lambda t: t.name)
+
+
+def _onnx_tensor(init: Initializer, index: int, length: int) -> Tensor:
+    dtype = _ONNX_DTYPES.get(init.data_type, BYTES) if init.encoding == "raw" else BYTES
+    if dtype != BYTES and _numel(init.dims) * ITEMSIZE[dtype] != length:
+        dtype = BYTES
+    shape = init.dims if dtype != BYTES else (length,)
+    return Tensor(init.name or f"initializer{index}", dtype, shape, init.offset, length)
+
+
+def onnx_index(read: Read, size: int) -> list[Tensor]:
+    """The initializers whose bytes lie inside the .onnx file itself (raw_data, packed float_data ...)."""
+    try:
+        found = initializers(read, size)
+    except Malformed as exc:
+        raise NotTensors(str(exc)) from None
+    out = [
+        _onnx_tensor(init, i, init.length)
+        for i, init in enumerate(found)
+        if init.location is None and init.length  # inline data always has a length
+    ]
+    if not out:
+        raise NotTensors("no initializers stored in the file")
+    return _unique(out)
+
+
+def onnx_external_tensors(models: Iterable[tuple[str, Read, int]], sizes: Mapping[str, int]) -> dict[str, list[Tensor]]:
+    """For a directory model: the tensors its `.onnx` files place in other files of the directory (ONNX
+    external data), by that file's path. `models` are (path, read, size) of the .onnx files, `sizes` the
+    size of every file of the directory (paths relative to it, `/`-separated). A location must name one of
+    those files (relative to its .onnx file's folder, checked by onnxfile.check_location: never outside
+    the directory) and each range must lie inside it; anything else is left out, and a model file that
+    does not parse contributes nothing."""
+    found: dict[str, list[Tensor]] = {}
+    for rel, read, size in models:
+        try:
+            inits = initializers(read, size)
+        except (Malformed, struct.error, ValueError):
+            continue
+        folder = posixpath.dirname(rel)
+        for i, init in enumerate(inits):
+            if init.location is None:
+                continue
+            target = posixpath.join(folder, init.location) if folder else init.location
+            total = sizes.get(target)
+            if total is None or target == rel:
+                continue
+            length = total - init.offset if init.length is None else init.length
+            if length > 0 and init.offset + length <= total:
+                found.setdefault(target, []).append(_onnx_tensor(init, i, length))
+    return {target: _unique(sorted(set(ts), key=lambda t: (t.name, t.offset))) for target, ts in found.items()}
+
+
+def gguf_index(read: Read, size: int) -> list[Tensor]:
+    """The tensors of a GGUF file; shapes in numpy order (GGUF lists dims fastest first). The ggml type
+    names of plain types are the dtype names used here (F32, F16, BF16, F64, I8 ... I64); a block type's
+    name (Q4_0, Q8_0, Q4_K, ...) becomes the dtype as it is: not in ITEMSIZE, so its pieces are stored
+    whole per tensor and never byte-grouped, and diff compares its bytes."""
+    try:
+        found = gguf_tensors(read, size)
+    except Malformed as exc:
+        raise NotTensors(str(exc)) from None
+    if not found:
+        raise NotTensors("no tensors")
+    return _unique([Tensor(t.name, t.type_name, t.dims[::-1], t.offset, t.length) for t in found])
+
+
 def index_tensors(path: str, read: Read, size: int, *, joblib: bool = False) -> list[Tensor] | None:
-    """The tensors of a safetensors / npz / torch zip file (with `joblib`, also the arrays of a joblib
-    file), or None for any other file.
+    """The tensors of a safetensors / npz / torch zip / GGUF file or of the initializers stored inside an
+    `.onnx` file (with `joblib`, also the arrays of a joblib file), or None for any other file.
 
     joblib arrays are used by `diff` only: cutting joblib files at array boundaries stored a retrained
     TF-IDF + SGD pipeline in 4.6% *more* bytes than content-defined chunking (3 versions, 10.8 MB), so
@@ -229,6 +316,10 @@ def index_tensors(path: str, read: Read, size: int, *, joblib: bool = False) -> 
         head = read(0, 4) if size >= 4 else b""
         if head == b"PK\x03\x04":
             return zip_index(read, size)
+        if head == b"GGUF":
+            return gguf_index(read, size)
+        if path.endswith(".onnx"):  # ONNX has no magic number: any parse failure means opaque bytes
+            return onnx_index(read, size)
         if joblib and looks_like_pickle(head):
             return joblib_index(read, size)
     except (NotTensors, struct.error, ValueError):

@@ -5,11 +5,13 @@ sequences. Every tool ingests the same files in the same run; `cp` of the same f
     python scripts/bench_space.py --quick          # smaller models, fewer versions (smoke test)
     python scripts/bench_space.py --sweep          # also compare FastCDC average sizes on the joblib scenario
     python scripts/bench_space.py --markdown docs/benchmarks.md.new
+    python scripts/bench_space.py --only onnx,gguf --speed-mb 0   # just the scenarios whose names match
 
 Installs restic, borgbackup and zstd with apt-get when they are missing (the machine must allow it).
 Scenarios: frozen backbone + new head (fp32, bf16), an adapter tensor inserted mid-file, warm-started
-full retrain where every weight moves slightly (fp32, bf16), identical re-save, and a scikit-learn
-TF-IDF + logistic regression retrained on growing data (joblib).
+full retrain where every weight moves slightly (fp32, bf16), identical re-save, a scikit-learn
+TF-IDF + logistic regression retrained on growing data (joblib), and fine-tunes of the last layers of an
+ONNX model (initializers in the .onnx file) and of a GGUF model (F32 norms, F16 attention, Q8_0 MLP).
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ def bf16(a: np.ndarray) -> np.ndarray:
     return (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
 
 
-def backbone(rng: np.random.Generator, params: int, layers: int = 12) -> dict[str, np.ndarray]:
-    """A transformer-ish stack of weight matrices, biases and norms (fp32, N(0, 0.02))."""
+def backbone(rng: np.random.Generator, params: int, layers: int = 12, align: int = 1) -> dict[str, np.ndarray]:
+    """A transformer-ish stack of weight matrices, biases and norms (fp32, N(0, 0.02)); `align`: the
+    width is a multiple of it (GGUF's quantized blocks)."""
     out: dict[str, np.ndarray] = {}
     per = params // layers
     side = int(math.sqrt(per // 4))
+    side -= side % align
     for i in range(layers):
         out[f"layers.{i}.attn.weight"] = rng.normal(0, 0.02, (side, side)).astype(np.float32)
         out[f"layers.{i}.mlp.weight"] = rng.normal(0, 0.02, (3 * side, side)).astype(np.float32)
@@ -111,6 +115,71 @@ def identical(out: Path, params: int, versions: int) -> Files:
         copy = out / f"v{v}.safetensors"
         shutil.copyfile(first, copy)
         files.append(copy)
+    return files
+
+
+def _fine_tune(rng: np.random.Generator, model: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One more epoch of a fine-tune: the last quarter of the layers and the head move by ~0.1%."""
+    moving = ("layers.9.", "layers.10.", "layers.11.", "classifier.")
+    return {
+        k: (a + rng.normal(0, 1e-3, a.shape).astype(np.float32) * np.abs(a)).astype(np.float32)
+        if k.startswith(moving)
+        else a
+        for k, a in model.items()
+    }
+
+
+def onnx_finetune(out: Path, params: int, versions: int) -> Files:
+    """An ONNX model with its initializers in the .onnx file (raw_data), fine-tuned version after version."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    model = backbone(rng, params)
+    side = model["layers.0.attn.weight"].shape[0]
+    model["classifier.weight"] = rng.normal(0, 0.02, (8, side)).astype(np.float32)
+    files = []
+    for v in range(versions):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, side])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+        nodes = [helper.make_node("Gemm", ["x", "classifier.weight"], ["y"], transB=1)]
+        inits = [numpy_helper.from_array(a, k) for k, a in model.items()]
+        path = out / f"v{v}.onnx"
+        onnx.save(helper.make_model(helper.make_graph(nodes, "bench", [x], [y], inits)), str(path))
+        files.append(path)
+        model = _fine_tune(rng, model)
+    return files
+
+
+def gguf_finetune(out: Path, params: int, versions: int) -> Files:
+    """A llama.cpp-style GGUF: F32 norms and biases, F16 attention, Q8_0 MLP weights, a vocabulary in its
+    metadata; each version fine-tunes the last layers and is quantized again."""
+    import gguf
+    from gguf.quants import quantize
+
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    rng = np.random.default_rng(6)
+    model = backbone(rng, params, align=32)
+    model["classifier.weight"] = rng.normal(0, 0.02, (8, model["layers.0.attn.weight"].shape[0])).astype(np.float32)
+    files = []
+    for v in range(versions):
+        path = out / f"v{v}.gguf"
+        w = gguf.GGUFWriter(str(path), "llama")
+        w.add_block_count(12)
+        w.add_array("tokenizer.ggml.tokens", [f"tok{i}" for i in range(32000)])
+        for k, a in model.items():
+            if k.endswith("mlp.weight"):
+                w.add_tensor(k, quantize(a, q8), raw_dtype=q8)
+            elif k.endswith("attn.weight"):
+                w.add_tensor(k, a.astype(np.float16))
+            else:
+                w.add_tensor(k, a)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        files.append(path)
+        model = _fine_tune(rng, model)
     return files
 
 
@@ -333,6 +402,11 @@ def scenarios(out: Path, quick: bool) -> Iterator[tuple[str, Callable[[], Files]
         "scikit-learn TF-IDF + logistic regression, growing data (joblib)",
         lambda: sklearn_joblib(sub("joblib"), max(3, n // 2) + 1),
     )
+    yield (
+        "ONNX fine-tune of the last layers, fp32 initializers",
+        lambda: onnx_finetune(sub("onnx"), params, max(3, n // 2)),
+    )
+    yield "GGUF fine-tune of the last layers, F32/F16/Q8_0", lambda: gguf_finetune(sub("gguf"), params, max(3, n // 2))
 
 
 def speed_section(scratch: Path, size_mb: int) -> list[str]:
@@ -436,15 +510,20 @@ def main() -> None:
     parser.add_argument("--speed-mb", type=int, default=1000, help="model size for the speed section (0: skip)")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--skip-space", action="store_true", help="only the speed section")
+    parser.add_argument("--only", default="", help="comma-separated words: run the scenarios whose names contain one")
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "mstore-bench-space")
     args = parser.parse_args()
     ensure_tools()
     shutil.rmtree(args.scratch, ignore_errors=True)
     args.scratch.mkdir(parents=True)
     command = "python scripts/bench_space.py" + (" --quick" if args.quick else "")
+    command += f" --only {args.only} --speed-mb {args.speed_mb}" if args.only else ""
     lines = [f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; command: `{command}`", ""]
     ratios = []
+    words = [w.lower() for w in args.only.split(",") if w]
     for name, make in [] if args.skip_space else scenarios(args.scratch / "models", args.quick):
+        if words and not any(w in name.lower() for w in words):
+            continue
         files = make()
         rows = {t.name: measure(files, t, args.scratch / "tools") for t in TOOLS}
         best = min(rows["restic"]["bytes"], rows["borg zstd,3"]["bytes"])

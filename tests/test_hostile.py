@@ -122,8 +122,8 @@ def test_a_source_that_changes_while_saving_is_refused(tmp_path: Path, monkeypat
     src.write_bytes(os.urandom(3 * (4 << 20)))
     original_split = ModelAwareChunker.split
 
-    def split_while_training_job_writes(self: ModelAwareChunker, stream, path, size):  # type: ignore[no-untyped-def]
-        for i, piece in enumerate(original_split(self, stream, path, size)):
+    def split_while_training_job_writes(self: ModelAwareChunker, stream, path, size, *rest):  # type: ignore[no-untyped-def]
+        for i, piece in enumerate(original_split(self, stream, path, size, *rest)):
             if i == 1:
                 with open(src, "ab") as f:
                     f.write(b"the training job is still writing")

@@ -18,6 +18,10 @@ FORBIDDEN_MODULES = {
     "torch",
     "marshal",
     "shelve",
+    "onnx",  # mstore.onnxfile walks the protobuf wire format itself
+    "onnxruntime",
+    "google",  # google.protobuf
+    "gguf",  # mstore.gguffile reads the tensor table itself
 }
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 LOADERS = {"load", "loads", "Unpickler"}  # np.load & co. can unpickle; mstore parses headers itself

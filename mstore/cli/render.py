@@ -210,7 +210,7 @@ def _tensor_lines(t: dict[str, Any], style: Style) -> list[str]:
         if row["shape_before"] != row["shape_after"]:
             what.append(f"shape {row['shape_before']} -> {row['shape_after']}")
         if row["changed_fraction"] is not None:
-            what.append(f"{row['changed_fraction']:.1%} of elements changed")
+            what.append(f"{row['changed_fraction']:.1%} of {row.get('changed_unit', 'elements')} changed")
         if row["rel_l2"] is not None:
             what.append(f"rel L2 {row['rel_l2']:.3g}")
         lines.append(f"      ~ {safe(row['name'])}  {', '.join(what)}")
