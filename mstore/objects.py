@@ -288,6 +288,33 @@ class ObjectStore:
         except UnsafeStoreFile as exc:
             raise CorruptObject(f"object {oid}: {exc}") from None
 
+    def peek(self, oid: str, size: int, width: int) -> tuple[codec.Header | None, bytes | None]:
+        """(envelope header, content sample at `codec.sample_spans` or None) of a stored object, unverified.
+
+        Reads only the bytes these need (see `codec.sample_at`); `width` 0 skips the sample. For a save's
+        delta estimate against the parent's object, whose full content is read (and verified) only when
+        a delta is tried.
+        """
+        try:
+            fd = fsutil.open_regular(self.path(oid))
+        except FileNotFoundError:
+            raise MissingObject(f"object {oid} is missing") from None
+        except UnsafeStoreFile as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+        try:
+            stored_size = os.fstat(fd).st_size
+            if stored_size > stored_limit(size):
+                raise CorruptObject(f"object {oid} is larger than its content allows")
+
+            def read(offset: int, length: int) -> bytes:
+                return os.pread(fd, max(0, min(length, stored_size - offset)), offset)
+
+            header = codec.parse_header(read(0, 64)) if self.envelopes else None
+            sample = codec.sample_at(read, stored_size, size, width) if width > 1 else None
+        finally:
+            os.close(fd)
+        return header, sample
+
     def header(self, oid: str) -> bytes:
         """The object file's first bytes (its envelope header, if any)."""
         try:

@@ -91,6 +91,41 @@ def test_iteration_skips_temp_files_and_reports_them_as_strays(tmp_path: Path) -
     assert list(objects.stray_files()) == [stray]
 
 
+def test_peek_reads_only_the_header_and_sample_of_a_planes_object(tmp_path: Path) -> None:
+    """A save's delta estimate reads a sixth of the parent's object, and the sample is its content's."""
+    import numpy as np
+
+    from mstore.codec import PLANES, Encoder, sample_spans
+
+    data = (np.random.default_rng(3).standard_normal(1 << 18, dtype=np.float32) * 0.02).tobytes()
+    stored = Encoder(planes=True).encode(data, 4)
+    assert stored[4] == PLANES
+    store = ObjectStore(tmp_path)
+    oid = hash_bytes(data)
+    store.put(data, oid, stored)
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def counting_pread(fd: int, length: int, offset: int) -> bytes:
+        reads.append(length)
+        return real_pread(fd, length, offset)
+
+    os.pread = counting_pread  # type: ignore[assignment]
+    try:
+        header, sample = store.peek(oid, len(data), 4)
+    finally:
+        os.pread = real_pread  # type: ignore[assignment]
+    assert header is not None and header.codec == PLANES
+    assert sample == b"".join(data[a:b] for a, b in sample_spans(len(data), 4))
+    assert sum(reads) < len(stored) / 3
+    raw = os.urandom(100_000)
+    store.put(raw)
+    assert store.peek(hash_bytes(raw), len(raw), 4) == (None, b"".join(raw[a:b] for a, b in sample_spans(len(raw), 4)))
+    assert store.peek(hash_bytes(raw), len(raw), 0) == (None, None)
+    with pytest.raises(MissingObject):
+        store.peek("ab" * 32, 10, 4)
+
+
 def test_freed_object_buffers_are_reused_not_faulted_in_again() -> None:
     """fsutil.keep_freed_memory: a window of four 4 MiB buffers, allocated and freed 100 times (a pool's
     pieces in flight), costs a few thousand page faults, not 400,000 (each one a page zeroed again)."""
