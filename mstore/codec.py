@@ -341,15 +341,22 @@ def as_raw(data: bytes) -> bytes:
 
 
 def decode(
-    blob: bytes, expected_size: int | None, load_base: Callable[[str, int], bytes], *, buffer: bool = False
+    blob: bytes,
+    expected_size: int | None,
+    load_base: Callable[[str, int], bytes],
+    *,
+    buffer: bool = False,
+    checked: Header | None = None,
 ) -> bytes:
     """The object's content; never larger than the declared (and expected) size.
 
     With `buffer`, byte-grouped content comes back as the bytearray it was assembled in (a bytes-like
     object, unhashable: for callers that only write, hash or XOR it), saving a copy of every byte.
+    `checked`: the header `verify_envelope` returned for this very blob (its checksum and size were
+    checked already: not hashed a second time).
     """
     data: bytes | bytearray
-    header = _checked_header(blob, expected_size)
+    header = checked if checked is not None else _checked_header(blob, expected_size)
     if header is None:
         return blob
     view = memoryview(blob)

@@ -48,12 +48,14 @@ def decode_object(
     *,
     envelopes: bool = True,
     buffer: bool = False,
+    checked: codec.Header | None = None,
 ) -> bytes:
     """An object's content from its stored bytes (wherever they came from), verified against its id.
 
     `read_base(base, size)` gives a delta base's verified content. A delta whose base cannot be read
     raises DamagedDeltaBase, not CorruptObject: its own bytes may be fine, so it must not be thrown away.
     Callers that may meet delta chains use `decode_chain`, which walks them without recursion.
+    `checked`: the envelope header `codec.verify_envelope` gave for this blob (not checksummed again).
     """
     if envelopes:
 
@@ -64,7 +66,7 @@ def decode_object(
                 raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
 
         try:
-            data = codec.decode(blob, expected_size, load_base, buffer=buffer)
+            data = codec.decode(blob, expected_size, load_base, buffer=buffer, checked=checked)
         except DamagedDeltaBase:
             raise
         except CorruptObject as exc:
@@ -154,7 +156,9 @@ def decode_chain(
             del level_blob
     except IntegrityError as exc:
         raise DamagedDeltaBase(f"object {oid} is a delta against {top_base}, which is damaged ({exc})") from None
-    return decode_object(oid, blob, size, _base_reader(below), envelopes=True, buffer=buffer), blob
+    # the top's envelope was checked above, before any base was read: its checksum is not computed twice
+    top = decode_object(oid, blob, size, _base_reader(below), envelopes=True, buffer=buffer, checked=header)
+    return top, blob
 
 
 def _base_reader(below: tuple[str, bytes] | None) -> Callable[[str, int], bytes]:

@@ -149,3 +149,37 @@ def test_freed_object_buffers_are_reused_not_faulted_in_again() -> None:
         out = subprocess.run([sys.executable, "-c", script, tuned], capture_output=True, text=True, check=True)
         faults[tuned] = int(out.stdout)
     assert faults["1"] < 20_000 < 200_000 < faults["0"]
+
+
+def test_a_delta_top_envelope_is_checksummed_once_and_a_flipped_bit_in_it_is_still_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from mstore import codec
+    from mstore.codec import PLANES_XOR_DELTA, Encoder
+
+    rng = np.random.default_rng(5)
+    base = (rng.standard_normal(1 << 17, dtype=np.float32) * 0.02).astype(np.float32)
+    data = (base + np.float32(1e-6) * rng.standard_normal(base.size, dtype=np.float32)).tobytes()
+    base_bytes = base.tobytes()
+    store = ObjectStore(tmp_path)
+    base_oid = store.put(base_bytes) and hash_bytes(base_bytes)
+    assert isinstance(base_oid, str)
+    stored = Encoder(planes=True).encode(data, 4, (base_oid, base_bytes, 0))
+    assert stored[4] == PLANES_XOR_DELTA
+    oid = hash_bytes(data)
+    store.put(data, oid, stored)
+    calls = []
+    real_check = codec._check
+    monkeypatch.setattr(codec, "_check", lambda head, tail: calls.append(1) or real_check(head, tail))
+    assert store.read(oid, len(data)) == data
+    assert len(calls) == 1  # the top's envelope once (the base is raw)
+    path = store.path(oid)
+    for position in (20, len(stored) // 2, len(stored) - 1):  # header check field, a plane, the last byte
+        damaged = bytearray(stored)
+        damaged[position] ^= 1
+        os.chmod(path, 0o644)
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CorruptObject):
+            store.read(oid, len(data))
