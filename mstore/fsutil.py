@@ -60,6 +60,33 @@ def _step(op: str, path: Path) -> None:
         _fault_hook(op, path)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_malloc_tuned = False
+
+
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed object buffers instead of returning them to the kernel (once per process).
+
+    Saves, checkouts and fsck allocate and free a few MiB per object, thousands of times. By default
+    glibc gives each such buffer its own mmap (or trims the heap after it is freed), so every object's
+    bytes are page-faulted and zeroed by the kernel again: measured, 550,000 page faults and ~1 s of
+    system CPU for an fsck of 1 GB of content, 14,000 faults and 0.2 s with these two settings. Memory
+    stays bounded by the peak working set, which the pools' windows already bound. A no-op off glibc.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): their allocators behave differently
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # the largest glibc accepts; objects are pieces of 4 MiB
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+
+
 def temp_name(directory: Path, stem: str) -> Path:
     """A unique temp path in `directory` (same filesystem as the target, so rename is atomic)."""
     return directory / f"{TMP_PREFIX}{stem[:40]}-{os.getpid()}-{secrets.token_hex(6)}"

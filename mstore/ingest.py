@@ -26,7 +26,7 @@ from .chunking import Chunker, Piece
 from .codec import Compression
 from .errors import InvalidName, MStoreError, SourceChanged, SourceNotFound, UnsupportedSource
 from .manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
-from .objects import ObjectStore, hash_bytes, stored_limit
+from .objects import ObjectStore, hash_bytes
 from .statcache import StatCache
 from .tensors import Read, Tensor, onnx_external_tensors
 from .workers import PARALLEL_MIN_BYTES, WORKERS, map_ordered
@@ -96,21 +96,16 @@ class _Writer:
         if base_oid is None or base_oid == oid:
             return None, None
         n = len(piece.data)
-        try:  # bounded, and never a FIFO or a link: the parent's objects are store files like any other
-            blob = self.objects.stored(base_oid, stored_limit(n))
+        grouped = self.compression.planes and self.compression.grouping and piece.width > 1
+        try:  # bounded, never a FIFO or a link, and only the header and a sample are read here
+            header, sample = self.objects.peek(base_oid, n, piece.width if grouped else 0)
         except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
             return None, None
-        try:
-            header = codec.parse_header(blob) if self.objects.envelopes else None
-        except MStoreError:
-            return None, None
         depth = header.depth if header is not None else 0
-        grouped = self.compression.planes and self.compression.grouping and piece.width > 1
-        sample = codec.sample_of(blob, n, piece.width) if grouped else None
 
         def content() -> bytes | None:
             try:
-                return self.objects.decode(base_oid, blob, n, buffer=True)  # only XORed
+                return self.objects.read(base_oid, n, buffer=True)  # only XORed
             except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
                 return None
 

@@ -48,12 +48,14 @@ def decode_object(
     *,
     envelopes: bool = True,
     buffer: bool = False,
+    checked: codec.Header | None = None,
 ) -> bytes:
     """An object's content from its stored bytes (wherever they came from), verified against its id.
 
     `read_base(base, size)` gives a delta base's verified content. A delta whose base cannot be read
     raises DamagedDeltaBase, not CorruptObject: its own bytes may be fine, so it must not be thrown away.
     Callers that may meet delta chains use `decode_chain`, which walks them without recursion.
+    `checked`: the envelope header `codec.verify_envelope` gave for this blob (not checksummed again).
     """
     if envelopes:
 
@@ -64,7 +66,7 @@ def decode_object(
                 raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
 
         try:
-            data = codec.decode(blob, expected_size, load_base, buffer=buffer)
+            data = codec.decode(blob, expected_size, load_base, buffer=buffer, checked=checked)
         except DamagedDeltaBase:
             raise
         except CorruptObject as exc:
@@ -154,7 +156,9 @@ def decode_chain(
             del level_blob
     except IntegrityError as exc:
         raise DamagedDeltaBase(f"object {oid} is a delta against {top_base}, which is damaged ({exc})") from None
-    return decode_object(oid, blob, size, _base_reader(below), envelopes=True, buffer=buffer), blob
+    # the top's envelope was checked above, before any base was read: its checksum is not computed twice
+    top = decode_object(oid, blob, size, _base_reader(below), envelopes=True, buffer=buffer, checked=header)
+    return top, blob
 
 
 def _base_reader(below: tuple[str, bytes] | None) -> Callable[[str, int], bytes]:
@@ -287,6 +291,33 @@ class ObjectStore:
             raise MissingObject(f"object {oid} is missing") from None
         except UnsafeStoreFile as exc:
             raise CorruptObject(f"object {oid}: {exc}") from None
+
+    def peek(self, oid: str, size: int, width: int) -> tuple[codec.Header | None, bytes | None]:
+        """(envelope header, content sample at `codec.sample_spans` or None) of a stored object, unverified.
+
+        Reads only the bytes these need (see `codec.sample_at`); `width` 0 skips the sample. For a save's
+        delta estimate against the parent's object, whose full content is read (and verified) only when
+        a delta is tried.
+        """
+        try:
+            fd = fsutil.open_regular(self.path(oid))
+        except FileNotFoundError:
+            raise MissingObject(f"object {oid} is missing") from None
+        except UnsafeStoreFile as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+        try:
+            stored_size = os.fstat(fd).st_size
+            if stored_size > stored_limit(size):
+                raise CorruptObject(f"object {oid} is larger than its content allows")
+
+            def read(offset: int, length: int) -> bytes:
+                return os.pread(fd, max(0, min(length, stored_size - offset)), offset)
+
+            header = codec.parse_header(read(0, 64)) if self.envelopes else None
+            sample = codec.sample_at(read, stored_size, size, width) if width > 1 else None
+        finally:
+            os.close(fd)
+        return header, sample
 
     def header(self, oid: str) -> bytes:
         """The object file's first bytes (its envelope header, if any)."""

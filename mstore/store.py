@@ -180,6 +180,7 @@ class Store:
         (UnsafeLayout) or an mstore.json that fails its checksum (CorruptConfig) is refused unless
         `strict` is False, which only fsck uses, to report them."""
         root = Path(root)
+        fsutil.keep_freed_memory()  # every command that reads or writes objects opens its store first
         try:
             raw = fsutil.read_regular(root / CONFIG, MAX_CONFIG_BYTES)
         except (FileNotFoundError, NotADirectoryError):
