@@ -256,6 +256,71 @@ def test_console_script_runs_as_a_real_process(tmp_path: Path, model: Path) -> N
     )
 
 
+def test_the_command_families_list_every_command_in_the_order_of_help() -> None:
+    """`mstore.cli.FAMILIES` decides what `run` registers; a command missing from it would only be found
+    by `mstore --help`, so it must name every command, in the order the help lists them."""
+    from mstore.cli import FAMILIES
+
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands]  # type: ignore[union-attr]
+    groups = [g.name for g in app.registered_groups]  # listed after the commands
+    listed = [c for family in FAMILIES.values() for c in family]
+    assert [c for c in listed if c not in groups] == commands and [c for c in listed if c in groups] == groups
+
+
+@pytest.mark.parametrize(
+    ("args", "family"),
+    [
+        (["save", "x"], "versions"),
+        (["--store", "s", "-q", "log"], "history"),
+        (["-s", "s", "remote", "add"], "sharing"),
+        (["--store=s", "fsck", "--json"], "maintenance"),
+        (["cache", "ls"], "models"),
+        (["--help"], None),
+        (["--version"], None),
+        (["sav"], None),  # mistyped: every command, for the suggestion
+        (["--bogus", "save"], None),
+        ([], None),
+    ],
+)
+def test_family_of_the_command_line(args: list[str], family: str | None) -> None:
+    from mstore.cli import family_of
+
+    assert family_of(args) == family
+
+
+def test_a_command_run_as_a_process_registers_only_its_family_and_behaves_the_same(tmp_path: Path) -> None:
+    """Start-up: `mstore log` builds only the history commands, and its output is the complete app's."""
+    store = tmp_path / "s"
+    Repository.init(store)
+
+    from mstore.cli import FAMILIES
+
+    env = {**os.environ, "COLUMNS": "100"}
+
+    def words(text: str) -> list[str]:  # help wraps one column differently under CliRunner
+        return text.split()
+
+    probe = (
+        "import sys, atexit; "
+        "atexit.register(lambda: print(','.join(m for m in sys.modules if m.startswith('mstore.cli.')),"
+        " file=sys.stderr));"
+        "from mstore.cli import run; sys.argv = ['mstore'] + sys.argv[1:]; run()"
+    )
+    for args, loaded in (
+        (["--store", str(store), "log", "--help"], "mstore.cli.history"),
+        (["--store", str(store), "gc", "--dry-run", "--json"], "mstore.cli.maintenance"),
+    ):
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60, env=env)
+        modules = done.stderr.splitlines()[-1].split(",")
+        assert {m for m in modules if m.split(".")[-1] in FAMILIES} == {loaded}, done.stderr
+        assert words(done.stdout) == words(runner.invoke(app, args, prog_name="mstore").stdout)
+    everything = subprocess.run(
+        [sys.executable, "-c", probe, "--help"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert words(everything.stdout) == words(runner.invoke(app, ["--help"], prog_name="mstore").stdout)
+    assert "cache" in everything.stdout
+
+
 def test_save_dot_leaves_out_the_store_inside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = tmp_path / "project"
     (project / "data" / "raw").mkdir(parents=True)

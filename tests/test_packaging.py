@@ -83,8 +83,8 @@ def test_the_wheel_holds_every_subpackage_and_imports_on_its_own(tmp_path: Path)
         (unpacked / "mstore" / "ui" / "templates").glob("*.html")
     )
     probe = (
-        "import mstore, mstore.cli, mstore.remote.transfer, mstore.ui.app, mstore.cli.shared as s;"
-        "print(mstore.__file__); s.app(['--version'], prog_name='mstore')"
+        "import mstore, mstore.cli as c, mstore.remote.transfer, mstore.ui.app;"
+        "print(mstore.__file__); c.app(['--version'], prog_name='mstore')"
     )
     run = subprocess.run(
         [sys.executable, "-c", probe],

@@ -283,8 +283,3 @@ def styled(text: str, role: str) -> str:
 def echo_lines(lines: list[str]) -> None:
     for line in lines:
         typer.echo(line)
-
-
-def run() -> None:
-    """Console-script entry point."""
-    app(prog_name="mstore")
