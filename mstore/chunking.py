@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any, BinaryIO, Protocol
 
@@ -29,6 +29,7 @@ MAX_CHUNK_SIZE = 64 << 20
 CDC_DEFAULT = (512 << 10, 2 << 20, 8 << 20)  # min, avg, max: chosen with scripts/bench_space.py --sweep
 TENSOR_PIECE = 4 << 20
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+OPAQUE = "OPAQUE"  # a joblib array cut out but compressed like the pickle bytes (no planes, no delta)
 JOBLIB_MIN = 256 << 10  # new stores: joblib float arrays at least this big may be cut like tensors
 JOBLIB_SAMPLE = 1 << 20  # bytes per sample span (start, middle, end) that decide it: CDC chunks are this big
 JOBLIB_GAIN = 0.97  # byte planes must beat zstd of the raw bytes by 3% on the sample
@@ -119,11 +120,14 @@ class ModelAwareChunker:
         return tensors
 
     def joblib_regions(self, read: Callable[[int, int], bytes], size: int) -> list[Tensor]:
-        """The float arrays of a joblib file worth cutting out as tensors: at least `joblib_min` bytes.
+        """The arrays of a joblib file (at least `joblib_min` bytes each) to cut out, sorted by offset.
 
-        Everything else (the pickle stream with its vocabulary strings, small and integer arrays) stays
-        in the CDC-cut stretches between them, where zstd sees it whole. Any doubt about the file (an
-        array outside it, overlapping arrays, a walk that did not finish) leaves it to CDC entirely."""
+        A float array whose byte planes beat zstd of its raw bytes (`planes_win`) becomes a tensor: byte
+        planes, XOR deltas against the parent's same array. Another array is cut out as an OPAQUE region
+        (compressed like the pickle bytes) unless it compresses better after the bytes before it
+        (`context_helps`), and only when at least two arrays are cut, so that some stretch of pickle bytes
+        between them (a vocabulary) can dedup. Everything else stays in CDC-cut stretches. Any doubt about
+        the file (an array outside it, overlapping arrays, a walk that did not finish) leaves it to CDC."""
         if not looks_like_pickle(read(0, 2)):
             return []
         try:
@@ -135,11 +139,22 @@ class ModelAwareChunker:
             a.offset + a.length > b.offset for a, b in pairwise(arrays)
         ):
             return []
-        big = [a for a in arrays if a.dtype in FLOAT_DTYPES and a.length >= self.joblib_min]
-        return [a for a in big if planes_win(_sample(read, a), ITEMSIZE[a.dtype])]
+        cut = []
+        for a in arrays:
+            if a.length < self.joblib_min:
+                continue
+            if a.dtype in FLOAT_DTYPES and planes_win(_sample(read, a), ITEMSIZE[a.dtype]):
+                cut.append(a)
+            elif not context_helps(read, a):
+                cut.append(replace(a, dtype=OPAQUE))
+        # Arrays cut out for the bytes around them pay only when two of them isolate a stretch of pickle
+        # bytes (a vocabulary) that can dedup; one alone isolates the header and costs a little.
+        return cut if len(cut) >= 2 or any(a.dtype != OPAQUE for a in cut) else []
 
     def tensor_pieces(self, t: Tensor) -> Iterator[tuple[int, int, int, tuple[Any, ...]]]:
         """(offset, length, width, key) of each piece of one tensor; pieces are element-aligned."""
+        if t.dtype == OPAQUE:
+            return
         width = _width(t.dtype)
         step = self.tensor_piece - self.tensor_piece % max(width, 8)
         for i, start in enumerate(range(0, t.length, step)):
@@ -160,6 +175,8 @@ class ModelAwareChunker:
         for t in tensors:
             if t.offset > position:  # headers and other bytes between tensors
                 yield from self._opaque(stream, position, t.offset - position)
+            if t.dtype == OPAQUE:
+                yield from self._opaque(stream, t.offset, t.length)
             for offset, length, width, key in self.tensor_pieces(t):
                 stream.seek(offset)
                 yield Piece(stream.read(length), width, key)
@@ -201,6 +218,24 @@ def planes_win(sample: bytes, width: int) -> bool:
     plane = zstandard.ZstdCompressor(level=1)
     planes = sum(min(m, len(plane.compress(grouped[i * m : (i + 1) * m]))) for i in range(width))
     return planes < JOBLIB_GAIN * raw
+
+
+def context_helps(read: Callable[[int, int], bytes], t: Tensor) -> bool:
+    """Whether zstd compresses the start of an array clearly better after the bytes before it than alone.
+
+    A logistic regression's `coef_` shrinks ~20% more after its pipeline's vocabulary and `idf_` than
+    alone: such an array stays in the CDC stream. Otherwise it is cut out on its own (compressed like
+    the pickle bytes), so that the bytes around it, often unchanged (the vocabulary of a model retrained
+    on more data), dedup across versions although the array changed."""
+    import zstandard
+
+    start = max(0, t.offset - JOBLIB_SAMPLE)
+    context, head = read(start, t.offset - start), read(t.offset, min(t.length, JOBLIB_SAMPLE))
+    if not context:
+        return False
+    z = zstandard.ZstdCompressor(level=3)
+    after = len(z.compress(context + head)) - len(z.compress(context))
+    return after < JOBLIB_GAIN * len(z.compress(head))
 
 
 def chunker_from_config(config: dict[str, Any]) -> Chunker:

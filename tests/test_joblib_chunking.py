@@ -180,3 +180,34 @@ def test_damaged_joblib_files_round_trip(tmp_path: Path) -> None:
         repo.save(path)
         repo.checkout("latest", tmp_path / f"out{i}.joblib")
         assert (tmp_path / f"out{i}.joblib").read_bytes() == damaged
+
+
+def test_arrays_that_planes_do_not_help_are_cut_out_only_to_isolate_the_bytes_between_them() -> None:
+    """`idf`-like arrays (few distinct values) become plain pieces without a key when two cut arrays
+    isolate the pickle bytes between them (a vocabulary that can dedup); a lone one is not cut at all."""
+    rng = np.random.default_rng(5)
+    few = rng.choice(rng.normal(0, 1, 300), 40_000)
+    vocab = {f"word{i}": i for i in range(20_000)}
+    data = _dump({"idf": few, "vocabulary": vocab, "again": few.copy(), "coef": rng.normal(size=40_000)})
+    pieces, at, cuts = _split(data), 0, {}
+    for p in pieces:
+        cuts[at] = p
+        at += len(p.data)
+    idf = _named(data)["idf"]
+    assert idf.offset in cuts and cuts[idf.offset].key is None and len(cuts[idf.offset].data) == idf.length
+    assert [p.key[0] for p in pieces if p.key] == ["coef"]
+    assert _named(data)["again"].offset not in cuts  # compresses better after `idf`: left with it
+    alone = _dump({"idf": few, "vocabulary": vocab})
+    assert [len(p.data) for p in _split(alone)] == [len(c.data) for c in CHUNKER._cdc().cut_buf(alone)]
+
+
+def _named(data: bytes) -> dict[str, Tensor]:
+    return {t.name: t for t in index_tensors("m", lambda o, n: data[o : o + n], len(data), joblib=True) or []}
+
+
+def test_an_array_that_compresses_better_after_the_bytes_before_it_stays_with_them() -> None:
+    rng = np.random.default_rng(6)
+    data = rng.normal(size=40_000).tobytes() * 2  # the array repeats what comes before it
+    read = lambda o, n: data[o : o + n]  # noqa: E731
+    assert chunking.context_helps(read, Tensor("coef", "F64", (40_000,), 320_000, 320_000))
+    assert not chunking.context_helps(read, Tensor("coef", "F64", (40_000,), 0, 320_000))
