@@ -13,6 +13,7 @@ existing store keeps cutting the same way (which is what makes unchanged content
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from itertools import pairwise
 from typing import Any, BinaryIO, Protocol
 
 from .codec import group
-from .pickles import looks_like_pickle
+from .pickles import fingerprint, looks_like_pickle
 from .tensors import BYTES, ITEMSIZE, NotTensors, Tensor, index_tensors, joblib_index
 
 DEFAULT_CHUNK_SIZE = 4 << 20  # fixed chunker: few objects per GB, little per-object overhead
@@ -33,6 +34,7 @@ OPAQUE = "OPAQUE"  # a joblib array cut out but compressed like the pickle bytes
 JOBLIB_MIN = 256 << 10  # new stores: joblib float arrays at least this big may be cut like tensors
 JOBLIB_SAMPLE = 1 << 20  # bytes per sample span (start, middle, end) that decide it: CDC chunks are this big
 JOBLIB_GAIN = 0.97  # byte planes must beat zstd of the raw bytes by 3% on the sample
+Fingerprint = tuple[int, int, int, int]
 PROBE_WIDTH = 0  # "unknown element width": the encoder tries a few on a sample
 
 
@@ -106,11 +108,15 @@ class ModelAwareChunker:
         lo, avg, hi = self.cdc
         return pyfastcdc.FastCDC(avg_size=avg, min_size=lo, max_size=hi)
 
-    def tensor_regions(self, read: Callable[[int, int], bytes], path: str, size: int) -> list[Tensor]:
-        """The file's tensors sorted by offset, if it is a tensor container with non-overlapping tensors."""
+    def tensor_regions(
+        self, read: Callable[[int, int], bytes], path: str, size: int, fingerprint: Fingerprint | None = None
+    ) -> list[Tensor]:
+        """The file's tensors sorted by offset, if it is a tensor container with non-overlapping tensors.
+
+        `fingerprint`: the open file's (size, mtime_ns, inode, device), to reuse its safety scan's walk."""
         tensors = index_tensors(path, read, size) if size > 0 else None
         if tensors is None and self.joblib_min and size > 0:
-            tensors = self.joblib_regions(read, size)
+            tensors = self.joblib_regions(read, size, fingerprint)
         if not tensors:
             return []
         tensors = sorted((t for t in tensors if t.length > 0), key=lambda t: t.offset)
@@ -119,7 +125,9 @@ class ModelAwareChunker:
                 return []
         return tensors
 
-    def joblib_regions(self, read: Callable[[int, int], bytes], size: int) -> list[Tensor]:
+    def joblib_regions(
+        self, read: Callable[[int, int], bytes], size: int, fingerprint: Fingerprint | None = None
+    ) -> list[Tensor]:
         """The arrays of a joblib file (at least `joblib_min` bytes each) to cut out, sorted by offset.
 
         A float array whose byte planes beat zstd of its raw bytes (`planes_win`) becomes a tensor: byte
@@ -131,7 +139,7 @@ class ModelAwareChunker:
         if not looks_like_pickle(read(0, 2)):
             return []
         try:
-            arrays = joblib_index(read, size)
+            arrays = joblib_index(read, size, fingerprint)
         except (NotTensors, ValueError, struct.error):
             return []
         arrays = sorted(arrays, key=lambda a: a.offset)
@@ -165,7 +173,7 @@ class ModelAwareChunker:
             stream.seek(offset)
             return stream.read(length)
 
-        tensors = self.tensor_regions(read, path, size) if size > 0 else []
+        tensors = self.tensor_regions(read, path, size, _fingerprint(stream)) if size > 0 else []
         stream.seek(0)
         if not tensors:
             for chunk in self._cdc().cut_stream(stream):
@@ -189,6 +197,13 @@ class ModelAwareChunker:
         block = stream.read(length)
         for chunk in self._cdc().cut_buf(block):
             yield Piece(bytes(chunk.data))
+
+
+def _fingerprint(stream: BinaryIO) -> Fingerprint | None:
+    try:
+        return fingerprint(os.fstat(stream.fileno()))
+    except (OSError, ValueError):  # not a file (BytesIO), or closed
+        return None
 
 
 def _sample(read: Callable[[int, int], bytes], t: Tensor) -> bytes:

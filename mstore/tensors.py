@@ -204,11 +204,11 @@ def zip_index(read: Read, size: int) -> list[Tensor]:
     return sorted(out, key=lambda t: t.name)
 
 
-def joblib_index(read: Read, size: int) -> list[Tensor]:
+def joblib_index(read: Read, size: int, fingerprint: tuple[int, int, int, int] | None = None) -> list[Tensor]:
     """The arrays joblib wrote raw into its pickle stream (mstore.pickles walks the opcodes; nothing is
     unpickled), named by where they sit (`steps[1][1].coef_`)."""
     out = []
-    for a in joblib_arrays(read, size):
+    for a in joblib_arrays(read, size, fingerprint):
         dtype = _NPY_DTYPES.get(a.dtype[1:], BYTES) if a.dtype[:1] in ("<", "|") else BYTES
         out.append(Tensor(a.name, dtype, a.shape, a.offset, a.length))
     if not out:

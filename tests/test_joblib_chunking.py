@@ -148,7 +148,7 @@ _CUT = _FULL[: _AT + 319_200]  # the file ends 100 elements into the array
 def test_array_headers_that_do_not_fit_the_file_fall_back_to_cdc(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bad: list[Tensor]
 ) -> None:
-    monkeypatch.setattr(chunking, "joblib_index", lambda read, size: bad)
+    monkeypatch.setattr(chunking, "joblib_index", lambda read, size, fingerprint=None: bad)
     pieces = _split(_CUT)
     assert all(p.key is None for p in pieces) and b"".join(p.data for p in pieces) == _CUT
     repo = Repository.init(tmp_path / "store")
@@ -211,3 +211,17 @@ def test_an_array_that_compresses_better_after_the_bytes_before_it_stays_with_th
     read = lambda o, n: data[o : o + n]  # noqa: E731
     assert chunking.context_helps(read, Tensor("coef", "F64", (40_000,), 320_000, 320_000))
     assert not chunking.context_helps(read, Tensor("coef", "F64", (40_000,), 0, 320_000))
+
+
+def test_a_save_walks_a_joblib_file_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The chunker reuses the walk of the safety scan (same open file: size, mtime, inode, device)."""
+    from mstore import pickles
+
+    walks = []
+    real = pickles.scan_stream
+    monkeypatch.setattr(pickles, "scan_stream", lambda f, size: walks.append(size) or real(f, size))
+    (tmp_path / "m.joblib").write_bytes(_DENSE)
+    repo = Repository.init(tmp_path / "store")
+    repo.save(tmp_path / "m.joblib")
+    assert walks == [len(_DENSE)]
+    assert [c.size for c in repo.manifest("latest").files[0].chunks] == [len(p.data) for p in _split(_DENSE)]
