@@ -136,7 +136,7 @@ class ModelAwareChunker:
         (`context_helps`), and only when at least two arrays are cut, so that some stretch of pickle bytes
         between them (a vocabulary) can dedup. Everything else stays in CDC-cut stretches. Any doubt about
         the file (an array outside it, overlapping arrays, a walk that did not finish) leaves it to CDC."""
-        if not looks_like_pickle(read(0, 2)):
+        if size < 2 or not looks_like_pickle(read(0, 2)):
             return []
         try:
             arrays = joblib_index(read, size, fingerprint)

@@ -225,3 +225,14 @@ def test_a_save_walks_a_joblib_file_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
     repo.save(tmp_path / "m.joblib")
     assert walks == [len(_DENSE)]
     assert [c.size for c in repo.manifest("latest").files[0].chunks] == [len(p.data) for p in _split(_DENSE)]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80", b"\x80\x04", b"x"])
+def test_tiny_files_saved_after_each_other_round_trip(tmp_path: Path, content: bytes) -> None:
+    """The parent's tiny file is indexed from the store too (delta bases): its reads stay inside it."""
+    repo = Repository.init(tmp_path / "store")
+    for data in (content, content + b"\x00"):
+        (tmp_path / "m.joblib").write_bytes(data)
+        repo.save(tmp_path / "m.joblib")
+        repo.checkout("latest", tmp_path / "out.joblib", force=True)
+        assert (tmp_path / "out.joblib").read_bytes() == data
