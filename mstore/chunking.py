@@ -6,9 +6,10 @@ existing store keeps cutting the same way (which is what makes unchanged content
 - `model-aware` (new stores): tensor containers (safetensors, npz, torch zip) are cut at tensor
   boundaries, each tensor into pieces of at most `tensor_piece` bytes, so an unchanged tensor dedups
   whatever moved around it, and every piece carries its tensor's identity (for deltas against the
-  parent) and element width (for byte-grouped compression). Everything else (joblib/pickle, ONNX,
-  GGUF, headers, zip directories) is cut by content-defined chunking (FastCDC), so an insertion only
-  changes the chunks around it.
+  parent) and element width (for byte-grouped compression). In joblib files (with `joblib_min`), the
+  arrays where that pays are cut out likewise (`joblib_regions`). Everything else (pickle streams,
+  ONNX, GGUF, headers, zip directories) is cut by content-defined chunking (FastCDC), so an insertion
+  only changes the chunks around it.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ CDC_DEFAULT = (512 << 10, 2 << 20, 8 << 20)  # min, avg, max: chosen with script
 TENSOR_PIECE = 4 << 20
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 OPAQUE = "OPAQUE"  # a joblib array cut out but compressed like the pickle bytes (no planes, no delta)
-JOBLIB_MIN = 256 << 10  # new stores: joblib float arrays at least this big may be cut like tensors
+JOBLIB_MIN = 256 << 10  # new stores: joblib arrays at least this big may be cut out (joblib_regions)
 JOBLIB_SAMPLE = 1 << 20  # bytes per sample span (start, middle, end) that decide it: CDC chunks are this big
-JOBLIB_GAIN = 0.97  # byte planes must beat zstd of the raw bytes by 3% on the sample
+JOBLIB_GAIN = 0.97  # planes (or context) must beat zstd of the bytes alone by 3% on the sample
 Fingerprint = tuple[int, int, int, int]
 PROBE_WIDTH = 0  # "unknown element width": the encoder tries a few on a sample
 
