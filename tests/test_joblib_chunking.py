@@ -236,3 +236,20 @@ def test_tiny_files_saved_after_each_other_round_trip(tmp_path: Path, content: b
         repo.save(tmp_path / "m.joblib")
         repo.checkout("latest", tmp_path / "out.joblib", force=True)
         assert (tmp_path / "out.joblib").read_bytes() == data
+
+
+def test_an_array_that_moved_a_little_is_stored_as_an_xor_delta_against_the_parents(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    weights = rng.normal(size=(8, 5000))
+    vocab = {f"w{i}": i for i in range(5000)}
+    repo = Repository.init(tmp_path / "store")
+    path = tmp_path / "m.joblib"
+    for step in (0.0, 1e-9, 2e-9):  # a few fine-tuning steps: only the low mantissa bits move
+        joblib.dump({"vocabulary": vocab, "coef_": weights * (1 + step)}, path)
+        repo.save(path)
+    (entry,) = repo.manifest("latest").files
+    codecs = [codec.parse_header(repo.store.objects.stored(c.oid)) for c in entry.chunks]
+    assert [h.codec for h in codecs if h is not None and h.width == 8] == [codec.PLANES_XOR_DELTA]
+    repo.checkout("latest~1", tmp_path / "back.joblib")
+    joblib.dump({"vocabulary": vocab, "coef_": weights * (1 + 1e-9)}, tmp_path / "again.joblib")
+    assert (tmp_path / "back.joblib").read_bytes() == (tmp_path / "again.joblib").read_bytes()
