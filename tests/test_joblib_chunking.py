@@ -19,6 +19,8 @@ from mstore.chunking import JOBLIB_MIN, ModelAwareChunker, chunker_from_config, 
 from mstore.store import Store
 from mstore.tensors import Tensor, index_tensors
 
+from helpers import examples
+
 np = pytest.importorskip("numpy")
 joblib = pytest.importorskip("joblib")
 
@@ -161,7 +163,7 @@ def test_array_headers_that_do_not_fit_the_file_fall_back_to_cdc(
 _DENSE = _dump({"w": np.random.default_rng(4).normal(size=40_000), "n": np.arange(10)})
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(_DENSE)), st.binary(max_size=9), st.integers(0, 9)), max_size=4))
 def test_mutated_joblib_files_are_cut_into_pieces_that_concatenate_back(edits: list[tuple[int, bytes, int]]) -> None:
     data = bytearray(_DENSE)
