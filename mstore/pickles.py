@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -546,10 +547,15 @@ class _ReadAt:
         return pos
 
 
-def joblib_arrays(read: Any, size: int) -> list[ArrayInfo]:
+def joblib_arrays(read: Any, size: int, fingerprint: tuple[int, int, int, int] | None = None) -> list[ArrayInfo]:
     """The named arrays of a joblib file read through `read(offset, length)`; [] when the walk did not
-    reach the end cleanly (such a file is then cut like any other)."""
-    scan = scan_stream(_ReadAt(read, size), size)  # type: ignore[arg-type]
+    reach the end cleanly (such a file is then cut like any other).
+
+    With the `fingerprint` of the open file, the walk that `scan_file` made of it during this save (the
+    safety scan) is reused while that scan is alive, instead of walking a large pickle a second time."""
+    scan = _RECENT.get(fingerprint) if fingerprint is not None and fingerprint[0] == size else None
+    if scan is None:
+        scan = scan_stream(_ReadAt(read, size), size)  # type: ignore[arg-type]
     if not scan.complete:
         return []
     name_arrays(scan)
@@ -658,7 +664,11 @@ def scan_file(path: Path) -> Scan | None:
         f.seek(0)
         scan = scan_stream(f, st.st_size)
         scan.fingerprint = fingerprint(st)
+        _RECENT[scan.fingerprint] = scan  # for joblib_arrays, while the caller keeps the scan
         return scan
+
+
+_RECENT: weakref.WeakValueDictionary[tuple[int, int, int, int], Scan] = weakref.WeakValueDictionary()
 
 
 def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:

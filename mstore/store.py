@@ -21,7 +21,7 @@ from typing import Any
 import blake3
 
 from . import fsutil
-from .chunking import Chunker, ModelAwareChunker, chunker_from_config
+from .chunking import JOBLIB_MIN, Chunker, ModelAwareChunker, chunker_from_config
 from .codec import Compression
 from .errors import (
     CorruptConfig,
@@ -155,7 +155,7 @@ class Store:
             fsutil.make_dir(root / sub)
         config = {
             "format": STORE_FORMAT,
-            "chunker": ModelAwareChunker().config(),
+            "chunker": ModelAwareChunker(joblib_min=JOBLIB_MIN).config(),
             "compression": {
                 "codec": "zstd",
                 "tensor_level": 1,

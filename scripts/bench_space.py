@@ -10,8 +10,9 @@ sequences. Every tool ingests the same files in the same run; `cp` of the same f
 Installs restic, borgbackup and zstd with apt-get when they are missing (the machine must allow it).
 Scenarios: frozen backbone + new head (fp32, bf16), an adapter tensor inserted mid-file, warm-started
 full retrain where every weight moves slightly (fp32, bf16), identical re-save, a scikit-learn
-TF-IDF + logistic regression retrained on growing data (joblib), and fine-tunes of the last layers of an
-ONNX model (initializers in the .onnx file) and of a GGUF model (F32 norms, F16 attention, Q8_0 MLP).
+TF-IDF + logistic regression retrained on growing data and a TF-IDF + SGD (50 classes, 28.6 MB)
+warm-started on growing data (both joblib), and fine-tunes of the last layers of an ONNX model
+(initializers in the .onnx file) and of a GGUF model (F32 norms, F16 attention, Q8_0 MLP).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -203,6 +205,58 @@ def sklearn_joblib(out: Path, versions: int) -> Files:
         texts = [f"{t} order{rng.randrange(10**6)} sku-{rng.randrange(10**5)}" for t, _ in rows]
         model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=500, random_state=0))
         model.fit(texts, [c for _, c in rows])
+        path = out / f"v{v}.joblib"
+        joblib.dump(model, path)
+        files.append(path)
+    return files
+
+
+def sklearn_sgd_joblib(out: Path, versions: int, classes: int = 50, per_class: int = 1300) -> Files:
+    """The case of issue 13: TF-IDF (68,000 features) + SGDClassifier (log loss, 50 classes), warm-started
+    on growing data, each version a 28.6 MB joblib whose `coef_` is 27.2 MB of dense float64.
+
+    The tickets are generated: each class has its own words, every document mixes in words of other
+    classes and common filler words, and a fifth of the labels are noise, so every weight is non-zero and
+    distinct (as on real text). Every word appears in the first version, so the vocabulary (and with it
+    every array's shape) stays the same while the data grows and each weight moves."""
+    import joblib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(5)
+    shared = 68_000 - classes * per_class
+    topic = [[f"t{c}x{j}" for j in range(per_class)] for c in range(classes)]
+    filler = [f"f{j}" for j in range(shared)]
+    zipf = 1.0 / np.arange(1, shared + 1)
+    zipf /= zipf.sum()
+    texts: list[str] = []
+    labels: list[str] = []
+
+    def more(n: int) -> None:
+        for _ in range(n):
+            c, k = len(texts) % classes, len(texts) // classes
+            words = [topic[c][(k * 7 + i) % per_class] for i in range(7)]  # each word of the class early on
+            others = zip(rng.integers(classes, size=12), rng.integers(per_class, size=12), strict=True)
+            words += [topic[int(o)][int(j)] for o, j in others]
+            words += [filler[(len(texts) * 2 + i) % shared] for i in range(2)]
+            words += [filler[int(j)] for j in rng.choice(shared, size=10, p=zipf)]
+            rng.shuffle(words)
+            texts.append(" ".join(words))
+            labels.append(f"class{c if rng.random() > 0.2 else int(rng.integers(classes)):02d}")
+
+    model = make_pipeline(
+        TfidfVectorizer(),
+        SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=3, tol=None, warm_start=True, random_state=0),
+    )
+    more(10_000)
+    files = []
+    for v in range(versions):
+        if v:
+            more(4_000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # max_iter=3 does not converge, on purpose (a nightly epoch)
+            model.fit(texts, labels)
         path = out / f"v{v}.joblib"
         joblib.dump(model, path)
         files.append(path)
@@ -401,6 +455,10 @@ def scenarios(out: Path, quick: bool) -> Iterator[tuple[str, Callable[[], Files]
     yield (
         "scikit-learn TF-IDF + logistic regression, growing data (joblib)",
         lambda: sklearn_joblib(sub("joblib"), max(3, n // 2) + 1),
+    )
+    yield (
+        "scikit-learn TF-IDF (68k features) + SGD, 50 classes, warm-started on growing data (joblib)",
+        lambda: sklearn_sgd_joblib(sub("sgd"), 3 if quick else 5),
     )
     yield (
         "ONNX fine-tune of the last layers, fp32 initializers",

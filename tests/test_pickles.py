@@ -385,9 +385,9 @@ def test_diff_of_two_retrained_pipelines_names_the_changed_arrays(tmp_path: Path
     assert (tmp_path / "back.joblib").read_bytes() == path.read_bytes()
 
 
-def test_the_chunker_still_cuts_joblib_files_as_opaque_bytes() -> None:
-    """Until array-aware chunking of joblib files pays (it cost 4.6% more space when measured), only diff
-    reads their arrays."""
+def test_joblib_arrays_are_found_only_when_asked_for() -> None:
+    """index_tensors reports joblib arrays to diff (`joblib=True`); the chunker picks the ones worth cutting
+    out itself (ModelAwareChunker.joblib_regions, tests/test_joblib_chunking.py)."""
     from mstore.tensors import index_tensors
 
     data = io.BytesIO()
