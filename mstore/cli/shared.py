@@ -31,14 +31,14 @@ _UsageError: type[Exception] = typer.BadParameter.__mro__[1]  # click's UsageErr
 
 
 class _Argument(TyperArgument):
-    """A positional argument shown as `PATH` / `[REF]` in usage lines and without a `<path>` type in help."""
+    """A positional argument shown as `PATH` / `[REF]` in usage lines (typer shows `{PATH}`) and without a
+    type in the argument list."""
 
-    def _usage_display_name(self) -> str:
-        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
-        return name + ("..." if self.nargs != 1 else "")
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None
+    def make_metavar(self, ctx: Any, *, usage: bool = False) -> str:
+        name = self.metavar or (self.name or "").upper()
+        if not usage:
+            return name
+        return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
 
 
 def _set_store(value: Optional[str]) -> None:
