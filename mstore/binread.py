@@ -33,6 +33,8 @@ class Budget:
 class Cursor:
     """Reads forward through `[start, end)` of a file; every read and skip is checked against `end`."""
 
+    __slots__ = ("_buf", "_buf_at", "_read", "end", "pos")  # one per protobuf field: kept small
+
     def __init__(self, read: Read, start: int, end: int) -> None:
         if not 0 <= start <= end:
             raise Malformed("bad range")

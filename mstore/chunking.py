@@ -32,6 +32,8 @@ CDC_DEFAULT = (512 << 10, 2 << 20, 8 << 20)  # min, avg, max: chosen with script
 TENSOR_PIECE = 4 << 20
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 OPAQUE = "OPAQUE"  # a joblib array cut out but compressed like the pickle bytes (no planes, no delta)
+MANY_TENSORS = 4096  # a file with more tensors than this cuts out only those of SMALL_TENSOR bytes or more
+SMALL_TENSOR = 64 << 10  # (100,000 tiny tensors would be as many objects; their bytes go to CDC instead)
 JOBLIB_MIN = 256 << 10  # new stores: joblib arrays at least this big may be cut out (joblib_regions)
 JOBLIB_SAMPLE = 1 << 20  # bytes per sample span (start, middle, end) that decide it: CDC chunks are this big
 JOBLIB_GAIN = 0.97  # planes (or context) must beat zstd of the bytes alone by 3% on the sample
@@ -139,6 +141,8 @@ class ModelAwareChunker:
         for a, b in pairwise(tensors):
             if a.offset + a.length > b.offset:
                 return []
+        if len(tensors) > MANY_TENSORS:
+            tensors = [t for t in tensors if t.length >= SMALL_TENSOR]
         return tensors
 
     def joblib_regions(
@@ -211,10 +215,23 @@ class ModelAwareChunker:
             yield from self._opaque(stream, position, size - position)
 
     def _opaque(self, stream: BinaryIO, offset: int, length: int) -> Iterator[Piece]:
+        """The bytes between tensors, cut by CDC as they are read: a gap of gigabytes (a model that names
+        one small tensor at the end of a large file) never sits in memory whole."""
         stream.seek(offset)
-        block = stream.read(length)
-        for chunk in self._cdc().cut_buf(block):
+        for chunk in self._cdc().cut_stream(_Span(stream, length)):
             yield Piece(bytes(chunk.data))
+
+
+class _Span:
+    """The next `length` bytes of a stream, read in the reader's own windows."""
+
+    def __init__(self, stream: BinaryIO, length: int) -> None:
+        self.stream, self.left = stream, length
+
+    def read(self, n: int) -> bytes:
+        data = self.stream.read(min(n, self.left))
+        self.left -= len(data)
+        return data
 
 
 def _fingerprint(stream: BinaryIO) -> Fingerprint | None:

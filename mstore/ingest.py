@@ -112,6 +112,19 @@ class _Writer:
         return (base_oid, content, depth), sample
 
 
+def _open_source(path: Path) -> BinaryIO:
+    """A model file for reading; a FIFO or device swapped in after the scan is refused, never waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsupportedSource(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _ingest_file(
     path: Path,
     rel: str,
@@ -124,10 +137,8 @@ def _ingest_file(
     external: Sequence[Tensor] = (),
 ) -> Entry:
     try:
-        with open(path, "rb") as f:
+        with _open_source(path) as f:
             before = os.fstat(f.fileno())
-            if not stat.S_ISREG(before.st_mode):
-                raise UnsupportedSource(f"{path} is not a regular file")
             executable = bool(before.st_mode & stat.S_IXUSR)
             hit = cache.lookup(path, before) if cache is not None else None
             if hit is not None and all(writer.objects.has_intact(c.oid, c.size) for c in hit[1]):

@@ -21,11 +21,12 @@ singular field, or a limit exceeded raises `Malformed`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .binread import Budget, Cursor, Malformed, Read
 
-MAX_STEPS = 5_000_000  # fields visited in one file (a large graph has a few hundred thousand)
+MAX_STEPS = 1_000_000  # fields visited in one file (a large graph has a few hundred thousand); ~2 s at most
 MAX_INITIALIZERS = 1_000_000
 MAX_DIMS = 64
 MAX_NAME = 1 << 16
@@ -51,10 +52,10 @@ class Initializer:
     location: str | None = None  # external data file, relative to the .onnx file's directory
 
 
-def _fields(cur: Cursor, budget: Budget) -> list[tuple[int, int, int | Cursor]]:
-    """(field number, wire type, value) of every field of one message: varints and fixed values as ints,
-    length-delimited values as sub-cursors (not read)."""
-    out: list[tuple[int, int, int | Cursor]] = []
+def _fields(cur: Cursor, budget: Budget) -> Iterator[tuple[int, int, int | Cursor]]:
+    """(field number, wire type, value) of each field of one message in turn: varints and fixed values as
+    ints, length-delimited values as sub-cursors (not read). One at a time: a message of millions of
+    empty fields costs steps, never memory."""
     while cur.left():
         budget.spend()
         key = cur.varint()
@@ -72,8 +73,7 @@ def _fields(cur: Cursor, budget: Budget) -> list[tuple[int, int, int | Cursor]]:
             value = cur.sub(cur.varint())
         else:  # groups (3, 4) are not used by onnx.proto; 6, 7 do not exist
             raise Malformed(f"wire type {wire}")
-        out.append((number, wire, value))
-    return out
+        yield number, wire, value
 
 
 def initializers(read: Read, size: int) -> list[Initializer]:
@@ -122,6 +122,8 @@ def _tensor(cur: Cursor, budget: Budget) -> Initializer | None:
                 while value.left():
                     budget.spend()
                     dims.append(value.varint())
+                    if len(dims) > MAX_DIMS:
+                        raise Malformed("too many dims")
             else:
                 raise Malformed("bad dims")
             if len(dims) > MAX_DIMS:

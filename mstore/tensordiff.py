@@ -71,15 +71,35 @@ def compare_tensor(a: Tensor, fa: StoredFile, b: Tensor, fb: StoredFile) -> dict
         return None
     import numpy as np
 
-    itemsize = _BLOCK_BYTES.get(a.dtype) or (ITEMSIZE.get(a.dtype, 1) if a.dtype != BYTES else 1)
-    if a.dtype in _BLOCK_BYTES:
+    dtype = a.dtype
+    if dtype in _BLOCK_BYTES and a.length % _BLOCK_BYTES[dtype]:  # a ggml name on bytes that are no blocks
+        dtype = BYTES
+    itemsize = _BLOCK_BYTES.get(dtype) or (ITEMSIZE.get(dtype, 1) if dtype != BYTES else 1)
+    if dtype in _BLOCK_BYTES:
         row["changed_unit"] = "blocks"
     block = BLOCK_BYTES - BLOCK_BYTES % itemsize
+    with np.errstate(all="ignore"):  # inf or NaN weights (or block scales) are data, not warnings
+        differing, sum_d2, sum_a2, identical = _compare_blocks(a, fa, b, fb, dtype, itemsize, block)
+    if identical:
+        return None
+    row["changed_fraction"] = differing / max(a.length // itemsize, 1)
+    if _is_numeric(dtype) and sum_a2 > 0:
+        rel = math.sqrt(sum_d2) / math.sqrt(sum_a2)
+        row["rel_l2"] = rel if math.isfinite(rel) else None
+    return row
+
+
+def _compare_blocks(
+    a: Tensor, fa: StoredFile, b: Tensor, fb: StoredFile, dtype: str, itemsize: int, block: int
+) -> tuple[int, float, float, bool]:
+    """(elements or blocks that differ, sum of squared differences, sum of squares of `a`, identical)."""
+    import numpy as np
+
     differing, sum_d2, sum_a2, identical = 0, 0.0, 0.0, True
     for start in range(0, a.length, block):
         n = min(block, a.length - start)
         ra, rb = fa.read(a.offset + start, n), fb.read(b.offset + start, n)
-        va = _values(ra, a.dtype)
+        va = _values(ra, dtype)
         if va is not None:
             sum_a2 += float(np.dot(va, va))
         if ra == rb:
@@ -91,17 +111,11 @@ def compare_tensor(a: Tensor, fa: StoredFile, b: Tensor, fb: StoredFile) -> dict
         else:  # quantized blocks: a block differs when any of its bytes does
             ua, ub = (np.frombuffer(r, np.uint8).reshape(-1, itemsize) for r in (ra, rb))
             differing += int(np.count_nonzero((ua != ub).any(axis=1)))
-        vb = _values(rb, b.dtype)
+        vb = _values(rb, dtype)
         if va is not None and vb is not None:
             d = vb - va
             sum_d2 += float(np.dot(d, d))
-    if identical:
-        return None
-    row["changed_fraction"] = differing / max(a.length // itemsize, 1)
-    if _is_numeric(a.dtype) and sum_a2 > 0:
-        rel = math.sqrt(sum_d2) / math.sqrt(sum_a2)
-        row["rel_l2"] = rel if math.isfinite(rel) else None
-    return row
+    return differing, sum_d2, sum_a2, identical
 
 
 def diff_tensor_files(

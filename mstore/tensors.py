@@ -230,9 +230,12 @@ def joblib_index(read: Read, size: int, fingerprint: tuple[int, int, int, int] |
 def _unique(tensors: list[Tensor]) -> list[Tensor]:
     """Sorted by name, a repeated name made unique with `#<n>` (diffs and deltas pair tensors by name)."""
     seen: set[str] = set()
+    taken = {t.name for t in tensors}  # a made-up name must not be one the file uses itself
     out = []
     for i, t in enumerate(tensors):
-        name = t.name if t.name not in seen else f"{t.name}#{i}"
+        name, n = t.name, i
+        while name in seen or (name != t.name and name in taken):
+            name, n = f"{t.name}#{n}", n + 1
         seen.add(name)
         out.append(t if name == t.name else Tensor(name, t.dtype, t.shape, t.offset, t.length))
     return sorted(out, key=lambda t: t.name)

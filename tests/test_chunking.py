@@ -88,3 +88,45 @@ def test_config_round_trips_and_rejects_nonsense() -> None:
     for bad in bad_configs:
         with pytest.raises(ValueError):
             chunker_from_config(bad)
+
+
+def test_thousands_of_tiny_tensors_are_not_thousands_of_pieces() -> None:
+    """A file of 5,000 tiny tensors (a hostile or odd model) is cut by CDC around its few big tensors,
+    not into 10,000 pieces (each an object on disk); a few hundred small tensors keep their own pieces."""
+    from mstore.chunking import MANY_TENSORS, SMALL_TENSOR
+
+    chunker = ModelAwareChunker()
+    tiny = {f"t{i}": ("F32", np.full(4, i, dtype=np.float32)) for i in range(MANY_TENSORS + 904)}
+    big = {"big": ("F32", np.arange(SMALL_TENSOR // 4, dtype=np.float32))}
+    data = safetensors_bytes({**tiny, **big})
+    pieces = list(chunker.split(io.BytesIO(data), "m.safetensors", len(data)))
+    assert b"".join(p.data for p in pieces) == data
+    assert len(pieces) < 20, len(pieces)
+    assert [p.key[0] for p in pieces if p.key] == ["big"]
+    few = safetensors_bytes({f"t{i}": ("F32", np.full(4, i, dtype=np.float32)) for i in range(300)})
+    assert sum(1 for p in chunker.split(io.BytesIO(few), "m.safetensors", len(few)) if p.key) == 300
+
+
+def test_the_bytes_between_tensors_are_cut_as_they_are_read_not_read_whole() -> None:
+    """A model that places one small tensor at the end of a large file: the gap before it is read by CDC
+    in windows (never whole), and cut exactly as CDC cuts those bytes on their own."""
+    from mstore.chunking import CDC_DEFAULT
+    from mstore.tensors import Tensor
+
+    gap = random.Random(5).randbytes(20 << 20)
+    data = gap + b"\x00" * 16
+
+    class Stream(io.BytesIO):
+        largest = 0
+
+        def read(self, n: int | None = -1) -> bytes:
+            out = super().read(n)
+            Stream.largest = max(Stream.largest, len(out))
+            return out
+
+    chunker = ModelAwareChunker()
+    tensor = Tensor("w", "F32", (4,), len(gap), 16)
+    pieces = list(chunker.split(Stream(data), "data.bin", len(data), external=[tensor]))
+    assert b"".join(p.data for p in pieces) == data
+    assert [p.data for p in pieces[:-1]] == [bytes(c.data) for c in chunker._cdc().cut_buf(gap)]
+    assert Stream.largest <= 2 * CDC_DEFAULT[2], Stream.largest  # windows of about the largest chunk

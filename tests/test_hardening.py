@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +169,24 @@ def test_byte_grouping_false_in_mstore_json_is_obeyed(tmp_path: Path) -> None:
         widths[grouping] = {h.width for h in headers if h is not None}
         assert repo.fsck().ok
     assert 4 in widths[True] and widths[False] == {1}
+
+
+def test_a_fifo_swapped_in_after_the_scan_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A save opens each model file without blocking: a FIFO that replaced a file between the scan and
+    the read is refused at once (opening it for reading used to wait for a writer forever)."""
+    fifo = tmp_path / "model.bin"
+    os.mkfifo(fifo)
+    probe = (
+        "import sys; from pathlib import Path; from mstore.ingest import _open_source; "
+        "from mstore.errors import UnsupportedSource\n"
+        "try:\n    _open_source(Path(sys.argv[1]))\nexcept UnsupportedSource as e:\n    print('refused:', e)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(fifo)], capture_output=True, text=True, timeout=30)
+    assert done.stdout.startswith("refused:") and "not a regular file" in done.stdout, done.stderr
+    target = tmp_path / "real.bin"
+    target.write_bytes(b"weights")
+    (tmp_path / "link.bin").symlink_to(target)
+    from mstore.ingest import _open_source
+
+    with _open_source(tmp_path / "link.bin") as f:  # a model path given as a link is still read
+        assert f.read() == b"weights"

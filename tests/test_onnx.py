@@ -339,3 +339,24 @@ def test_deeply_nested_messages_are_skipped_not_descended() -> None:
     data = _field(7, _field(1, deep) + _field(5, _field(8, b"w") + _varint(2 << 3) + b"\x01" + _field(9, b"\0" * 8)))
     (t,) = initializers(lambda o, n: data[o : o + n], len(data))
     assert (t.name, t.length) == ("w", 8)
+
+
+def test_a_message_of_many_empty_fields_costs_steps_not_memory() -> None:
+    """300,000 empty unknown fields in the model (3 bytes each): the walk holds one field at a time (it
+    held every field and a cursor for each: ~100 MB for this file, 1.3 GB at the step limit)."""
+    import tracemalloc
+
+    from mstore.onnxfile import MAX_STEPS, initializers
+    from mstore.tensors import index_tensors
+
+    assert MAX_STEPS <= 1_000_000
+    data = b"\xa2\x01\x00" * 300_000  # field 20, length-delimited, empty
+    tracemalloc.start()
+    try:
+        assert index_tensors("m.onnx", lambda o, n: data[o : o + n], len(data)) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak
+    with pytest.raises(ValueError):
+        initializers(lambda o, n: data[o : o + n], len(data))

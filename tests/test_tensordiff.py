@@ -163,3 +163,40 @@ def test_hostile_safetensors_headers_are_not_tensors(header: object) -> None:
     head = json.dumps(header).encode()
     data = len(head).to_bytes(8, "little") + head + b"\0" * 16
     assert index_tensors("m.safetensors", lambda o, n: data[o : o + n], len(data)) is None
+
+
+def _raw_safetensors(dtype: str, data: bytes) -> bytes:
+    header = json.dumps({"w": {"dtype": dtype, "shape": [len(data)], "data_offsets": [0, len(data)]}}).encode()
+    return len(header).to_bytes(8, "little") + header + data
+
+
+@pytest.mark.parametrize("length", [35, 34 * 4])  # not whole Q8_0 blocks; whole blocks with inf scales
+def test_a_ggml_dtype_name_on_arbitrary_bytes_diffs_cleanly(tmp_path: Path, repo: Repository, length: int) -> None:
+    """A safetensors header may name any dtype: `Q8_0` over bytes that are not whole blocks is compared as
+    bytes (it raised a reshape error), and inf/NaN block scales give no numpy warnings."""
+    import warnings
+
+    model = tmp_path / "m.safetensors"
+    old = bytearray(b"\x00\x7c" + bytes(range(1, length - 1)))  # an f16 scale of +inf first
+    new = bytearray(old)
+    new[-1] ^= 0xFF
+    ids = []
+    for data in (old, new):
+        model.write_bytes(_raw_safetensors("Q8_0", bytes(data)))
+        ids.append(repo.save(model)["timestamp"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = repo.compare(ids[0], ids[1])
+    (changed,) = d["files"]["changed"]
+    (row,) = changed["tensors"]["changed"]
+    assert row["name"] == "w" and row["changed_fraction"] > 0
+
+
+def test_repeated_tensor_names_stay_distinct_after_renaming() -> None:
+    """Names made unique with `#n` never collide with a name the file itself uses (`a`, `a#2`, `a`)."""
+    from mstore.tensors import Tensor, _unique
+
+    names = ["a", "a#2", "a", "a", "a#3"]
+    out = _unique([Tensor(n, "F32", (1,), 4 * i, 4) for i, n in enumerate(names)])
+    assert len({t.name for t in out}) == len(names)
+    assert {t.offset for t in out} == {4 * i for i in range(len(names))}
