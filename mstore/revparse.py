@@ -33,7 +33,10 @@ def resolve_in(ref: str, ids: list[str], tag_of: Callable[[str], str | None]) ->
     if steps:
         index = ids.index(version_id) - steps
         if index < 0:
-            raise VersionNotFound(f"{ref!r}: only {ids.index(version_id)} versions are older than {version_id}")
+            older = ids.index(version_id)
+            if older == 0:
+                raise VersionNotFound(f"{ref!r}: {version_id} is the oldest version; there is none before it")
+            raise VersionNotFound(f"{ref!r}: only {older} version(s) are older than {version_id}")
         version_id = ids[index]
     return version_id
 

@@ -4,7 +4,8 @@ Each round trains a real scikit-learn TF-IDF + logistic-regression ticket classi
 `ModelVersioning.save_model_version` (the seed's API), then shows what `mstore log`, `mstore diff`,
 `mstore du`, `mstore fsck` and `mstore checkout` tell you, and shares the store with a teammate through
 a remote (`push`, `clone`). The ticket texts are generated deterministically here
-(the machine has no network to download a corpus), so every run prints the same story.
+(the machine has no network to download a corpus), so every run tells the same story (the version IDs,
+times and model hashes differ: a model file records when it was trained).
 
 Run:  python scripts/demo.py [--out DIR]      (default DIR: ./demo, wiped first)
 """
@@ -39,12 +40,13 @@ FILLER = [
     *("please", "help", "my", "the", "is", "not", "with", "since", "yesterday"),
     *("again", "hello", "thanks", "order", "app", "you", "can", "why"),
 ]
-# round -> (tickets per category, categories): data grows and a new category arrives in round 3
+# round -> (tickets per category, categories, note): data grows and a new category arrives in round 3;
+# round 4 is the nightly job on a night without new data: the same model, so it costs no new bytes
 ROUNDS = [
-    (40, ["billing", "technical", "account", "shipping"]),
-    (80, ["billing", "technical", "account", "shipping"]),
-    (120, ["billing", "technical", "account", "shipping", "returns"]),
-    (120, ["billing", "technical", "account", "shipping", "returns"]),  # nightly job, no new data
+    (40, ["billing", "technical", "account", "shipping"], ""),
+    (80, ["billing", "technical", "account", "shipping"], ""),
+    (120, ["billing", "technical", "account", "shipping", "returns"], " (a new category: returns)"),
+    (120, ["billing", "technical", "account", "shipping", "returns"], " (no new data tonight: the same model)"),
 ]
 
 
@@ -97,7 +99,7 @@ def main() -> None:
     versioning = ModelVersioning(base_dir=store)
 
     raw_bytes = 0
-    for number, (per_category, categories) in enumerate(ROUNDS, start=1):
+    for number, (per_category, categories, note) in enumerate(ROUNDS, start=1):
         rows = make_tickets(per_category, categories)
         training_file = data_dir / f"tickets_{len(rows)}.csv"
         with open(training_file, "w", newline="") as f:
@@ -118,7 +120,7 @@ def main() -> None:
         info = meta["mstore"]
         print(
             f"round {number}: saved {meta['timestamp']}  accuracy={metrics['accuracy']}  "
-            f"model {info['size']:,} B, new in store {info['new_bytes']:,} B"
+            f"model {info['size']:,} B, new in store {info['new_bytes']:,} B{note}"
         )
 
     mstore(store, "log", "--oneline")

@@ -125,7 +125,7 @@ def test_full_workflow(cli: Cli, model: Path, tmp_path: Path) -> None:
     cli("tag", "prod", "latest", code=2)
     cli("tag", "-d", "prod")
     cli("rm", "candidate", code=2)  # tagged
-    assert cli.json("rm", "candidate", "--force") == {"removed": second_id}
+    assert cli.json("rm", "candidate", "--force") == {"removed": second_id, "tags_removed": ["candidate"]}
 
     report = cli.json("fsck")
     assert report["ok"] is True and report["versions"] == 1  # type: ignore[index]
@@ -614,3 +614,18 @@ def test_local_commands_do_not_import_boto3(tmp_path: Path) -> None:
             [sys.executable, "-c", probe, str(store), *args], capture_output=True, text=True, cwd=tmp_path
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_newcomer_messages_say_what_happened(tmp_path: Path, model: Path) -> None:
+    """`init` twice says the store was already there; `diff` on one version says there is none before it;
+    `rm --force` names the tags it removed."""
+    store = tmp_path / "s"
+    first = runner.invoke(app, ["--store", str(store), "init"])
+    again = runner.invoke(app, ["--store", str(store), "init"])
+    assert first.stdout.startswith("Initialized") and again.stdout.startswith("Store already in")
+    assert json.loads(runner.invoke(app, ["--store", str(store), "init", "--json"]).stdout)["existed"] is True
+    runner.invoke(app, ["--store", str(store), "save", str(model), "--tag", "prod"])
+    diff = runner.invoke(app, ["--store", str(store), "diff", "latest~1", "latest"])
+    assert diff.exit_code == 2 and "is the oldest version; there is none before it" in diff.stderr
+    removed = runner.invoke(app, ["--store", str(store), "rm", "prod", "--force"])
+    assert removed.exit_code == 0 and "and its tag(s) prod" in removed.stdout

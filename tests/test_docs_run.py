@@ -14,6 +14,7 @@ The outputs shown in console blocks come from a real run:
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import subprocess
@@ -138,12 +139,39 @@ def indented_code(text: str) -> list[str]:
     ]
 
 
+VARYING = [
+    (re.compile(r"/tmp/\S*"), "TMP"),  # scratch paths
+    (re.compile(r"\b[0-9a-f]{7,64}\b"), "HASH"),  # ids, hashes, commits
+    (re.compile(r"\d+(?:[.,:_]\d+)*"), "N"),  # version IDs, sizes, times, rates, percentages
+    (re.compile(r"\b[KMG]?i?B(?:/s)?\b"), "UNIT"),  # a size may cross a unit boundary
+    (re.compile(r"\s+"), " "),  # columns align to the widths of the numbers
+]
+
+
+def shape(text: str) -> list[str]:
+    """A console output without what differs from run to run: IDs, hashes, numbers, temp paths."""
+    lines = []
+    for line in text.splitlines():
+        for pattern, replacement in VARYING:
+            line = pattern.sub(replacement, line)
+        lines.append(line.strip())
+    return lines
+
+
 def test_getting_started_runs_as_written(tmp_path: Path) -> None:
     text = GUIDE.read_text()
     assert INSTALL in text, "the guide installs what it uses (.[demo]) into a venv"
     assert not indented_code(text), indented_code(text)
     assert {b.lang for b in blocks(text)} >= {"sh", "console", "python"}
-    run_page(text, tmp_path)
+    printed = run_page(text, tmp_path)
+    stale = [
+        (old, new)
+        for old, new in zip(blocks(text), blocks(printed), strict=True)
+        if old.lang == "console" and shape(old.body) != shape(new.body)
+    ]
+    assert not stale, "outputs shown on the page are stale; rerun `python tests/test_docs_run.py`:\n" + "\n".join(
+        "\n".join(difflib.unified_diff(old.body.splitlines(), new.body.splitlines(), lineterm="")) for old, new in stale
+    )
 
 
 # -- README -------------------------------------------------------------------------------------------

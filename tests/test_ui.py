@@ -204,7 +204,8 @@ def test_without_the_extra_ui_says_what_to_install(
     result = runner.invoke(cli_app, ["--store", str(built[0].root), "ui", "--no-browser"])
     assert result.exit_code == 2
     assert (
-        result.stderr.strip() == "mstore: error: mstore ui needs no_such_package_mstore_test: pip install 'mstore[ui]'"
+        result.stderr.strip() == "mstore: error: mstore ui needs no_such_package_mstore_test: "
+        "pip install 'mstore[ui]' (in a clone: pip install -e '.[ui]')"
     )
 
 

@@ -165,7 +165,9 @@ def ui(
 
     absent = missing()
     if absent:
-        raise BadInput(f"mstore ui needs {', '.join(absent)}: pip install 'mstore[ui]'")
+        raise BadInput(
+            f"mstore ui needs {', '.join(absent)}: pip install 'mstore[ui]' (in a clone: pip install -e '.[ui]')"
+        )
     from ..ui.server import DEFAULT_HOST, is_loopback, serve
 
     if host is not None and not is_loopback(host):

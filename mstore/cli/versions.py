@@ -16,6 +16,7 @@ from ..ingest import source_size
 from ..manifest import KIND_FILE
 from ..refs import check_tag_name
 from ..repository import Repository
+from ..store import CONFIG
 from ..versions import saved_name
 from .render import save_summary, unsafe_warnings
 from .shared import JsonOpt, app, byte_progress, emit_json, fail, note, open_repo, state
@@ -24,9 +25,12 @@ from .shared import JsonOpt, app, byte_progress, emit_json, fail, note, open_rep
 @app.command(short_help="Create an empty store.")
 def init(as_json: JsonOpt = False) -> None:
     """Create an empty store (saving a model also creates one)."""
+    existed = (Path(state.store) / CONFIG).is_file()
     repo = Repository.init(state.store)
     if as_json:
-        emit_json({"store": str(repo.root.resolve())})
+        emit_json({"store": str(repo.root.resolve()), "existed": existed})
+    elif existed:
+        typer.echo(f"Store already in {repo.root.resolve()}; nothing changed")
     else:
         typer.echo(f"Initialized mstore store in {repo.root.resolve()}")
 
@@ -260,9 +264,13 @@ def rm(
         typer.echo(f"removed version {vid}{dropped} from {remote}")
         note(f"run `mstore gc --remote {remote}` to free the space only it used there")
         return
-    vid = open_repo().remove(ref, force=force)
+    repo = open_repo()
+    target = repo.resolve(ref)
+    tags = sorted(name for name, vid in repo.store.refs.tags().items() if vid == target)
+    vid = repo.remove(target, force=force)
     if as_json:
-        emit_json({"removed": vid})
+        emit_json({"removed": vid, "tags_removed": tags})
     else:
-        typer.echo(f"removed version {vid}")
+        dropped = f" and its tag(s) {', '.join(tags)}" if tags else ""
+        typer.echo(f"removed version {vid}{dropped}")
         note("run `mstore gc` to free the space only it used")

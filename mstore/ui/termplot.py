@@ -28,7 +28,9 @@ def plot(entries: list[dict[str, Any]], metric: str, *, width: int | None = None
     try:
         import plotext as plt
     except ImportError:
-        raise BadInput("--plot draws with plotext: pip install 'mstore[ui]'") from None
+        raise BadInput(
+            "--plot draws with plotext: pip install 'mstore[ui]' (in a clone: pip install -e '.[ui]')"
+        ) from None
     pts = points(entries, metric)
     if not pts:
         raise BadInput(f"no version shown has a number for metric {metric!r}")
