@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -121,3 +122,29 @@ def test_map_ordered_leaves_no_work_running_after_it_returns(how: str) -> None:
             results.close()
         with lock:
             assert running == 0
+
+
+def test_remote_checks_take_their_concurrency_from_the_environment_like_transfers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MSTORE_TRANSFER_WORKERS sets the requests in flight of push and pull, and of fsck/gc --remote too."""
+    from mstore import Repository
+    from mstore.remote import check as remote_check
+
+    repo = Repository.init(tmp_path / "store")
+    (tmp_path / "m.bin").write_bytes(b"weights" * 1000)
+    repo.save(tmp_path / "m.bin")
+    repo.remote_add("team", str(tmp_path / "shared"))
+    repo.push("team")
+    seen: list[int] = []
+    real = remote_check.run_all
+
+    def spy(items, fn, workers):  # type: ignore[no-untyped-def]
+        seen.append(workers)
+        return real(items, fn, workers)
+
+    monkeypatch.setattr(remote_check, "run_all", spy)
+    monkeypatch.setenv("MSTORE_TRANSFER_WORKERS", "3")
+    assert remote_check.check(repo.remote("team"), verify_data=True).ok
+    remote_check.collect(repo.remote("team"), grace_seconds=0, dry_run=True)
+    assert seen and set(seen) == {3}, seen

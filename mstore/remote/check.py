@@ -24,7 +24,7 @@ from ..objects import decode_chain, is_oid
 from ..problems import ERROR, INFO, Problem, summary_json
 from ..refs import LATEST
 from ..store import Store, check_model_hash, manifest_id
-from ..workers import REMOTE_WORKERS, run_all
+from ..workers import remote_workers, run_all
 from .remotes import Remote
 
 
@@ -139,9 +139,11 @@ def check(
     remote: Remote,
     *,
     verify_data: bool = False,
-    workers: int = REMOTE_WORKERS,
+    workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RemoteReport:
+    """`fsck --remote`; `workers`: requests in flight (default: MSTORE_TRANSFER_WORKERS or REMOTE_WORKERS)."""
+    workers = workers or remote_workers()
     report = RemoteReport(remote.url)
     config = remote.config()
     if config is None:
@@ -242,10 +244,9 @@ class RemoteGcPlan:
     deleted: bool = False
 
 
-def collect(
-    remote: Remote, *, grace_seconds: float, dry_run: bool = False, workers: int = REMOTE_WORKERS
-) -> RemoteGcPlan:
+def collect(remote: Remote, *, grace_seconds: float, dry_run: bool = False, workers: int | None = None) -> RemoteGcPlan:
     """Delete objects no committed version needs, older than the grace period, while no push runs."""
+    workers = workers or remote_workers()
     config = remote.config()
     if config is None:
         return RemoteGcPlan()
