@@ -83,29 +83,13 @@ def initializers(read: Read, size: int) -> list[Initializer]:
     if len(graphs) != 1 or not isinstance(graphs[0], Cursor):
         raise Malformed("not one graph")
     out: list[Initializer] = []
-    graph_cursor = graphs[0]
-    while graph_cursor.left():
-        budget.spend()
-        key = graph_cursor.varint()
-        number, wire = key >> 3, key & 7
-        if number == 0 or number >= 1 << 29:
-            raise Malformed("bad field number")
-        if wire == VARINT:
-            graph_cursor.varint()
-        elif wire == FIXED64:
-            graph_cursor.skip(8)
-        elif wire == FIXED32:
-            graph_cursor.skip(4)
-        elif wire == LEN:
-            sub = graph_cursor.sub(graph_cursor.varint())
-            if number == _GRAPH_INITIALIZER:
-                if len(out) >= MAX_INITIALIZERS:
-                    raise Malformed("too many initializers")
-                tensor = _tensor(sub, budget)
-                if tensor is not None:
-                    out.append(tensor)
-        else:
-            raise Malformed(f"wire type {wire}")
+    for number, wire, value in _fields(graphs[0], budget):
+        if number == _GRAPH_INITIALIZER and wire == LEN and isinstance(value, Cursor):
+            if len(out) >= MAX_INITIALIZERS:
+                raise Malformed("too many initializers")
+            tensor = _tensor(value, budget)
+            if tensor is not None:
+                out.append(tensor)
     return out
 
 
