@@ -351,8 +351,3 @@ def apply_import(store: Store, plan: ImportPlan) -> ImportStats:
                 elif current != vid:
                     stats.tag_conflicts.append(name)
     return stats
-
-
-def import_archive(store: Store, path: Path) -> ImportStats:
-    """Verify the whole archive, then store its objects, publish its new versions and set its tags."""
-    return apply_import(store, plan_import(store, path))

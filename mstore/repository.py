@@ -596,10 +596,7 @@ class Repository:
     def import_archive(self, path: str | os.PathLike[str]) -> _archive.ImportStats:
         """Import a `.mstore` archive: everything is verified before anything is stored; versions that
         exist here are skipped; a damaged archive imports nothing (BadArchive names the bad part)."""
-        try:
-            return _archive.import_archive(self.store, Path(path))
-        except _archive.BadArchive as exc:
-            raise _archive.BadArchive(f"{exc}; nothing was imported") from None
+        return _import(self.store, self.root, path)
 
     @classmethod
     def import_into(cls, root: str | os.PathLike[str], path: str | os.PathLike[str]) -> _archive.ImportStats:
@@ -608,12 +605,8 @@ class Repository:
         try:
             store = Store.open(Path(root))
         except StoreNotFound:
-            try:
-                plan = _archive.plan_import(None, Path(path))
-                return _archive.apply_import(cls.init(root).store, plan)
-            except _archive.BadArchive as exc:
-                raise _archive.BadArchive(f"{exc}; nothing was imported") from None
-        return cls(store).import_archive(path)
+            store = None
+        return _import(store, Path(root), path)
 
     def compare(self, ref1: str, ref2: str) -> dict[str, Any]:
         return _compare.compare(self.store, self.resolve(ref1), self.resolve(ref2))
@@ -625,6 +618,16 @@ class Repository:
         """Move the corrupt objects of an fsck report aside; returns their ids."""
         with self.store.write_lock():
             return _fsck.quarantine(self.store, report)
+
+
+def _import(store: Store | None, root: Path, path: str | os.PathLike[str]) -> _archive.ImportStats:
+    """Verify the whole archive against `store` (None: not created yet), then create the store if need be
+    and apply it."""
+    try:
+        plan = _archive.plan_import(store, Path(path))
+        return _archive.apply_import(store if store is not None else Store.init(root), plan)
+    except _archive.BadArchive as exc:
+        raise _archive.BadArchive(f"{exc}; nothing was imported") from None
 
 
 def _resolve_on(other: Remote, refs: list[str]) -> list[str]:
