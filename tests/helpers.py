@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from hypothesis import settings
+from hypothesis import strategies as st
 
 from mstore import Repository
 from mstore.tensors import safetensors_bytes
@@ -55,3 +56,18 @@ def format_2_store(root: Path) -> Repository:
     config.pop("b3")
     config_path.write_text(json.dumps(config))
     return Repository.open(root)
+
+
+def mutations(sample: bytes) -> st.SearchStrategy[bytes]:
+    """`sample` damaged the ways a file is: bits flipped, a few bytes inserted, then cut short."""
+
+    @st.composite
+    def mutate(draw: st.DrawFn) -> bytes:
+        data = bytearray(sample)
+        for at, bit in draw(st.lists(st.tuples(st.integers(0, len(sample) - 1), st.integers(0, 7)), max_size=8)):
+            data[at] ^= 1 << bit
+        at, extra = draw(st.tuples(st.integers(0, len(sample)), st.binary(max_size=12)))
+        data[at:at] = extra
+        return bytes(data[: draw(st.integers(0, len(sample))) + len(extra)])
+
+    return mutate()
