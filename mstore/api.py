@@ -12,11 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .fsck import Report
-from .gc import DEFAULT_GRACE_SECONDS, GcPlan
 from .modelpath import model_path
+from .ops.fsck import Report
+from .ops.gc import DEFAULT_GRACE_SECONDS, GcPlan
 from .repository import Repository
-from .store import CONFIG
+from .store.layout import CONFIG
 
 SEED_KEYS = ("timestamp", "model_hash", "original_path")
 

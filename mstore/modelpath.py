@@ -19,19 +19,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .cache import Cache
+from .cache.entries import Cache
+from .content.restore import restore
 from .errors import BadInput, IntegrityError, NotCached, StoreNotFound, VersionNotFound
-from .manifest import Manifest
-from .metadata import loads as load_metadata
-from .objects import ObjectStore
-from .refs import check_ref_syntax
+from .ops.revparse import resolve_in
 from .remote.bucket import RemoteError
 from .remote.remotes import Remote, open_remote, remote_path, tag_of
 from .remote.transfer import TransferStats, _Fetcher
 from .repository import Repository
-from .restore import restore
-from .revparse import resolve_in
-from .store import CONFIG, check_model_hash, manifest_id
+from .store.layout import CONFIG, check_model_hash, manifest_id
+from .store.manifest import Manifest
+from .store.metadata import loads as load_metadata
+from .store.objects import ObjectStore
+from .store.refs import check_ref_syntax
 from .workers import remote_workers, run_all
 
 OFFLINE_ENV = "MSTORE_OFFLINE"

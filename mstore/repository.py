@@ -15,13 +15,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import archive as _archive
-from . import compare as _compare
-from . import fsck as _fsck
-from . import gc as _gc
-from . import lineage as _lineage
-from . import metadata as _metadata
-from . import pickles as _pickles
+from .content.ingest import IngestStats, ingest, inside, scan
+from .content.parents import parent_pieces
+from .content.restore import restore
+from .content.statcache import StatCache
+from .diff import compare as _compare
+from .diff import lineage as _lineage
+from .diff.ranking import check_metric_names, did_you_mean, sort_by_metric
 from .errors import (
     BadInput,
     DestinationExists,
@@ -34,19 +34,19 @@ from .errors import (
     UnsafeModel,
     VersionNotFound,
 )
-from .ingest import IngestStats, ingest, inside, scan
-from .manifest import Manifest
-from .objects import hash_bytes
-from .parents import parent_pieces
-from .ranking import check_metric_names, did_you_mean, sort_by_metric
-from .refs import check_tag_name
-from .restore import restore
-from .retention import PrunePlan, plan_prune
-from .revparse import resolve, resolve_in
-from .statcache import StatCache
-from .store import Store
-from .usage import disk_usage, shared_bytes
-from .versions import is_future, newest, next_version_id, parse_id_time, saved_name
+from .formats import pickles as _pickles
+from .ops import archive as _archive
+from .ops import fsck as _fsck
+from .ops import gc as _gc
+from .ops.retention import PrunePlan, plan_prune
+from .ops.revparse import resolve, resolve_in
+from .ops.usage import disk_usage, shared_bytes
+from .store import metadata as _metadata
+from .store.layout import Store
+from .store.manifest import Manifest
+from .store.objects import hash_bytes
+from .store.refs import check_tag_name
+from .store.versions import is_future, newest, next_version_id, parse_id_time, saved_name
 
 if TYPE_CHECKING:  # remote support is imported when a remote is used: local commands start faster
     from .remote import check as _remote_check

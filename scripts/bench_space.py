@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mstore.tensors import safetensors_bytes
+from mstore.formats.tensors import safetensors_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1e6

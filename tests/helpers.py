@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from mstore import Repository
-from mstore.tensors import safetensors_bytes
+from mstore.formats.tensors import safetensors_bytes
 
 __all__ = ["format_2_store", "read_tree", "safetensors_bytes", "store_bytes", "write_tree"]
 

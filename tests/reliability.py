@@ -12,7 +12,8 @@ from pathlib import Path
 
 import blake3
 
-from mstore import Repository, fsutil
+from mstore import Repository
+from mstore.store import fsutil
 
 
 def run_in_child(

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mstore import Repository
-from mstore.archive import MAGIC, BadArchive
+from mstore.ops.archive import MAGIC, BadArchive
 
 from helpers import examples, format_2_store
 
@@ -284,7 +284,7 @@ def test_a_conflicting_version_that_arrives_between_the_two_passes_imports_nothi
 ) -> None:
     """`import_into` verifies an archive before the store exists; another process may create the store
     with a different version of the same ID before the archive is applied: refused, not skipped."""
-    from mstore.archive import apply_import, plan_import
+    from mstore.ops.archive import apply_import, plan_import
 
     repo, path = exported
     vid = repo.ids()[0]
@@ -351,7 +351,7 @@ def test_a_plane_coded_object_in_an_archive_reaches_a_format_2_store_as_raw_cont
     mstore versions that wrote that store can still read everything in it."""
     import numpy as np
 
-    from mstore.codec import Encoder
+    from mstore.store.codec import Encoder
 
     content = np.random.default_rng(3).standard_normal(1 << 16).astype(np.float32).tobytes()
     blob = Encoder(1, 3, planes=True).encode(content, 4)

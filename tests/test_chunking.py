@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mstore.chunking import MIN_CHUNK_SIZE, FixedSizeChunker, ModelAwareChunker, chunker_from_config
+from mstore.store.chunking import MIN_CHUNK_SIZE, FixedSizeChunker, ModelAwareChunker, chunker_from_config
 
 from helpers import safetensors_bytes
 
@@ -93,7 +93,7 @@ def test_config_round_trips_and_rejects_nonsense() -> None:
 def test_thousands_of_tiny_tensors_are_not_thousands_of_pieces() -> None:
     """A file of 5,000 tiny tensors (a hostile or odd model) is cut by CDC around its few big tensors,
     not into 10,000 pieces (each an object on disk); a few hundred small tensors keep their own pieces."""
-    from mstore.chunking import MANY_TENSORS, SMALL_TENSOR
+    from mstore.store.chunking import MANY_TENSORS, SMALL_TENSOR
 
     chunker = ModelAwareChunker()
     tiny = {f"t{i}": ("F32", np.full(4, i, dtype=np.float32)) for i in range(MANY_TENSORS + 904)}
@@ -110,8 +110,8 @@ def test_thousands_of_tiny_tensors_are_not_thousands_of_pieces() -> None:
 def test_the_bytes_between_tensors_are_cut_as_they_are_read_not_read_whole() -> None:
     """A model that places one small tensor at the end of a large file: the gap before it is read by CDC
     in windows (never whole), and cut exactly as CDC cuts those bytes on their own."""
-    from mstore.chunking import CDC_DEFAULT
-    from mstore.tensors import Tensor
+    from mstore.formats.tensors import Tensor
+    from mstore.store.chunking import CDC_DEFAULT
 
     gap = random.Random(5).randbytes(20 << 20)
     data = gap + b"\x00" * 16

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mstore import Repository, fsutil
+from mstore import Repository
 from mstore.cli import app
+from mstore.store import fsutil
 
 runner = CliRunner()
 

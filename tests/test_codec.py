@@ -10,7 +10,8 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mstore.codec import (
+from mstore.errors import CorruptObject
+from mstore.store.codec import (
     GROUPED,
     MAGIC,
     MAX_DEPTH,
@@ -28,8 +29,7 @@ from mstore.codec import (
     parse_header,
     ungroup,
 )
-from mstore.errors import CorruptObject
-from mstore.objects import hash_bytes
+from mstore.store.objects import hash_bytes
 
 enc = Encoder()
 planes_enc = Encoder(planes=True)
@@ -232,7 +232,7 @@ def test_lying_plane_tables_are_refused() -> None:
 
 
 def test_a_base_sample_read_from_storage_is_the_content_at_the_sample_spans() -> None:
-    from mstore.codec import sample_of, sample_spans
+    from mstore.store.codec import sample_of, sample_spans
 
     big, small = _fp32(6), _fp32(7, 1000)
     for data, stored in ((big, planes_enc.encode(big, 4)), (big, big), (small, small)):
@@ -243,7 +243,7 @@ def test_a_base_sample_read_from_storage_is_the_content_at_the_sample_spans() ->
 
 def test_a_base_is_not_read_when_its_sample_says_no_delta_can_win() -> None:
     data, other = _fp32(8), _fp32(9)
-    from mstore.codec import sample_spans
+    from mstore.store.codec import sample_spans
 
     sample = b"".join(other[a:b] for a, b in sample_spans(len(other), 4))
 

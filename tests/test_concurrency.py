@@ -14,7 +14,7 @@ import blake3
 import pytest
 
 from mstore import Repository
-from mstore.store import Store
+from mstore.store.layout import Store
 
 WRITER = """
 import sys, random

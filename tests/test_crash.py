@@ -16,8 +16,9 @@ from pathlib import Path
 import blake3
 import pytest
 
-from mstore import Repository, fsutil
-from mstore.chunking import MIN_CHUNK_SIZE
+from mstore import Repository
+from mstore.store import fsutil
+from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from reliability import assert_consistent, content_hash, leftovers, run_in_child
 

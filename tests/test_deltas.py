@@ -12,8 +12,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mstore import Repository, codec
-from mstore.codec import MAX_DEPTH
+from mstore import Repository
+from mstore.store import codec
+from mstore.store.codec import MAX_DEPTH
 
 from helpers import examples, format_2_store, safetensors_bytes, store_bytes
 
@@ -216,7 +217,7 @@ def test_format_2_stores_keep_writing_what_format_2_readers_decode(tmp_path: Pat
 def test_fsck_decodes_every_object_once_and_still_finds_a_damaged_base(
     tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mstore import objects
+    from mstore.store import objects
 
     tensors = _weights(0, n=1 << 17)
     for seed in range(1, 5):  # a chain: v1 <- v2 <- v3 <- v4 deltas

@@ -25,7 +25,7 @@ def test_docs_link_to_pages_that_exist() -> None:
 
 
 def test_every_fsck_code_is_documented() -> None:
-    from mstore.problems import CODES
+    from mstore.ops.problems import CODES
 
     text = (ROOT / "docs" / "guarantees.md").read_text()
     assert all(f"| `{code}` |" in text for code in CODES)

@@ -13,10 +13,12 @@ import blake3
 import pytest
 from typer.testing import CliRunner
 
-from mstore import Repository, fsutil, statcache
-from mstore.chunking import MIN_CHUNK_SIZE
+from mstore import Repository
 from mstore.cli import app
+from mstore.content import statcache
 from mstore.errors import MStoreError
+from mstore.store import fsutil
+from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from reliability import assert_consistent, content_hash, leftovers
 

@@ -12,9 +12,9 @@ import msgpack
 import pytest
 import zstandard
 
-from mstore import codec
 from mstore.errors import CorruptObject
-from mstore.objects import decode_object
+from mstore.store import codec
+from mstore.store.objects import decode_object
 
 FORMAT_MD = Path(__file__).resolve().parent.parent / "docs" / "format.md"
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mstore import Repository
-from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.errors import IntegrityError, MStoreError
+from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from helpers import examples, write_tree
 

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mstore import Repository
-from mstore.chunking import ModelAwareChunker
 from mstore.cli import app
-from mstore.gguffile import GGML_TYPES
-from mstore.tensors import index_tensors
+from mstore.formats.gguf import GGML_TYPES
+from mstore.formats.tensors import index_tensors
+from mstore.store.chunking import ModelAwareChunker
 
 from helpers import examples, mutations
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mstore import Repository, fsutil
+from mstore import Repository
 from mstore.errors import RemoteExists, RemoteNotFound, TagExists, TagNotFound
-from mstore.store import CONFIG, Store
+from mstore.store import fsutil
+from mstore.store.layout import CONFIG, Store
 
 runner = CliRunner()
 
@@ -151,8 +152,8 @@ def test_byte_grouping_false_in_mstore_json_is_obeyed(tmp_path: Path) -> None:
     """Every setting mstore.json holds is real: with byte_grouping false, no object is byte-grouped."""
     import numpy as np
 
-    from mstore import codec
-    from mstore.tensors import safetensors_bytes
+    from mstore.formats.tensors import safetensors_bytes
+    from mstore.store import codec
 
     weights = np.random.default_rng(0).standard_normal((256, 1024)).astype(np.float32)
     model = tmp_path / "m.safetensors"
@@ -177,7 +178,7 @@ def test_a_fifo_swapped_in_after_the_scan_is_refused_not_waited_on(tmp_path: Pat
     fifo = tmp_path / "model.bin"
     os.mkfifo(fifo)
     probe = (
-        "import sys; from pathlib import Path; from mstore.ingest import _open_source; "
+        "import sys; from pathlib import Path; from mstore.content.ingest import _open_source; "
         "from mstore.errors import UnsupportedSource\n"
         "try:\n    _open_source(Path(sys.argv[1]))\nexcept UnsupportedSource as e:\n    print('refused:', e)"
     )
@@ -186,7 +187,7 @@ def test_a_fifo_swapped_in_after_the_scan_is_refused_not_waited_on(tmp_path: Pat
     target = tmp_path / "real.bin"
     target.write_bytes(b"weights")
     (tmp_path / "link.bin").symlink_to(target)
-    from mstore.ingest import _open_source
+    from mstore.content.ingest import _open_source
 
     with _open_source(tmp_path / "link.bin") as f:  # a model path given as a link is still read
         assert f.read() == b"weights"

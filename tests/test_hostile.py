@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from mstore import Repository
-from mstore.chunking import ModelAwareChunker
 from mstore.cli import app
 from mstore.errors import CorruptManifest, CorruptVersion, InvalidName, SourceChanged
-from mstore.manifest import KIND_DIR, Chunk, Entry, Manifest
-from mstore.objects import hash_bytes
-from mstore.versions import checksum_line
+from mstore.store.chunking import ModelAwareChunker
+from mstore.store.manifest import KIND_DIR, Chunk, Entry, Manifest
+from mstore.store.objects import hash_bytes
+from mstore.store.versions import checksum_line
 
 runner = CliRunner()
 
@@ -98,7 +98,7 @@ def test_restore_rechecks_paths_even_for_a_trusted_manifest(tmp_path: Path) -> N
     oid = hash_bytes(b"x")
     repo.store.objects.put(b"x", oid)
     evil = Manifest(KIND_DIR, (Entry("../escaped", False, 1, False, oid, (Chunk(oid, 1),)),))
-    from mstore.restore import restore
+    from mstore.content.restore import restore
 
     with pytest.raises(InvalidName):
         restore(evil, repo.store.objects, tmp_path / "target")

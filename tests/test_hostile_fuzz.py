@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mstore import Repository
-from mstore.tensors import safetensors_bytes
+from mstore.formats.tensors import safetensors_bytes
 
 from helpers import examples
 

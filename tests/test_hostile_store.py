@@ -31,7 +31,7 @@ from craft import (
 
 from mstore import Repository
 from mstore.errors import DamagedDeltaBase
-from mstore.tensors import index_tensors
+from mstore.formats.tensors import index_tensors
 
 
 @pytest.fixture

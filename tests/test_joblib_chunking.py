@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mstore import Repository, chunking, codec
-from mstore.chunking import JOBLIB_MIN, ModelAwareChunker, chunker_from_config, planes_win
-from mstore.store import Store
-from mstore.tensors import Tensor, index_tensors
+from mstore import Repository
+from mstore.formats.tensors import Tensor, index_tensors
+from mstore.store import chunking, codec
+from mstore.store.chunking import JOBLIB_MIN, ModelAwareChunker, chunker_from_config, planes_win
+from mstore.store.layout import Store
 
 from helpers import examples
 
@@ -217,7 +218,7 @@ def test_an_array_that_compresses_better_after_the_bytes_before_it_stays_with_th
 
 def test_a_save_walks_a_joblib_file_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The chunker reuses the walk of the safety scan (same open file: size, mtime, inode, device)."""
-    from mstore import pickles
+    from mstore.formats import pickles
 
     walks = []
     real = pickles.scan_stream

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mstore.errors import CorruptManifest, InvalidName
-from mstore.manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath, tree_digest
+from mstore.store.manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath, tree_digest
 
 name_part = st.text(
     alphabet=st.characters(codec="utf-8", exclude_characters="/\\", min_codepoint=32), min_size=1, max_size=12

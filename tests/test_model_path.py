@@ -24,10 +24,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import mstore
-from mstore import ModelVersioning, Repository, fsutil
-from mstore.cache import Cache, _make_stamp
-from mstore.manifest import Manifest
-from mstore.objects import ObjectStore
+from mstore import ModelVersioning, Repository
+from mstore.cache.entries import Cache, _make_stamp
+from mstore.store import fsutil
+from mstore.store.manifest import Manifest
+from mstore.store.objects import ObjectStore
 
 from helpers import read_tree, write_tree
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mstore.codec import MAGIC
 from mstore.errors import CorruptObject, IntegrityError, MissingObject
-from mstore.objects import ObjectStore, check_oid, hash_bytes
+from mstore.store.codec import MAGIC
+from mstore.store.objects import ObjectStore, check_oid, hash_bytes
 
 
 @given(data=st.binary(max_size=4096))
@@ -95,7 +95,7 @@ def test_peek_reads_only_the_header_and_sample_of_a_planes_object(tmp_path: Path
     """A save's delta estimate reads a sixth of the parent's object, and the sample is its content's."""
     import numpy as np
 
-    from mstore.codec import PLANES, Encoder, sample_spans
+    from mstore.store.codec import PLANES, Encoder, sample_spans
 
     data = (np.random.default_rng(3).standard_normal(1 << 18, dtype=np.float32) * 0.02).tobytes()
     stored = Encoder(planes=True).encode(data, 4)
@@ -136,7 +136,7 @@ def test_freed_object_buffers_are_reused_not_faulted_in_again() -> None:
         pytest.skip("the tuning is glibc's")
     script = (
         "import resource, sys\n"
-        "from mstore import fsutil\n"
+        "from mstore.store import fsutil\n"
         "if sys.argv[1] == '1': fsutil.keep_freed_memory()\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "for i in range(100):\n"
@@ -156,8 +156,8 @@ def test_a_delta_top_envelope_is_checksummed_once_and_a_flipped_bit_in_it_is_sti
 ) -> None:
     import numpy as np
 
-    from mstore import codec
-    from mstore.codec import PLANES_XOR_DELTA, Encoder
+    from mstore.store import codec
+    from mstore.store.codec import PLANES_XOR_DELTA, Encoder
 
     rng = np.random.default_rng(5)
     base = (rng.standard_normal(1 << 17, dtype=np.float32) * 0.02).astype(np.float32)

@@ -18,11 +18,11 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from mstore import Repository
-from mstore.binread import Malformed
-from mstore.chunking import ModelAwareChunker
 from mstore.cli import app
-from mstore.onnxfile import check_location, initializers
-from mstore.tensors import Tensor, index_tensors, onnx_external_tensors
+from mstore.formats.binread import Malformed
+from mstore.formats.onnx import check_location, initializers
+from mstore.formats.tensors import Tensor, index_tensors, onnx_external_tensors
+from mstore.store.chunking import ModelAwareChunker
 
 from helpers import examples, mutations, read_tree
 
@@ -337,8 +337,8 @@ def test_a_message_of_many_empty_fields_costs_steps_not_memory() -> None:
     held every field and a cursor for each: ~100 MB for this file, 1.3 GB at the step limit)."""
     import tracemalloc
 
-    from mstore.onnxfile import MAX_STEPS, initializers
-    from mstore.tensors import index_tensors
+    from mstore.formats.onnx import MAX_STEPS, initializers
+    from mstore.formats.tensors import index_tensors
 
     assert MAX_STEPS <= 1_000_000
     data = b"\xa2\x01\x00" * 300_000  # field 20, length-delimited, empty

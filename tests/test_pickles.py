@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mstore import Repository
-from mstore import pickles as P
 from mstore.errors import UnsafeModel
+from mstore.formats import pickles as P
 
 np = pytest.importorskip("numpy")
 joblib = pytest.importorskip("joblib")
@@ -340,7 +340,7 @@ def test_long_values_are_skipped_not_read(tmp_path: Path) -> None:
 
 
 def test_joblib_arrays_are_tensors_named_by_their_place(tmp_path: Path) -> None:
-    from mstore.tensors import index_tensors
+    from mstore.formats.tensors import index_tensors
 
     pipeline = _pipeline()
     data = io.BytesIO()
@@ -388,7 +388,7 @@ def test_diff_of_two_retrained_pipelines_names_the_changed_arrays(tmp_path: Path
 def test_joblib_arrays_are_found_only_when_asked_for() -> None:
     """index_tensors reports joblib arrays to diff (`joblib=True`); the chunker picks the ones worth cutting
     out itself (ModelAwareChunker.joblib_regions, tests/test_joblib_chunking.py)."""
-    from mstore.tensors import index_tensors
+    from mstore.formats.tensors import index_tensors
 
     data = io.BytesIO()
     joblib.dump({"w": np.arange(1000.0)}, data)
@@ -398,7 +398,7 @@ def test_joblib_arrays_are_found_only_when_asked_for() -> None:
 
 
 def test_a_damaged_joblib_file_is_plain_bytes_and_round_trips(tmp_path: Path) -> None:
-    from mstore.tensors import index_tensors
+    from mstore.formats.tensors import index_tensors
 
     data = io.BytesIO()
     joblib.dump({"w": np.arange(1000.0)}, data)
@@ -414,7 +414,7 @@ def test_a_damaged_joblib_file_is_plain_bytes_and_round_trips(tmp_path: Path) ->
 
 @given(st.binary(max_size=300))
 def test_index_tensors_never_raises_on_pickle_like_bytes(data: bytes) -> None:
-    from mstore.tensors import index_tensors
+    from mstore.formats.tensors import index_tensors
 
     raw = b"\x80\x04" + data
     result = index_tensors("m.joblib", lambda o, n: raw[o : o + n], len(raw), joblib=True)

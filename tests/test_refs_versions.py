@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mstore.errors import CorruptRef, InvalidName
-from mstore.refs import Refs, check_ref_syntax, check_tag_name, decode_ref, encode_ref, is_version_id
-from mstore.versions import next_version_id
+from mstore.store.refs import Refs, check_ref_syntax, check_tag_name, decode_ref, encode_ref, is_version_id
+from mstore.store.versions import next_version_id
 
 BAD_NAMES = ["", "..", "a/b", "a\\b", "/abs", "a\x00b", "a\nb", "-x", ".x", "x" * 5000, "a..b", "latest", "HEAD"]
 

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mstore import codec
 from mstore.errors import CorruptVersion, MissingObject, VersionIsTagged, VersionNotFound
-from mstore.metadata import dumps
-from mstore.objects import hash_bytes
 from mstore.remote.bucket import Bucket, KeyMissing, MemoryBucket, PreconditionFailed
 from mstore.remote.remotes import BucketRemote, DirectoryRemote, Remote, RemoteBusy, VersionConflict
 from mstore.remote.s3 import S3Bucket
-from mstore.store import Store
+from mstore.store import codec
+from mstore.store.layout import Store
+from mstore.store.metadata import dumps
+from mstore.store.objects import hash_bytes
 
 from s3helpers import s3_client, split
 

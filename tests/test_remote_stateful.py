@@ -21,11 +21,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import mstore.repository
 from mstore import Repository
-from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.remote.bucket import SMALL_VALUE_LIMIT, Entry, MemoryBucket, RemoteError
 from mstore.remote.check import check, collect
 from mstore.remote.remotes import BucketRemote
 from mstore.remote.transfer import pull, push
+from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from helpers import examples
 

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mstore import Repository
-from mstore.chunking import MIN_CHUNK_SIZE
 from mstore.errors import (
     AmbiguousReference,
     DestinationExists,
@@ -23,6 +22,7 @@ from mstore.errors import (
     VersionIsTagged,
     VersionNotFound,
 )
+from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from helpers import read_tree, store_bytes, write_tree
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from mstore import Repository
 from mstore.cli import app
 from mstore.errors import BadInput
-from mstore.retention import plan_prune
-from mstore.versions import ID_FORMAT
+from mstore.ops.retention import plan_prune
+from mstore.store.versions import ID_FORMAT
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 ages = st.lists(st.integers(0, 90 * 86400), min_size=0, max_size=30, unique=True)

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mstore import Repository, statcache
+from mstore import Repository
+from mstore.content import statcache
 
 from helpers import examples
 

@@ -17,9 +17,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
 
-from mstore import Repository, fsutil
-from mstore.chunking import MIN_CHUNK_SIZE
+from mstore import Repository
 from mstore.errors import MStoreError, VersionIsTagged
+from mstore.store import fsutil
+from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from helpers import examples
 from reliability import run_in_child

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mstore import Repository
 from mstore.cli import app
-from mstore.tensors import index_tensors, safetensors_index
+from mstore.formats.tensors import index_tensors, safetensors_index
 
 from helpers import safetensors_bytes, write_tree
 
@@ -194,7 +194,7 @@ def test_a_ggml_dtype_name_on_arbitrary_bytes_diffs_cleanly(tmp_path: Path, repo
 
 def test_repeated_tensor_names_stay_distinct_after_renaming() -> None:
     """Names made unique with `#n` never collide with a name the file itself uses (`a`, `a#2`, `a`)."""
-    from mstore.tensors import Tensor, _unique
+    from mstore.formats.tensors import Tensor, _unique
 
     names = ["a", "a#2", "a", "a", "a#3"]
     out = _unique([Tensor(n, "F32", (1,), 4 * i, 4) for i, n in enumerate(names)])

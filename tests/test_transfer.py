@@ -173,7 +173,7 @@ def test_the_only_remote_needs_no_name_and_remote_alone_lists(tmp_path: Path) ->
 
 
 def test_a_format_2_store_or_remote_never_receives_codecs_it_cannot_read(tmp_path: Path) -> None:
-    from mstore import codec
+    from mstore.store import codec
 
     old = format_2_store(tmp_path / "old")
     (tmp_path / "a.safetensors").write_bytes(_model(1, 1))

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..diff.ranking import default_metrics
 from ..errors import BadInput
 from ..humanize import parse_time
-from ..ranking import default_metrics
 from ..repository import Repository
 from .render import diff_lines, du_lines, log_lines, show_lines
 from .shared import JsonOpt, app, echo_lines, emit_json, note, open_repo, state, styled

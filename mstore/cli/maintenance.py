@@ -8,10 +8,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import EXIT_PROBLEM
-from ..fsck import Report as FsckReport
-from ..fsck import unused_summary
-from ..gc import DEFAULT_GRACE_SECONDS
 from ..humanize import format_bytes, format_duration, parse_duration, safe
+from ..ops.fsck import Report as FsckReport
+from ..ops.fsck import unused_summary
+from ..ops.gc import DEFAULT_GRACE_SECONDS
 from ..repository import Repository
 from .shared import JsonOpt, app, byte_progress, emit_json, note, open_repo, state, styled, transfer_progress
 

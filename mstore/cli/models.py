@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cache import Cache, human_size
+from ..cache.entries import Cache, human_size
 from ..errors import EXIT_PROBLEM, BadInput, VersionNotFound
 from ..humanize import format_bytes, format_duration, parse_duration, safe
 from ..modelpath import locate

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ..compare import flatten_metrics, lineage_of, unsafe_globals_of
+from ..diff.compare import flatten_metrics, lineage_of, unsafe_globals_of
+from ..diff.lineage import change_lines, code_text, data_text
 from ..humanize import format_bytes, format_duration, safe
-from ..lineage import change_lines, code_text, data_text
-from ..metadata import is_number
-from ..versions import parse_id_time
+from ..store.metadata import is_number
+from ..store.versions import parse_id_time
 
 Style = Callable[[str, str], str]  # (text, role) -> text; roles: id, deco, good, bad, dim, head
 

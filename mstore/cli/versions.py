@@ -9,15 +9,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..content.ingest import source_size
 from ..errors import BadInput, MStoreError
-from ..gc import DEFAULT_GRACE_SECONDS
 from ..humanize import format_duration
-from ..ingest import source_size
-from ..manifest import KIND_FILE
-from ..refs import check_tag_name
+from ..ops.gc import DEFAULT_GRACE_SECONDS
 from ..repository import Repository
-from ..store import CONFIG
-from ..versions import saved_name
+from ..store.layout import CONFIG
+from ..store.manifest import KIND_FILE
+from ..store.refs import check_tag_name
+from ..store.versions import saved_name
 from .render import save_summary, unsafe_warnings
 from .shared import JsonOpt, app, byte_progress, emit_json, fail, note, open_repo, state
 

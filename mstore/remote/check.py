@@ -15,15 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec
-from ..codec import stored_form
 from ..errors import BadInput, CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
-from ..manifest import Manifest
-from ..metadata import loads as load_metadata
-from ..objects import decode_chain, is_oid
-from ..problems import ERROR, INFO, Problem, summary_json
-from ..refs import LATEST
-from ..store import Store, check_model_hash, manifest_id
+from ..ops.problems import ERROR, INFO, Problem, summary_json
+from ..store import codec
+from ..store.codec import stored_form
+from ..store.layout import Store, check_model_hash, manifest_id
+from ..store.manifest import Manifest
+from ..store.metadata import loads as load_metadata
+from ..store.objects import decode_chain, is_oid
+from ..store.refs import LATEST
 from ..workers import remote_workers, run_all
 from .remotes import Remote
 

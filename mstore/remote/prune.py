@@ -11,10 +11,10 @@ from datetime import datetime
 from functools import partial
 
 from ..errors import BadInput, CorruptRef, StoreNotFound, VersionNotFound
-from ..refs import LATEST, is_version_id
-from ..retention import PrunePlan, plan_prune
-from ..revparse import resolve_in
-from ..versions import PREFIX
+from ..ops.retention import PrunePlan, plan_prune
+from ..ops.revparse import resolve_in
+from ..store.refs import LATEST, is_version_id
+from ..store.versions import PREFIX
 from .remotes import Remote, tag_of
 
 

@@ -39,11 +39,11 @@ from ..errors import (
     VersionIsTagged,
     VersionNotFound,
 )
-from ..metadata import MAX_METADATA_BYTES
-from ..objects import check_oid, is_oid, stored_limit
-from ..refs import LATEST, MAX_REF_BYTES, Refs, check_tag_name, decode_ref, encode_ref, is_version_id
-from ..store import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
-from ..versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
+from ..store.layout import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
+from ..store.metadata import MAX_METADATA_BYTES
+from ..store.objects import check_oid, is_oid, stored_limit
+from ..store.refs import LATEST, MAX_REF_BYTES, Refs, check_tag_name, decode_ref, encode_ref, is_version_id
+from ..store.versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
 from ..workers import remote_workers
 from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
 

@@ -18,14 +18,14 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from ..codec import stored_form
 from ..errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
-from ..manifest import Manifest
-from ..metadata import loads as load_metadata
-from ..objects import ObjectStore, decode_chain
-from ..refs import LATEST, check_tag_name
-from ..store import Store, check_model_hash, manifest_id
-from ..versions import is_future
+from ..store.codec import stored_form
+from ..store.layout import Store, check_model_hash, manifest_id
+from ..store.manifest import Manifest
+from ..store.metadata import loads as load_metadata
+from ..store.objects import ObjectStore, decode_chain
+from ..store.refs import LATEST, check_tag_name
+from ..store.versions import is_future
 from ..workers import map_all, remote_workers, run_all
 from .bucket import PreconditionFailed
 from .remotes import CAS_ATTEMPTS, Remote, VersionConflict, conflict

@@ -25,15 +25,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..compare import flatten_metrics
+from ..diff.compare import flatten_metrics
+from ..diff.lineage import change_lines
+from ..diff.ranking import default_metrics
 from ..errors import BadInput, MStoreError
 from ..humanize import format_bytes, format_duration
-from ..lineage import change_lines
-from ..metadata import is_number
-from ..ranking import default_metrics
 from ..repository import Repository
-from ..store import Store
-from ..versions import parse_id_time
+from ..store.layout import Store
+from ..store.metadata import is_number
+from ..store.versions import parse_id_time
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500

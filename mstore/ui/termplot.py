@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from ..compare import flatten_metrics
+from ..diff.compare import flatten_metrics
 from ..errors import BadInput
-from ..metadata import is_number
+from ..store.metadata import is_number
 
 MAX_WIDTH = 120
 

@@ -1,0 +1,642 @@
+"""The model cache: verified, read-only copies of models, keyed by content, for `mstore.model_path`.
+
+<cache>/CACHEDIR.TAG           marks the directory as a cache (backup tools skip it)
+<cache>/models/<manifest id>/  the model: a directory model is this folder; a file model is the one file in it
+<cache>/stamps/<manifest id>   what was written: type, size, mode, inode, mtime and ctime of every file and folder
+<cache>/objects/ab/cdef…       objects fetched from remotes, and every entry's manifest (a store of its own)
+<cache>/refs/<key>.json        the last resolution of (source, ref): version, manifest, model_hash, time
+<cache>/locks/<id>.build       held while an entry is written: concurrent callers wait for that one writer
+<cache>/locks/<id>.use         held shared by every process that got a path to the entry, until it exits
+<cache>/locks/gc               held shared while entries are built, exclusively while prune sweeps objects
+<cache>/tmp/                   entries being written or deleted
+
+An entry is named by its manifest id, so the same model from two stores or two refs is there once. It is
+written under tmp/, each file verified against its blake3 while written (restore.py), made read-only
+(files 0444, 0555 when executable; folders 0555), renamed into place, and only then stamped. A repeat
+call compares the stamp with `lstat` of each path (no reading, no hashing): anything changed behind
+mstore's back (a chmod, an edit, a replaced file) changes ctime, so the entry is rebuilt, never returned.
+`verify` re-hashes everything. The cache is untrusted input like a store: its files are read with
+bounded, no-follow reads, its layout directories must be real directories, and names are validated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from ..errors import BadInput, CorruptObject, IntegrityError, NotACache, UnsafeLayout
+from ..store import fsutil
+from ..store.manifest import KIND_DIR, KIND_FILE, Manifest, check_relpath
+from ..store.objects import ObjectStore, check_oid, is_oid
+from ..store.refs import is_version_id
+
+CACHE_ENV = "MSTORE_CACHE"
+TAG_FILE = "CACHEDIR.TAG"
+TAG_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+TAG_BYTES = (
+    TAG_SIGNATURE + b"\n# This file is a cache directory tag created by mstore (read-only model copies).\n"
+    b"# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+LAYOUT = ("models", "stamps", "objects", "refs", "locks", "tmp")
+MAX_STAMP_BYTES = 64 << 20
+MAX_RESOLUTION_BYTES = 64 << 10
+STAMP_VERSION = 1
+_RESOLUTION_RE = re.compile(r"[0-9a-f]{40}\.json")
+
+_held: dict[str, int] = {}  # use-lock path -> descriptor, held until the process exits
+
+
+def default_dir() -> Path:
+    """$MSTORE_CACHE, else $XDG_CACHE_HOME/mstore (when absolute, as the XDG spec asks), else ~/.cache/mstore."""
+    given = os.environ.get(CACHE_ENV)
+    if given:
+        return Path(given)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "mstore"
+    return Path.home() / ".cache" / "mstore"
+
+
+@dataclass
+class EntryInfo:
+    key: str  # the manifest id
+    path: Path | None  # the model's path (None when the entry is damaged and will be rebuilt)
+    size: int
+    last_used: float
+    intact: bool  # the stamp matches what is on disk
+    refs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "path": str(self.path) if self.path else None,
+            "size": self.size,
+            "last_used": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_used)),
+            "intact": self.intact,
+            "refs": self.refs,
+        }
+
+
+@dataclass
+class PrunePlan:
+    removed: list[str] = field(default_factory=list)
+    in_use: list[str] = field(default_factory=list)  # wanted gone, but a running process holds it
+    freed_bytes: int = 0
+    objects_removed: int = 0
+    total_before: int = 0
+    total_after: int = 0
+
+
+class Cache:
+    """One cache directory. `Cache.open(root)` creates it (with CACHEDIR.TAG) unless `create` is False."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = ObjectStore(root / "objects", envelopes=True)
+        self.tmp = root / "tmp"
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str] | None = None, *, create: bool = True) -> Cache:
+        path = Path(os.path.abspath(root if root is not None else default_dir()))
+        if any(ord(c) < 32 or ord(c) == 127 for c in str(path)):
+            raise BadInput(f"cache directory {str(path)!r} contains a control character")
+        cache = cls(path)
+        if os.path.lexists(path) and not path.is_dir():
+            raise NotACache(f"cache directory {path} exists and is not a directory")
+        tag = path / TAG_FILE
+        if path.is_dir():
+            try:
+                found = fsutil.read_regular(tag, 4096)
+            except FileNotFoundError:
+                found = None
+            except IntegrityError as exc:
+                raise NotACache(f"{path} is not an mstore cache: {exc}") from None
+            if found is None and any(not fsutil.is_temp_name(e.name) for e in os.scandir(path)):  # or being made
+                raise NotACache(
+                    f"{path} is not an mstore cache (it is not empty and has no {TAG_FILE}); "
+                    f"choose an empty or new directory ({CACHE_ENV}, or cache_dir=)"
+                )
+            if found is not None and not found.startswith(TAG_SIGNATURE):
+                raise NotACache(f"{tag} is not a cache directory tag")
+        if not create:
+            if path.is_dir():
+                cache.check_layout()
+            return cache
+        fsutil.make_dir(path, parents=True)
+        if not os.path.lexists(tag):
+            fsutil.atomic_write(tag, TAG_BYTES)
+        for sub in LAYOUT:
+            if not fsutil.check_real_dir(path / sub, f"the cache's {sub}/"):
+                fsutil.make_dir(path / sub)
+        cache.check_layout()
+        return cache
+
+    def check_layout(self) -> None:
+        """Every layout directory that exists is a real directory (never a link out of the cache)."""
+        for sub in LAYOUT:
+            try:
+                fsutil.check_real_dir(self.root / sub, f"the cache's {sub}/")
+            except UnsafeLayout as exc:
+                raise UnsafeLayout(str(exc).replace("(run `mstore fsck`)", "(remove it)")) from None
+
+    # -- entries ---------------------------------------------------------------------------------
+
+    def entry_dir(self, key: str) -> Path:
+        return self.root / "models" / check_oid(key)
+
+    def _stamp_path(self, key: str) -> Path:
+        return self.root / "stamps" / check_oid(key)
+
+    def read_stamp(self, key: str) -> dict[str, Any] | None:
+        """The entry's stamp if it matches what is on disk now (lstat only), else None."""
+        try:
+            raw = fsutil.read_regular(self._stamp_path(key), MAX_STAMP_BYTES)
+            stamp = _valid_stamp(json.loads(raw), key)
+        except (OSError, ValueError, RecursionError, IntegrityError, BadInput, TypeError):
+            return None
+        if stamp is None:
+            return None
+        entry = self.entry_dir(key)
+        for rel, kind, size, mode, ino, mtime, ctime in stamp["entries"]:
+            try:
+                st = os.lstat(entry / rel if rel else entry)
+            except OSError:
+                return None
+            is_kind = stat.S_ISDIR(st.st_mode) if kind == "d" else stat.S_ISREG(st.st_mode)
+            now = (st.st_size if kind == "f" else 0, st.st_mode, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            if not is_kind or now != (size, mode, ino, mtime, ctime):
+                return None
+        return stamp
+
+    def model_of(self, key: str, stamp: dict[str, Any]) -> Path:
+        entry = self.entry_dir(key)
+        return entry / stamp["target"] if stamp["kind"] == KIND_FILE else entry
+
+    def hold(self, key: str) -> None:
+        """Take the entry's use lock (shared) for the rest of this process: prune and rm skip it."""
+        path = self.root / "locks" / f"{check_oid(key)}.use"
+        if str(path) in _held:
+            return
+        try:
+            fd = fsutil.try_lock(path, shared=True)
+        except OSError:  # a read-only cache (a shared, pre-filled mount): nobody can prune it either
+            return
+        if fd is not None:
+            _held[str(path)] = fd
+
+    def release(self, key: str) -> None:
+        """Drop this process's use lock on an entry (taken by `hold`)."""
+        fd = _held.pop(str(self.root / "locks" / f"{check_oid(key)}.use"), None)
+        if fd is not None:
+            os.close(fd)
+
+    def _touch(self, key: str) -> None:
+        """Record a use (the stamp's mtime is the entry's last use); a read-only cache still answers."""
+        with suppress(OSError, IntegrityError):
+            fd = fsutil.open_regular(self._stamp_path(key))
+            try:
+                os.utime(fd)
+            finally:
+                os.close(fd)
+
+    @contextmanager
+    def _lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
+        with fsutil.file_lock(self.root / "locks" / name, shared=shared):
+            yield
+
+    def lookup(self, key: str, model_hash: str | None = None) -> Path | None:
+        """The model's path if the entry is intact (stamp check only; no hashing), recording a use."""
+        stamp = self.read_stamp(key)
+        if stamp is None or (model_hash is not None and stamp["model_hash"] != model_hash):
+            return None
+        self._touch(key)
+        return self.model_of(key, stamp)
+
+    def materialise(self, key: str, model_hash: str, write: Callable[[Path], Manifest]) -> tuple[Path, bool]:
+        """The entry's model path, writing it first with `write(tmp_dir)` when it is missing or was changed.
+
+        Returns (path, whether this call wrote it). Concurrent callers for the same entry wait for one
+        writer (the build lock) and then find it done. `write` must verify what it writes (restore does)
+        and return the manifest it wrote.
+        """
+        self.hold(key)
+        found = self.lookup(key, model_hash)
+        if found is not None:
+            return found, False
+        with self._lock("gc", shared=True), self._lock(f"{key}.build"):
+            found = self.lookup(key, model_hash)
+            if found is not None:
+                return found, False
+            self._discard(key)
+            tmp = self.tmp / f"{fsutil.TMP_PREFIX}build-{key}-{os.getpid()}-{secrets.token_hex(6)}"
+            fsutil.make_dir(tmp)
+            try:
+                manifest = write(tmp)
+                if manifest.model_hash != model_hash:
+                    raise CorruptObject(f"cache entry {key}: the manifest does not hold model {model_hash[:16]}...")
+                _seal(tmp)
+                fsutil.rename(tmp, self.entry_dir(key))  # moving a folder needs it writable (its `..`)
+            except BaseException:
+                _remove_tree(tmp)
+                raise
+            os.chmod(self.entry_dir(key), 0o555)
+            stamp = _make_stamp(self.entry_dir(key), key, manifest)
+            fsutil.atomic_write(self._stamp_path(key), json.dumps(stamp).encode())
+            return self.model_of(key, stamp), True
+
+    def _discard(self, key: str) -> None:
+        """Move a damaged or partial entry out of sight and delete it (callers hold its build lock)."""
+        fsutil.remove_file(self._stamp_path(key))
+        entry = self.entry_dir(key)
+        if os.path.lexists(entry):
+            _make_writable(entry)  # moving a folder to another parent rewrites its `..`
+            trash = fsutil.temp_name(self.tmp, f"trash-{key[:16]}")
+            fsutil.rename(entry, trash)  # a planted symlink moves as a link; nothing outside is touched
+            _remove_tree(trash)
+
+    def keys(self) -> list[str]:
+        models = self.root / "models"
+        if not models.is_dir():
+            return []
+        return sorted(n for n in os.listdir(models) if is_oid(n))
+
+    def entries(self) -> list[EntryInfo]:
+        refs = self.resolutions()
+        out = []
+        for key in self.keys():
+            stamp = self.read_stamp(key)
+            try:
+                last = os.lstat(self._stamp_path(key)).st_mtime
+            except OSError:
+                last = 0.0
+            size = sum(r[2] for r in stamp["entries"]) if stamp else _tree_size(self.entry_dir(key))
+            path = self.model_of(key, stamp) if stamp else None
+            named = [r for r in refs if r["manifest"] == key]
+            out.append(EntryInfo(key, path, size, last, stamp is not None, named))
+        return out
+
+    def remove(self, key: str) -> bool:
+        """Delete an entry unless a running process holds it (then False); its resolutions go with it."""
+        use = fsutil.try_lock(self.root / "locks" / f"{check_oid(key)}.use", wait=False)
+        if use is None:
+            return False
+        try:
+            build = fsutil.try_lock(self.root / "locks" / f"{key}.build", wait=False)
+            if build is None:
+                return False
+            try:
+                self._discard(key)
+            finally:
+                os.close(build)
+        finally:
+            os.close(use)
+        for res in self.resolutions():
+            if res["manifest"] == key:
+                fsutil.remove_file(self.root / "refs" / res["file"])
+        return True
+
+    # -- resolutions (what offline mode answers from) ----------------------------------------------
+
+    @staticmethod
+    def _resolution_name(source: str, ref: str) -> str:
+        return blake3.blake3(f"{source}\0{ref}".encode()).hexdigest()[:40] + ".json"
+
+    def record(self, source: str, ref: str, version: str, key: str, model_hash: str) -> None:
+        """Remember that `ref` on `source` named this version and entry (rewritten only when it changed)."""
+        path = self.root / "refs" / self._resolution_name(source, ref)
+        old = self.resolution(source, ref)
+        if old is not None and (old["version"], old["manifest"], old["model_hash"]) == (version, key, model_hash):
+            return
+        doc: dict[str, Any] = {"source": source, "ref": ref, "version": version, "manifest": key}
+        doc.update(model_hash=model_hash, resolved_at=time.time())
+        with suppress(OSError):  # best effort: a read-only cache still answers, it just cannot learn
+            fsutil.atomic_write(path, json.dumps(doc).encode(), sync_dir=False)
+
+    def resolution(self, source: str, ref: str) -> dict[str, Any] | None:
+        found = self._read_resolution(self._resolution_name(source, ref))
+        if found is None or found["source"] != source or found["ref"] != ref:
+            return None
+        return found
+
+    def _read_resolution(self, name: str) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(fsutil.read_regular(self.root / "refs" / name, MAX_RESOLUTION_BYTES))
+        except (OSError, ValueError, RecursionError, IntegrityError):
+            return None
+        if not (
+            isinstance(doc, dict)
+            and all(isinstance(doc.get(k), str) for k in ("source", "ref", "model_hash"))
+            and is_version_id(doc.get("version"))
+            and is_oid(doc.get("manifest"))
+            and isinstance(doc.get("resolved_at"), (int, float))
+        ):
+            return None
+        return {**doc, "file": name}
+
+    def resolutions(self) -> list[dict[str, Any]]:
+        refs = self.root / "refs"
+        if not refs.is_dir():
+            return []
+        found = (self._read_resolution(n) for n in sorted(os.listdir(refs)) if _RESOLUTION_RE.fullmatch(n))
+        return [r for r in found if r is not None]
+
+    # -- size, prune, verify ---------------------------------------------------------------------
+
+    def _object_sizes(self) -> dict[str, int]:
+        out = {}
+        for oid in self.objects:
+            with suppress(OSError):
+                out[oid] = self.objects.size(oid)
+        return out
+
+    def du(self) -> dict[str, Any]:
+        entries = self.entries()
+        objects = self._object_sizes()
+        models = sum(e.size for e in entries)
+        return {
+            "cache": str(self.root),
+            "entries": len(entries),
+            "models_bytes": models,
+            "objects": len(objects),
+            "objects_bytes": sum(objects.values()),
+            "total_bytes": models + sum(objects.values()),
+        }
+
+    def _needs(self, key: str) -> set[str] | None:
+        """The cache objects an entry was (or can be re)built from; None when its manifest is unreadable."""
+        try:
+            manifest = Manifest.decode(self.objects.read(key))
+        except (IntegrityError, OSError):
+            return None
+        return self.objects.closure({key, *manifest.chunk_ids()})
+
+    def prune(
+        self, *, max_size: int | None = None, older_than: float | None = None, dry_run: bool = False
+    ) -> PrunePlan:
+        """Remove least recently used entries until the cache fits `max_size` bytes, and every entry not
+        used for `older_than` seconds; then the objects no remaining entry needs. Entries a running
+        process holds are skipped. Objects are swept only when every remaining entry's manifest reads."""
+        plan = PrunePlan()
+        if not (self.root / "locks").is_dir():
+            return plan  # no cache yet: nothing to prune
+        with self._lock("gc", shared=dry_run):
+            entries = sorted(self.entries(), key=lambda e: (e.last_used, e.key))
+            objects = self._object_sizes()
+            needs = {e.key: self._needs(e.key) for e in entries}
+            remaining = {e.key: e for e in entries}
+
+            def total() -> int:
+                kept = set().union(*(n or set() for k, n in needs.items() if k in remaining))
+                sweep = all(needs[k] is not None for k in remaining)
+                held = sum(s for o, s in objects.items() if o in kept or not sweep)
+                return sum(e.size for e in remaining.values()) + held
+
+            plan.total_before = sum(e.size for e in entries) + sum(objects.values())
+            now = time.time()
+            for e in entries:
+                too_old = older_than is not None and now - e.last_used > older_than
+                too_big = max_size is not None and total() > max_size
+                if not (too_old or too_big):
+                    continue
+                if dry_run:
+                    fd = fsutil.try_lock(self.root / "locks" / f"{e.key}.use", wait=False)
+                    if fd is None:
+                        plan.in_use.append(e.key)
+                        continue
+                    os.close(fd)
+                elif not self.remove(e.key):
+                    plan.in_use.append(e.key)
+                    continue
+                plan.removed.append(e.key)
+                del remaining[e.key]
+            if all(needs[k] is not None for k in remaining):
+                kept = set().union(*(needs[k] or set() for k in remaining))
+                for oid in sorted(set(objects) - kept):
+                    plan.objects_removed += 1
+                    if not dry_run:
+                        self.objects.delete(oid)
+            plan.total_after = total()
+            plan.freed_bytes = plan.total_before - plan.total_after
+        if not dry_run:
+            self.clear_tmp()
+        return plan
+
+    def clear_tmp(self) -> None:
+        """Delete what killed builds left in tmp/ (an in-progress build holds its build lock; skip those)."""
+        if not self.tmp.is_dir():
+            return
+        for name in os.listdir(self.tmp):
+            path = self.tmp / name
+            key = _build_key(name)
+            if key is not None:
+                fd = fsutil.try_lock(self.root / "locks" / f"{key}.build", wait=False)
+                if fd is None:
+                    continue
+                os.close(fd)
+            _remove_tree(path)
+
+    def verify(self) -> list[tuple[str, str]]:
+        """Re-hash every entry (against its manifest, itself checked against the entry's name) and every
+        object. Returns (key, problem) pairs; a damaged entry loses its stamp, so the next use rebuilds it."""
+        problems: list[tuple[str, str]] = []
+        for key in self.keys():
+            problem = self._verify_entry(key)
+            if problem is not None:
+                problems.append((key, problem))
+                fsutil.remove_file(self._stamp_path(key))
+        for oid in self.objects:
+            found = self.objects.verify(oid)
+            if found is not None and found[0] == "corrupt-object":
+                problems.append((oid, found[1]))
+                self.objects.delete(oid)
+        return problems
+
+    def _verify_entry(self, key: str) -> str | None:
+        try:
+            manifest = Manifest.decode(self.objects.read(key))
+        except (IntegrityError, OSError) as exc:
+            return f"its manifest cannot be read from the cache ({exc})"
+        entry = self.entry_dir(key)
+        try:
+            root_mode = os.lstat(entry).st_mode
+        except OSError:
+            return "its folder is missing"
+        if not stat.S_ISDIR(root_mode):
+            return "it is not a folder"
+        expected = {e.path: e for e in manifest.entries}
+        if manifest.kind == KIND_FILE:
+            seen = set(os.listdir(entry))
+            base = entry
+        else:
+            seen = set()
+            base = entry
+            for dirpath, dirnames, filenames in os.walk(entry):
+                rel = os.path.relpath(dirpath, entry)
+                for name in dirnames + filenames:
+                    seen.add(name if rel == "." else f"{rel}/{name}")
+        if seen != set(expected):
+            extra = sorted(seen - set(expected)) or sorted(set(expected) - seen)
+            return f"its files differ from the model's ({extra[0]!r})"
+        for e in manifest.entries:
+            path = base / e.path
+            mode = os.lstat(path).st_mode
+            if e.is_dir:
+                if not stat.S_ISDIR(mode):
+                    return f"{e.path} is not a folder"
+                continue
+            if not stat.S_ISREG(mode):
+                return f"{e.path} is not a regular file"
+            if mode & 0o222:
+                return f"{e.path} is writable"
+            if _hash_file(path) != e.digest:
+                return f"{e.path} does not match its saved hash"
+        return None
+
+
+def _hash_file(path: Path) -> str:
+    fd = fsutil.open_regular(path)
+    hasher = blake3.blake3()
+    try:
+        while piece := os.read(fd, 8 << 20):
+            hasher.update(piece)
+    finally:
+        os.close(fd)
+    return hasher.hexdigest()
+
+
+def _build_key(name: str) -> str | None:
+    """The entry a tmp/ name belongs to while it is built (`.tmp-build-<key>-…`); None otherwise."""
+    m = re.match(r"\.tmp-build-([0-9a-f]{64})-", name)
+    return None if m is None else m.group(1)
+
+
+def _seal(root: Path) -> None:
+    """Make a freshly written tree read-only and durable: files 0444 (0555 executable), folders 0555
+    (the top folder is sealed after it is renamed into place)."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise CorruptObject(f"{path} is not a regular file")
+            os.chmod(path, 0o555 if st.st_mode & 0o100 else 0o444)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o555)
+
+
+def _make_stamp(entry: Path, key: str, manifest: Manifest) -> dict[str, Any]:
+    records = []
+    for dirpath, dirnames, filenames in os.walk(entry):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, entry)
+        rel = "" if rel == "." else rel
+        st = os.lstat(dirpath)
+        records.append([rel, "d", 0, st.st_mode, st.st_ino, st.st_mtime_ns, st.st_ctime_ns])
+        for name in sorted(filenames):
+            st = os.lstat(os.path.join(dirpath, name))
+            path = f"{rel}/{name}" if rel else name
+            records.append([path, "f", st.st_size, st.st_mode, st.st_ino, st.st_mtime_ns, st.st_ctime_ns])
+    target = manifest.entries[0].path if manifest.kind == KIND_FILE else ""
+    return {
+        "v": STAMP_VERSION,
+        "manifest": key,
+        "model_hash": manifest.model_hash,
+        "kind": manifest.kind,
+        "target": target,
+        "entries": records,
+    }
+
+
+def _valid_stamp(doc: Any, key: str) -> dict[str, Any] | None:
+    """The stamp if it is well formed (paths clean, parents listed before children), else None."""
+    if not isinstance(doc, dict) or doc.get("v") != STAMP_VERSION or doc.get("manifest") != key:
+        return None
+    if doc.get("kind") not in (KIND_FILE, KIND_DIR) or not isinstance(doc.get("model_hash"), str):
+        return None
+    records = doc.get("entries")
+    if not isinstance(records, list) or not records:
+        return None
+    dirs: set[str] = set()
+    for i, rec in enumerate(records):
+        if not (isinstance(rec, list) and len(rec) == 7 and isinstance(rec[0], str) and rec[1] in ("d", "f")):
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in rec[2:]):
+            return None
+        if i == 0:
+            if rec[0] != "" or rec[1] != "d":
+                return None
+        else:
+            check_relpath(rec[0])
+            if rec[0].rpartition("/")[0] not in dirs:
+                return None
+        if rec[1] == "d":
+            dirs.add(rec[0])
+    target = doc.get("target")
+    if doc["kind"] == KIND_FILE:
+        files = [r[0] for r in records if r[1] == "f"]
+        if len(records) != 2 or files != [target] or not isinstance(target, str) or "/" in target:
+            return None
+    elif target != "":
+        return None
+    return doc
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    with suppress(OSError):
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return 0
+        for dirpath, _, filenames in os.walk(path):
+            for name in filenames:
+                with suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a tree mstore made read-only, never following a link (a link itself is just unlinked)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        fsutil.remove_file(path)
+        return
+    for dirpath, dirnames, _ in os.walk(path):
+        _make_writable(Path(dirpath))
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+    fsutil.remove_tree(path)
+
+
+def _make_writable(path: Path) -> None:
+    """chmod 0700 a folder mstore sealed; a link is never followed (O_NOFOLLOW), anything else is left."""
+    with suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
+
+def human_size(text: str) -> int:
+    """`20G`, `500M`, `1.5GiB`, `800k`, `1024` -> bytes (powers of 1024)."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if not m:
+        raise BadInput(f"invalid size {text!r}: use a number with K, M, G or T (e.g. 20G, 500M)")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))

@@ -1,0 +1,110 @@
+"""Materialise a manifest on disk, verifying every chunk before any of its bytes are written.
+
+Files are assembled in a temp file beside their final name from chunks that were each decoded and
+re-hashed against their object id, in the order a hash-verified manifest lists them, and renamed into
+place only when all of them were written and the length is the file's. The whole file is not hashed a
+second time: its bytes are the concatenation of verified chunks, and the manifest that orders them is
+itself verified, so a second hash could only catch a bug in this loop (docs/guarantees.md, promise 1).
+Checkout either produces the exact bytes that were saved or fails loudly.
+Paths come from a validated manifest and are re-checked here: nothing is written outside `dest`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import CorruptObject, DestinationExists, InvalidName
+from ..store import fsutil
+from ..store.manifest import KIND_FILE, Chunk, Entry, Manifest, check_relpath
+from ..store.objects import ObjectStore
+from ..workers import PARALLEL_MIN_BYTES, WORKERS, map_ordered
+
+Progress = Callable[[int], None]
+
+
+def checkout_target(manifest: Manifest, dest: Path) -> Path:
+    """Where a checkout to `dest` lands: a single-file model into an existing directory keeps its name."""
+    if manifest.kind == KIND_FILE and dest.is_dir():
+        return dest / manifest.entries[0].path
+    return dest
+
+
+def _chunks(entry: Entry, objects: ObjectStore) -> Iterator[bytes]:
+    """The file's chunks in order, decoded and verified; large files on a few threads, a bounded window ahead."""
+
+    def read(chunk: Chunk) -> bytes:
+        return objects.read(chunk.oid, chunk.size, buffer=True)
+
+    if entry.size < PARALLEL_MIN_BYTES or len(entry.chunks) < 2:
+        yield from map(read, entry.chunks)
+        return
+    with ThreadPoolExecutor(WORKERS) as pool:
+        yield from map_ordered(read, entry.chunks, pool, 2 * WORKERS)
+
+
+def _write_file(entry: Entry, target: Path, objects: ObjectStore, progress: Progress | None) -> None:
+    tmp = fsutil.temp_name(target.parent, target.name)
+    try:
+        with open(tmp, "xb") as out:
+            for chunk, data in zip(entry.chunks, _chunks(entry, objects), strict=True):
+                if len(data) != chunk.size:  # objects.read checked it already; a cheap second guard
+                    raise CorruptObject(f"{entry.path}: chunk {chunk.oid} has the wrong size")
+                out.write(data)
+                if progress:
+                    progress(len(data))
+            written = out.tell()
+        if written != entry.size:
+            raise CorruptObject(f"{entry.path}: reassembled {written} bytes, the manifest says {entry.size}")
+        os.chmod(tmp, 0o755 if entry.executable else 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        fsutil.remove_file(tmp)
+        raise
+
+
+def _ensure_real_dir(path: Path) -> None:
+    """Create `path` as a directory, refusing to go through a symlink or over a file."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        path.mkdir()
+        return
+    if not stat.S_ISDIR(mode):
+        raise DestinationExists(f"{path} exists and is not a directory")
+
+
+_FORCE = ("--force", "force=True")  # how the caller says it: a CLI flag or a Python keyword
+
+
+def restore(
+    manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool = False, progress: Progress | None = None
+) -> Path:
+    """Write the model to `dest` and return the path written. Existing files need `force`."""
+    target = checkout_target(manifest, dest)
+    if manifest.kind == KIND_FILE:
+        if target.is_symlink() or target.is_dir() or (target.exists() and not force):
+            raise DestinationExists(f"{target} already exists (use {{force}} to overwrite)", force=_FORCE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_file(manifest.entries[0], target, objects, progress)
+        return target
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise DestinationExists(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise DestinationExists(f"{target} is not empty (use {{force}} to write into it)", force=_FORCE)
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in manifest.entries:
+        rel = check_relpath(entry.path)
+        out = target.joinpath(*rel.split("/"))
+        if not out.resolve().is_relative_to(target.resolve()):
+            raise InvalidName(f"refusing to write {entry.path!r} outside {target}")
+        if entry.is_dir:
+            _ensure_real_dir(out)
+            continue
+        if out.is_symlink() or out.is_dir():
+            raise DestinationExists(f"{out} exists and is not a regular file")
+        _write_file(entry, out, objects, progress)
+    return target

@@ -1,0 +1,176 @@
+"""What changed between two versions: time, model hash, metadata, metrics, categories, lineage and files."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from ..content.storedfile import StoredFile, stored_external_tensors
+from ..store.layout import Store
+from ..store.manifest import KIND_FILE, Entry, Manifest
+from ..store.metadata import is_number
+from ..store.objects import ObjectStore
+from ..store.versions import parse_id_time
+from .configdiff import diff_config_files
+from .tensordiff import diff_tensor_files
+
+# Keys compared in their own sections rather than as plain metadata.
+_SPECIAL = {"timestamp", "model_hash", "mstore", "metrics", "categories"}
+
+
+def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested metric dicts (e.g. a per-class classification report) become dotted names."""
+    if not isinstance(metrics, dict):
+        return {prefix: metrics} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten_metrics(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+_HIGHER = re.compile(r"acc|f1|precision|recall|auc|\bmap\b|bleu|rouge|\br2\b|score|iou|dice")
+_LOWER = re.compile(r"loss|error|\berr\b|rmse|mae|mse|perplexity|\bppl\b|\bwer\b|\bcer\b|latency")
+
+
+def metric_direction(name: str) -> str | None:
+    """'higher' or 'lower' is better, judged by the metric's name; None when unknown."""
+    leaf = name.lower().replace("-", "_").replace("_", " ")
+    if _LOWER.search(leaf):
+        return "lower"
+    if _HIGHER.search(leaf):
+        return "higher"
+    return None
+
+
+def _metric_row(name: str, old: Any, new: Any) -> dict[str, Any]:
+    direction = metric_direction(name)
+    row: dict[str, Any] = {"old": old, "new": new, "delta": None, "relative": None, "direction": direction}
+    row["improved"] = None
+    if is_number(old) and is_number(new):
+        delta = float(new) - float(old)  # in floats: two huge ints must not overflow a division
+        if math.isfinite(delta):
+            row["delta"] = new - old
+            row["relative"] = delta / abs(float(old)) if old else None
+        if direction and new != old:
+            row["improved"] = (new > old) == (direction == "higher")
+    return row
+
+
+def _categories(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return {str(k) for k in value}
+    if isinstance(value, list):
+        return {v if isinstance(v, str) else repr(v) for v in value}
+    return set() if value is None else {str(value)}
+
+
+def diff_metadata(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    keys_old = set(old) - _SPECIAL
+    keys_new = set(new) - _SPECIAL
+    return {
+        "added": {k: new[k] for k in sorted(keys_new - keys_old)},
+        "removed": {k: old[k] for k in sorted(keys_old - keys_new)},
+        "changed": {k: {"old": old[k], "new": new[k]} for k in sorted(keys_old & keys_new) if old[k] != new[k]},
+    }
+
+
+def diff_metrics(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every metric of either version, with both values and, where both are numbers, the delta."""
+    a, b = flatten_metrics(old.get("metrics") or {}), flatten_metrics(new.get("metrics") or {})
+    names = list(a) + [n for n in b if n not in a]
+    return {n: _metric_row(n, a.get(n), b.get(n)) for n in names}
+
+
+def lineage_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The `mstore.lineage` block of a version's metadata ({} for versions saved before it existed)."""
+    block = meta.get("mstore")
+    value = block.get("lineage") if isinstance(block, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def unsafe_globals_of(meta: dict[str, Any]) -> list[str]:
+    """`mstore.unsafe_globals` of a version (pickle globals outside the known-safe set); [] when none or
+    not recorded. Metadata comes from stores others can write: anything but a list of strings is ignored."""
+    block = meta.get("mstore")
+    value = block.get("unsafe_globals") if isinstance(block, dict) else None
+    return [g for g in value if isinstance(g, str)] if isinstance(value, list) else []
+
+
+def diff_lineage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Training data and code of both versions, and whether each is the same (None: not known for both)."""
+    a, b = lineage_of(old), lineage_of(new)
+
+    def same(x: Any, y: Any, key: str) -> bool | None:
+        if not (isinstance(x, dict) and isinstance(y, dict) and key in x and key in y):
+            return None
+        return bool(x[key] == y[key])
+
+    data_old, data_new = a.get("training_file"), b.get("training_file")
+    code_old, code_new = a.get("git"), b.get("git")
+    return {
+        "training_file": {"old": data_old, "new": data_new, "same": same(data_old, data_new, "blake3")},
+        "git": {"old": code_old, "new": code_new, "same": same(code_old, code_new, "commit")},
+    }
+
+
+def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None) -> dict[str, Any]:
+    """Files added / removed / changed (by content hash) / unchanged; a single-file model keeps its slot.
+
+    With `objects`, a changed safetensors / npz / torch zip / ONNX / GGUF file (or ONNX external-data
+    file) also gets its tensor-level diff, and a
+    changed small config (config.json, *.toml) the keys that changed (`configdiff`).
+    """
+
+    def files(m: Manifest) -> dict[str, Entry]:
+        return {e.path: e for e in m.files}
+
+    a, b = files(old), files(new)
+    if old.kind == new.kind == KIND_FILE:  # one file each: compare them even if renamed
+        (a_entry,), (b_entry,) = a.values(), b.values()
+        a = {b_entry.path: a_entry}
+    changed = []
+    ext_a = stored_external_tensors(old, objects) if objects is not None else {}
+    ext_b = stored_external_tensors(new, objects) if objects is not None else {}
+    for p in sorted(set(a) & set(b)):
+        if a[p].digest == b[p].digest:
+            continue
+        row: dict[str, Any] = {"path": p, "old_size": a[p].size, "new_size": b[p].size}
+        if objects is not None:
+            old_file, new_file = StoredFile(a[p], objects), StoredFile(b[p], objects)
+            tensors = diff_tensor_files(old_file, new_file, p, ext_a.get(p, ()), ext_b.get(p, ()))
+            if tensors is not None:
+                row["tensors"] = tensors
+            keys = diff_config_files(old_file, new_file, p)
+            if keys is not None:
+                row["keys"] = keys
+        changed.append(row)
+    return {
+        "added": [{"path": p, "size": b[p].size} for p in sorted(set(b) - set(a))],
+        "removed": [{"path": p, "size": a[p].size} for p in sorted(set(a) - set(b))],
+        "changed": changed,
+        "unchanged": len(set(a) & set(b)) - len(changed),
+    }
+
+
+def compare(store: Store, id1: str, id2: str) -> dict[str, Any]:
+    """The full comparison of version `id1` (old) with `id2` (new), as plain JSON-ready data."""
+    m1, m2 = store.versions.read(id1), store.versions.read(id2)
+    cats1, cats2 = _categories(m1.get("categories")), _categories(m2.get("categories"))
+    return {
+        "version1": id1,
+        "version2": id2,
+        "time_diff": (parse_id_time(id2) - parse_id_time(id1)).total_seconds(),
+        "model_hash": {"version1": m1.get("model_hash"), "version2": m2.get("model_hash")},
+        "same_model": m1.get("model_hash") == m2.get("model_hash"),
+        "metadata": diff_metadata(m1, m2),
+        "metrics": diff_metrics(m1, m2),
+        "categories": {"added": sorted(cats2 - cats1), "removed": sorted(cats1 - cats2)},
+        "lineage": diff_lineage(m1, m2),
+        "unsafe_globals": {"version1": unsafe_globals_of(m1), "version2": unsafe_globals_of(m2)},
+        "files": diff_files(store.version_manifest(id1, m1), store.version_manifest(id2, m2), store.objects),
+    }

@@ -1,0 +1,284 @@
+"""fsck: read-only check of the whole store that collects every problem instead of stopping at the first.
+
+Errors mean some saved data cannot be given back bit-exact (or a ref/record is damaged); info is
+harmless (unreachable objects, leftovers of an interrupted command) and is cleaned up by `gc`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CorruptManifest, CorruptRef, IntegrityError, InvalidName, MissingObject, MStoreError
+from ..store import fsutil
+from ..store.layout import Store, config_problems, layout_problems, manifest_id
+from ..store.manifest import Manifest
+from ..store.objects import is_oid
+from ..store.refs import check_tag_name
+from .problems import ERROR, INFO, Problem, summary_json
+
+
+@dataclass
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+    versions: int = 0
+    objects: int = 0
+    bytes_checked: int = 0
+    unused_bytes: int = 0  # on disk, of the objects no version uses (the "unreachable" problems)
+    unused_mtimes: list[float] = field(default_factory=list, repr=False)  # when gc may free them (grace)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def damaged_versions(self) -> list[str]:
+        return sorted({v for p in self.errors for v in p.versions})
+
+    def to_json(self) -> dict[str, Any]:
+        doc = summary_json(
+            self.problems, versions=self.versions, objects=self.objects, bytes_checked=self.bytes_checked
+        )
+        return doc | {"unused_objects": len(self.unused_mtimes), "unused_bytes": self.unused_bytes}
+
+
+def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], None] | None = None) -> Report:
+    report = Report()
+    add = report.problems.append
+    for message in layout_problems(store.root):
+        add(Problem(ERROR, "unsafe-layout", str(store.root), message))
+    for message in config_problems(store.root):
+        add(Problem(ERROR, "bad-config", "mstore.json", message))
+    users: dict[str, set[str]] = {}  # object id -> versions that need it
+    expected_size: dict[str, int] = {}
+    ids = store.versions.ids()
+    report.versions = len(ids)
+
+    for vid in ids:
+        try:
+            meta = store.versions.read(vid)
+            moid = manifest_id(meta, vid)
+        except MStoreError as exc:
+            add(Problem(ERROR, "bad-metadata", f"version_{vid}", str(exc), (vid,)))
+            continue
+        users.setdefault(moid, set()).add(vid)
+        try:
+            manifest = store.read_manifest(moid)
+        except IntegrityError as exc:
+            add(Problem(ERROR, _code(exc), moid, f"manifest of version_{vid}: {exc}", (vid,)))
+            continue
+        except OSError as exc:
+            add(Problem(ERROR, "unreadable", moid, f"manifest of version_{vid} could not be read: {exc}", (vid,)))
+            continue
+        if meta.get("model_hash") != manifest.model_hash:
+            add(
+                Problem(ERROR, "bad-metadata", f"version_{vid}", "model_hash does not match the stored content", (vid,))
+            )
+        _collect_chunks(manifest, vid, users, expected_size)
+
+    _add_delta_bases(store, users)
+    on_disk = set(store.objects)
+    report.objects = len(on_disk)
+    reported = {p.subject for p in report.problems if p.code == "missing-object"}  # a missing manifest, once
+    for oid in sorted(set(users) - on_disk - reported):
+        add(Problem(ERROR, "missing-object", oid, f"object {oid} is missing", _vs(users, oid)))
+    for oid in sorted(on_disk & set(expected_size)):
+        try:
+            claimed = store.objects.claimed_size(oid)
+        except OSError:
+            continue  # verify() reports it as unreadable
+        if claimed != expected_size[oid]:
+            message = f"object {oid} holds {claimed} bytes, the manifest expects {expected_size[oid]}"
+            add(Problem(ERROR, "corrupt-object", oid, message, _vs(users, oid)))
+    if verify_data:
+        known = {p.subject for p in report.errors}  # one error per cause: a bad manifest is reported once
+
+        def add_new(problem: Problem) -> None:
+            if problem.subject not in known:
+                add(problem)
+
+        report.bytes_checked = _verify_all(store, sorted(on_disk), users, expected_size, add_new, progress)
+    for oid in sorted(on_disk - set(users)):
+        add(Problem(INFO, "unreachable", oid, f"object {oid} is not used by any version (gc removes it)"))
+        try:
+            st = store.objects.path(oid).stat()
+        except FileNotFoundError:  # gc took it meanwhile
+            continue
+        report.unused_bytes += st.st_size
+        report.unused_mtimes.append(st.st_mtime)
+
+    _check_refs(store, ids, add)
+    for path in store.objects.stray_files():
+        add(
+            Problem(INFO, "leftover", str(path.relative_to(store.root)), "leftover file under objects/ (gc removes it)")
+        )
+    if store.tmp.is_dir() and not store.tmp.is_symlink():
+        for name in sorted(os.listdir(store.tmp)):
+            add(Problem(INFO, "leftover", f"tmp/{name}", "leftover of an interrupted command (gc removes it)"))
+    return report
+
+
+def unused_summary(report: Report, now: float, grace_seconds: float) -> tuple[int, int, float | None]:
+    """(objects gc may free now, of how many, seconds until the youngest may be freed or None if all may):
+    fsck states this once rather than listing every unused object on its own line."""
+    cutoff = now - grace_seconds
+    ready = sum(1 for m in report.unused_mtimes if m < cutoff)
+    wait = None if ready == len(report.unused_mtimes) else max(report.unused_mtimes) - cutoff
+    return ready, len(report.unused_mtimes), wait
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, MissingObject):
+        return "missing-object"
+    if isinstance(exc, CorruptManifest):
+        return "bad-manifest"
+    return "corrupt-object"
+
+
+def _vs(users: dict[str, set[str]], oid: str) -> tuple[str, ...]:
+    return tuple(sorted(users.get(oid, ())))
+
+
+def _add_delta_bases(store: Store, users: dict[str, set[str]]) -> None:
+    """A delta object's base is needed by every version that needs the delta."""
+    for oid in list(users):
+        seen = {oid}
+        base = store.objects.delta_base(oid)
+        while base is not None and base not in seen:
+            users.setdefault(base, set()).update(users[oid])
+            seen.add(base)
+            base = store.objects.delta_base(base)
+
+
+def _collect_chunks(manifest: Manifest, vid: str, users: dict[str, set[str]], sizes: dict[str, int]) -> None:
+    for entry in manifest.files:
+        for chunk in entry.chunks:
+            users.setdefault(chunk.oid, set()).add(vid)
+            sizes[chunk.oid] = chunk.size
+
+
+def _verify_all(
+    store: Store,
+    oids: list[str],
+    users: dict[str, set[str]],
+    sizes: dict[str, int],
+    add: Callable[[Problem], None],
+    progress: Callable[[int], None] | None,
+) -> int:
+    """Decode and re-hash every object on disk, on all cores, each object once.
+
+    Objects are checked as trees: a raw or plain object (a root), then the deltas made against it with
+    its verified content in hand, and so on down the chain, so no delta base is decoded twice. Memory
+    stays bounded by the pieces on one chain per worker. Anything not reachable from a root (a cycle in
+    a crafted store) is checked on its own, where the read's depth limit refuses it.
+    """
+    on_disk = set(oids)
+    children: dict[str, list[str]] = {}
+    roots: list[str] = []
+    for oid in oids:
+        base = store.objects.delta_base(oid)
+        if base is None or base == oid or base not in on_disk:
+            roots.append(oid)
+        else:
+            children.setdefault(base, []).append(oid)
+    reached = set(roots)
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in reached:
+                reached.add(child)
+                todo.append(child)
+    loose = [oid for oid in oids if oid not in reached]
+
+    def check_tree(root: str, follow: bool = True) -> list[tuple[str, tuple[str, str] | None, int]]:
+        results = []
+        stack: list[tuple[str, dict[str, bytes]]] = [(root, {})]
+        while stack:
+            oid, known = stack.pop()
+            problem, content = store.objects.verify_read(oid, sizes.get(oid), known)
+            results.append((oid, problem, store.objects.size(oid)))
+            below = children.get(oid, ()) if follow else ()
+            if below:
+                # the content is handed down only when verified; a damaged base leaves its deltas to
+                # find it so themselves (damaged-base), exactly as a lone read would
+                mine = {oid: content} if content is not None else {}
+                stack.extend((child, mine) for child in below)
+        return results
+
+    total = 0
+    found = []
+    tasks = [(root, True) for root in roots] + [(oid, False) for oid in loose]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for results in pool.map(lambda task: check_tree(*task), tasks):
+            for oid, problem, size in results:
+                total += size
+                if progress:
+                    progress(size)
+                if problem:
+                    found.append((oid, problem))
+    for oid, problem in sorted(found):  # reported in object id order, as before
+        add(Problem(ERROR, problem[0], oid, problem[1], _vs(users, oid)))
+    return total
+
+
+def _check_refs(store: Store, ids: list[str], add: Callable[[Problem], None]) -> None:
+    existing = set(ids)
+    try:
+        latest = store.refs.latest()
+    except CorruptRef as exc:
+        add(Problem(ERROR, "bad-ref", "refs/latest", str(exc)))
+    else:
+        if latest is None and ids:
+            add(Problem(INFO, "stale-ref", "refs/latest", "refs/latest is missing (the next write restores it)"))
+        elif latest is not None and latest not in existing:
+            add(Problem(ERROR, "bad-ref", "refs/latest", f"refs/latest names version {latest}, which does not exist"))
+        elif latest is not None and latest != ids[-1]:
+            add(
+                Problem(
+                    INFO, "stale-ref", "refs/latest", f"refs/latest names {latest}, not the newest version {ids[-1]}"
+                )
+            )
+    for name in store.refs.tag_names():
+        where = f"refs/tags/{name}"
+        try:
+            check_tag_name(name)
+            target = store.refs.tag(name)
+        except InvalidName as exc:
+            add(Problem(ERROR, "unsafe-name", where, str(exc)))
+            continue
+        except CorruptRef as exc:
+            add(Problem(ERROR, "bad-ref", where, str(exc)))
+            continue
+        if target not in existing:
+            add(Problem(ERROR, "bad-ref", where, f"tag {name!r} names version {target}, which does not exist"))
+
+
+QUARANTINE = "quarantine"
+
+
+def quarantine(store: Store, report: Report) -> list[str]:
+    """Move every object fsck found corrupt to `<root>/quarantine/` (never patch or zero-fill it).
+
+    The damaged versions stay listed; saving the same model file again restores the object, which
+    heals every version that shares it.
+    """
+    moved = []
+    target_dir = store.root / QUARANTINE
+    for problem in report.errors:
+        if problem.code != "corrupt-object" or not is_oid(problem.subject):
+            continue
+        source = store.objects.path(problem.subject)
+        if source.exists():
+            fsutil.make_dir(target_dir)
+            fsutil.rename(source, target_dir / problem.subject)
+            moved.append(problem.subject)
+    if moved:
+        fsutil.fsync_dir(target_dir)
+    return moved

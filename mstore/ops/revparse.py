@@ -1,0 +1,68 @@
+"""Turn what a user types (ID, unique prefix, `version_<ID>`, tag, `latest`, `X~N`) into a version ID."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import AmbiguousReference, VersionNotFound
+from ..store.layout import Store
+from ..store.refs import RESERVED_NAMES, check_ref_syntax, is_version_id
+from ..store.versions import PREFIX, newest
+
+MAX_LISTED = 5
+
+
+def resolve(store: Store, ref: str) -> str:
+    """Resolve `ref` against the published versions; raises VersionNotFound / AmbiguousReference."""
+
+    def tag_of(name: str) -> str | None:
+        return store.refs.tag(name) if (store.refs.tags_dir / name).exists() else None
+
+    return resolve_in(ref, store.versions.ids(), tag_of)
+
+
+def resolve_in(ref: str, ids: list[str], tag_of: Callable[[str], str | None]) -> str:
+    """Resolve `ref` against `ids` (oldest first), `tag_of(name)` giving a tag's target or None if no such tag.
+
+    Works for any set of versions: the local store's, or a remote's.
+    """
+    check_ref_syntax(ref)
+    base, _, back = ref.partition("~")
+    steps = int(back) if back else 0
+    version_id = _resolve_base(base, ids, tag_of)
+    if steps:
+        index = ids.index(version_id) - steps
+        if index < 0:
+            older = ids.index(version_id)
+            if older == 0:
+                raise VersionNotFound(f"{ref!r}: {version_id} is the oldest version; there is none before it")
+            raise VersionNotFound(f"{ref!r}: only {older} version(s) are older than {version_id}")
+        version_id = ids[index]
+    return version_id
+
+
+def _resolve_base(base: str, ids: list[str], tag_of: Callable[[str], str | None]) -> str:
+    if base in RESERVED_NAMES:  # `latest` is the newest published version (refs/latest mirrors it)
+        found = newest(ids)
+        if found is None:
+            raise VersionNotFound("the store has no versions yet")
+        return found
+    if not base.startswith(PREFIX):
+        target = tag_of(base)
+        if target is not None:
+            if target not in ids:
+                raise VersionNotFound(f"tag {base!r} names version {target}, which does not exist")
+            return target
+    wanted = base[len(PREFIX) :] if base.startswith(PREFIX) else base
+    if wanted in ids:
+        return wanted
+    matches = [i for i in ids if i.startswith(wanted)]
+    if is_version_id(wanted):  # a whole ID that is gone must not quietly name another version (rm!)
+        hint = f" (did you mean {', '.join(matches[:MAX_LISTED])}?)" if matches else ""
+        raise VersionNotFound(f"version {wanted} does not exist{hint}")
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise VersionNotFound(f"no version or tag matches {base!r}")
+    shown = ", ".join(matches[:MAX_LISTED]) + (" …" if len(matches) > MAX_LISTED else "")
+    raise AmbiguousReference(f"{base!r} matches {len(matches)} versions ({shown}); type more of the ID")

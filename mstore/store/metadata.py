@@ -1,0 +1,106 @@
+"""metadata.json: the seed's familiar, user-owned JSON document, checked strictly on the way in and out.
+
+User keys sit at the top level as in the seed (`training_file`, `metrics`, `num_samples`,
+`categories`, ...). mstore adds `timestamp`, `model_hash`, `original_path` and its own `mstore` block.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import CorruptVersion, InvalidMetadata
+
+RESERVED_KEY = "mstore"
+MAX_METADATA_BYTES = 16 << 20
+MAX_DEPTH = 64
+MAX_FLOAT_INT = int(sys.float_info.max)
+
+
+def _numpy_to_python(value: Any) -> Any:
+    """numpy scalars and arrays (as sklearn metrics return) become plain JSON values; numpy is never imported."""
+    module = type(value).__module__
+    if module == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _check_depth(value: Any, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_depth(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_depth(v, depth + 1)
+
+
+def normalize(user: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return a JSON-clean copy of the user's metadata or raise InvalidMetadata with the reason."""
+    if user is None:
+        return {}
+    if not isinstance(user, Mapping):
+        raise InvalidMetadata(f"metadata must be a dict, not {type(user).__name__}")
+    if RESERVED_KEY in user:
+        raise InvalidMetadata(f"metadata key {RESERVED_KEY!r} is reserved for mstore")
+    try:
+        text = json.dumps(dict(user), default=_numpy_to_python, allow_nan=False, ensure_ascii=False)
+        clean = json.loads(text)
+        _check_depth(clean)
+        _check_numbers(clean)
+    except ValueError as exc:
+        reason = "NaN or infinite numbers are not valid JSON" if "Out of range float" in str(exc) else str(exc)
+        raise InvalidMetadata(f"metadata is not storable as JSON: {reason}") from None
+    except (TypeError, RecursionError) as exc:
+        raise InvalidMetadata(f"metadata is not JSON-serializable: {exc}") from None
+    if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
+        raise InvalidMetadata(f"metadata is larger than {MAX_METADATA_BYTES >> 20} MiB")
+    assert isinstance(clean, dict)
+    return clean
+
+
+def dumps(metadata: Mapping[str, Any]) -> bytes:
+    return (json.dumps(metadata, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(data: bytes, where: str) -> dict[str, Any]:
+    """Parse metadata read from the store; anything odd is a CorruptVersion naming `where`."""
+    if len(data) > MAX_METADATA_BYTES:
+        raise CorruptVersion(f"{where}: metadata.json is larger than {MAX_METADATA_BYTES >> 20} MiB")
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        _check_depth(value)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CorruptVersion(f"{where}: metadata.json is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise CorruptVersion(f"{where}: metadata.json is not a JSON object")
+    return value
+
+
+def is_number(value: Any) -> bool:
+    """A finite number a float can hold (a 400-digit integer from crafted metadata is not one)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -MAX_FLOAT_INT <= value <= MAX_FLOAT_INT
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _check_numbers(value: Any) -> None:
+    """Integers beyond float range break every reader that does arithmetic on metrics: refuse them."""
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_numbers(v)
+    elif isinstance(value, int) and not isinstance(value, bool) and not is_number(value):
+        raise ValueError("a number is too large (beyond the range of a float)")

@@ -1,0 +1,427 @@
+"""Content-addressed object store: immutable files named by the blake3 hex digest of their content.
+
+`objects/ab/cdef…` holds the object whose id is `abcdef…` (git-style fan-out on the first two hex
+digits). A raw object is its content, so `b3sum objects/ab/cdef…` prints `abcdef…`; an encoded one
+(compressed, byte-grouped or a delta, see codec.py) decodes to it. Objects are written once and never
+modified; every read decodes and re-hashes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import blake3
+
+from ..errors import CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject, UnsafeStoreFile
+from . import codec, fsutil
+
+OID_HEX_LEN = 64
+_OID_RE = re.compile(r"[0-9a-f]{64}")
+_FANOUT_RE = re.compile(r"[0-9a-f]{2}")
+_REST_RE = re.compile(r"[0-9a-f]{62}")
+
+
+def hash_bytes(data: bytes | memoryview) -> str:
+    """The object id of `data`."""
+    return blake3.blake3(data).hexdigest()
+
+
+def is_oid(value: object) -> bool:
+    return isinstance(value, str) and _OID_RE.fullmatch(value) is not None
+
+
+def check_oid(value: str) -> str:
+    """Validate an object id before it is ever joined into a path."""
+    if not is_oid(value):
+        raise IntegrityError(f"invalid object id {value!r}")
+    return value
+
+
+def decode_object(
+    oid: str,
+    blob: bytes,
+    expected_size: int | None,
+    read_base: Callable[[str, int], bytes],
+    *,
+    envelopes: bool = True,
+    buffer: bool = False,
+    checked: codec.Header | None = None,
+) -> bytes:
+    """An object's content from its stored bytes (wherever they came from), verified against its id.
+
+    `read_base(base, size)` gives a delta base's verified content. A delta whose base cannot be read
+    raises DamagedDeltaBase, not CorruptObject: its own bytes may be fine, so it must not be thrown away.
+    Callers that may meet delta chains use `decode_chain`, which walks them without recursion.
+    `checked`: the envelope header `codec.verify_envelope` gave for this blob (not checksummed again).
+    """
+    if envelopes:
+
+        def load_base(base: str, size: int) -> bytes:
+            try:
+                return read_base(base, size)
+            except IntegrityError as exc:
+                raise DamagedDeltaBase(f"object {oid} is a delta against {base}, which is damaged ({exc})") from None
+
+        try:
+            data = codec.decode(blob, expected_size, load_base, buffer=buffer, checked=checked)
+        except DamagedDeltaBase:
+            raise
+        except CorruptObject as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+    else:
+        data = blob
+    if expected_size is not None and len(data) != expected_size:
+        raise CorruptObject(f"object {oid} is truncated or overlong: expected {expected_size} bytes")
+    if hash_bytes(data) != oid:
+        raise CorruptObject(f"object {oid} is corrupt: its bytes do not match its hash")
+    return data
+
+
+# A chain is written at most codec.MAX_DEPTH deep; a base re-saved after damage may be re-encoded at
+# another depth, so allow slack, but never follow a crafted chain (or cycle) further than this.
+MAX_CHAIN = 4 * codec.MAX_DEPTH
+ENVELOPE_SLACK = 128  # an envelope is never more than this many bytes larger than its content
+
+GetBlob = Callable[[str, int], bytes]  # (oid, most bytes it may have) -> the object as stored, unverified
+GetHeader = Callable[[str], bytes]  # oid -> its first bytes (enough for an envelope header)
+Known = Callable[[str, int], "bytes | None"]  # verified content available without a download, or None
+Keep = Callable[[str, bytes, bytes], None]  # (oid, content, blob): a verified base, e.g. to store it
+
+
+def stored_limit(expected_size: int | None) -> int:
+    """The most bytes an object's stored form may have: a read never takes more than this."""
+    return (codec.MAX_OBJECT if expected_size is None else min(expected_size, codec.MAX_OBJECT)) + ENVELOPE_SLACK
+
+
+def _no_base(oid: str, size: int) -> bytes:
+    raise CorruptObject(f"unexpected delta base {oid}")
+
+
+def decode_chain(
+    oid: str,
+    expected_size: int | None,
+    get_blob: GetBlob,
+    get_header: GetHeader,
+    *,
+    envelopes: bool = True,
+    known: Known | None = None,
+    keep: Keep | None = None,
+    buffer: bool = False,
+) -> tuple[bytes, bytes]:
+    """(content, stored bytes) of `oid`, verified; the one decoder of delta chains, local or remote.
+
+    The chain is walked iteratively by headers first (cycle-checked, at most MAX_CHAIN deep, every level
+    declaring the same size), then decoded from its base upwards holding one level at a time, so memory
+    is a few times the object's size whatever the chain looks like. Every level is hash-verified.
+    A damaged level below the top raises DamagedDeltaBase (the top's own bytes may be fine).
+    `buffer`: the content may come back as a bytearray (see codec.decode); bases always may, as they are
+    only XORed, unless `keep` stores them.
+    """
+    blob = get_blob(oid, stored_limit(expected_size))
+    if not envelopes or not codec.is_delta(blob):
+        return decode_object(oid, blob, expected_size, _no_base, envelopes=envelopes, buffer=buffer), blob
+    header = codec.verify_envelope(blob, expected_size, oid)  # the top's own damage is not the base's
+    assert header is not None and header.base is not None
+    size, top_base = header.size, header.base
+    try:
+        chain: list[str] = []  # the bases below `oid`, nearest first, that must be decoded
+        below: tuple[str, bytes] | None = None  # (oid, content) where the walk stopped on known content
+        base: str | None = top_base
+        while base is not None:
+            if base == oid or base in chain:
+                raise CorruptObject(f"delta chain of object {oid} has a cycle")
+            if len(chain) >= MAX_CHAIN:
+                raise CorruptObject(f"delta chain of object {oid} is longer than {MAX_CHAIN}")
+            check_oid(base)
+            found = known(base, size) if known is not None else None
+            if found is not None:
+                below = (base, found)
+                break
+            chain.append(base)
+            level = codec.parse_header(get_header(base))
+            if level is not None and level.size != size:
+                raise CorruptObject(f"object {base} declares {level.size} bytes, its delta needs {size}")
+            base = level.base if level is not None else None
+        for level_oid in reversed(chain):
+            level_blob = get_blob(level_oid, stored_limit(size))
+            content = decode_object(
+                level_oid, level_blob, size, _base_reader(below), envelopes=True, buffer=keep is None
+            )
+            if keep is not None:
+                keep(level_oid, content, level_blob)
+            below = (level_oid, content)
+            del level_blob
+    except IntegrityError as exc:
+        raise DamagedDeltaBase(f"object {oid} is a delta against {top_base}, which is damaged ({exc})") from None
+    # the top's envelope was checked above, before any base was read: its checksum is not computed twice
+    top = decode_object(oid, blob, size, _base_reader(below), envelopes=True, buffer=buffer, checked=header)
+    return top, blob
+
+
+def _base_reader(below: tuple[str, bytes] | None) -> Callable[[str, int], bytes]:
+    """A read_base that gives only the level just decoded (a header that changed since the walk is damage)."""
+
+    def read_base(base: str, size: int) -> bytes:
+        if below is None or below[0] != base:
+            raise CorruptObject(f"delta base {base} is not the one its chain named")
+        return below[1]
+
+    return read_base
+
+
+class ObjectStore:
+    """The `objects/` directory of one store."""
+
+    def __init__(self, root: Path, *, envelopes: bool = True) -> None:
+        self.root = root
+        self.envelopes = envelopes  # False for format-1 stores: every object is raw, nothing is parsed
+        self._dirty: set[Path] = set()
+
+    def path(self, oid: str) -> Path:
+        check_oid(oid)
+        return self.root / oid[:2] / oid[2:]
+
+    def has(self, oid: str) -> bool:
+        return self.path(oid).is_file()
+
+    def _existing_size(self, path: Path) -> int | None:
+        """Content size an existing object file claims (raw: its length; encoded: its header), or None.
+
+        -1 when the file cannot be an object (damaged header, not a regular file)."""
+        try:
+            fd = fsutil.open_regular(path)
+        except FileNotFoundError:
+            return None
+        except IntegrityError:
+            return -1
+        try:
+            head = os.read(fd, 64)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if not self.envelopes:
+            return size
+        try:
+            header = codec.parse_header(head)
+        except CorruptObject:
+            return -1
+        return size if header is None else header.size
+
+    def claimed_size(self, oid: str) -> int | None:
+        """The content size the object file claims (-1 if its header is damaged), None if it is missing."""
+        return self._existing_size(self.path(oid))
+
+    def has_intact(self, oid: str, size: int) -> bool:
+        """True when the object exists and claims the right size; refreshes its mtime (gc grace)."""
+        path = self.path(oid)
+        if self._existing_size(path) != size:
+            return False
+        fsutil.touch(path)
+        return True
+
+    def put(self, data: bytes, oid: str | None = None, stored: bytes | None = None) -> bool:
+        """Store `data` (on disk as `stored`, its encoding, if given); returns True if it was new.
+
+        Call `sync()` before publishing anything that refers to it. An existing object that claims the
+        right size is kept and has its mtime refreshed (so a gc grace period protects it); one that
+        does not is damaged and is replaced by the good bytes.
+        """
+        oid = oid or hash_bytes(data)
+        if self.has_intact(oid, len(data)):
+            return False
+        path = self.path(oid)
+        blob = stored if stored is not None else codec.as_raw(data) if self.envelopes else data
+        fsutil.make_dir(path.parent, parents=True)
+        fsutil.check_real_dir(path.parent, "an objects/ fan-out directory")  # never write through a link
+        if not os.path.lexists(path):
+            created = fsutil.create_exclusive(path, blob)
+        else:  # damaged copy: replace it
+            fsutil.atomic_write(path, blob, mode=0o444, sync_dir=False)
+            created = True
+        self._dirty.update((path.parent, path.parent.parent))  # the fan-out dir may be new too
+        return created
+
+    def sync(self) -> None:
+        """fsync every directory that gained an object since the last sync."""
+        for directory in sorted(self._dirty, key=lambda p: len(p.parts), reverse=True):
+            fsutil.fsync_dir(directory)
+        self._dirty.clear()
+
+    def read(self, oid: str, expected_size: int | None = None, *, buffer: bool = False) -> bytes:
+        """The object's content, decoded and verified against its id (never returns wrong bytes).
+
+        `buffer`: the content may be a bytearray (one copy fewer; see codec.decode), for callers that
+        only write, hash or XOR it.
+        """
+        return self.read_with_blob(oid, expected_size, buffer=buffer)[0]
+
+    def read_with_blob(
+        self,
+        oid: str,
+        expected_size: int | None = None,
+        known: Mapping[str, bytes] | None = None,
+        *,
+        buffer: bool = False,
+    ) -> tuple[bytes, bytes]:
+        """(content, the file as stored): one read, decoded and verified (for copying an object as is).
+
+        `known` maps object ids to content already verified against them: a delta base found there is
+        not read and decoded again (fsck verifies a base, then its deltas with it).
+        """
+        return decode_chain(
+            oid, expected_size, self.stored, self.header, envelopes=self.envelopes, known=_lookup(known), buffer=buffer
+        )
+
+    def decode(self, oid: str, blob: bytes, expected_size: int | None = None, *, buffer: bool = False) -> bytes:
+        """The verified content of `oid` from its stored bytes, read already (bases are read as needed)."""
+
+        def get_blob(wanted: str, limit: int) -> bytes:
+            return blob if wanted == oid else self.stored(wanted, limit)
+
+        return decode_chain(oid, expected_size, get_blob, self.header, envelopes=self.envelopes, buffer=buffer)[0]
+
+    def stored(self, oid: str, limit: int | None = None) -> bytes:
+        """The object file's bytes, unverified; refuses anything over `limit` or that is not a regular file."""
+        try:
+            return fsutil.read_regular(self.path(oid), stored_limit(None) if limit is None else limit)
+        except FileNotFoundError:
+            raise MissingObject(f"object {oid} is missing") from None
+        except UnsafeStoreFile as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+
+    def peek(self, oid: str, size: int, width: int) -> tuple[codec.Header | None, bytes | None]:
+        """(envelope header, content sample at `codec.sample_spans` or None) of a stored object, unverified.
+
+        Reads only the bytes these need (see `codec.sample_at`); `width` 0 skips the sample. For a save's
+        delta estimate against the parent's object, whose full content is read (and verified) only when
+        a delta is tried.
+        """
+        try:
+            fd = fsutil.open_regular(self.path(oid))
+        except FileNotFoundError:
+            raise MissingObject(f"object {oid} is missing") from None
+        except UnsafeStoreFile as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+        try:
+            stored_size = os.fstat(fd).st_size
+            if stored_size > stored_limit(size):
+                raise CorruptObject(f"object {oid} is larger than its content allows")
+
+            def read(offset: int, length: int) -> bytes:
+                return os.pread(fd, max(0, min(length, stored_size - offset)), offset)
+
+            header = codec.parse_header(read(0, 64)) if self.envelopes else None
+            sample = codec.sample_at(read, stored_size, size, width) if width > 1 else None
+        finally:
+            os.close(fd)
+        return header, sample
+
+    def header(self, oid: str) -> bytes:
+        """The object file's first bytes (its envelope header, if any)."""
+        try:
+            return fsutil.read_regular(self.path(oid), stored_limit(None), head=64)
+        except FileNotFoundError:
+            raise MissingObject(f"object {oid} is missing") from None
+        except UnsafeStoreFile as exc:
+            raise CorruptObject(f"object {oid}: {exc}") from None
+
+    def verify(self, oid: str, expected_size: int | None = None) -> tuple[str, str] | None:
+        """Decode and re-hash one object; returns (problem code, one-line description) or None.
+
+        `damaged-base` means the object's own bytes are fine but a delta base it needs is not;
+        `unreadable` that the read failed (permissions, I/O error): not proof of damage.
+        """
+        return self.verify_read(oid, expected_size)[0]
+
+    def verify_read(
+        self, oid: str, expected_size: int | None = None, known: Mapping[str, bytes] | None = None
+    ) -> tuple[tuple[str, str] | None, bytes | None]:
+        """(problem or None, the verified content or None): `verify` that also hands back the content."""
+        try:
+            return None, self.read_with_blob(oid, expected_size, known=known, buffer=True)[0]
+        except DamagedDeltaBase as exc:
+            return ("damaged-base", str(exc)), None
+        except IntegrityError as exc:
+            return ("corrupt-object", str(exc)), None
+        except OSError as exc:  # EACCES, a transient EIO: the bytes may be fine, so never quarantine them
+            return ("unreadable", f"object {oid} could not be read: {exc.strerror or exc}"), None
+
+    def depth(self, oid: str) -> int:
+        """How many deltas must be undone to read this object (0 for a raw or plainly compressed one)."""
+        if not self.envelopes:
+            return 0
+        try:
+            header = codec.parse_header(self.header(oid))
+        except (IntegrityError, OSError):
+            return 0
+        return header.depth if header else 0
+
+    def delta_base(self, oid: str) -> str | None:
+        """The object a delta-encoded object is decoded against (it must stay reachable), or None."""
+        if not self.envelopes:
+            return None
+        try:
+            header = codec.parse_header(self.header(oid))
+        except (IntegrityError, OSError):  # verify() reports it; a walk of bases must not stop here
+            return None
+        return header.base if header else None
+
+    def closure(self, oids: set[str]) -> set[str]:
+        """`oids` plus every delta base they (transitively) need."""
+        out, todo = set(oids), list(oids)
+        while todo:
+            base = self.delta_base(todo.pop())
+            if base is not None and is_oid(base) and base not in out:
+                out.add(base)
+                todo.append(base)
+        return out
+
+    def size(self, oid: str) -> int:
+        return self.path(oid).lstat().st_size
+
+    def delete(self, oid: str) -> None:
+        fsutil.remove_file(self.path(oid))
+
+    def __iter__(self) -> Iterator[str]:
+        """Every object id on disk (temp files and stray names are skipped)."""
+        if not self.root.is_dir() or self.root.is_symlink():
+            return
+        for fan in sorted(os.listdir(self.root)):
+            if not _FANOUT_RE.fullmatch(fan) or not _is_real_dir(self.root / fan):
+                continue
+            for rest in sorted(os.listdir(self.root / fan)):
+                if _REST_RE.fullmatch(rest):
+                    yield fan + rest
+
+    def stray_files(self) -> Iterator[Path]:
+        """Temp files and foreign names under objects/ (leftovers of crashed saves, or junk)."""
+        if not self.root.is_dir() or self.root.is_symlink():
+            return
+        for fan in sorted(os.listdir(self.root)):
+            fan_path = self.root / fan
+            if not _FANOUT_RE.fullmatch(fan) or not _is_real_dir(fan_path):
+                yield fan_path
+                continue
+            for rest in sorted(os.listdir(fan_path)):
+                if not _REST_RE.fullmatch(rest):
+                    yield fan_path / rest
+
+
+def _lookup(known: Mapping[str, bytes] | None) -> Known | None:
+    """`known` as decode_chain wants it: content of the right size, or None."""
+    if not known:
+        return None
+
+    def find(oid: str, size: int) -> bytes | None:
+        content = known.get(oid)
+        return content if content is not None and len(content) == size else None
+
+    return find
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A directory and not a symlink to one (listing through a link would reach outside the store)."""
+    return not path.is_symlink() and path.is_dir()
