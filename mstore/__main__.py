@@ -1,3 +1,5 @@
+"""`python -m mstore`: the same as the `mstore` command."""
+
 from .cli import run
 
 run()

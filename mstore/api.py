@@ -140,7 +140,7 @@ class ModelVersioning:
 
     def delete_version(self, version: str, *, force: bool = False) -> str:
         """Remove a version (run `gc` to free its unshared bytes); returns its ID."""
-        return self.repo.remove(version, force=force)
+        return self.repo.remove(version, force=force)[0]
 
     def fsck(self, *, verify_data: bool = True) -> Report:
         return self.repo.fsck(verify_data=verify_data)

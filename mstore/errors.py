@@ -32,6 +32,10 @@ def _fill(template: str, words: dict[str, str]) -> str:
     return template
 
 
+class MStoreWarning(UserWarning):
+    """Something worth knowing that did not stop the operation (the CLI prints it as `mstore: warning: ...`)."""
+
+
 class BadInput(MStoreError):
     """The request itself is invalid; nothing was changed."""
 
@@ -128,7 +132,7 @@ class CorruptVersion(IntegrityError):
 
 
 class CorruptConfig(IntegrityError):
-    """mstore.json does not match its own checksum."""
+    """mstore.json (a store's or a remote's) is unreadable, invalid, or does not match its own checksum."""
 
 
 class UnsafeStoreFile(IntegrityError):
@@ -141,6 +145,22 @@ class UnsafeLayout(IntegrityError):
 
 class CorruptRef(IntegrityError):
     """A ref file is unreadable, fails its checksum, or names no version."""
+
+
+class VersionConflict(MStoreError):
+    """Both stores hold a version with this ID, with different content."""
+
+    version_id: str = ""
+
+    @classmethod
+    def of(cls, version_id: str) -> VersionConflict:
+        error = cls(
+            f"version {version_id} exists on both sides with different content (two stores saved in the same "
+            "second); save that model again to give it a new ID, then remove it here with {rm}",
+            rm=(f"`mstore rm {version_id}`", f"delete_version({version_id!r})"),
+        )
+        error.version_id = version_id
+        return error
 
 
 class GcRefused(MStoreError):

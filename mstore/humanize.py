@@ -21,6 +21,14 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def parse_size(text: str) -> int:
+    """`20G`, `500M`, `1.5GiB`, `800k`, `1024` -> bytes (powers of 1024)."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if not m:
+        raise BadInput(f"invalid size {text!r}: use a number with K, M, G or T (e.g. 20G, 500M)")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+
+
 def parse_time(text: str, now: datetime) -> datetime:
     """`2026-11-01`, `2026-11-01T08:00`, `2026-11-01 08:00:00` (UTC) or a duration ago (`7d`, `12h`)."""
     try:

@@ -12,8 +12,8 @@ cannot be reached.
 from __future__ import annotations
 
 import os
-import sys
 import time
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,13 +21,13 @@ from typing import Any
 
 from .cache.entries import Cache
 from .content.restore import restore
-from .errors import BadInput, IntegrityError, NotCached, StoreNotFound, VersionNotFound
-from .ops.revparse import resolve_in
+from .errors import BadInput, IntegrityError, MStoreWarning, NotCached, StoreNotFound
+from .ops.revparse import resolve, resolve_in
+from .remote import config as remote_config
 from .remote.bucket import RemoteError
-from .remote.remotes import Remote, open_remote, remote_path, tag_of
-from .remote.transfer import TransferStats, _Fetcher
-from .repository import Repository
-from .store.layout import CONFIG, check_model_hash, manifest_id
+from .remote.remotes import Remote, open_remote, tag_of
+from .remote.transfer import Fetcher, TransferStats
+from .store.layout import Store, check_model_hash, manifest_id
 from .store.manifest import Manifest
 from .store.metadata import loads as load_metadata
 from .store.objects import ObjectStore
@@ -117,8 +117,8 @@ def locate(
     mode = offline_mode(offline)
     cache = Cache.open(cache_dir)
     if remote is None:
-        return _from_store(Repository.open(store if store is not None else default_store()), ref, cache)
-    url, endpoint = _remote_url(remote, store)
+        return _from_store(Store.open(Path(store if store is not None else default_store())), ref, cache)
+    url, endpoint = remote_config.locate(remote, store if store is not None else default_store())
     source = f"{url} (endpoint {endpoint})" if endpoint else url
     if mode == "on":
         return _from_resolution(cache, source, ref, None)
@@ -130,38 +130,20 @@ def locate(
         return _from_resolution(cache, source, ref, exc)
 
 
-def _remote_url(remote: str, store: str | os.PathLike[str] | None) -> tuple[str, str | None]:
-    """(URL, endpoint) of a remote named in the store, or of a URL / directory given as is."""
-    root = Path(store if store is not None else default_store())
-    if os.path.lexists(root / CONFIG):
-        settings = Repository.open(root).remote_settings()
-        if remote in settings:
-            info = settings[remote]
-            endpoint = info.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or None
-            return str(info["url"]), endpoint
-    if remote.startswith("s3://"):
-        return remote, os.environ.get("AWS_ENDPOINT_URL") or None
-    if "://" in remote or "/" in remote or remote.startswith("."):
-        return str(remote_path(remote).resolve()), None
-    raise VersionNotFound(
-        f"no remote named {remote!r} in the store at {root} (give a URL: s3://BUCKET/PREFIX or a directory)"
-    )
-
-
-def _from_store(repo: Repository, ref: str, cache: Cache) -> Located:
-    vid = repo.resolve(ref)
-    meta = repo.store.versions.read(vid)
+def _from_store(store: Store, ref: str, cache: Cache) -> Located:
+    vid = resolve(store, ref)
+    meta = store.versions.read(vid)
     key = manifest_id(meta, vid)
     model_hash = str(meta.get("model_hash"))
-    source = f"store {repo.root.resolve()}"
+    source = f"store {store.root.resolve()}"
 
     def write(tmp: Path) -> Manifest:
-        data = repo.store.objects.read(key)
+        data = store.objects.read(key)
         manifest = Manifest.decode(data)
         check_model_hash(meta, manifest, vid)
         cache.objects.put(data, key)  # the cache keeps every entry's manifest: `cache verify` needs it
         cache.objects.sync()
-        restore(manifest, repo.store.objects, tmp)
+        restore(manifest, store.objects, tmp)
         return manifest
 
     path, wrote = cache.materialise(key, model_hash, write)
@@ -180,7 +162,7 @@ def _from_remote(remote: Remote, source: str, ref: str, cache: Cache) -> Located
     stats = TransferStats()
 
     def write(tmp: Path) -> Manifest:
-        fetch = _Fetcher(remote, config, cache.objects, stats, None)
+        fetch = Fetcher(remote, config, cache.objects, stats, None)
         manifest = Manifest.decode(fetch.content(key, None))
         check_model_hash(meta, manifest, vid)
         chunks = sorted({c.oid: c.size for f in manifest.files for c in f.chunks}.items())
@@ -196,7 +178,7 @@ def _from_remote(remote: Remote, source: str, ref: str, cache: Cache) -> Located
     return located
 
 
-def _ensure(objects: ObjectStore, fetch: _Fetcher, oid: str, size: int) -> None:
+def _ensure(objects: ObjectStore, fetch: Fetcher, oid: str, size: int) -> None:
     """Have a verified copy of the object in the cache: a damaged cached copy is dropped and fetched again."""
     if objects.claimed_size(oid) is not None and objects.verify(oid, size) is not None:
         objects.delete(oid)
@@ -211,10 +193,10 @@ def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | Non
         raise NotCached(f"{why}{ref!r} from {source} is not in the cache (run it once online first)")
     if error is not None:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(found["resolved_at"]))
-        print(
-            f"mstore: warning: {source} cannot be reached ({error}); using {ref} = {found['version']} "
-            f"as resolved at {when}",
-            file=sys.stderr,
+        warnings.warn(
+            f"{source} cannot be reached ({error}); using {ref} = {found['version']} as resolved at {when}",
+            MStoreWarning,
+            stacklevel=2,
         )
     key, model_hash = found["manifest"], found["model_hash"]
 

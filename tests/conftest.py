@@ -23,6 +23,14 @@ settings.register_profile("thorough", parent=settings.get_profile("default"), ma
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the S3 server (its fixture, or the `s3` case of a remote parametrized over both
+    kinds) is slow, a server round trip per request: out of the quick loop."""
+    for item in items:
+        if "s3_endpoint" in getattr(item, "fixturenames", ()) or "[s3" in item.name:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Repository:
     return Repository.init(tmp_path / "store")

@@ -4,15 +4,36 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
+import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner, Result
 
 from mstore import Repository
 from mstore.formats.tensors import safetensors_bytes
 
-__all__ = ["format_2_store", "read_tree", "safetensors_bytes", "store_bytes", "write_tree"]
+__all__ = [
+    "cli",
+    "clock_at",
+    "examples",
+    "format_2_store",
+    "head_model",
+    "lines_run",
+    "mutations",
+    "nudge",
+    "read_tree",
+    "safetensors_bytes",
+    "store_bytes",
+    "write_tree",
+]
+T = TypeVar("T")
 
 
 def write_tree(root: Path, files: dict[str, bytes], executable: frozenset[str] = frozenset()) -> Path:
@@ -71,3 +92,68 @@ def mutations(sample: bytes) -> st.SearchStrategy[bytes]:
         return bytes(data[: draw(st.integers(0, len(sample))) + len(extra)])
 
     return mutate()
+
+
+def lines_run(fn: Callable[[], T]) -> tuple[T, int]:
+    """`fn()` and how many lines of Python it ran: a bound on work that, unlike a stopwatch, a loaded
+    machine cannot move (for property tests of parsers that must stay cheap on any input)."""
+    count = 0
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        count += 1
+        return local
+
+    sys.settrace(lambda frame, event, arg: local)
+    try:
+        result = fn()
+    finally:
+        sys.settrace(None)
+    return result, count
+
+
+def head_model(head_seed: int, *, seed: int = 0, backbone: int = 1 << 18, head: int = 1024) -> bytes:
+    """A safetensors model: a `backbone` of `seed` (shared across fine-tunes) and a `head` of `head_seed`
+    (what a fine-tune retrains), both float32: the shape most transfer and dedup tests need."""
+    rng, heads = np.random.default_rng(seed), np.random.default_rng(head_seed)
+    return safetensors_bytes(
+        {
+            "backbone": ("F32", rng.standard_normal(backbone).astype(np.float32)),
+            "head": ("F32", heads.standard_normal(head).astype(np.float32)),
+        }
+    )
+
+
+def nudge(
+    weights: dict[str, np.ndarray], names: list[str], *, scale: float = 1e-3, seed: int = 1
+) -> dict[str, np.ndarray]:
+    """A fine-tune that moved only `names`, each element by about `scale` of itself."""
+    rng = np.random.default_rng(seed)
+    out = dict(weights)
+    for n in names:
+        a = weights[n]
+        out[n] = (a + (rng.standard_normal(a.shape) * scale * np.abs(a)).astype(a.dtype)).astype(a.dtype)
+    return out
+
+
+def cli(store: Path, *args: str, code: int = 0) -> Result:
+    """`mstore --store STORE ARGS` in-process (Typer's CliRunner), asserting its exit code."""
+    from mstore.cli import app
+
+    result = CliRunner().invoke(app, ["--store", str(store), *args])
+    assert result.exit_code == code, (args, result.stdout, result.stderr)
+    return result
+
+
+@contextmanager
+def clock_at(when: datetime) -> Iterator[None]:
+    """Saves name their versions as if the clock said `when` (ops.save's clock seam): two stores saving in
+    one second would otherwise make the same version ID."""
+    from mstore.ops import save
+
+    real = save.now
+    save.now = lambda: when
+    try:
+        yield
+    finally:
+        save.now = real

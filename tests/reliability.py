@@ -47,6 +47,15 @@ def run_in_child(
     return os.waitstatus_to_exitcode(status)
 
 
+def assert_no_lock_held(repo: Repository) -> None:
+    """The store's write and gc locks are free: asked without waiting, so a lock a dead process still
+    holds fails the test instead of hanging it."""
+    for name in ("write", "gc"):
+        fd = fsutil.try_lock(repo.store.locks / name, wait=False)
+        assert fd is not None, f"the {name} lock is still held"
+        os.close(fd)
+
+
 def content_hash(repo: Repository, version_id: str) -> str:
     """blake3 of the version's single file, reassembled from verified objects."""
     manifest = repo.manifest(version_id)

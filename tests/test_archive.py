@@ -324,6 +324,7 @@ def test_plain_export_writes_the_seed_layout(tmp_path: Path) -> None:
         repo.export_plain(["latest"], out)
 
 
+@pytest.mark.slow
 def test_cli_export_import_and_plain(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()

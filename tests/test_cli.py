@@ -47,6 +47,7 @@ def model(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_full_workflow(cli: Cli, model: Path, tmp_path: Path) -> None:
     out, _ = cli("init")
     assert "Initialized" in out
@@ -288,6 +289,7 @@ def test_family_of_the_command_line(args: list[str], family: str | None) -> None
     assert family_of(args) == family
 
 
+@pytest.mark.slow
 def test_a_command_run_as_a_process_registers_only_its_family_and_behaves_the_same(tmp_path: Path) -> None:
     """Start-up: `mstore log` builds only the history commands, and its output is the complete app's."""
     store = tmp_path / "s"
@@ -374,6 +376,7 @@ def test_log_shows_the_metrics_of_every_version_shown(cli: Cli, model: Path) -> 
     assert "eval_loss=0.31" in cli("log", "--oneline", "-n", "2")[0]
 
 
+@pytest.mark.slow
 def test_log_sort_names_the_best_model(cli: Cli, model: Path) -> None:
     ids = {}
     for name, metrics in [
@@ -492,6 +495,7 @@ def _git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_lineage_training_data_and_code_are_recorded_and_compared(
     cli: Cli, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -595,6 +599,7 @@ def test_fsck_summarises_unused_objects_in_one_line(cli: Cli, tmp_path: Path) ->
     assert "info: 5 object(s) (" in cli("fsck")[0] and "`mstore gc` frees them now" in cli("fsck")[0]
 
 
+@pytest.mark.slow
 def test_local_commands_do_not_import_boto3(tmp_path: Path) -> None:
     """boto3 costs ~0.25 s of start-up: only commands that talk to an S3 remote may load it."""
     model = tmp_path / "model.bin"

@@ -131,6 +131,7 @@ def no_hook() -> Iterator[None]:
     fsutil.set_fault_hook(None)
 
 
+@pytest.mark.slow
 def test_an_interrupted_save_says_what_it_left_and_how_to_free_it(tmp_path: Path, model: Path, no_hook: None) -> None:
     total = save_ops(tmp_path, model)
     store = tmp_path / "store"

@@ -21,6 +21,7 @@ from mstore.store.codec import (
     PLANES_MIN,
     PLANES_XOR_DELTA,
     XOR_DELTA,
+    DeltaBase,
     Encoder,
     _envelope,
     decode,
@@ -55,9 +56,9 @@ def test_delta_round_trips(a: bytes, flips: list[int], width: int) -> None:
     b = bytearray(a)
     for i in flips:
         b[i % len(b)] ^= 0x01
-    base = ("ab" * 32, a, 0)
+    base = DeltaBase("ab" * 32, a, 0)
     stored = enc.encode(bytes(b), width, base)
-    assert decode(stored, len(b), lambda oid, n: a if (oid, n) == (base[0], len(a)) else b"") == bytes(b)
+    assert decode(stored, len(b), lambda oid, n: a if (oid, n) == (base.oid, len(a)) else b"") == bytes(b)
 
 
 def test_float_tensors_compress_better_grouped_and_deltas_win_on_small_moves() -> None:
@@ -66,7 +67,7 @@ def test_float_tensors_compress_better_grouped_and_deltas_win_on_small_moves() -
     moved = (w + rng.standard_normal(w.shape).astype(np.float32) * 1e-3 * np.abs(w)).astype(np.float32)
     plain = len(zstandard.ZstdCompressor(level=3).compress(moved.tobytes()))
     grouped = len(enc.encode(moved.tobytes(), 4))
-    delta = enc.encode(moved.tobytes(), 4, ("cd" * 32, w.tobytes(), 0))
+    delta = enc.encode(moved.tobytes(), 4, DeltaBase("cd" * 32, w.tobytes(), 0))
     assert grouped < 0.95 * plain
     assert is_delta(delta) and len(delta) < 0.75 * plain
 
@@ -81,7 +82,7 @@ def test_incompressible_data_stays_raw_and_magic_content_is_wrapped() -> None:
 
 def test_chains_are_bounded() -> None:
     data = bytes(1000)
-    deep = enc.encode(data + b"", 1, ("ef" * 32, bytes(999) + b"\x01", MAX_DEPTH))
+    deep = enc.encode(data + b"", 1, DeltaBase("ef" * 32, bytes(999) + b"\x01", MAX_DEPTH))
     assert not is_delta(deep)  # at the depth limit a full copy (a keyframe) is stored instead
 
 
@@ -144,7 +145,7 @@ def test_objects_of_format_2_stores_still_decode_exactly() -> None:
     assert hash_bytes(values) == OLD_ID
     # and an encoder for a format-2 store still writes exactly those bytes (its readers know codecs 0-3 only)
     assert enc.encode(values, 4) == OLD_GROUPED
-    assert enc.encode(values, 4, ("ab" * 32, base, 0)) == OLD_DELTA
+    assert enc.encode(values, 4, DeltaBase("ab" * 32, base, 0)) == OLD_DELTA
 
 
 def _fp32(seed: int, n: int = 1 << 18) -> bytes:
@@ -171,7 +172,7 @@ def test_planes_delta_is_kept_for_small_moves_and_skipped_for_new_content() -> N
     w = np.frombuffer(_fp32(2), np.float32)
     noise = np.frombuffer(_fp32(3), np.float32)
     moved = (w + noise * np.float32(0.05) * np.abs(w)).astype(np.float32).tobytes()
-    base = ("cd" * 32, w.tobytes(), 1)
+    base = DeltaBase("cd" * 32, w.tobytes(), 1)
     delta = planes_enc.encode(moved, 4, base)
     assert delta[4] == PLANES_XOR_DELTA and is_delta(delta)
     assert parse_header(delta).depth == 2  # type: ignore[union-attr]
@@ -195,7 +196,7 @@ def test_planes_round_trip_any_bytes(data: bytes, repeat: int, width: int, flips
     changed = bytearray(content)
     for f in flips:
         changed[f % len(changed)] ^= 1 << (f % 8)
-    delta = planes_enc.encode(bytes(changed), width, ("ef" * 32, content, 0))
+    delta = planes_enc.encode(bytes(changed), width, DeltaBase("ef" * 32, content, 0))
     assert decode(delta, len(changed), lambda oid, n: content) == bytes(changed)
 
 
@@ -250,5 +251,5 @@ def test_a_base_is_not_read_when_its_sample_says_no_delta_can_win() -> None:
     def never() -> bytes:
         raise AssertionError("the base was read although no delta could win")
 
-    stored = planes_enc.encode(data, 4, ("ab" * 32, never, 0), base_sample=sample)
+    stored = planes_enc.encode(data, 4, DeltaBase("ab" * 32, never, 0), base_sample=sample)
     assert stored[4] == PLANES and decode(stored, len(data), _no_base) == data

@@ -16,6 +16,10 @@ import pytest
 from mstore import Repository
 from mstore.store.layout import Store
 
+from reliability import assert_no_lock_held
+
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves this suite out of the quick loop
+
 WRITER = """
 import sys, random
 from mstore import Repository
@@ -103,8 +107,7 @@ def test_8_writers_x_25_saves_with_readers(tmp_path: Path) -> None:
     for w in range(8):  # each writer's saves got increasing IDs
         mine = sorted((m for m in repo.versions() if m["writer"] == str(tmp_path / f"w{w}")), key=lambda m: m["i"])
         assert [m["timestamp"] for m in mine] == sorted(m["timestamp"] for m in mine)
-    with repo.store.write_lock(), repo.store.gc_lock(exclusive=True):
-        pass  # no lock is still held
+    assert_no_lock_held(repo)
     assert list(repo.store.tmp.iterdir()) == []
 
 

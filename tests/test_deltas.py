@@ -97,6 +97,7 @@ def test_explicit_parent(tmp_path: Path, repo: Repository) -> None:
     ),
     dtype=st.sampled_from([("F32", np.float32), ("F16", np.float16), ("BF16", np.uint16)]),
 )
+@pytest.mark.slow
 @example(steps=[(0, 1e-3), (0, 1e-3), (1, 1.0)], dtype=("F32", np.float32))  # the delta path, always
 @example(steps=[(2, 1e-2), (2, 1e-6)], dtype=("BF16", np.uint16))
 def test_any_sequence_of_retrains_restores_bit_exact(

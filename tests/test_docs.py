@@ -1,4 +1,5 @@
-"""The CLI reference in docs/ is generated from the code; this fails when someone forgot to regenerate it."""
+"""The CLI reference in docs/ and README's layout are generated from the code; these fail when someone forgot
+to regenerate them."""
 
 from __future__ import annotations
 
@@ -6,12 +7,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_cli_reference_is_up_to_date() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gen_cli_docs.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_layout_is_the_package_as_it_is() -> None:
+    """README's "For developers" tree is generated from the folders and the layers contract: a module added,
+    moved or removed without regenerating it fails here."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_layout_docs.py"), "--check"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
 

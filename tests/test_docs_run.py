@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves this suite out of the quick loop
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "getting-started.md"
@@ -223,6 +226,8 @@ def test_ci_runs_the_readmes_two_quick_start_commands_as_printed() -> None:
     quick = readme[readme.index("## Quick start") : readme.index("## Using it")]
     commands = re.findall(r"```sh\n(.*?)\n```", quick, re.S)
     assert len(commands) == 2, commands
+    prose = re.sub(r"```.*?```", "", quick, flags=re.S)
+    assert re.findall(r"^(?: {4}|\t)\S.*$", prose, re.M) == []  # an indented block is a third command
     demo, tests = commands
     assert (root / demo.rsplit(" ", 1)[-1]).is_file(), demo
     ci = (root / ".ci" / "run").read_text().splitlines()

@@ -22,6 +22,8 @@ from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from reliability import assert_consistent, content_hash, leftovers
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves this suite out of the quick loop
+
 CHUNK = 4 * MIN_CHUNK_SIZE
 FLIPS = 1000
 

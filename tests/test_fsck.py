@@ -70,6 +70,7 @@ def test_clean_store_is_clean(tmp_path: Path) -> None:
     where=st.integers(0, 1 << 30),
     bit=st.integers(0, 7),
 )
+@pytest.mark.slow
 def test_any_damage_to_any_object_is_found(
     tmp_path_factory: pytest.TempPathFactory, which: int, how: str, where: int, bit: int
 ) -> None:
@@ -103,6 +104,7 @@ def test_any_damage_to_any_object_is_found(
     where=st.integers(0, 1 << 20),
     bit=st.integers(0, 7),
 )
+@pytest.mark.slow
 def test_any_bit_flip_in_metadata_or_refs_is_found(
     tmp_path_factory: pytest.TempPathFactory, target: str, where: int, bit: int
 ) -> None:

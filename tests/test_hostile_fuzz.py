@@ -27,6 +27,8 @@ from mstore.formats.tensors import safetensors_bytes
 
 from helpers import examples
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves this suite out of the quick loop
+
 # The driver runs the commands in one process (imports once), each through Typer's CliRunner, and prints
 # one JSON line per command; the test gives the whole driver a time limit.
 DRIVER = r"""

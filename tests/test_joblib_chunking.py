@@ -62,6 +62,7 @@ def _boundaries(entry: object) -> list[int]:
     return offsets
 
 
+@pytest.mark.slow
 def test_a_retrained_pipelines_coef_is_stored_as_byte_plane_pieces(tmp_path: Path) -> None:
     files = _sgd_versions(tmp_path)
     model = tmp_path / "model.joblib"
@@ -185,6 +186,7 @@ def test_damaged_joblib_files_round_trip(tmp_path: Path) -> None:
         assert (tmp_path / f"out{i}.joblib").read_bytes() == damaged
 
 
+@pytest.mark.slow
 def test_arrays_that_planes_do_not_help_are_cut_out_only_to_isolate_the_bytes_between_them() -> None:
     """`idf`-like arrays (few distinct values) become plain pieces without a key when two cut arrays
     isolate the pickle bytes between them (a vocabulary that can dedup); a lone one is not cut at all."""

@@ -36,6 +36,7 @@ def manifests(draw: st.DrawFn) -> Manifest:
     return Manifest(KIND_DIR, tuple(sorted(entries, key=lambda e: e.path)))
 
 
+@pytest.mark.slow
 @given(manifests())
 def test_encode_decode_round_trips(manifest: Manifest) -> None:
     assert Manifest.decode(manifest.encode()) == manifest

@@ -98,14 +98,17 @@ def test_returned_bytes_are_what_was_saved_and_read_only(tmp_path: Path) -> None
     assert len(Cache.open(tmp_path / "cache").keys()) == 2
 
 
+@pytest.mark.slow
 def test_eight_processes_at_once_get_one_complete_copy(tmp_path: Path) -> None:
     model = tmp_path / "big.bin"
     model.write_bytes(os.urandom(48 << 20))
     _save(tmp_path, model, tag="prod")
-    go = tmp_path / "go"
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    ready.mkdir()
     script = (
         "import json, os, sys, time\n"
         "from mstore.modelpath import locate\n"
+        f"open(os.path.join({str(ready)!r}, str(os.getpid())), 'w').close()\n"  # imported: ready to race
         f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
         "found = locate('prod')\n"
         "print(json.dumps(found.to_json()))\n"
@@ -114,7 +117,10 @@ def test_eight_processes_at_once_get_one_complete_copy(tmp_path: Path) -> None:
         subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=_env(tmp_path))
         for _ in range(8)
     ]
-    time.sleep(1.0)  # every process imported mstore and waits
+    deadline = time.monotonic() + 120
+    while len(os.listdir(ready)) < 8:  # a barrier, not a guess: every process imported mstore and waits
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a process did not start"
+        time.sleep(0.01)
     go.touch()
     docs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
@@ -185,6 +191,7 @@ def _tamper_cases(path: Path) -> list[tuple[str, Any]]:
     ]
 
 
+@pytest.mark.slow
 def test_a_model_changed_behind_mstores_back_is_rebuilt_never_returned(tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "ckpt", {"weights.bin": os.urandom(200_000), "config.json": b'{"a": 1}'})
     _save(tmp_path, tree, tag="prod")
@@ -200,6 +207,7 @@ def test_a_model_changed_behind_mstores_back_is_rebuilt_never_returned(tmp_path:
     assert (tmp_path / "outside.bin").read_bytes() == b"not the model"
 
 
+@pytest.mark.slow
 def test_cache_verify_rehashes_and_finds_what_a_forged_stamp_hides(tmp_path: Path) -> None:
     model = tmp_path / "m.bin"
     model.write_bytes(os.urandom(100_000))
@@ -217,11 +225,15 @@ def test_cache_verify_rehashes_and_finds_what_a_forged_stamp_hides(tmp_path: Pat
     assert _path_json(tmp_path, "prod")["cached"] is True  # the stamp is a cheap check, not a proof...
     result = _mstore(tmp_path, "cache", "verify", "--json", code=1)  # ...verify is
     assert json.loads(result.stdout)["problems"][0]["key"] == key
+    assert _path_json(tmp_path, "prod")["cached"] is True  # verify only reports, as fsck does...
+    result = _mstore(tmp_path, "cache", "verify", "--repair", code=1)  # ...--repair acts on what it found
+    assert "repaired" in result.stdout
     assert _path_json(tmp_path, "prod")["cached"] is False
     assert path.read_bytes() == model.read_bytes()
     _mstore(tmp_path, "cache", "verify")
 
 
+@pytest.mark.slow
 def test_cache_ls_du_rm(tmp_path: Path) -> None:
     model = tmp_path / "m.bin"
     model.write_bytes(os.urandom(50_000))
@@ -256,6 +268,7 @@ def _hold(tmp_path: Path, ref: str) -> subprocess.Popen[str]:
     return proc
 
 
+@pytest.mark.slow
 def test_prune_keeps_to_the_size_limit_least_recently_used_first_and_skips_entries_in_use(tmp_path: Path) -> None:
     model = tmp_path / "m.bin"
     for i, tag in enumerate(["a", "b", "c", "d"]):
@@ -303,6 +316,7 @@ def test_hostile_refs_are_one_line_and_write_nothing(tmp_path: Path, ref: str) -
     assert not models.exists() or os.listdir(models) == []
 
 
+@pytest.mark.slow
 def test_hostile_cache_contents_never_write_outside_or_hang(tmp_path: Path) -> None:
     model = tmp_path / "m.bin"
     model.write_bytes(os.urandom(10_000))
@@ -343,6 +357,7 @@ def test_hostile_cache_contents_never_write_outside_or_hang(tmp_path: Path) -> N
     assert (home / "notes.txt").read_bytes() == b"mine"
 
 
+@pytest.mark.slow
 def test_cache_paths_that_are_no_cache_are_refused(tmp_path: Path) -> None:
     model = tmp_path / "m.bin"
     model.write_bytes(b"model")
@@ -359,6 +374,7 @@ def test_cache_paths_that_are_no_cache_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow
 def test_cleaning_tmp_never_deletes_a_build_in_progress(tmp_path: Path) -> None:
     model = tmp_path / "m.bin"
     model.write_bytes(b"model")

@@ -15,23 +15,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from mstore import Repository
 
-from helpers import safetensors_bytes
+from helpers import head_model
 from s3helpers import moto_server, s3_client
 
-
-def _model(head_seed: int, backbone: int = 1 << 20) -> bytes:
-    rng, head = np.random.default_rng(0), np.random.default_rng(head_seed)
-    return safetensors_bytes(
-        {
-            "backbone": ("F32", rng.standard_normal(backbone).astype(np.float32)),
-            "head": ("F32", head.standard_normal(1024).astype(np.float32)),
-        }
-    )
+pytestmark = pytest.mark.slow  # an S3 server of its own, stopped and started: not in the quick loop
 
 
 def _run(
@@ -56,7 +47,7 @@ def test_a_fine_tune_after_a_cached_base_fetches_only_the_new_chunks(tmp_path: P
     team = Repository.init(tmp_path / "team")
     team.remote_add("origin", s3_url)
     src = tmp_path / "model.safetensors"
-    src.write_bytes(_model(1))  # a 4 MiB backbone, a 4 KiB head
+    src.write_bytes(head_model(1, backbone=1 << 20))  # a 4 MiB backbone, a 4 KiB head
     team.save(src)
     team.tag("prod", "latest")
     team.push("origin")
@@ -68,7 +59,7 @@ def test_a_fine_tune_after_a_cached_base_fetches_only_the_new_chunks(tmp_path: P
     again = _path(tmp_path, "prod", "--remote", s3_url)
     assert again["cached"] is True and again["bytes_fetched"] == 0 and again["path"] == base["path"]
 
-    src.write_bytes(_model(2))  # fine-tuned: the head changed
+    src.write_bytes(head_model(2, backbone=1 << 20))  # fine-tuned: the head changed
     team.save(src)
     team.push("origin")
     tuned = _path(tmp_path, "latest", "--remote", s3_url)
@@ -92,12 +83,12 @@ def test_a_fine_tune_after_a_cached_base_fetches_only_the_new_chunks(tmp_path: P
             oid_file.write_bytes(bytes(data))
     _run(tmp_path, "cache", "rm", "--all")
     rebuilt = _path(tmp_path, "prod", "--remote", s3_url)
-    assert Path(rebuilt["path"]).read_bytes() == _model(1) and rebuilt["bytes_fetched"] > 1 << 20
+    assert Path(rebuilt["path"]).read_bytes() == head_model(1, backbone=1 << 20) and rebuilt["bytes_fetched"] > 1 << 20
 
 
 def test_offline_needs_no_network_and_auto_falls_back_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "model.safetensors"
-    src.write_bytes(_model(1, backbone=1 << 16))
+    src.write_bytes(head_model(1, backbone=1 << 16))
     with moto_server() as endpoint:  # a server of this test's own: it is stopped halfway through
         bucket = f"mstore-{uuid.uuid4().hex[:16]}"
         s3_client(endpoint).create_bucket(Bucket=bucket)

@@ -126,6 +126,7 @@ def test_peek_reads_only_the_header_and_sample_of_a_planes_object(tmp_path: Path
         store.peek("ab" * 32, 10, 4)
 
 
+@pytest.mark.slow
 def test_freed_object_buffers_are_reused_not_faulted_in_again() -> None:
     """fsutil.keep_freed_memory: a window of four 4 MiB buffers, allocated and freed 100 times (a pool's
     pieces in flight), costs a few thousand page faults, not 400,000 (each one a page zeroed again)."""
@@ -157,7 +158,7 @@ def test_a_delta_top_envelope_is_checksummed_once_and_a_flipped_bit_in_it_is_sti
     import numpy as np
 
     from mstore.store import codec
-    from mstore.store.codec import PLANES_XOR_DELTA, Encoder
+    from mstore.store.codec import PLANES_XOR_DELTA, DeltaBase, Encoder
 
     rng = np.random.default_rng(5)
     base = (rng.standard_normal(1 << 17, dtype=np.float32) * 0.02).astype(np.float32)
@@ -166,7 +167,7 @@ def test_a_delta_top_envelope_is_checksummed_once_and_a_flipped_bit_in_it_is_sti
     store = ObjectStore(tmp_path)
     base_oid = store.put(base_bytes) and hash_bytes(base_bytes)
     assert isinstance(base_oid, str)
-    stored = Encoder(planes=True).encode(data, 4, (base_oid, base_bytes, 0))
+    stored = Encoder(planes=True).encode(data, 4, DeltaBase(base_oid, base_bytes, 0))
     assert stored[4] == PLANES_XOR_DELTA
     oid = hash_bytes(data)
     store.put(data, oid, stored)

@@ -24,7 +24,7 @@ from mstore.formats.onnx import check_location, initializers
 from mstore.formats.tensors import Tensor, index_tensors, onnx_external_tensors
 from mstore.store.chunking import ModelAwareChunker
 
-from helpers import examples, mutations, read_tree
+from helpers import examples, lines_run, mutations, nudge, read_tree
 
 WEIGHTS = ["conv.weight", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "norm.scale"]
 
@@ -65,16 +65,6 @@ def _model(weights: dict[str, np.ndarray], typed: bool = True) -> onnx.ModelProt
         doc_string="a small test network",
     )
     return helper.make_model(graph, producer_name="mstore-tests")
-
-
-def _nudge(weights: dict[str, np.ndarray], names: list[str], seed: int = 1) -> dict[str, np.ndarray]:
-    """A fine-tune that moved only `names`, each element a little."""
-    rng = np.random.default_rng(seed)
-    out = dict(weights)
-    for n in names:
-        a = weights[n]
-        out[n] = (a + (rng.standard_normal(a.shape) * 1e-3 * np.abs(a)).astype(a.dtype)).astype(a.dtype)
-    return out
 
 
 def _bytes(model: onnx.ModelProto) -> bytes:
@@ -186,7 +176,7 @@ def test_single_file_model_round_trips_and_a_fine_tune_stores_deltas(tmp_path: P
     v1_bytes = _bytes(_model(w1))
     (tmp_path / "model.onnx").write_bytes(v1_bytes)
     m1 = repo.save(tmp_path / "model.onnx")
-    w2 = _nudge(w1, ["conv.weight", "fc1.bias"])
+    w2 = nudge(w1, ["conv.weight", "fc1.bias"])
     v2_bytes = _bytes(_model(w2))
     (tmp_path / "model.onnx").write_bytes(v2_bytes)
     m2 = repo.save(tmp_path / "model.onnx")
@@ -203,7 +193,7 @@ def test_directory_model_with_external_data_round_trips_and_stores_deltas(tmp_pa
     w1 = _weights()
     a = _save_dir(_model(w1), tmp_path / "a")
     m1 = repo.save(a)
-    b = _save_dir(_model(_nudge(w1, ["conv.weight", "norm.scale"])), tmp_path / "b")
+    b = _save_dir(_model(nudge(w1, ["conv.weight", "norm.scale"])), tmp_path / "b")
     m2 = repo.save(b)
     assert m2["mstore"]["delta_objects"] >= 1  # the parent's tensors were found inside its weights.bin
     assert m2["mstore"]["new_bytes"] < 0.05 * m1["mstore"]["new_bytes"], (m2["mstore"], m1["mstore"])
@@ -234,7 +224,7 @@ def _diff_json(repo: Repository, v1: str, v2: str) -> dict:  # type: ignore[type
 
 def test_cli_diff_names_exactly_the_changed_initializers(tmp_path: Path, repo: Repository) -> None:
     w1 = _weights()
-    w2 = _nudge(w1, ["fc1.bias", "norm.scale"])
+    w2 = nudge(w1, ["fc1.bias", "norm.scale"])
     paths = []
     for name, w in (("a", w1), ("b", w2)):
         (tmp_path / name).mkdir()
@@ -254,7 +244,7 @@ def test_cli_diff_names_exactly_the_changed_initializers(tmp_path: Path, repo: R
 def test_cli_diff_of_a_directory_model_names_the_changed_external_tensors(tmp_path: Path, repo: Repository) -> None:
     w1 = _weights()
     v1 = repo.save(_save_dir(_model(w1), tmp_path / "a"))["timestamp"]
-    v2 = repo.save(_save_dir(_model(_nudge(w1, ["conv.weight"])), tmp_path / "b"))["timestamp"]
+    v2 = repo.save(_save_dir(_model(nudge(w1, ["conv.weight"])), tmp_path / "b"))["timestamp"]
     files = _diff_json(repo, v1, v2)["files"]
     assert [f["path"] for f in files["changed"]] == ["weights.bin"] and files["unchanged"] == 2
     tensors = files["changed"][0]["tensors"]
@@ -268,9 +258,8 @@ SAMPLE = _bytes(_model({"w": np.arange(40, dtype=np.float32), "b": np.ones(3, np
 
 
 def _valid_or_none(data: bytes) -> None:
-    start = time.perf_counter()
-    result = _index(data)  # must not raise
-    assert time.perf_counter() - start < 2
+    result, lines = lines_run(lambda: _index(data))  # must not raise
+    assert lines < 1_000_000  # cheap on any input (a few thousand lines here): a bound no load can move
     assert result is None or all(0 <= t.offset <= t.offset + t.length <= len(data) for t in result)
 
 
@@ -332,6 +321,7 @@ def test_deeply_nested_messages_are_skipped_not_descended() -> None:
     assert (t.name, t.length) == ("w", 8)
 
 
+@pytest.mark.slow
 def test_a_message_of_many_empty_fields_costs_steps_not_memory() -> None:
     """300,000 empty unknown fields in the model (3 bytes each): the walk holds one field at a time (it
     held every field and a cursor for each: ~100 MB for this file, 1.3 GB at the step limit)."""

@@ -1,6 +1,7 @@
 """What CI's editable install cannot show: the built wheel holds every subpackage and imports on its own,
-and the import contracts in pyproject.toml cover every module (a layers contract ignores what it does
-not list, so a new module must be placed by hand; this test says which)."""
+and the import contracts in pyproject.toml cover every module. The layers are packages, so a module saved
+in a layer's folder is placed by that alone; a new top-level module must be placed by hand (a layers
+contract ignores what it does not list), and these tests say which."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import tomllib
 
 import mstore
@@ -48,6 +50,27 @@ def test_every_module_is_placed_in_the_layers_contract() -> None:
     assert not missing, f"place these modules in a layer of [tool.importlinter] in pyproject.toml: {missing}"
 
 
+def test_the_layers_name_what_exists_and_the_top_level_holds_only_the_fronts_and_the_ground_floor() -> None:
+    layers = _layered(_contracts()[0])
+    listed = set().union(*layers)
+    modules = {info.name for info in pkgutil.walk_packages(mstore.__path__, "mstore.")}
+    assert sorted(listed - modules) == []  # a stale name in the contract guards nothing
+    top = sorted(m for m in modules if m.count(".") == 1 and not _is_package(m))
+    assert top == [
+        "mstore.__main__",
+        "mstore.api",
+        "mstore.errors",
+        "mstore.humanize",
+        "mstore.modelpath",
+        "mstore.repository",
+        "mstore.workers",
+    ], "a new module belongs in the folder of its layer (mstore/store/, mstore/ops/, ...)"
+
+
+def _is_package(name: str) -> bool:
+    return Path(mstore.__file__).parent.joinpath(*name.split(".")[1:], "__init__.py").is_file()
+
+
 def test_every_module_below_the_remote_side_is_forbidden_to_import_it() -> None:
     """Everything below `mstore.repository` that is not itself remote is the local store."""
     contracts = _contracts()
@@ -59,6 +82,7 @@ def test_every_module_below_the_remote_side_is_forbidden_to_import_it() -> None:
     assert set(forbidden["source_modules"]) == local  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_every_subpackage_and_imports_on_its_own(tmp_path: Path) -> None:
     src = tmp_path / "src"  # a clean copy: a build/ left in the work tree would hide a missing package
     src.mkdir()

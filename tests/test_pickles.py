@@ -283,6 +283,7 @@ def test_a_directory_model_is_scanned_file_by_file(tmp_path: Path) -> None:
     assert meta["mstore"]["unsafe_globals"] == ["builtins.eval"]
 
 
+@pytest.mark.slow
 def test_cli_warns_marks_and_refuses(tmp_path: Path) -> None:
     store, work = tmp_path / "store", tmp_path / "work"
     work.mkdir()

@@ -96,13 +96,10 @@ def test_an_id_from_the_far_future_never_blocks_the_next_id() -> None:
 def test_a_whole_id_that_is_gone_never_names_another_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mstore import Repository
     from mstore.errors import VersionNotFound
+    from mstore.ops import save
 
-    class Frozen(datetime):  # both saves in one second: the second ID is the first plus "_001"
-        @classmethod
-        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
-            return datetime(2026, 11, 26, 8, 0, 0, tzinfo=timezone.utc)
-
-    monkeypatch.setattr("mstore.repository.datetime", Frozen)
+    # both saves in one second (the clock seam): the second ID is the first plus "_001"
+    monkeypatch.setattr(save, "now", lambda: datetime(2026, 11, 26, 8, 0, 0, tzinfo=timezone.utc))
     repo = Repository.init(tmp_path / "store")
     src = tmp_path / "m.bin"
     ids = []

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mstore.errors import CorruptVersion, MissingObject, VersionIsTagged, VersionNotFound
+from mstore.errors import CorruptVersion, MissingObject, VersionConflict, VersionIsTagged, VersionNotFound
 from mstore.remote.bucket import Bucket, KeyMissing, MemoryBucket, PreconditionFailed
-from mstore.remote.remotes import BucketRemote, DirectoryRemote, Remote, RemoteBusy, VersionConflict
+from mstore.remote.remotes import BucketRemote, DirectoryRemote, Remote, RemoteBusy
 from mstore.remote.s3 import S3Bucket
 from mstore.store import codec
 from mstore.store.layout import Store

@@ -7,32 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from mstore import Repository
-from mstore.cli import app
 
-from helpers import safetensors_bytes
-
-runner = CliRunner()
-
-
-def _cli(store: Path, *args: str, code: int = 0) -> tuple[str, str]:
-    result = runner.invoke(app, ["--store", str(store), *args])
-    assert result.exit_code == code, (args, result.stdout, result.stderr)
-    return result.stdout, result.stderr
-
-
-def _model(head: int) -> bytes:
-    rng = np.random.default_rng(head)
-    return safetensors_bytes(
-        {
-            "backbone": ("F32", np.random.default_rng(0).standard_normal(1 << 14).astype(np.float32)),
-            "head": ("F32", rng.standard_normal(4096).astype(np.float32)),
-        }
-    )
+from helpers import cli, head_model
 
 
 @pytest.fixture(params=["s3", "directory"])
@@ -45,7 +24,7 @@ def _pushed(tmp_path: Path, url: str, n: int) -> tuple[Repository, list[bytes]]:
     src = tmp_path / "m.safetensors"
     models = []
     for head in range(n):
-        models.append(_model(head + 1))
+        models.append(head_model(head + 1, backbone=1 << 14, head=4096))
         src.write_bytes(models[-1])
         repo.save(src)
     repo.tag("prod", repo.ids()[0])
@@ -59,24 +38,28 @@ def test_rm_remote_moves_refs_first_and_says_how_to_free_the_space(tmp_path: Pat
     ids = repo.ids()
     origin = repo.remote("origin")
 
-    out, err = _cli(repo.root, "rm", "prod", "--remote", "origin", code=2)  # tagged: refused, nothing changed
+    result = cli(repo.root, "rm", "prod", "--remote", "origin", code=2)
+
+    out, err = result.stdout, result.stderr  # tagged: refused, nothing changed
     assert "--force" in err and origin.version_ids() == ids
 
-    out, err = _cli(repo.root, "rm", "latest", "--remote", "origin")
+    result = cli(repo.root, "rm", "latest", "--remote", "origin")
+
+    out, err = result.stdout, result.stderr
     assert f"removed version {ids[2]} from origin" in out and "mstore gc --remote origin" in err
     assert origin.version_ids() == ids[:2] and origin.get_ref("latest")[0] == ids[1]  # latest moved back
 
-    done = json.loads(_cli(repo.root, "rm", ids[0], "--remote", "origin", "--force", "--json")[0])
+    done = json.loads(cli(repo.root, "rm", ids[0], "--remote", "origin", "--force", "--json").stdout)
     assert done == {"removed": ids[0], "remote": "origin", "tags_removed": ["prod"]}
     assert origin.version_ids() == [ids[1]] and origin.tag_names() == []
-    _cli(repo.root, "rm", "prod", "--remote", "origin", code=2)  # the tag went with it
+    cli(repo.root, "rm", "prod", "--remote", "origin", code=2)  # the tag went with it
 
     assert repo.ids() == ids and repo.tags() == {"prod": ids[0]}  # the local store is untouched
-    freed = json.loads(_cli(repo.root, "gc", "--remote", "origin", "--grace", "0", "--json")[0])
+    freed = json.loads(cli(repo.root, "gc", "--remote", "origin", "--grace", "0", "--json").stdout)
     assert len(freed["object_ids"]) >= 2 and freed["deleted"]  # the removed versions' heads
-    assert json.loads(_cli(repo.root, "fsck", "--remote", "origin", "--verify-data", "--json")[0])["ok"]
+    assert json.loads(cli(repo.root, "fsck", "--remote", "origin", "--verify-data", "--json").stdout)["ok"]
     clone = tmp_path / "clone"
-    _cli(tmp_path, "clone", remote_url, str(clone))
+    cli(tmp_path, "clone", remote_url, str(clone))
     back = Repository.open(clone)
     assert back.ids() == [ids[1]] and back.checkout("latest", tmp_path / "o").read_bytes() == models[1]
 
@@ -86,27 +69,29 @@ def test_prune_remote_keeps_tags_and_latest_and_gc_frees_the_rest(tmp_path: Path
     ids = repo.ids()
     origin = repo.remote("origin")
 
-    dry = json.loads(_cli(repo.root, "prune", "--remote", "origin", "--keep-last", "2", "--dry-run", "--json")[0])
+    dry = json.loads(cli(repo.root, "prune", "--remote", "origin", "--keep-last", "2", "--dry-run", "--json").stdout)
     assert dry["remove"] == ids[1:3] and dry["keep"] == [ids[0], *ids[3:]] and dry["remote"] == "origin"
     assert origin.version_ids() == ids  # a dry run removes nothing
 
-    out, err = _cli(repo.root, "prune", "--remote", "origin", "--keep-last", "2")
+    result = cli(repo.root, "prune", "--remote", "origin", "--keep-last", "2")
+
+    out, err = result.stdout, result.stderr
     assert "removed 2 version(s), kept 3 on origin" in out and "mstore gc --remote origin" in err
     assert f"keep {ids[0]} (tag:prod)" in err and f"keep {ids[4]} (newest, latest, last)" in err
     assert origin.version_ids() == [ids[0], *ids[3:]] and origin.get_ref("tags/prod")[0] == ids[0]
     assert origin.get_ref("latest")[0] == ids[4]
     origin.set_ref("latest", ids[3], origin.get_ref("latest")[1])  # the remote's latest, not its newest
-    held = json.loads(_cli(repo.root, "prune", "--remote", "origin", "--keep-last", "0", "--json")[0])
+    held = json.loads(cli(repo.root, "prune", "--remote", "origin", "--keep-last", "0", "--json").stdout)
     assert held["remove"] == [] and held["keep"] == [ids[0], ids[3], ids[4]]  # tag, latest, newest: always
     origin.set_ref("latest", ids[4], origin.get_ref("latest")[1])
-    again = json.loads(_cli(repo.root, "prune", "--remote", "origin", "--keep-last", "0", "--json")[0])
+    again = json.loads(cli(repo.root, "prune", "--remote", "origin", "--keep-last", "0", "--json").stdout)
     assert again["remove"] == [ids[3]] and again["keep"] == [ids[0], ids[4]]
 
     assert repo.ids() == ids  # the local store is untouched
-    _cli(repo.root, "gc", "--remote", "origin", "--grace", "0")
-    assert json.loads(_cli(repo.root, "fsck", "--remote", "origin", "--verify-data", "--json")[0])["ok"]
+    cli(repo.root, "gc", "--remote", "origin", "--grace", "0")
+    assert json.loads(cli(repo.root, "fsck", "--remote", "origin", "--verify-data", "--json").stdout)["ok"]
     clone = tmp_path / "clone"
-    _cli(tmp_path, "clone", remote_url, str(clone))
+    cli(tmp_path, "clone", remote_url, str(clone))
     back = Repository.open(clone)
     assert back.ids() == [ids[0], ids[4]] and back.tags() == {"prod": ids[0]}
     assert back.checkout("prod", tmp_path / "a").read_bytes() == models[0]
@@ -116,7 +101,7 @@ def test_prune_remote_keeps_tags_and_latest_and_gc_frees_the_rest(tmp_path: Path
 def test_prune_remote_needs_a_rule_and_a_store_there(tmp_path: Path, remote_url: str) -> None:
     repo = Repository.init(tmp_path / "store")
     repo.remote_add("origin", remote_url)
-    _, err = _cli(repo.root, "prune", "--remote", "origin", "--keep-last", "1", code=2)
+    err = cli(repo.root, "prune", "--remote", "origin", "--keep-last", "1", code=2).stderr
     assert "no mstore store there" in err
-    _, err = _cli(repo.root, "rm", "latest", "--remote", "origin", code=2)
+    err = cli(repo.root, "rm", "latest", "--remote", "origin", code=2).stderr
     assert "no mstore store there" in err

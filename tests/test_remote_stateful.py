@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import blake3
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-import mstore.repository
 from mstore import Repository
+from mstore.ops import save
 from mstore.remote.bucket import SMALL_VALUE_LIMIT, Entry, MemoryBucket, RemoteError
 from mstore.remote.check import check, collect
 from mstore.remote.remotes import BucketRemote
@@ -28,6 +29,8 @@ from mstore.remote.transfer import pull, push
 from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from helpers import examples
+
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves this suite out of the quick loop
 
 CHUNK = MIN_CHUNK_SIZE
 blocks = st.lists(st.sampled_from([b"A" * CHUNK, b"B" * CHUNK, b"C" * 100, b"D" * CHUNK]), max_size=4).map(b"".join)
@@ -57,23 +60,24 @@ class DyingBucket(MemoryBucket):
         return list(super().list(prefix))
 
 
-class Clock(datetime):
-    """Each save happens one second after the previous one, so two stores never mint the same ID."""
+class Clock:
+    """Each save happens one second after the previous one, so two stores never mint the same ID
+    (ops.save's clock seam)."""
 
-    tick = datetime(2026, 11, 26, 8, 0, 0, tzinfo=timezone.utc)
+    def __init__(self) -> None:
+        self.tick = datetime(2026, 11, 26, 8, 0, 0, tzinfo=timezone.utc)
 
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> Clock:
-        Clock.tick += timedelta(seconds=1)
-        return cls.fromtimestamp(Clock.tick.timestamp(), tz)
+    def __call__(self) -> datetime:
+        self.tick += timedelta(seconds=1)
+        return self.tick
 
 
 class RemoteMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="mstore-remote-stateful-"))
-        self._real_datetime = mstore.repository.datetime
-        mstore.repository.datetime = Clock  # type: ignore[misc]
+        self._real_clock = save.now
+        save.now = Clock()
         self.stores = []
         for name in ("alice", "bob"):
             repo = Repository.init(self.tmp / name)
@@ -89,7 +93,7 @@ class RemoteMachine(RuleBasedStateMachine):
         self.n = 0
 
     def teardown(self) -> None:
-        mstore.repository.datetime = self._real_datetime  # type: ignore[misc]
+        save.now = self._real_clock
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     @rule(who=st.integers(0, 1), data=blocks, extra=st.binary(max_size=32))

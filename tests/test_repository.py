@@ -45,6 +45,7 @@ def fresh(tmp_path: Path, name: str) -> Path:
     return tmp_path / f"{name}{_n}"
 
 
+@pytest.mark.slow
 @given(data=st.binary(max_size=5 * MIN_CHUNK_SIZE + 7))
 def test_any_file_round_trips_bit_exact(tmp_path: Path, data: bytes) -> None:
     repo = small_chunk_repo(fresh(tmp_path, "store"))
@@ -62,6 +63,7 @@ trees = st.dictionaries(
 )
 
 
+@pytest.mark.slow
 @given(files=trees, exec_mask=st.integers(0, 63), empty_dirs=st.lists(path_part, max_size=2, unique=True))
 def test_any_tree_round_trips_with_exec_bits_and_empty_dirs(
     tmp_path: Path, files: dict[str, bytes], exec_mask: int, empty_dirs: list[str]
@@ -93,6 +95,7 @@ def test_directory_hash_is_deterministic_and_content_sensitive(tmp_path: Path, r
     base=st.binary(min_size=MIN_CHUNK_SIZE, max_size=6 * MIN_CHUNK_SIZE),
     tail=st.binary(max_size=2 * MIN_CHUNK_SIZE),
 )
+@pytest.mark.slow
 def test_store_grows_only_by_new_chunks(tmp_path: Path, base: bytes, tail: bytes) -> None:
     repo = small_chunk_repo(fresh(tmp_path, "store"))
     src = fresh(tmp_path, "m")

@@ -18,13 +18,27 @@ from mstore.content import statcache
 
 from helpers import examples
 
-RACY_NS = 50_000_000  # the tests shrink the racy window from 1 s to 50 ms to get many cache hits quickly
-PAUSE = 0.07
+
+class Clock:
+    """statcache's clock (its seam, `clock_ns`): real time plus what a test lets pass. "Long enough ago to
+    trust" is decided by the test, not by a sleep racing the racy window."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def __call__(self) -> int:
+        return time.time_ns() + self.offset
+
+    def pause(self) -> None:
+        self.offset += 2 * statcache.RACY_NS
+
+
+CLOCK = Clock()
 
 
 @pytest.fixture(autouse=True)
-def _short_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(statcache, "RACY_NS", RACY_NS)
+def _virtual_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache, "clock_ns", CLOCK)
 
 
 class Hits:
@@ -51,7 +65,7 @@ def test_an_unchanged_file_is_not_read_again_and_a_change_is_seen(
     repo = Repository.init(tmp_path / "store")
     model = tmp_path / "model.bin"
     model.write_bytes(os.urandom(100_000))
-    time.sleep(PAUSE)
+    CLOCK.pause()
     repo.save(model)
     assert hits.count == 0
     repo.save(model)
@@ -80,7 +94,7 @@ def test_missing_objects_mean_a_re_read(tmp_path: Path) -> None:
     repo = Repository.init(tmp_path / "store")
     model = tmp_path / "model.bin"
     model.write_bytes(os.urandom(50_000))
-    time.sleep(PAUSE)
+    CLOCK.pause()
     repo.save(model)
     for oid in list(repo.store.objects):
         repo.store.objects.delete(oid)
@@ -94,7 +108,7 @@ def test_a_damaged_cache_means_no_cache(tmp_path: Path, damage: str, monkeypatch
     repo = Repository.init(tmp_path / "store")
     model = tmp_path / "model.bin"
     model.write_bytes(os.urandom(50_000))
-    time.sleep(PAUSE)
+    CLOCK.pause()
     repo.save(model)
     path = tmp_path / "store" / statcache.CACHE_DIR / statcache.CACHE_FILE
     raw = bytearray(path.read_bytes())
@@ -127,6 +141,7 @@ step = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=1, max_size=12))
 def test_a_save_never_records_stale_content(
@@ -154,7 +169,7 @@ def test_a_save_never_records_stale_content(
             os.utime(tmp, ns=(saved_mtime, saved_mtime))
             os.replace(tmp, model)
         elif op == "pause":
-            time.sleep(PAUSE)
+            CLOCK.pause()
         else:
             saved_mtime = model.stat().st_mtime_ns
             repo.save(model)

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
@@ -24,6 +25,8 @@ from mstore.store.chunking import MIN_CHUNK_SIZE
 
 from helpers import examples
 from reliability import run_in_child
+
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves this suite out of the quick loop
 
 CHUNK = MIN_CHUNK_SIZE
 blocks = st.lists(st.sampled_from([b"A" * CHUNK, b"B" * CHUNK, b"C" * 100, b"D" * CHUNK]), max_size=4).map(b"".join)

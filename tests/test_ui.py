@@ -250,7 +250,7 @@ def test_an_explicit_public_host_warns(built: tuple[Repository, list[str]]) -> N
 
 
 def test_diff_page_says_whether_the_training_data_changed(tmp_path: Path) -> None:
-    """The page shows the same lineage sentences as `mstore diff` (one wording, in mstore.lineage), escaped."""
+    """The page shows the same lineage sentences as `mstore diff` (one wording, in mstore.diff.lineage), escaped."""
     repo = Repository.init(tmp_path / "store")
     model = tmp_path / "model.bin"
     train = tmp_path / "<b>train.csv"

@@ -38,9 +38,12 @@ def chromium_path() -> str | None:
 
 
 CHROMIUM = chromium_path()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium; .ci/run installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,  # `pytest -m 'not slow'` leaves the browser out of the quick loop
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium; .ci/run installs it)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -1,1 +1,5 @@
-"""The verified read-only model cache behind `mstore.model_path`: its entries, and upkeep (plan, then execute)."""
+"""The verified, read-only model cache behind `mstore.model_path` and `mstore path`.
+
+- `entries.py`: `Cache`: its layout, entries written once and stamped, use locks, resolutions (offline);
+- `upkeep.py`: its size, eviction as `plan_eviction` -> `execute`, and `verify` (reports) -> `repair`.
+"""

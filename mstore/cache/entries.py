@@ -35,7 +35,7 @@ from typing import Any
 
 import blake3
 
-from ..errors import BadInput, CorruptObject, IntegrityError, NotACache, UnsafeLayout
+from ..errors import BadInput, CorruptObject, IntegrityError, NotACache
 from ..store import fsutil
 from ..store.manifest import KIND_DIR, KIND_FILE, Manifest, check_relpath
 from ..store.objects import ObjectStore, check_oid, is_oid
@@ -88,16 +88,6 @@ class EntryInfo:
         }
 
 
-@dataclass
-class PrunePlan:
-    removed: list[str] = field(default_factory=list)
-    in_use: list[str] = field(default_factory=list)  # wanted gone, but a running process holds it
-    freed_bytes: int = 0
-    objects_removed: int = 0
-    total_before: int = 0
-    total_after: int = 0
-
-
 class Cache:
     """One cache directory. `Cache.open(root)` creates it (with CACHEDIR.TAG) unless `create` is False."""
 
@@ -145,10 +135,7 @@ class Cache:
     def check_layout(self) -> None:
         """Every layout directory that exists is a real directory (never a link out of the cache)."""
         for sub in LAYOUT:
-            try:
-                fsutil.check_real_dir(self.root / sub, f"the cache's {sub}/")
-            except UnsafeLayout as exc:
-                raise UnsafeLayout(str(exc).replace("(run `mstore fsck`)", "(remove it)")) from None
+            fsutil.check_real_dir(self.root / sub, f"the cache's {sub}/", "remove it")
 
     # -- entries ---------------------------------------------------------------------------------
 
@@ -194,12 +181,6 @@ class Cache:
             return
         if fd is not None:
             _held[str(path)] = fd
-
-    def release(self, key: str) -> None:
-        """Drop this process's use lock on an entry (taken by `hold`)."""
-        fd = _held.pop(str(self.root / "locks" / f"{check_oid(key)}.use"), None)
-        if fd is not None:
-            os.close(fd)
 
     def _touch(self, key: str) -> None:
         """Record a use (the stamp's mtime is the entry's last use); a read-only cache still answers."""
@@ -264,6 +245,24 @@ class Cache:
             trash = fsutil.temp_name(self.tmp, f"trash-{key[:16]}")
             fsutil.rename(entry, trash)  # a planted symlink moves as a link; nothing outside is touched
             _remove_tree(trash)
+
+    def in_use(self, key: str) -> bool:
+        """True while a running process holds the entry (it got a path to it): eviction skips it."""
+        fd = fsutil.try_lock(self.root / "locks" / f"{check_oid(key)}.use", wait=False)
+        if fd is None:
+            return True
+        os.close(fd)
+        return False
+
+    def forget_stamp(self, key: str) -> None:
+        """Drop the entry's stamp: its next use rebuilds it instead of trusting it."""
+        fsutil.remove_file(self._stamp_path(key))
+
+    @contextmanager
+    def gc_lock(self) -> Iterator[None]:
+        """Held exclusively while entries and objects are deleted: no entry is being built meanwhile."""
+        with self._lock("gc"):
+            yield
 
     def keys(self) -> list[str]:
         models = self.root / "models"
@@ -351,87 +350,6 @@ class Cache:
         found = (self._read_resolution(n) for n in sorted(os.listdir(refs)) if _RESOLUTION_RE.fullmatch(n))
         return [r for r in found if r is not None]
 
-    # -- size, prune, verify ---------------------------------------------------------------------
-
-    def _object_sizes(self) -> dict[str, int]:
-        out = {}
-        for oid in self.objects:
-            with suppress(OSError):
-                out[oid] = self.objects.size(oid)
-        return out
-
-    def du(self) -> dict[str, Any]:
-        entries = self.entries()
-        objects = self._object_sizes()
-        models = sum(e.size for e in entries)
-        return {
-            "cache": str(self.root),
-            "entries": len(entries),
-            "models_bytes": models,
-            "objects": len(objects),
-            "objects_bytes": sum(objects.values()),
-            "total_bytes": models + sum(objects.values()),
-        }
-
-    def _needs(self, key: str) -> set[str] | None:
-        """The cache objects an entry was (or can be re)built from; None when its manifest is unreadable."""
-        try:
-            manifest = Manifest.decode(self.objects.read(key))
-        except (IntegrityError, OSError):
-            return None
-        return self.objects.closure({key, *manifest.chunk_ids()})
-
-    def prune(
-        self, *, max_size: int | None = None, older_than: float | None = None, dry_run: bool = False
-    ) -> PrunePlan:
-        """Remove least recently used entries until the cache fits `max_size` bytes, and every entry not
-        used for `older_than` seconds; then the objects no remaining entry needs. Entries a running
-        process holds are skipped. Objects are swept only when every remaining entry's manifest reads."""
-        plan = PrunePlan()
-        if not (self.root / "locks").is_dir():
-            return plan  # no cache yet: nothing to prune
-        with self._lock("gc", shared=dry_run):
-            entries = sorted(self.entries(), key=lambda e: (e.last_used, e.key))
-            objects = self._object_sizes()
-            needs = {e.key: self._needs(e.key) for e in entries}
-            remaining = {e.key: e for e in entries}
-
-            def total() -> int:
-                kept = set().union(*(n or set() for k, n in needs.items() if k in remaining))
-                sweep = all(needs[k] is not None for k in remaining)
-                held = sum(s for o, s in objects.items() if o in kept or not sweep)
-                return sum(e.size for e in remaining.values()) + held
-
-            plan.total_before = sum(e.size for e in entries) + sum(objects.values())
-            now = time.time()
-            for e in entries:
-                too_old = older_than is not None and now - e.last_used > older_than
-                too_big = max_size is not None and total() > max_size
-                if not (too_old or too_big):
-                    continue
-                if dry_run:
-                    fd = fsutil.try_lock(self.root / "locks" / f"{e.key}.use", wait=False)
-                    if fd is None:
-                        plan.in_use.append(e.key)
-                        continue
-                    os.close(fd)
-                elif not self.remove(e.key):
-                    plan.in_use.append(e.key)
-                    continue
-                plan.removed.append(e.key)
-                del remaining[e.key]
-            if all(needs[k] is not None for k in remaining):
-                kept = set().union(*(needs[k] or set() for k in remaining))
-                for oid in sorted(set(objects) - kept):
-                    plan.objects_removed += 1
-                    if not dry_run:
-                        self.objects.delete(oid)
-            plan.total_after = total()
-            plan.freed_bytes = plan.total_before - plan.total_after
-        if not dry_run:
-            self.clear_tmp()
-        return plan
-
     def clear_tmp(self) -> None:
         """Delete what killed builds left in tmp/ (an in-progress build holds its build lock; skip those)."""
         if not self.tmp.is_dir():
@@ -445,74 +363,6 @@ class Cache:
                     continue
                 os.close(fd)
             _remove_tree(path)
-
-    def verify(self) -> list[tuple[str, str]]:
-        """Re-hash every entry (against its manifest, itself checked against the entry's name) and every
-        object. Returns (key, problem) pairs; a damaged entry loses its stamp, so the next use rebuilds it."""
-        problems: list[tuple[str, str]] = []
-        for key in self.keys():
-            problem = self._verify_entry(key)
-            if problem is not None:
-                problems.append((key, problem))
-                fsutil.remove_file(self._stamp_path(key))
-        for oid in self.objects:
-            found = self.objects.verify(oid)
-            if found is not None and found[0] == "corrupt-object":
-                problems.append((oid, found[1]))
-                self.objects.delete(oid)
-        return problems
-
-    def _verify_entry(self, key: str) -> str | None:
-        try:
-            manifest = Manifest.decode(self.objects.read(key))
-        except (IntegrityError, OSError) as exc:
-            return f"its manifest cannot be read from the cache ({exc})"
-        entry = self.entry_dir(key)
-        try:
-            root_mode = os.lstat(entry).st_mode
-        except OSError:
-            return "its folder is missing"
-        if not stat.S_ISDIR(root_mode):
-            return "it is not a folder"
-        expected = {e.path: e for e in manifest.entries}
-        if manifest.kind == KIND_FILE:
-            seen = set(os.listdir(entry))
-            base = entry
-        else:
-            seen = set()
-            base = entry
-            for dirpath, dirnames, filenames in os.walk(entry):
-                rel = os.path.relpath(dirpath, entry)
-                for name in dirnames + filenames:
-                    seen.add(name if rel == "." else f"{rel}/{name}")
-        if seen != set(expected):
-            extra = sorted(seen - set(expected)) or sorted(set(expected) - seen)
-            return f"its files differ from the model's ({extra[0]!r})"
-        for e in manifest.entries:
-            path = base / e.path
-            mode = os.lstat(path).st_mode
-            if e.is_dir:
-                if not stat.S_ISDIR(mode):
-                    return f"{e.path} is not a folder"
-                continue
-            if not stat.S_ISREG(mode):
-                return f"{e.path} is not a regular file"
-            if mode & 0o222:
-                return f"{e.path} is writable"
-            if _hash_file(path) != e.digest:
-                return f"{e.path} does not match its saved hash"
-        return None
-
-
-def _hash_file(path: Path) -> str:
-    fd = fsutil.open_regular(path)
-    hasher = blake3.blake3()
-    try:
-        while piece := os.read(fd, 8 << 20):
-            hasher.update(piece)
-    finally:
-        os.close(fd)
-    return hasher.hexdigest()
 
 
 def _build_key(name: str) -> str | None:
@@ -632,11 +482,3 @@ def _make_writable(path: Path) -> None:
             os.fchmod(fd, 0o700)
         finally:
             os.close(fd)
-
-
-def human_size(text: str) -> int:
-    """`20G`, `500M`, `1.5GiB`, `800k`, `1024` -> bytes (powers of 1024)."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
-    if not m:
-        raise BadInput(f"invalid size {text!r}: use a number with K, M, G or T (e.g. 20G, 500M)")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cache.entries import Cache, human_size
+from ..cache import upkeep
+from ..cache.entries import Cache
 from ..errors import EXIT_PROBLEM, BadInput, VersionNotFound
-from ..humanize import format_bytes, format_duration, parse_duration, safe
+from ..humanize import format_bytes, format_duration, parse_duration, parse_size, safe
 from ..modelpath import locate
 from .shared import CommandGroup, JsonOpt, app, emit_json, note, state
 
@@ -83,7 +84,7 @@ def cache_ls(as_json: JsonOpt = False) -> None:
 @cache_app.command("du", short_help="Space the model cache takes.")
 def cache_du(as_json: JsonOpt = False) -> None:
     """How much space the cache takes: models and fetched objects."""
-    doc = _cache().du()
+    doc = upkeep.du(_cache())
     if as_json:
         emit_json(doc)
         return
@@ -108,9 +109,11 @@ def cache_prune(
     process are skipped."""
     if max_size is None and older_than is None:
         raise BadInput("cache prune needs --max-size SIZE and/or --older-than DURATION")
-    limit = human_size(max_size) if max_size is not None else None
+    limit = parse_size(max_size) if max_size is not None else None
     age = parse_duration(older_than) if older_than is not None else None
-    plan = _cache().prune(max_size=limit, older_than=age, dry_run=dry_run)
+    cache = _cache()
+    planned = upkeep.plan_eviction(cache, max_size=limit, older_than=age)
+    plan = planned.outcome() if dry_run else upkeep.execute(cache, planned)
     if as_json:
         emit_json({"dry_run": dry_run, **asdict(plan)})
         return
@@ -168,15 +171,28 @@ def cache_rm(
 
 
 @cache_app.command("verify", short_help="Re-hash every cached model and object.")
-def cache_verify(as_json: JsonOpt = False) -> None:
-    """Re-hash every cached model and object; exit 1 on a mismatch (damaged models are rebuilt on next use)."""
+def cache_verify(
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Drop damaged models (the next use rebuilds them) and delete corrupt objects."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-hash every cached model and object; exit 1 on a mismatch. Only reports, unless --repair."""
     cache = _cache()
-    problems = cache.verify()
+    problems = upkeep.verify(cache)
+    if repair:
+        upkeep.repair(cache, problems)
     if as_json:
-        emit_json({"ok": not problems, "problems": [{"key": k, "problem": p} for k, p in problems]})
+        emit_json({"ok": not problems, "repaired": repair, "problems": [p.to_json() for p in problems]})
     else:
-        for key, problem in problems:
-            typer.echo(f"{key}: {safe(problem)}")
-        typer.echo("cache ok" if not problems else f"{len(problems)} problem(s) found")
+        for p in problems:
+            typer.echo(f"{p.key}: {safe(p.problem)}")
+        if not problems:
+            typer.echo("cache ok")
+        elif repair:
+            typer.echo(f"{len(problems)} problem(s) found and repaired: damaged models are rebuilt on next use")
+        else:
+            typer.echo(f"{len(problems)} problem(s) found; `mstore cache verify --repair` drops them")
     if problems:
         raise typer.Exit(EXIT_PROBLEM)

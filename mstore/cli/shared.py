@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn, Optional
@@ -19,7 +20,7 @@ import typer
 from typer.core import TyperArgument, TyperGroup
 
 from .. import __version__
-from ..errors import EXIT_PROBLEM, MStoreError
+from ..errors import EXIT_PROBLEM, MStoreError, MStoreWarning
 from ..humanize import safe
 from ..repository import Repository
 
@@ -113,7 +114,10 @@ class CommandGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", MStoreWarning)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except MStoreError as exc:
             fail(exc.cli_message, exc.exit_code)
         except BrokenPipeError:  # `mstore log | head`: stop quietly, as git does
@@ -146,6 +150,17 @@ class _State:
 
 
 state = _State()
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """mstore's own warnings as one line on stderr (others as Python shows them)."""
+    if issubclass(category, MStoreWarning):
+        typer.echo(f"mstore: warning: {safe(str(message))}", err=True)
+    else:
+        _python_showwarning(message, category, *args, **kwargs)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -264,10 +264,7 @@ def rm(
         typer.echo(f"removed version {vid}{dropped} from {remote}")
         note(f"run `mstore gc --remote {remote}` to free the space only it used there")
         return
-    repo = open_repo()
-    target = repo.resolve(ref)
-    tags = sorted(name for name, vid in repo.store.refs.tags().items() if vid == target)
-    vid = repo.remove(target, force=force)
+    vid, tags = open_repo().remove(ref, force=force)
     if as_json:
         emit_json({"removed": vid, "tags_removed": tags})
     else:

@@ -14,18 +14,20 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import blake3
 
+from .. import workers
 from ..errors import InvalidName, MStoreError, SourceChanged, SourceNotFound, UnsupportedSource
 from ..formats.tensors import Read, Tensor, onnx_external_tensors
 from ..store import codec
 from ..store.chunking import Chunker, Piece
-from ..store.codec import Compression
+from ..store.codec import Compression, DeltaBase
 from ..store.manifest import KIND_DIR, KIND_FILE, Chunk, Entry, Manifest, check_relpath
 from ..store.objects import ObjectStore, hash_bytes
 from ..workers import PARALLEL_MIN_BYTES, WORKERS, map_ordered
@@ -44,8 +46,6 @@ class IngestStats:
     bytes_total: int = 0
     bytes_new: int = 0  # content bytes of new objects
     stored_new: int = 0  # bytes those objects take on disk (after compression / delta)
-    chunks_total: int = 0
-    chunks_new: int = 0
     deltas: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -82,13 +82,10 @@ class _Writer:
             with self.stats._lock:
                 self.stats.bytes_new += n
                 self.stats.stored_new += len(stored) if stored is not None else n
-                self.stats.chunks_new += 1
                 self.stats.deltas += is_delta
         return Chunk(oid, n)
 
-    def _base(
-        self, rel: str, piece: Piece, oid: str
-    ) -> tuple[tuple[str, Callable[[], bytes | None], int] | None, bytes | None]:
+    def _base(self, rel: str, piece: Piece, oid: str) -> tuple[DeltaBase | None, bytes | None]:
         """The parent's same piece as a delta base (its content read, verified, only when a delta is
         tried), and a cheap unverified sample of it for the encoder's estimate."""
         if piece.key is None or self.compression is None or not self.compression.delta:
@@ -110,7 +107,7 @@ class _Writer:
             except (MStoreError, OSError):  # an unreadable base only costs the delta, never the save
                 return None
 
-        return (base_oid, content, depth), sample
+        return DeltaBase(base_oid, content, depth), sample
 
 
 def _open_source(path: Path) -> BinaryIO:
@@ -132,7 +129,7 @@ def _ingest_file(
     parent_key: str,
     writer: _Writer,
     chunker: Chunker,
-    pool: ThreadPoolExecutor | None,
+    pool: Executor | None,
     progress: Progress | None,
     cache: StatCache | None = None,
     external: Sequence[Tensor] = (),
@@ -144,7 +141,6 @@ def _ingest_file(
             hit = cache.lookup(path, before) if cache is not None else None
             if hit is not None and all(writer.objects.has_intact(c.oid, c.size) for c in hit[1]):
                 writer.stats.bytes_total += before.st_size  # unchanged since it was saved: not read again
-                writer.stats.chunks_total += len(hit[1])
                 if progress:
                     progress(before.st_size)
                 return Entry(rel, False, before.st_size, executable, hit[0], hit[1])
@@ -173,7 +169,6 @@ def _ingest_file(
             "(save again once whatever is writing it has finished)"
         )
     writer.stats.bytes_total += size
-    writer.stats.chunks_total += len(chunks)
     digest = whole.hexdigest()
     if cache is not None:
         cache.record(path, after, read_start, digest, tuple(chunks))
@@ -315,8 +310,7 @@ def ingest(
     stats = IngestStats()
     writer = _Writer(objects, stats, compression, parent or {})
     needs_pool = any(not d and full.stat().st_size >= PARALLEL_MIN_BYTES for _, full, d in items)
-    pool = ThreadPoolExecutor(WORKERS) if needs_pool else None
-    try:
+    with workers.pool() if needs_pool else nullcontext() as pool:
         entries = [
             Entry(rel, is_dir=True)
             if is_dir
@@ -333,9 +327,6 @@ def ingest(
             )
             for rel, full, is_dir in items
         ]
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
     return Manifest(kind, tuple(entries)), stats
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
+from contextlib import nullcontext
 from pathlib import Path
 
+from .. import workers
 from ..errors import CorruptObject, DestinationExists, InvalidName
 from ..store import fsutil
 from ..store.manifest import KIND_FILE, Chunk, Entry, Manifest, check_relpath
@@ -33,24 +35,24 @@ def checkout_target(manifest: Manifest, dest: Path) -> Path:
     return dest
 
 
-def _chunks(entry: Entry, objects: ObjectStore) -> Iterator[bytes]:
-    """The file's chunks in order, decoded and verified; large files on a few threads, a bounded window ahead."""
+def _chunks(entry: Entry, objects: ObjectStore, pool: Executor | None) -> Iterator[bytes]:
+    """The file's chunks in order, decoded and verified; large files on the restore's threads, a bounded
+    window ahead."""
 
     def read(chunk: Chunk) -> bytes:
         return objects.read(chunk.oid, chunk.size, buffer=True)
 
-    if entry.size < PARALLEL_MIN_BYTES or len(entry.chunks) < 2:
-        yield from map(read, entry.chunks)
-        return
-    with ThreadPoolExecutor(WORKERS) as pool:
-        yield from map_ordered(read, entry.chunks, pool, 2 * WORKERS)
+    parallel = pool if entry.size >= PARALLEL_MIN_BYTES and len(entry.chunks) >= 2 else None
+    yield from map_ordered(read, entry.chunks, parallel, 2 * WORKERS)
 
 
-def _write_file(entry: Entry, target: Path, objects: ObjectStore, progress: Progress | None) -> None:
+def _write_file(
+    entry: Entry, target: Path, objects: ObjectStore, progress: Progress | None, pool: Executor | None
+) -> None:
     tmp = fsutil.temp_name(target.parent, target.name)
     try:
         with open(tmp, "xb") as out:
-            for chunk, data in zip(entry.chunks, _chunks(entry, objects), strict=True):
+            for chunk, data in zip(entry.chunks, _chunks(entry, objects, pool), strict=True):
                 if len(data) != chunk.size:  # objects.read checked it already; a cheap second guard
                     raise CorruptObject(f"{entry.path}: chunk {chunk.oid} has the wrong size")
                 out.write(data)
@@ -84,12 +86,25 @@ def restore(
     manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool = False, progress: Progress | None = None
 ) -> Path:
     """Write the model to `dest` and return the path written. Existing files need `force`."""
+    large = any(e.size >= PARALLEL_MIN_BYTES for e in manifest.files)
+    with workers.pool() if large else nullcontext() as pool:
+        return _restore(manifest, objects, dest, force, progress, pool)
+
+
+def _restore(
+    manifest: Manifest,
+    objects: ObjectStore,
+    dest: Path,
+    force: bool,
+    progress: Progress | None,
+    pool: Executor | None,
+) -> Path:
     target = checkout_target(manifest, dest)
     if manifest.kind == KIND_FILE:
         if target.is_symlink() or target.is_dir() or (target.exists() and not force):
             raise DestinationExists(f"{target} already exists (use {{force}} to overwrite)", force=_FORCE)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_file(manifest.entries[0], target, objects, progress)
+        _write_file(manifest.entries[0], target, objects, progress, pool)
         return target
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise DestinationExists(f"{target} exists and is not a directory")
@@ -106,5 +121,5 @@ def restore(
             continue
         if out.is_symlink() or out.is_dir():
             raise DestinationExists(f"{out} exists and is not a regular file")
-        _write_file(entry, out, objects, progress)
+        _write_file(entry, out, objects, progress, pool)
     return target

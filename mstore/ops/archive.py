@@ -22,21 +22,32 @@ from typing import Any, BinaryIO
 
 import blake3
 
-from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, MStoreError
+from ..content.restore import restore
+from ..errors import (
+    BadInput,
+    CorruptObject,
+    DestinationExists,
+    IntegrityError,
+    MStoreError,
+    StoreNotFound,
+    VersionConflict,
+)
 from ..store import codec, fsutil
+from ..store import commit as _commit
 from ..store.codec import stored_form
 from ..store.layout import Store, check_model_hash, manifest_id
-from ..store.manifest import Manifest
+from ..store.manifest import KIND_FILE, Manifest
 from ..store.metadata import MAX_METADATA_BYTES
 from ..store.metadata import loads as load_metadata
 from ..store.objects import hash_bytes
 from ..store.refs import check_tag_name, is_version_id
-from ..store.versions import is_future
+from ..store.versions import METADATA, is_future, saved_name
 
 MAGIC = b"MSTORE-ARCHIVE\x00\x01"
 HEADER, OBJECT, VERSION, END = b"H", b"O", b"V", b"E"
 _RECORD = struct.Struct("<cQ32s")
-MAX_OBJECT = 256 << 20  # content of one object (mstore writes at most a few MiB)
+MAX_OBJECT = codec.MAX_OBJECT  # content of one object (mstore writes at most a few MiB)
+MAX_MANIFESTS = codec.MAX_OBJECT  # the manifests pass 1 holds while it verifies the versions, in all
 MAX_JSON = 16 << 20
 MAX_RECORDS = 50_000_000
 
@@ -156,7 +167,7 @@ def _records(f: BinaryIO, size: int, path: Path) -> Iterator[_Record]:
         if len(head) != _RECORD.size:
             raise BadArchive(f"{path}: truncated: record {index} at byte {pos} is cut off (no end record)")
         kind, length, digest = _RECORD.unpack(head)
-        limit = MAX_OBJECT + 64 + 1024 if kind == OBJECT else MAX_JSON + 256
+        limit = MAX_OBJECT + codec.HEADER_BYTES + 1024 if kind == OBJECT else MAX_JSON + 256
         if length > limit or length > size - pos - _RECORD.size:
             raise BadArchive(
                 f"{path}: record {index} at byte {pos} declares {length} bytes "
@@ -260,8 +271,8 @@ def plan_import(store: Store | None, path: Path) -> ImportPlan:
                     except Exception:
                         continue
                     manifest_bytes += len(content)
-                    if manifest_bytes > 256 << 20:
-                        raise BadArchive(f"{path}: manifests larger than 256 MiB in all")
+                    if manifest_bytes > MAX_MANIFESTS:
+                        raise BadArchive(f"{path}: manifests larger than {MAX_MANIFESTS >> 20} MiB in all")
                     manifests[oid] = decoded
             elif rec.kind == VERSION:
                 versions.append(_version(rec, path))
@@ -329,25 +340,43 @@ def apply_import(store: Store, plan: ImportPlan) -> ImportStats:
                 content, oid, stored_form(content, blob, True, store.objects.envelopes, target_planes)
             ):
                 stats.objects_stored += 1
-        store.objects.sync()
-        with store.write_lock():
-            for vid, raw, _, _ in plan.versions:  # a version may have arrived since pass 1 (another process)
-                if store.versions.exists(vid) and store.versions.raw_metadata(vid) != raw:
-                    raise BadArchive(f"{path}: version {vid} exists here with other metadata")
-            for vid, raw, _, _ in plan.versions:
-                if store.versions.exists(vid):
-                    stats.versions_skipped.append(vid)
-                    continue
-                store.versions.publish(store.versions.stage(raw), vid)
-                stats.versions_imported.append(vid)
-            ids = store.versions.ids()
-            if ids:
-                store.refs.set_latest(ids[-1])
-            for name, vid in sorted(plan.tags.items()):
-                current = store.refs.tag(name)
-                if current is None:
-                    store.refs.set_tag(name, vid)
-                    stats.tags_set.append(name)
-                elif current != vid:
-                    stats.tag_conflicts.append(name)
+        try:  # a conflicting version may have arrived since pass 1 (another process): refused as a whole
+            done = _commit.commit(store, [(vid, raw) for vid, raw, _, _ in plan.versions], plan.tags)
+        except VersionConflict as exc:
+            raise BadArchive(f"{path}: version {exc.version_id} exists here with other metadata") from None
+        stats.versions_imported += done.published
+        stats.versions_skipped += done.skipped
+        stats.tags_set, stats.tag_conflicts = done.tags_set, done.tag_conflicts
     return stats
+
+
+def import_archive(root: Path, path: Path) -> ImportStats:
+    """Verify the whole archive against the store at `root` (if there is one yet), then create the store
+    if need be and apply it: a damaged archive imports nothing and leaves no empty store behind."""
+    try:
+        store: Store | None = Store.open(root)
+    except StoreNotFound:
+        store = None
+    try:
+        plan = plan_import(store, path)
+        return apply_import(store if store is not None else Store.init(root), plan)
+    except BadArchive as exc:
+        raise BadArchive(f"{exc}; nothing was imported") from None
+
+
+def export_plain(store: Store, version_ids: list[str], dest: Path) -> list[Path]:
+    """Write `DEST/version_<ID>/<model file or folder>` and `metadata.json` for each version (the seed's
+    layout, readable without mstore); every file is verified bit-exact. DEST must not exist or be empty."""
+    if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
+        raise DestinationExists(f"{dest} exists and is not an empty directory")
+    written = []
+    for vid in sorted(set(version_ids)):
+        raw = store.versions.raw_metadata(vid)
+        meta = load_metadata(raw, f"version_{vid}")
+        manifest = store.version_manifest(vid, meta)
+        directory = dest / f"version_{vid}"
+        directory.mkdir(parents=True)
+        name = manifest.entries[0].path if manifest.kind == KIND_FILE else saved_name(meta, vid)
+        written.append(restore(manifest, store.objects, directory / name))
+        (directory / METADATA).write_bytes(raw)
+    return written

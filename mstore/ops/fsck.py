@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import workers
 from ..errors import CorruptManifest, CorruptRef, IntegrityError, InvalidName, MissingObject, MStoreError
 from ..store import fsutil
 from ..store.layout import Store, config_problems, layout_problems, manifest_id
@@ -215,7 +215,7 @@ def _verify_all(
     total = 0
     found = []
     tasks = [(root, True) for root in roots] + [(oid, False) for oid in loose]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    with workers.pool(workers.CORES) as pool:
         for results in pool.map(lambda task: check_tree(*task), tasks):
             for oid, problem, size in results:
                 total += size

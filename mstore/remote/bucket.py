@@ -152,9 +152,3 @@ class MemoryBucket:
             items = sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
         for key, (data, etag, modified) in items:
             yield Entry(key, len(data), modified, etag)
-
-    def set_modified(self, key: str, when: float) -> None:
-        """Age a key (tests of gc's grace period)."""
-        with self._lock:
-            data, etag, _ = self._data[key]
-            self._data[key] = (data, etag, when)

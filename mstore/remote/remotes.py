@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from ..errors import (
     BadInput,
+    CorruptConfig,
     CorruptObject,
     CorruptRef,
     CorruptVersion,
@@ -36,9 +37,12 @@ from ..errors import (
     MissingObject,
     MStoreError,
     StoreNotFound,
+    VersionConflict,
     VersionIsTagged,
     VersionNotFound,
 )
+from ..store import commit
+from ..store.codec import HEADER_BYTES
 from ..store.layout import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
 from ..store.metadata import MAX_METADATA_BYTES
 from ..store.objects import check_oid, is_oid, stored_limit
@@ -47,24 +51,11 @@ from ..store.versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, che
 from ..workers import remote_workers
 from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
 
-HEADER_BYTES = 64  # enough for any object envelope header (codec.py)
 STORED_LIMIT = stored_limit(None)  # no object mstore writes is larger
 CAS_ATTEMPTS = 20  # compare-and-swap retries before giving up on a ref that keeps moving
 LOCK_STALE_SECONDS = 30 * 60  # a lock key not refreshed for this long belongs to a dead process
 LOCK_REFRESH_SECONDS = 5 * 60
 EXCLUSIVE_LOCKS = ("gc", "rm")  # run alone on a remote; any other kind (push) runs beside its own kind
-
-
-class VersionConflict(MStoreError):
-    """Both stores hold a version with this ID, with different content."""
-
-
-def conflict(version_id: str) -> VersionConflict:
-    return VersionConflict(
-        f"version {version_id} exists on both sides with different content (two stores saved in the same "
-        "second); save that model again to give it a new ID, then remove it here with {rm}",
-        rm=(f"`mstore rm {version_id}`", f"delete_version({version_id!r})"),
-    )
 
 
 class RemoteBusy(MStoreError):
@@ -240,21 +231,13 @@ class DirectoryRemote:
         return self.store.versions.raw_metadata(version_id)
 
     def holds_version(self, version_id: str, meta: bytes) -> bool:
-        if not self.store.versions.exists(version_id):
-            return False
-        if self.store.versions.raw_metadata(version_id) != meta:
-            raise conflict(version_id)
-        return True
+        return commit.holds(self.store, version_id, meta)
 
     def publish_version(self, version_id: str, meta: bytes) -> bool:
+        """The local store's own commit point (its `latest` is push's to move, by compare-and-swap)."""
         self.store.objects.sync()
         with self.store.write_lock():
-            if self.store.versions.exists(version_id):
-                if self.store.versions.raw_metadata(version_id) != meta:
-                    raise conflict(version_id)
-                return False
-            self.store.versions.publish(self.store.versions.stage(meta), version_id)
-            return True
+            return commit.publish(self.store, version_id, meta)
 
     def get_ref(self, name: str) -> tuple[str | None, Any]:
         raw = Refs.read_file(self.path / ref_key(name), f"{self.url}: {ref_key(name)}")
@@ -277,7 +260,7 @@ class DirectoryRemote:
         with self.store.write_lock():
             if not self.store.versions.exists(version_id):
                 raise VersionNotFound(f"version {version_id} does not exist on {self.url}")
-            return self.store.remove_version(version_id, force=force)
+            return commit.remove(self.store, version_id, force=force)
 
     def lock(self, kind: str) -> AbstractContextManager[None]:
         return self.store.gc_lock(exclusive=kind in EXCLUSIVE_LOCKS)
@@ -297,7 +280,7 @@ class BucketRemote:
         except KeyMissing:
             return None
         except IntegrityError as exc:
-            raise StoreNotFound(f"{self.url}/{CONFIG} is not a valid mstore config ({exc})") from None
+            raise CorruptConfig(f"{self.url}/{CONFIG} is not a valid mstore config ({exc})") from None
         return parse_config(raw, f"{self.url}/{CONFIG}")
 
     def initialise(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -398,7 +381,7 @@ class BucketRemote:
         except VersionNotFound:
             return False
         if theirs != meta:
-            raise conflict(version_id)
+            raise VersionConflict.of(version_id)
         return True
 
     def publish_version(self, version_id: str, meta: bytes) -> bool:
@@ -408,7 +391,7 @@ class BucketRemote:
             self.bucket.put(f"{where}/{METADATA}", meta, if_absent=True)
         except PreconditionFailed:
             if self.bucket.get(f"{where}/{METADATA}") != meta:
-                raise conflict(version_id) from None
+                raise VersionConflict.of(version_id) from None
         try:
             self.bucket.put(f"{where}/{CHECKSUM}", checksum_line(meta), if_absent=True)
         except PreconditionFailed:

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ..errors import BadInput, CorruptObject, IntegrityError, StoreNotFound
+from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, StoreNotFound
 from ..store.codec import stored_form
+from ..store.commit import adopt_tags, commit, holds
 from ..store.layout import Store, check_model_hash, manifest_id
 from ..store.manifest import Manifest
 from ..store.metadata import loads as load_metadata
@@ -27,12 +29,13 @@ from ..store.objects import ObjectStore, decode_chain
 from ..store.refs import LATEST, check_tag_name
 from ..store.versions import is_future
 from ..workers import map_all, remote_workers, run_all
+from . import config as remote_config
 from .bucket import PreconditionFailed
-from .remotes import CAS_ATTEMPTS, Remote, VersionConflict, conflict
+from .remotes import CAS_ATTEMPTS, Remote, open_remote
 
 T = TypeVar("T")
 R = TypeVar("R")
-__all__ = ["TransferStats", "VersionConflict", "push", "pull", "needed_objects"]
+__all__ = ["Fetcher", "TransferStats", "clone", "needed_objects", "pull", "push"]
 
 
 class TransferProgress(Protocol):
@@ -179,7 +182,7 @@ def _push_refs(store: Store, remote: Remote, version_ids: list[str], on_remote: 
             stats.tag_conflicts.append(name)
 
 
-class _Fetcher:
+class Fetcher:
     """Downloads objects into an object store (a store's, or the cache's), each decoded and hashed first;
     delta bases come first."""
 
@@ -270,7 +273,7 @@ def pull(
     now = datetime.now(timezone.utc)
     stats.refused = [vid for vid in version_ids if is_future(vid, now)]  # would stay `latest` forever
     version_ids = [vid for vid in version_ids if vid not in stats.refused]
-    fetch = _Fetcher(remote, remote_config, store.objects, stats, progress, target_planes=store.format >= 3)
+    fetch = Fetcher(remote, remote_config, store.objects, stats, progress, target_planes=store.format >= 3)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
         plan = _plan_pull(remote, store, version_ids, fetch, stats, workers)
         if progress is not None:
@@ -278,20 +281,15 @@ def pull(
         for vid, meta, manifest in plan:
             chunks = {c.oid: c.size for f in manifest.files for c in f.chunks}
             run_all(sorted(chunks.items()), lambda item: fetch.ensure(*item), workers)
-            store.objects.sync()
-            with store.write_lock():
-                if not store.versions.exists(vid):
-                    store.versions.publish(store.versions.stage(meta), vid)
-                    stats.versions_sent += 1
-                store.refs.set_latest(store.versions.ids()[-1])
+            stats.versions_sent += len(commit(store, [(vid, meta)]).published)  # each version lands whole
         stats.latest = store.refs.latest()
-        _pull_tags(remote, store, set(version_ids), stats)
+        stats.tag_conflicts = _pull_tags(remote, store, set(version_ids))
     stats.seconds = time.monotonic() - started
     return stats
 
 
 def _plan_pull(
-    remote: Remote, store: Store, version_ids: list[str], fetch: _Fetcher, stats: TransferStats, workers: int
+    remote: Remote, store: Store, version_ids: list[str], fetch: Fetcher, stats: TransferStats, workers: int
 ) -> list[tuple[str, bytes, Manifest]]:
     """Per version not here yet: its record and manifest, the manifest checked against its model_hash.
     A version that is here with a different record is a conflict."""
@@ -300,8 +298,7 @@ def _plan_pull(
         """The version record (verified) and, if the version is not here yet, its manifest's id."""
         meta = remote.raw_version(vid)
         if store.versions.exists(vid):
-            if store.versions.raw_metadata(vid) != meta:
-                raise conflict(vid)
+            holds(store, vid, meta)  # here with another record: VersionConflict
             return vid, meta, None
         return vid, meta, manifest_id(load_metadata(meta, f"version_{vid}"), vid)
 
@@ -319,19 +316,32 @@ def _plan_pull(
     return plan
 
 
-def _pull_tags(remote: Remote, store: Store, wanted: set[str], stats: TransferStats) -> None:
-    """Tags naming pulled versions are created here, never moved (a different target is a conflict);
-    a damaged or unsafe tag name on the remote is skipped."""
+def _pull_tags(remote: Remote, store: Store, wanted: set[str]) -> list[str]:
+    """Tags naming pulled versions are created here, never moved; returns those that name another
+    version here (conflicts). A damaged or unsafe tag name on the remote is skipped."""
+    theirs = {}
+    for name in remote.tag_names():
+        try:
+            target = remote.get_ref(f"tags/{check_tag_name(name)}")[0]
+        except (BadInput, IntegrityError):
+            continue
+        if target in wanted:
+            theirs[name] = target
     with store.write_lock():
-        for name in remote.tag_names():
-            try:
-                target = remote.get_ref(f"tags/{check_tag_name(name)}")[0]
-            except (BadInput, IntegrityError):
-                continue
-            if target not in wanted:
-                continue
-            current = store.refs.tag(name)
-            if current is None:
-                store.refs.set_tag(name, target)
-            elif current != target:
-                stats.tag_conflicts.append(name)
+        return adopt_tags(store, theirs)[1]
+
+
+def clone(
+    url: str, dest: Path, *, endpoint_url: str | None = None, progress: TransferProgress | None = None
+) -> tuple[Store, TransferStats]:
+    """A new store at `dest` with every version of `url`, which becomes its remote `origin`."""
+    url = remote_config.normalise_url(url)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DestinationExists(f"{dest} exists and is not empty")
+    source = open_remote(url, endpoint_url=endpoint_url)
+    config = source.config()
+    if config is None:
+        raise StoreNotFound(f"{url}: no mstore store there (nothing was pushed yet)")
+    store = Store.init(dest, like=config)
+    remote_config.add(store, "origin", url, endpoint_url=endpoint_url)
+    return store, pull(source, store, sorted(set(source.version_ids())), progress=progress)

@@ -42,6 +42,7 @@ PLANES_MIN = 64 << 10  # smaller objects keep one zstd stream (codec 2): per-pla
 CHECK = 8
 MAX_DEPTH = 4  # a delta chain longer than this gets a full copy instead (a keyframe)
 MAX_OBJECT = 256 << 20  # chunks are at most 64 MiB and manifests at most 256 MiB
+HEADER_BYTES = 64  # enough for any envelope header (MAGIC, codec, width, size, check, base id, depth: 55)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,19 @@ def _envelope(
     return b"".join((head, check.digest()[:CHECK], prefix, *parts))
 
 
+@dataclass(frozen=True)
+class DeltaBase:
+    """The parent's same piece, tried as an XOR delta: its object id, its content (or a function that reads
+    it, verified, and gives None when it cannot), and its depth in a delta chain."""
+
+    oid: str
+    content: bytes | Callable[[], bytes | None]
+    depth: int
+
+    def read(self) -> bytes | None:
+        return self.content() if callable(self.content) else self.content
+
+
 class Encoder:
     """Chooses the smallest encoding of one object. zstd contexts are per thread: make one per worker.
 
@@ -202,16 +216,15 @@ class Encoder:
         self,
         data: bytes,
         width: int = 1,
-        base: tuple[str, bytes | Callable[[], bytes | None], int] | None = None,
+        base: DeltaBase | None = None,
         *,
         tensor: bool = True,
         base_sample: bytes | None = None,
     ) -> bytes:
         """Bytes to store for `data`: raw when nothing wins, else the smallest envelope.
 
-        `width` > 1 groups bytes into planes (for float tensors); `base` = (id, bytes, depth) of the
-        parent's same tensor, tried as an XOR delta and kept only when clearly smaller. The bytes may be
-        a function that reads them (verified; None if unreadable), called only when a delta is tried:
+        `width` > 1 groups bytes into planes (for float tensors); `base` is the parent's same tensor,
+        tried as an XOR delta and kept only when clearly smaller; its content is read only when a delta is tried:
         with byte planes, `base_sample` (the base's bytes at `sample_spans`, from `sample_of`) first
         estimates the delta, so a base is not even read for all-new content.
         """
@@ -226,30 +239,30 @@ class Encoder:
             candidates.append(_envelope(GROUPED, width, n, compress(group(data, width))))
         else:
             candidates.append(_envelope(ZSTD, 1, n, compress(data)))
-        if base is not None and base[2] < MAX_DEPTH:
+        if base is not None and base.depth < MAX_DEPTH:
             w = width if width > 1 and n % width == 0 else 1
             content: bytes | None = None
             if planes:
                 if base_sample is None or len(base_sample) != sum(b - a for a, b in sample_spans(n, w)):
-                    content = base[1]() if callable(base[1]) else base[1]
+                    content = base.read()
                     if content is None or len(content) != n:
                         return _smallest(candidates, data)
                     base_sample = b"".join(content[a:b] for a, b in sample_spans(n, w))
                 decisions, estimate = self._plan(data, w, base_sample)
                 if estimate * n < 0.9 * len(candidates[0]):  # skip a delta that cannot win (all-new content)
                     if content is None:
-                        content = base[1]() if callable(base[1]) else base[1]
+                        content = base.read()
                     if content is not None and len(content) == n:
                         parts = self._planes(group(xor(data, content), w), w, decisions)
-                        delta = _envelope(PLANES_XOR_DELTA, w, n, parts, base[0], base[2] + 1)
+                        delta = _envelope(PLANES_XOR_DELTA, w, n, parts, base.oid, base.depth + 1)
                         if len(delta) < 0.9 * len(candidates[0]):
                             candidates.append(delta)
             else:
-                content = base[1]() if callable(base[1]) else base[1]
+                content = base.read()
                 if content is not None and len(content) == n:
                     payload = compress(group(xor(data, content), w))
                     if len(payload) < 0.9 * len(candidates[0]):
-                        candidates.append(_envelope(XOR_DELTA, w, n, payload, base[0], base[2] + 1))
+                        candidates.append(_envelope(XOR_DELTA, w, n, payload, base.oid, base.depth + 1))
         return _smallest(candidates, data)
 
 
@@ -303,7 +316,7 @@ def sample_at(read: ReadAt, stored_size: int, size: int, width: int) -> bytes | 
     parent's every stored byte.
     """
     spans = sample_spans(size, width)
-    head = read(0, 64)
+    head = read(0, HEADER_BYTES)
     if not head.startswith(MAGIC):
         return b"".join(read(a, b - a) for a, b in spans) if stored_size == size else None
     try:

@@ -149,16 +149,17 @@ def read_regular(path: Path, limit: int, *, head: int | None = None) -> bytes:
         os.close(fd)
 
 
-def check_real_dir(path: Path, what: str) -> bool:
-    """True if `path` is a real directory, False if it does not exist; UnsafeLayout if it is anything else."""
+def check_real_dir(path: Path, what: str, remedy: str = "run `mstore fsck`") -> bool:
+    """True if `path` is a real directory, False if it does not exist; UnsafeLayout (saying `remedy`) if it
+    is anything else."""
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         return False
     if stat.S_ISLNK(mode):
-        raise UnsafeLayout(f"{what} ({path}) is a symbolic link; mstore never creates one there (run `mstore fsck`)")
+        raise UnsafeLayout(f"{what} ({path}) is a symbolic link; mstore never creates one there ({remedy})")
     if not stat.S_ISDIR(mode):
-        raise UnsafeLayout(f"{what} ({path}) is not a directory (run `mstore fsck`)")
+        raise UnsafeLayout(f"{what} ({path}) is not a directory ({remedy})")
     return True
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -28,7 +29,6 @@ from ..errors import (
     StoreNotFound,
     UnsafeLayout,
     UnsupportedFormat,
-    VersionIsTagged,
 )
 from . import fsutil
 from .chunking import JOBLIB_MIN, Chunker, ModelAwareChunker, chunker_from_config
@@ -61,8 +61,8 @@ def layout_problems(root: Path) -> list[str]:
 def validate_config(config: Any, where: str) -> dict[str, Any]:
     """Check a store config (local, or read from a remote) so that no later command trips over it."""
 
-    def bad(reason: str) -> StoreNotFound:
-        return StoreNotFound(f"{where} is not a valid mstore config ({reason})")
+    def bad(reason: str) -> CorruptConfig:
+        return CorruptConfig(f"{where} is not a valid mstore config ({reason})")
 
     if not isinstance(config, dict):
         raise bad("not a JSON object")
@@ -190,11 +190,17 @@ class Store:
                 where=("--store DIR or MSTORE_DIR", "base_dir="),
             ) from None
         except IntegrityError as exc:
-            raise StoreNotFound(f"no usable mstore store at {root}: {exc}") from None
+            raise CorruptConfig(f"no usable mstore store at {root}: {exc}") from None
         config = parse_config(raw, str(root / CONFIG), check=strict)  # fsck reads on, and reports the damage
         if strict and (problems := layout_problems(root)):
             raise UnsafeLayout(f"the store at {root} is unsafe to use: {problems[0]}")
         return cls(root, config)
+
+    def listed_once(self) -> Store:
+        """This store with its versions listed at most once (see VersionStore.listed_once): for one request."""
+        view = copy.copy(self)
+        view.versions = self.versions.listed_once()
+        return view
 
     def save_config(self) -> None:
         """Rewrite mstore.json atomically (callers hold the write lock)."""
@@ -222,26 +228,6 @@ class Store:
         """Saves hold it shared for their whole run; gc holds it exclusive, so gc never sees half a save."""
         with fsutil.file_lock(self.locks / "gc", shared=not exclusive):
             yield
-
-    def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
-        """Remove a published version; returns the tags removed with it. Caller holds the write lock.
-
-        Refs first (tags naming it need `force` and go with it; latest moves back to the newest remaining
-        version), then one rename takes the version out of sight: no ref ever names a missing version, and
-        a crash leaves the version either whole or gone. Its objects are freed by gc.
-        """
-        tags = sorted(n for n, v in self.refs.tags().items() if v == version_id)
-        if tags and not force:
-            raise VersionIsTagged(
-                f"version {version_id} is tagged {', '.join(tags)} (use {{force}} to remove it and its tags)",
-                force=("--force", "force=True"),
-            )
-        for name in tags:
-            self.refs.delete_tag(name)
-        remaining = [i for i in self.versions.ids() if i != version_id]
-        self.refs.set_latest(remaining[-1] if remaining else None)  # refs never name a missing version
-        self.versions.remove(version_id)
-        return tags
 
 
 def manifest_id(meta: dict[str, Any], version_id: str) -> str:
@@ -285,7 +271,7 @@ def parse_config(raw: bytes, where: str, *, check: bool = True) -> dict[str, Any
     try:
         config = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise StoreNotFound(f"{where} is not a valid mstore config ({exc})") from None
+        raise CorruptConfig(f"{where} is not a valid mstore config ({exc})") from None
     if isinstance(config, dict) and CHECKSUM_KEY in config:
         recorded = config.pop(CHECKSUM_KEY)
         if check and recorded != blake3.blake3(_canonical(config)).hexdigest():

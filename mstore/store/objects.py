@@ -18,7 +18,6 @@ import blake3
 from ..errors import CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject, UnsafeStoreFile
 from . import codec, fsutil
 
-OID_HEX_LEN = 64
 _OID_RE = re.compile(r"[0-9a-f]{64}")
 _FANOUT_RE = re.compile(r"[0-9a-f]{2}")
 _REST_RE = re.compile(r"[0-9a-f]{62}")
@@ -184,9 +183,6 @@ class ObjectStore:
         check_oid(oid)
         return self.root / oid[:2] / oid[2:]
 
-    def has(self, oid: str) -> bool:
-        return self.path(oid).is_file()
-
     def _existing_size(self, path: Path) -> int | None:
         """Content size an existing object file claims (raw: its length; encoded: its header), or None.
 
@@ -198,7 +194,7 @@ class ObjectStore:
         except IntegrityError:
             return -1
         try:
-            head = os.read(fd, 64)
+            head = os.read(fd, codec.HEADER_BYTES)
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
@@ -313,7 +309,7 @@ class ObjectStore:
             def read(offset: int, length: int) -> bytes:
                 return os.pread(fd, max(0, min(length, stored_size - offset)), offset)
 
-            header = codec.parse_header(read(0, 64)) if self.envelopes else None
+            header = codec.parse_header(read(0, codec.HEADER_BYTES)) if self.envelopes else None
             sample = codec.sample_at(read, stored_size, size, width) if width > 1 else None
         finally:
             os.close(fd)
@@ -322,7 +318,7 @@ class ObjectStore:
     def header(self, oid: str) -> bytes:
         """The object file's first bytes (its envelope header, if any)."""
         try:
-            return fsutil.read_regular(self.path(oid), stored_limit(None), head=64)
+            return fsutil.read_regular(self.path(oid), stored_limit(None), head=codec.HEADER_BYTES)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         except UnsafeStoreFile as exc:

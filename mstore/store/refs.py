@@ -51,8 +51,9 @@ def describe_bad(text: str) -> str | None:
     return None
 
 
-def check_tag_name(name: str) -> str:
-    """Tags: letters, digits, `.`, `_`, `-`; not starting with `.` or `-`; not shaped like a version ID."""
+def check_tag_name(name: str, *, what: str = "tag") -> str:
+    """Tags (and remotes, `what`): letters, digits, `.`, `_`, `-`; not starting with `.` or `-`; not shaped
+    like a version ID."""
     reason = describe_bad(name)
     if reason is None and len(name) > MAX_NAME:
         reason = f"it is longer than {MAX_NAME} characters"
@@ -63,7 +64,7 @@ def check_tag_name(name: str) -> str:
     if reason is None and (re.fullmatch(r"[0-9_]+", name) or name.startswith("version_")):
         reason = "it looks like a version ID"
     if reason:
-        raise InvalidName(f"invalid tag name {name!r}: {reason}")
+        raise InvalidName(f"invalid {what} name {name!r}: {reason}")
     return name
 
 

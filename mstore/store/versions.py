@@ -98,17 +98,28 @@ def verified_metadata(version_id: str, data: bytes, recorded: bytes) -> dict[str
 class VersionStore:
     """The `version_*` directories at the store root; staging and trash live in `tmp/`."""
 
-    def __init__(self, root: Path, tmp: Path) -> None:
+    def __init__(self, root: Path, tmp: Path, *, list_once: bool = False) -> None:
         self.root = root
         self.tmp = tmp
+        self._list_once = list_once
+        self._listing: list[str] | None = None
+
+    def listed_once(self) -> VersionStore:
+        """The same directory, listed at most once: one consistent view for one page or one request (listing
+        parses and checks every ID, most of a page's time on a big store)."""
+        return VersionStore(self.root, self.tmp, list_once=True)
 
     def ids(self) -> list[str]:
         """All published version IDs, oldest first (string order is save order)."""
+        if self._listing is not None:
+            return list(self._listing)
         out = []
         for name in os.listdir(self.root):
             if name.startswith(PREFIX) and is_version_id(name[len(PREFIX) :]):
                 out.append(name[len(PREFIX) :])
         out.sort()
+        if self._list_once:
+            self._listing = list(out)
         return out
 
     def path(self, version_id: str) -> Path:

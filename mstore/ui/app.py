@@ -31,7 +31,6 @@ from ..diff.ranking import default_metrics
 from ..errors import BadInput, MStoreError
 from ..humanize import format_bytes, format_duration
 from ..repository import Repository
-from ..store.layout import Store
 from ..store.metadata import is_number
 from ..store.versions import parse_id_time
 
@@ -126,25 +125,10 @@ def _matches(meta: dict[str, Any], text: str) -> bool:
     return text.casefold() in haystack.casefold()
 
 
-class _OneListing(Repository):
-    """The Repository API for one request: the store's directory is listed once. Listing parses and
-    checks every version ID, which is most of a page's time on a big store, and one listing per request
-    also gives the page one consistent view."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(store)
-        self._ids: list[str] | None = None
-
-    def ids(self) -> list[str]:
-        if self._ids is None:
-            self._ids = super().ids()
-        return list(self._ids)
-
-
 def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> Starlette:
     """The app over the store at `root`. `allowed_hosts` (default: loopback names only) are the Host
     headers it answers, so a web page elsewhere cannot reach it through DNS rebinding; ["*"]: any."""
-    store = Repository.open(root).store
+    repository = Repository.open(root)
     env = Environment(
         loader=PackageLoader("mstore.ui", "templates"),
         autoescape=select_autoescape(["html"], default=True),
@@ -155,7 +139,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
     env.filters["signed"] = lambda v: f"{v:+.4g}" if is_number(v) else ""
     env.filters["age"] = _age
     env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)  # plain text: autoescaped like the rest
-    env.globals["store_name"] = str(store.root)
+    env.globals["store_name"] = str(repository.root)
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**context), status_code=status)
@@ -177,7 +161,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
     # -- HTML ----------------------------------------------------------------------------------------
 
     def index(request: Request) -> Response:
-        repo = _OneListing(store)
+        repo = repository.listed_once()
         try:
             offset = _int_param(request, "offset", 0) or 0
             limit = _int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
@@ -219,7 +203,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         )
 
     def version(request: Request) -> Response:
-        repo = _OneListing(store)
+        repo = repository.listed_once()
         ref = request.path_params["ref"]
         try:
             shown = repo.show(ref)
@@ -248,7 +232,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         )
 
     def diff(request: Request) -> Response:
-        repo = _OneListing(store)
+        repo = repository.listed_once()
         old = request.query_params.get("old") or "latest~1"
         new = request.query_params.get("new") or "latest"
         try:
@@ -284,7 +268,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
     # -- JSON API: the CLI's --json shapes -------------------------------------------------------------
 
     def api_versions(request: Request) -> Response:
-        repo = _OneListing(store)
+        repo = repository.listed_once()
         try:
             offset = _int_param(request, "offset", 0) or 0
             limit = _int_param(request, "limit", None)
@@ -295,14 +279,14 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         return JSONResponse(entries[offset:])
 
     def api_version(request: Request) -> Response:
-        repo = _OneListing(store)
+        repo = repository.listed_once()
         try:
             return JSONResponse(repo.show(request.path_params["ref"]))
         except BadInput as exc:
             return _error(404, str(exc))
 
     def api_diff(request: Request) -> Response:
-        repo = _OneListing(store)
+        repo = repository.listed_once()
         old, new = request.query_params.get("old"), request.query_params.get("new")
         if not old or not new:
             return _error(400, "give both versions: /api/diff?old=REF&new=REF")
@@ -314,7 +298,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
     def api_metric(request: Request) -> Response:
         """`[{"version", "timestamp", "value"}]` for every version (the newest `limit`) where the metric
         is a number, oldest first."""
-        repo = _OneListing(store)
+        repo = repository.listed_once()
         name = request.path_params["name"]
         try:
             limit = _int_param(request, "limit", None)
@@ -330,7 +314,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         return JSONResponse(points)
 
     def api_du(request: Request) -> Response:
-        repo = _OneListing(store)
+        repo = repository.listed_once()
         try:
             top = _int_param(request, "top", 10, 1000)
         except BadInput as exc:
@@ -368,5 +352,5 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         ],
         exception_handlers={MStoreError: on_error},
     )
-    app.state.store = store
+    app.state.repository = repository
     return app

@@ -12,7 +12,6 @@ import uvicorn
 from .app import LOOPBACK_HOSTS, create_app
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 
 
 def is_loopback(host: str) -> bool:
