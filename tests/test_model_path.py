@@ -395,3 +395,27 @@ def test_cleaning_tmp_never_deletes_a_build_in_progress(tmp_path: Path) -> None:
         os.close(lock)
     _mstore(tmp_path, "cache", "prune", "--older-than", "1d")
     assert not building.exists()
+
+
+def test_a_first_open_racing_another_is_not_mistaken_for_someone_elses_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight processes opening a new cache at once: one reads "no CACHEDIR.TAG" just before another writes it,
+    then finds the other's folders. The interleaving is forced here (no luck involved): the other process
+    finishes its first open between this one's read of the tag and its look at the directory."""
+    from mstore.cache import entries
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    real_scandir = os.scandir
+    raced = []
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == root and not raced:
+            raced.append(True)
+            monkeypatch.setattr(entries.os, "scandir", real_scandir)
+            Cache.open(root)  # the other process's whole first open
+        return real_scandir(path)
+
+    monkeypatch.setattr(entries.os, "scandir", scandir)
+    assert Cache.open(root).root == root and raced  # before: NotACache ("not empty and has no CACHEDIR.TAG")

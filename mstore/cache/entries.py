@@ -106,13 +106,12 @@ class Cache:
             raise NotACache(f"cache directory {path} exists and is not a directory")
         tag = path / TAG_FILE
         if path.is_dir():
-            try:
-                found = fsutil.read_regular(tag, 4096)
-            except FileNotFoundError:
-                found = None
-            except IntegrityError as exc:
-                raise NotACache(f"{path} is not an mstore cache: {exc}") from None
+            found = _read_tag(tag)
             if found is None and any(not fsutil.is_temp_name(e.name) for e in os.scandir(path)):  # or being made
+                # The tag is written before anything else, so a first open racing this one has written it
+                # by the time its folders are there: look again before calling the directory someone else's.
+                found = _read_tag(tag)
+            if found is None and any(not fsutil.is_temp_name(e.name) for e in os.scandir(path)):
                 raise NotACache(
                     f"{path} is not an mstore cache (it is not empty and has no {TAG_FILE}); "
                     f"choose an empty or new directory ({CACHE_ENV}, or cache_dir=)"
@@ -363,6 +362,16 @@ class Cache:
                     continue
                 os.close(fd)
             _remove_tree(path)
+
+
+def _read_tag(tag: Path) -> bytes | None:
+    """CACHEDIR.TAG's bytes (bounded, never a FIFO or a link), or None when there is none."""
+    try:
+        return fsutil.read_regular(tag, 4096)
+    except FileNotFoundError:
+        return None
+    except IntegrityError as exc:
+        raise NotACache(f"{tag.parent} is not an mstore cache: {exc}") from None
 
 
 def _build_key(name: str) -> str | None:
