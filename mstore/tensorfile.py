@@ -254,8 +254,8 @@ class TensorSlice:
                 return np.array(self._rows(0, 0)[rest])
             lo, hi = min(picked), max(picked) + 1
             rows = self._rows(lo, hi)  # only the rows the slice covers are read
-            if picked.step != 1:
-                rows = rows[np.arange(picked.start - lo, picked.stop - lo, picked.step)]
+            if picked.step != 1:  # rows holds picked's first and last rows at its two ends
+                rows = rows[:: picked.step]
             return np.array(rows[rest]) if len(key) > 1 else rows
         i = int(first)
         if not -n <= i < n:
