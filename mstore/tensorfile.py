@@ -134,7 +134,8 @@ class TensorFile(Mapping[str, np.ndarray]):
                 f"{entry.path!r} of version {origin.version} is not a tensor file mstore can read "
                 "(safetensors, npz, ONNX, GGUF)"
             )
-        self._tensors = {t.name: _Located(main, t) for t in found}
+        inside = [t for t in found if t.offset + t.length <= entry.size]  # the index checks it; a second guard
+        self._tensors = {t.name: _Located(main, t) for t in inside}
         if entry.path.endswith(".onnx"):
             self._tensors.update(self._external(entry, main))
         self._metadata = safetensors_metadata(main.read, entry.size) if entry.path.endswith(".safetensors") else {}
