@@ -36,7 +36,7 @@ from .store.manifest import Manifest
 from .store.metadata import loads as load_metadata
 from .store.objects import ObjectStore
 from .store.refs import check_ref_syntax
-from .workers import remote_workers, run_all
+from .workers import WORKERS, remote_workers, run_all
 
 OFFLINE_ENV = "MSTORE_OFFLINE"
 DEFAULT_STORE = "data/models"
@@ -168,6 +168,7 @@ class Origin:
     source: str
     offline: bool
     stats: TransferStats = field(default_factory=TransferStats)  # what was downloaded (remotes only)
+    workers: int = WORKERS  # threads for reading many chunks at once (a remote's: requests in flight)
     _manifest: Manifest | None = field(default=None, init=False, repr=False)
 
     def manifest(self) -> Manifest:
@@ -282,7 +283,9 @@ def _from_remote(remote: Remote, source: str, ref: str, cache: Cache) -> Origin:
     model_hash = str(meta.get("model_hash"))
     stats = TransferStats()
     fetch = Fetcher(remote, config, cache.objects, stats, None)
-    return _RemoteOrigin(vid, key, model_hash, source, False, stats, fetch=fetch, meta=meta, cache=cache)
+    return _RemoteOrigin(
+        vid, key, model_hash, source, False, stats, remote_workers(), fetch=fetch, meta=meta, cache=cache
+    )
 
 
 def _ensure(objects: ObjectStore, fetch: Fetcher, oid: str, size: int) -> None:

@@ -194,7 +194,7 @@ class TensorFile(Mapping[str, np.ndarray]):
     def get_slice(self, name: str) -> TensorSlice:
         """A view to index (`[10:20]`, `[:, 3]`): only the rows the first index selects are read."""
         at = self._find(name)
-        return TensorSlice(at.file, at.tensor, self.path)
+        return TensorSlice(at.file, at.tensor, self.path, self.origin.workers)
 
     def tensors(self) -> list[dict[str, Any]]:
         """Name, dtype, shape and size in bytes of every tensor, from the headers alone."""
@@ -212,8 +212,8 @@ class TensorFile(Mapping[str, np.ndarray]):
 class TensorSlice:
     """One tensor, indexable without reading it whole: `get_shape()`, `get_dtype()`, `[...]`."""
 
-    def __init__(self, file: StoredFile, tensor: Tensor, path: str) -> None:
-        self.file, self.tensor, self.path = file, tensor, path
+    def __init__(self, file: StoredFile, tensor: Tensor, path: str, workers: int = 1) -> None:
+        self.file, self.tensor, self.path, self.workers = file, tensor, path, workers
         if tensor.dtype not in _NUMPY:
             raise UnsupportedFormat(
                 f"{tensor.name!r} in {path!r} is {tensor.dtype}, which has no numpy dtype; get_bytes() gives its bytes"
@@ -233,7 +233,7 @@ class TensorSlice:
         shape = self.tensor.shape
         row = math.prod(shape[1:]) * self.dtype.itemsize
         out = bytearray((hi - lo) * row if shape else self.tensor.length)
-        self.file.readinto(self.tensor.offset + lo * row, memoryview(out))
+        self.file.readinto(self.tensor.offset + lo * row, memoryview(out), workers=self.workers)
         array = np.frombuffer(out, self.dtype).reshape((hi - lo, *shape[1:]) if shape else ())
         if self.tensor.dtype == "BF16":
             array = (array.astype(np.uint32) << 16).view(np.float32)

@@ -179,3 +179,18 @@ def test_from_a_remote_the_list_fetches_no_weights_and_a_tensor_only_its_chunks(
     assert np.array_equal(f["big"], BIG) and f.bytes_fetched - before - small > 1 << 20  # big came now
     again = mstore.open_tensors("prod", remote=str(remote), cache_dir=tmp_path / "other-cache")
     assert np.array_equal(again["big"], BIG) and again.bytes_fetched == 0  # kept in the cache's objects
+
+
+def test_a_tensor_of_several_chunks_is_read_on_threads_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    long = np.arange(10 << 18, dtype=np.float32).reshape(-1, 1024)  # 10 MiB: three 4 MiB pieces
+    (tmp_path / "long.safetensors").write_bytes(safetensors_bytes({"long": ("F32", long)}))
+    repo = Repository.init(tmp_path / "store")
+    repo.save(tmp_path / "long.safetensors")
+    assert len(repo.manifest("latest").files[0].chunks) >= 3
+    f = mstore.open_tensors(store=repo.root)
+    assert np.array_equal(f["long"], long)
+    rows = slice(1020, 1030)  # across the first piece boundary (1024 rows of 4 KiB)
+    assert np.array_equal(f.get_slice("long")[rows], long[rows])

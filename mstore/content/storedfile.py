@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from .. import workers as _workers
 from ..errors import MStoreError
 from ..formats.tensors import Tensor, onnx_external_tensors
 from ..store.manifest import KIND_DIR, Entry, Manifest
@@ -67,13 +68,27 @@ class StoredFile:
         """Bytes [offset, offset+length), verified chunk by chunk."""
         return b"".join(self._pieces(offset, length))
 
-    def readinto(self, offset: int, out: memoryview) -> None:
+    def readinto(self, offset: int, out: memoryview, *, workers: int = 1) -> None:
         """Fill `out` with the bytes from `offset` on (verified chunk by chunk), with no copy in between:
-        a tensor read lazily is one allocation, writable."""
-        at = 0
-        for piece in self._pieces(offset, len(out)):
-            out[at : at + len(piece)] = piece
-            at += len(piece)
+        a tensor read lazily is one allocation, writable. With `workers` > 1, a range of several chunks
+        is read on that many threads, a bounded window ahead (a remote's latency overlaps)."""
+        span = self._span(offset, len(out))
+        if workers <= 1 or len(span) < 2:
+            at = 0
+            for piece in self._pieces(offset, len(out)):
+                out[at : at + len(piece)] = piece
+                at += len(piece)
+            return
+
+        def read(index: int) -> bytes:
+            chunk = self.entry.chunks[index]
+            return self.objects.read(chunk.oid, chunk.size)
+
+        with _workers.pool(workers) as executor:
+            for index, data in zip(span, _workers.map_ordered(read, span, executor, 2 * workers), strict=True):
+                start = self._starts[index]
+                lo, hi = max(offset - start, 0), min(offset + len(out) - start, len(data))
+                out[start + lo - offset : start + hi - offset] = memoryview(data)[lo:hi]
 
     def chunk_ids(self, offset: int, length: int) -> tuple[tuple[int, str], ...]:
         """(start, object id) of the chunks covering a range: equal tuples mean equal bytes, unread."""
