@@ -25,7 +25,7 @@ from .logmodel import TORCH_FILE, write_state_dict
 TRAINER_PARAMS = ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val", "precision")
 
 
-class MstoreCallback(Callback):
+class MstoreCallback(Callback):  # type: ignore[misc]  # lightning is not analysed (pyproject)
     """Save the weights every `every_n_epochs` epochs; tag the best by `metric` (default val_loss)."""
 
     def __init__(

@@ -36,7 +36,7 @@ TRAINER_STATE = (
 TRAINER_STATE_PREFIXES = ("rng_state", "optimizer_", "pytorch_model_fsdp_")
 
 
-class MstoreCallback(TrainerCallback):
+class MstoreCallback(TrainerCallback):  # type: ignore[misc]  # transformers is not analysed (pyproject)
     """Save each checkpoint as a version; tag the best by `metric` (default eval_loss: lower is better)."""
 
     def __init__(
