@@ -21,7 +21,7 @@ from mstore import Repository
 from mstore.errors import BadInput, NotInModel, UnsupportedFormat
 from mstore.formats.tensors import safetensors_bytes
 
-from helpers import cli
+from helpers import cli, examples
 
 RNG = np.random.default_rng(0)
 BIG = RNG.standard_normal((512, 1024)).astype(np.float32)  # 2 MiB: many rows, several chunks' worth
@@ -78,7 +78,7 @@ _index = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     first=_index,
     second=st.none()
