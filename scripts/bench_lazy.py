@@ -21,11 +21,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from mstore.content.storedfile import StoredFile  # noqa: E402
 from mstore.formats.tensors import index_tensors  # noqa: E402
 from mstore.store.layout import manifest_id  # noqa: E402
 
-from s3helpers import free_port, s3_client, wait_until_up  # noqa: E402
+from s3helpers import moto_server, s3_client  # noqa: E402
 
 MIB = 1 << 20
 
@@ -106,23 +106,13 @@ def main() -> None:
     parser.add_argument("--endpoint", help="an S3 server already running (default: start moto on 127.0.0.1)")
     parser.add_argument("--markdown", action="store_true", help="print the table for docs/benchmarks.md")
     args = parser.parse_args()
-    server = None
-    endpoint = args.endpoint
-    if endpoint is None:
-        port = free_port()
-        exe = Path(sys.executable).with_name("moto_server")
-        server = subprocess.Popen(
-            [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    with nullcontext(args.endpoint) if args.endpoint else moto_server() as endpoint:
+        os.environ.update(
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
         )
-        endpoint = f"http://127.0.0.1:{port}"
-        wait_until_up(endpoint)
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    try:
         with tempfile.TemporaryDirectory(prefix="bench-lazy-") as tmp:
             work = Path(tmp)
             names = write_checkpoint(work / "model.safetensors", args.size_mb, args.tensor_mb)
@@ -137,10 +127,6 @@ def main() -> None:
             name = names[len(names) // 2]
             tensor_stored, header_stored = stored_bytes(repo, "latest", name)
             runs = [one_run(url, "latest", name) for _ in range(args.runs)]
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     report(args, len(names), name, tensor_stored, header_stored, median)
 
