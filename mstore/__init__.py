@@ -10,20 +10,32 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["ModelVersioning", "MStoreError", "Repository", "__version__", "model_path"]
+__all__ = [
+    "ModelVersioning",
+    "MStoreError",
+    "Repository",
+    "__version__",
+    "log_model",
+    "model_path",
+    "open_tensors",
+]
 
 _WHERE = {
     "ModelVersioning": "api",
     "MStoreError": "errors",
     "model_path": "modelpath",
+    "open_tensors": "tensorfile",
+    "log_model": "integrations.logmodel",
     "Repository": "repository",
 }
 
 if TYPE_CHECKING:
     from .api import ModelVersioning
     from .errors import MStoreError
+    from .integrations.logmodel import log_model
     from .modelpath import model_path
     from .repository import Repository
+    from .tensorfile import open_tensors
 
 
 def __getattr__(name: str) -> Any:

@@ -54,6 +54,10 @@ class AmbiguousReference(BadInput, KeyError):
     """A version-ID prefix matches more than one version."""
 
 
+class NotInModel(BadInput, KeyError):
+    """The version has no file or tensor of that name, or a glob matches none of its files."""
+
+
 class SourceNotFound(BadInput):
     """The model path to save does not exist or is not a regular file or directory."""
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from .errors import BadInput
@@ -77,3 +79,16 @@ def format_duration(seconds: float) -> str:
 def safe(text: object) -> str:
     """Escape control characters so stored text cannot drive the user's terminal."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def nearest(word: str, candidates: Iterable[str], n: int = 3) -> str:
+    """` (nearest: 'a', 'b')` naming the candidates closest to a mistyped `word`; when none is close,
+    ` (it has: 'x', 'y', ...)` naming the first few, so the one line always says what would have worked."""
+    names = sorted(set(candidates))
+    close = difflib.get_close_matches(word, names, n=n, cutoff=0.5)
+    if close:
+        return " (nearest: " + ", ".join(repr(c) for c in close) + ")"
+    if not names:
+        return ""
+    more = ", ..." if len(names) > n else ""
+    return " (it has: " + ", ".join(repr(c) for c in names[:n]) + more + ")"

@@ -1,7 +1,9 @@
 """`model_path(ref)`: where a version's model lies in the cache, from a local store or straight from a remote.
 
-Online, the ref is resolved on its source (the local store, or the remote: one listing, no model bytes),
-then the cache answers with a stamp check, or materialises the model once (cache.py). From a remote,
+Two steps: which version and which files, then the cache. Online, the ref is resolved on its source (the
+local store, or the remote: one listing, no model bytes) into an `Origin`, which can read that version's
+manifest and chunks; `files=` / `include=` / `exclude=` choose files by the manifest (content/select.py),
+and the cache answers with a stamp check, or writes what it lacks of them (cache/entries.py). From a remote,
 chunks go into the cache's own object store through the same verified fetcher a pull uses, so a version
 that shares chunks with one fetched before downloads only what is new. Every resolution is recorded, so
 offline (`MSTORE_OFFLINE=1` or `offline=True`) a ref resolved before is answered with no network call;
@@ -14,13 +16,15 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .cache.entries import Cache
 from .content.restore import restore
+from .content.select import choose
 from .errors import BadInput, IntegrityError, MStoreWarning, NotCached, StoreNotFound
 from .ops.revparse import resolve, resolve_in
 from .remote import config as remote_config
@@ -32,7 +36,7 @@ from .store.manifest import Manifest
 from .store.metadata import loads as load_metadata
 from .store.objects import ObjectStore
 from .store.refs import check_ref_syntax
-from .workers import remote_workers, run_all
+from .workers import WORKERS, remote_workers, run_all
 
 OFFLINE_ENV = "MSTORE_OFFLINE"
 DEFAULT_STORE = "data/models"
@@ -52,6 +56,8 @@ class Located:
     offline: bool  # answered from the last resolution, without asking the source
     bytes_fetched: int = 0
     objects_fetched: int = 0
+    files: list[str] | None = None  # the files asked for (files=, include=, exclude=); None: the whole model
+    complete: bool = True  # the cache entry holds every file of the model
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +71,8 @@ class Located:
             "offline": self.offline,
             "bytes_fetched": self.bytes_fetched,
             "objects_fetched": self.objects_fetched,
+            "files": self.files,
+            "complete": self.complete,
         }
 
 
@@ -94,14 +102,29 @@ def model_path(
     remote: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     offline: bool | str | None = None,
+    files: Sequence[str] | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
 ) -> Path:
     """The path of `ref`'s model (the file, or the folder of a directory model) inside the cache.
 
     Materialised once, verified bit-exact while written, then read-only; later calls check a small
     stamp instead of reading the model. `store` defaults to $MSTORE_DIR, else data/models; `remote` is
     a remote name of that store or a URL (s3://bucket/prefix, a directory), used without any local store.
+    `files` (exact paths), `include` and `exclude` (globs, as huggingface_hub's allow_patterns) write only
+    those files of a directory model, fetching only their chunks; a later call for more adds them.
     """
-    return locate(ref, store=store, remote=remote, cache_dir=cache_dir, offline=offline).path
+    found = locate(
+        ref,
+        store=store,
+        remote=remote,
+        cache_dir=cache_dir,
+        offline=offline,
+        files=files,
+        include=include,
+        exclude=exclude,
+    )
+    return found.path
 
 
 def locate(
@@ -111,11 +134,72 @@ def locate(
     remote: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     offline: bool | str | None = None,
+    files: Sequence[str] | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
 ) -> Located:
     """`model_path` with everything `mstore path --json` reports."""
+    cache = Cache.open(cache_dir)
+    origin = find(ref, store=store, remote=remote, cache=cache, offline=offline)
+    wanted = None
+    if files is not None or include is not None or exclude:
+        wanted = choose(origin.manifest(), files, include, exclude)  # the manifest is one small object
+    path, wrote = cache.materialise(origin.key, origin.model_hash, origin, wanted)
+    if not origin.offline:
+        cache.record(origin.source, ref, origin.version, origin.key, origin.model_hash)
+    located = Located(
+        path, origin.version, origin.model_hash, origin.key, origin.source, ref, not wrote, origin.offline
+    )
+    located.bytes_fetched, located.objects_fetched = origin.stats.bytes_sent, origin.stats.objects_sent
+    located.files = sorted(wanted) if wanted is not None else None
+    stamp = cache.load_stamp(origin.key)
+    located.complete = bool(stamp and stamp["complete"])
+    return located
+
+
+@dataclass
+class Origin:
+    """One version found on its source, before any model bytes are read: what the cache builds an entry
+    from (`manifest`, `write`), and a verified reader of its chunks (`read`) for lazy tensors."""
+
+    version: str
+    key: str  # the manifest id
+    model_hash: str
+    source: str
+    offline: bool
+    stats: TransferStats = field(default_factory=TransferStats)  # what was downloaded (remotes only)
+    workers: int = WORKERS  # threads for reading many chunks at once (a remote's: requests in flight)
+    _manifest: Manifest | None = field(default=None, init=False, repr=False)
+
+    def manifest(self) -> Manifest:
+        """The version's manifest, verified against its metadata (read once)."""
+        if self._manifest is None:
+            self._manifest = self._load()
+        return self._manifest
+
+    def _load(self) -> Manifest:
+        raise NotImplementedError
+
+    def write(self, manifest: Manifest, dest: Path, only: frozenset[str] | None) -> None:
+        raise NotImplementedError
+
+    def read(self, oid: str, size: int | None = None) -> bytes:
+        """A chunk's verified content."""
+        raise NotImplementedError
+
+
+def find(
+    ref: str = "latest",
+    *,
+    store: str | os.PathLike[str] | None = None,
+    remote: str | None = None,
+    cache: Cache,
+    offline: bool | str | None = None,
+) -> Origin:
+    """Resolve `ref` on the local store, on a remote (no model bytes: one listing, one metadata record),
+    or offline from the cache's last resolution, as `model_path` documents."""
     check_ref_syntax(ref)
     mode = offline_mode(offline)
-    cache = Cache.open(cache_dir)
     if remote is None:
         return _from_store(Store.open(Path(store if store is not None else default_store())), ref, cache)
     url, endpoint = remote_config.locate(remote, store if store is not None else default_store())
@@ -130,28 +214,66 @@ def locate(
         return _from_resolution(cache, source, ref, exc)
 
 
-def _from_store(store: Store, ref: str, cache: Cache) -> Located:
+@dataclass
+class _StoreOrigin(Origin):
+    store: Store | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    cache: Cache | None = None
+
+    def _load(self) -> Manifest:
+        assert self.store is not None and self.cache is not None
+        data = self.store.objects.read(self.key)
+        manifest = Manifest.decode(data)
+        check_model_hash(self.meta, manifest, self.version)
+        self.cache.objects.put(data, self.key)  # the cache keeps every entry's manifest: `cache verify` needs it
+        self.cache.objects.sync()
+        return manifest
+
+    def write(self, manifest: Manifest, dest: Path, only: frozenset[str] | None) -> None:
+        assert self.store is not None
+        restore(manifest, self.store.objects, dest, only=only)
+
+    def read(self, oid: str, size: int | None = None) -> bytes:
+        assert self.store is not None
+        return self.store.objects.read(oid, size)
+
+
+def _from_store(store: Store, ref: str, cache: Cache) -> Origin:
     vid = resolve(store, ref)
     meta = store.versions.read(vid)
     key = manifest_id(meta, vid)
     model_hash = str(meta.get("model_hash"))
     source = f"store {store.root.resolve()}"
+    return _StoreOrigin(vid, key, model_hash, source, False, store=store, meta=meta, cache=cache)
 
-    def write(tmp: Path) -> Manifest:
-        data = store.objects.read(key)
-        manifest = Manifest.decode(data)
-        check_model_hash(meta, manifest, vid)
-        cache.objects.put(data, key)  # the cache keeps every entry's manifest: `cache verify` needs it
-        cache.objects.sync()
-        restore(manifest, store.objects, tmp)
+
+@dataclass
+class _RemoteOrigin(Origin):
+    fetch: Fetcher | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    cache: Cache | None = None
+
+    def _load(self) -> Manifest:
+        assert self.fetch is not None
+        manifest = Manifest.decode(self.fetch.content(self.key, None))  # the cache's copy when it has one
+        check_model_hash(self.meta, manifest, self.version)
         return manifest
 
-    path, wrote = cache.materialise(key, model_hash, write)
-    cache.record(source, ref, vid, key, model_hash)
-    return Located(path, vid, model_hash, key, source, ref, cached=not wrote, offline=False)
+    def write(self, manifest: Manifest, dest: Path, only: frozenset[str] | None) -> None:
+        assert self.fetch is not None and self.cache is not None
+        fetch, objects = self.fetch, self.cache.objects
+        wanted = [f for f in manifest.files if only is None or f.path in only]
+        chunks = sorted({c.oid: c.size for f in wanted for c in f.chunks}.items())
+        run_all(chunks, lambda item: _ensure(objects, fetch, *item), remote_workers())
+        objects.sync()
+        restore(manifest, objects, dest, only=only)
+
+    def read(self, oid: str, size: int | None = None) -> bytes:
+        assert self.fetch is not None
+        return self.fetch.content(oid, size)  # verified; kept in the cache's objects for the next read
 
 
-def _from_remote(remote: Remote, source: str, ref: str, cache: Cache) -> Located:
+def _from_remote(remote: Remote, source: str, ref: str, cache: Cache) -> Origin:
     config = remote.config()
     if config is None:
         raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
@@ -160,22 +282,10 @@ def _from_remote(remote: Remote, source: str, ref: str, cache: Cache) -> Located
     key = manifest_id(meta, vid)
     model_hash = str(meta.get("model_hash"))
     stats = TransferStats()
-
-    def write(tmp: Path) -> Manifest:
-        fetch = Fetcher(remote, config, cache.objects, stats, None)
-        manifest = Manifest.decode(fetch.content(key, None))
-        check_model_hash(meta, manifest, vid)
-        chunks = sorted({c.oid: c.size for f in manifest.files for c in f.chunks}.items())
-        run_all(chunks, lambda item: _ensure(cache.objects, fetch, *item), remote_workers())
-        cache.objects.sync()
-        restore(manifest, cache.objects, tmp)
-        return manifest
-
-    path, wrote = cache.materialise(key, model_hash, write)
-    cache.record(source, ref, vid, key, model_hash)
-    located = Located(path, vid, model_hash, key, source, ref, cached=not wrote, offline=False)
-    located.bytes_fetched, located.objects_fetched = stats.bytes_sent, stats.objects_sent
-    return located
+    fetch = Fetcher(remote, config, cache.objects, stats, None)
+    return _RemoteOrigin(
+        vid, key, model_hash, source, False, stats, remote_workers(), fetch=fetch, meta=meta, cache=cache
+    )
 
 
 def _ensure(objects: ObjectStore, fetch: Fetcher, oid: str, size: int) -> None:
@@ -185,7 +295,39 @@ def _ensure(objects: ObjectStore, fetch: Fetcher, oid: str, size: int) -> None:
     fetch.ensure(oid, size)
 
 
-def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | None) -> Located:
+@dataclass
+class _CachedOrigin(Origin):
+    """Offline: the entry is (re)built from the cache's own objects; none missing can be fetched."""
+
+    cache: Cache | None = None
+    ref: str = ""
+
+    def _gone(self, exc: IntegrityError) -> NotCached:
+        return NotCached(f"{self.ref!r} from {self.source} is no longer in the cache ({exc}); run it once online")
+
+    def _load(self) -> Manifest:
+        assert self.cache is not None
+        try:
+            return Manifest.decode(self.cache.objects.read(self.key))
+        except IntegrityError as exc:
+            raise self._gone(exc) from None
+
+    def write(self, manifest: Manifest, dest: Path, only: frozenset[str] | None) -> None:
+        assert self.cache is not None
+        try:
+            restore(manifest, self.cache.objects, dest, only=only)
+        except IntegrityError as exc:
+            raise self._gone(exc) from None
+
+    def read(self, oid: str, size: int | None = None) -> bytes:
+        assert self.cache is not None
+        try:
+            return self.cache.objects.read(oid, size)
+        except IntegrityError as exc:
+            raise self._gone(exc) from None
+
+
+def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | None) -> Origin:
     """Answer from the last resolution of `ref` on `source`, with no network call."""
     found = cache.resolution(source, ref)
     if found is None:
@@ -198,18 +340,7 @@ def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | Non
             MStoreWarning,
             stacklevel=2,
         )
-    key, model_hash = found["manifest"], found["model_hash"]
-
-    def write(tmp: Path) -> Manifest:  # the entry was changed or removed: rebuild it from the cache's objects
-        try:
-            manifest = Manifest.decode(cache.objects.read(key))
-            restore(manifest, cache.objects, tmp)
-        except IntegrityError as exc:
-            raise NotCached(f"{ref!r} from {source} is no longer in the cache ({exc}); run it once online") from None
-        return manifest
-
-    path, wrote = cache.materialise(key, model_hash, write)
-    return Located(path, found["version"], model_hash, key, source, ref, cached=not wrote, offline=True)
+    return _CachedOrigin(found["version"], found["manifest"], found["model_hash"], source, True, cache=cache, ref=ref)
 
 
-__all__ = ["Located", "locate", "model_path", "offline_mode"]
+__all__ = ["Located", "Origin", "find", "locate", "model_path", "offline_mode"]

@@ -634,3 +634,18 @@ def test_newcomer_messages_say_what_happened(tmp_path: Path, model: Path) -> Non
     assert diff.exit_code == 2 and "is the oldest version; there is none before it" in diff.stderr
     removed = runner.invoke(app, ["--store", str(store), "rm", "prod", "--force"])
     assert removed.exit_code == 0 and "and its tag(s) prod" in removed.stdout
+
+
+@pytest.mark.slow
+def test_import_mstore_and_its_lazy_names_import_no_ml_framework() -> None:
+    """mstore never requires torch, transformers or lightning: `mstore.log_model` and `mstore.open_tensors`
+    load without them (an integration module imports its framework only when it is imported itself)."""
+    probe = (
+        "import sys, mstore\n"
+        "mstore.log_model, mstore.open_tensors, mstore.model_path\n"
+        "import mstore.integrations.checkpoints\n"
+        "loaded = [m for m in ('torch', 'transformers', 'lightning', 'safetensors', 'sklearn') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

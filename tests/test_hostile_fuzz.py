@@ -9,6 +9,7 @@ outside, directories where files belong, forged metadata (with a matching checks
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ from typer.testing import CliRunner
 from mstore.cli import app
 
 remote, work = sys.argv[1], sys.argv[2]
+os.environ["MSTORE_CACHE"] = os.path.join(work, "cache")
 runner = CliRunner()
 mine = os.path.join(work, "mine")
 
@@ -66,6 +68,19 @@ with open(model, "wb") as f:
 run("--store", mine, "save", model)
 run("--store", mine, "push", "nas")
 run("--store", mine, "gc", "--remote", "nas", "--dry-run")
+run("--store", mine, "path", "latest", "--remote", "nas", "--include", "config.json")
+run("--store", mine, "show", "prod", "--tensors", "--remote", "nas")
+
+import hashlib, mstore  # one tensor read lazily: an error of mstore's, or exactly the bytes pushed
+crash, code, out, err = None, 0, "", ""
+try:
+    tensors = mstore.open_tensors("prod", remote=remote, cache_dir=os.path.join(work, "tensor-cache"))
+    out = hashlib.sha256(tensors["w"].tobytes()).hexdigest()
+except mstore.MStoreError as exc:
+    code, err = exc.exit_code, f"mstore: error: {exc}"
+except Exception:
+    crash = traceback.format_exc()
+print(json.dumps({"args": ["open_tensors"], "code": code, "stderr": err, "stdout": out, "crash": crash}), flush=True)
 """
 
 
@@ -82,6 +97,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     weights[:4] += 0.001
     model.write_bytes(safetensors_bytes({"w": ("F32", weights), "b": ("F32", weights[0])}))
     repo.save(model, {"metrics": {"accuracy": 0.82}})
+    (root / "w.sha256").write_text(hashlib.sha256(weights.tobytes()).hexdigest())  # prod's `w`
     folder = root / "hf-model"
     (folder / "sub").mkdir(parents=True)
     (folder / "config.json").write_text('{"num_labels": 3}')
@@ -217,7 +233,9 @@ def test_every_command_against_a_damaged_remote_ends_cleanly(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == 15, done.stdout[-3000:]
+    assert len(results) == 18, done.stdout[-3000:]
+    tensor = results[-1]
+    assert tensor["code"] != 0 or tensor["stdout"] == (pristine.parent / "w.sha256").read_text(), damage
     for r in results:
         assert r["crash"] is None, (damage, r["args"], r["crash"])
         assert r["code"] in (0, 1, 2), (damage, r)

@@ -10,10 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
+import zstandard
 from craft import (
+    ZSTD,
     add_crafted_file_version,
     b3,
     config_bytes,
+    envelope,
     mstore,
     put_object,
     read_meta,
@@ -23,8 +26,9 @@ from craft import (
     xor_delta,
 )
 
+import mstore as mstore_api
 from mstore import Repository
-from mstore.errors import CorruptObject
+from mstore.errors import CorruptObject, IntegrityError, UnsupportedFormat
 from mstore.remote.bucket import MemoryBucket, ValueTooLarge
 from mstore.remote.remotes import BucketRemote
 
@@ -231,3 +235,51 @@ def test_fsck_remote_reports_a_tag_named_like_an_option(shared: tuple[Path, Path
     before = snapshot(work)
     assert mstore("pull", "nas", cwd=work, store=store).code == 0  # pull skips what it cannot use
     assert Repository.open(store).ids() == ids and set(snapshot(work)) >= set(before)
+
+
+# 12. lazy reads (path --include, open_tensors, show --tensors) ---------------------------------------------
+
+
+def _crafted(remote: Path, vid: str, name: str, content: bytes) -> str:
+    """A one-file version on the remote whose single chunk holds `content` (its hash right)."""
+    oid = b3(content)
+    put_object(remote, oid, envelope(ZSTD, len(content), zstandard.ZstdCompressor().compress(content)))
+    add_crafted_file_version(remote, vid, name, content, oid)
+    return oid
+
+
+def test_a_tensor_header_that_points_outside_its_file_is_not_read(
+    shared: tuple[Path, Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote, work, _ = shared
+    monkeypatch.setenv("MSTORE_CACHE", str(work / "cache"))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1 << 28], "data_offsets": [0, 1 << 30]}}).encode()
+    _crafted(remote, "20261127_000000", "lies.safetensors", len(header).to_bytes(8, "little") + header + b"\0" * 16)
+    run = mstore("show", "20261127_000000", "--tensors", "--remote", str(remote), cwd=work)
+    assert run.code == 0 and "has no tensor file" in run.stdout, run
+    with pytest.raises(UnsupportedFormat, match="not a tensor file"):
+        mstore_api.open_tensors("20261127_000000", remote=str(remote), cache_dir=work / "cache")
+
+
+def test_damaged_chunks_on_a_remote_are_never_returned_by_lazy_reads(
+    shared: tuple[Path, Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote, work, _ = shared
+    monkeypatch.setenv("MSTORE_CACHE", str(work / "cache"))
+    import numpy as np
+
+    from mstore.formats.tensors import safetensors_bytes
+
+    content = safetensors_bytes({"w": ("F32", np.arange(1024, dtype=np.float32))})
+    oid = _crafted(remote, "20261127_000000", "m.safetensors", content)
+    path = remote / "objects" / oid[:2] / oid[2:]
+    stored = bytearray(path.read_bytes())
+    stored[-3] ^= 0x40  # inside the compressed payload: decodes to other bytes, or not at all
+    path.write_bytes(bytes(stored))
+    with pytest.raises(IntegrityError):
+        mstore_api.open_tensors("20261127_000000", remote=str(remote), cache_dir=work / "cache")["w"]
+    run = mstore("path", "20261127_000000", "--remote", str(remote), "--include", "m.safetensors", cwd=work)
+    assert run.one_line_error and run.code == 1, run
+    cache = work / "cache"
+    assert not list((cache / "models").iterdir())
+    assert not (cache / "objects" / oid[:2] / oid[2:]).exists()  # the bad copy was never kept

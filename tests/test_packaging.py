@@ -63,6 +63,7 @@ def test_the_layers_name_what_exists_and_the_top_level_holds_only_the_fronts_and
         "mstore.humanize",
         "mstore.modelpath",
         "mstore.repository",
+        "mstore.tensorfile",
         "mstore.workers",
     ], "a new module belongs in the folder of its layer (mstore/store/, mstore/ops/, ...)"
 

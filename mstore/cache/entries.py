@@ -14,9 +14,26 @@ An entry is named by its manifest id, so the same model from two stores or two r
 written under tmp/, each file verified against its blake3 while written (restore.py), made read-only
 (files 0444, 0555 when executable; folders 0555), renamed into place, and only then stamped. A repeat
 call compares the stamp with `lstat` of each path (no reading, no hashing): anything changed behind
-mstore's back (a chmod, an edit, a replaced file) changes ctime, so the entry is rebuilt, never returned.
-`verify` re-hashes everything. The cache is untrusted input like a store: its files are read with
-bounded, no-follow reads, its layout directories must be real directories, and names are validated.
+mstore's back (a chmod, an edit, a replaced or added file) changes a ctime or a folder's mtime, so the
+entry is rebuilt, never returned. `verify` re-hashes everything. The cache is untrusted input like a
+store: its files are read with bounded, no-follow reads, its layout directories must be real
+directories, and names are validated.
+
+Partial entries (`model_path(ref, include=[...])`). An entry of a directory model may hold some of its
+files: the stamp (format 2) says `complete: false` and its records list exactly the files (and the
+folders that hold them) that are there; a file is in the entry if and only if the stamp lists it. A call
+for files the entry lacks adds them, under the entry's build lock: they are written and verified in a
+folder of their own under tmp/ and sealed, then each is renamed into the entry (never over an existing
+name), and only then is the stamp rewritten to list them. So a reader of the files the entry held never
+sees them change (their inodes and ctimes stay; the old stamp still vouches for them), and a reader of
+the new files finds them only once the new stamp lists them all, so never a half-added set. Before the
+new stamp is written, every record of the old one must still match `lstat` (only the folders that
+received files may differ), and the files present must be exactly the old ones plus the new ones: an
+edit behind mstore's back while files were added is not vouched for, the entry is rebuilt instead. A
+process killed while adding leaves folders whose mtime no longer matches the stamp, so the next use
+rebuilds the entry (from the cache's objects: nothing is fetched twice). The call that adds the last
+missing files (and the model's empty folders) marks the entry complete. Stamps of format 1 (always
+whole entries) are read as complete.
 """
 
 from __future__ import annotations
@@ -27,11 +44,11 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import blake3
 
@@ -51,10 +68,26 @@ TAG_BYTES = (
 LAYOUT = ("models", "stamps", "objects", "refs", "locks", "tmp")
 MAX_STAMP_BYTES = 64 << 20
 MAX_RESOLUTION_BYTES = 64 << 10
-STAMP_VERSION = 1
+STAMP_VERSION = 2  # 2: stamps say whether the entry holds every file of the model (1: always whole)
 _RESOLUTION_RE = re.compile(r"[0-9a-f]{40}\.json")
 
 _held: dict[str, int] = {}  # use-lock path -> descriptor, held until the process exits
+
+
+class EntrySource(Protocol):
+    """Where an entry's content comes from (a store, a remote, the cache's own objects)."""
+
+    def manifest(self) -> Manifest:
+        """The model's manifest, verified (and kept in the cache's objects: `verify` needs it)."""
+        ...
+
+    def write(self, manifest: Manifest, dest: Path, only: frozenset[str] | None) -> None:
+        """Write the files `only` names (None: the whole model) into the new folder `dest`, each verified."""
+        ...
+
+
+class _Changed(Exception):
+    """The entry changed behind mstore's back while files were added to it: rebuild it instead."""
 
 
 def default_dir() -> Path:
@@ -76,6 +109,8 @@ class EntryInfo:
     last_used: float
     intact: bool  # the stamp matches what is on disk
     refs: list[dict[str, Any]] = field(default_factory=list)
+    files: int = 0  # how many of the model's files the entry holds (0 when not intact)
+    complete: bool = True  # it holds every file of the model (False: a partial entry, `include=`)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +119,8 @@ class EntryInfo:
             "size": self.size,
             "last_used": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_used)),
             "intact": self.intact,
+            "complete": self.complete,
+            "files": self.files,
             "refs": self.refs,
         }
 
@@ -144,25 +181,22 @@ class Cache:
     def _stamp_path(self, key: str) -> Path:
         return self.root / "stamps" / check_oid(key)
 
-    def read_stamp(self, key: str) -> dict[str, Any] | None:
-        """The entry's stamp if it matches what is on disk now (lstat only), else None."""
+    def load_stamp(self, key: str) -> dict[str, Any] | None:
+        """The entry's stamp as written, if well formed (not compared with the disk), else None."""
         try:
             raw = fsutil.read_regular(self._stamp_path(key), MAX_STAMP_BYTES)
-            stamp = _valid_stamp(json.loads(raw), key)
+            return _valid_stamp(json.loads(raw), key)
         except (OSError, ValueError, RecursionError, IntegrityError, BadInput, TypeError):
             return None
+
+    def read_stamp(self, key: str) -> dict[str, Any] | None:
+        """The entry's stamp if it matches what is on disk now (lstat only), else None."""
+        stamp = self.load_stamp(key)
         if stamp is None:
             return None
         entry = self.entry_dir(key)
-        for rel, kind, size, mode, ino, mtime, ctime in stamp["entries"]:
-            try:
-                st = os.lstat(entry / rel if rel else entry)
-            except OSError:
-                return None
-            is_kind = stat.S_ISDIR(st.st_mode) if kind == "d" else stat.S_ISREG(st.st_mode)
-            now = (st.st_size if kind == "f" else 0, st.st_mode, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-            if not is_kind or now != (size, mode, ino, mtime, ctime):
-                return None
+        if any(_now(entry, rec) != rec for rec in stamp["entries"]):
+            return None
         return stamp
 
     def model_of(self, key: str, stamp: dict[str, Any]) -> Path:
@@ -195,45 +229,143 @@ class Cache:
         with fsutil.file_lock(self.root / "locks" / name, shared=shared):
             yield
 
-    def lookup(self, key: str, model_hash: str | None = None) -> Path | None:
-        """The model's path if the entry is intact (stamp check only; no hashing), recording a use."""
+    def lookup(self, key: str, model_hash: str | None = None, wanted: frozenset[str] | None = None) -> Path | None:
+        """The model's path if the entry is intact and holds the files `wanted` (None: every file; stamp
+        check only, no hashing), recording a use."""
         stamp = self.read_stamp(key)
         if stamp is None or (model_hash is not None and stamp["model_hash"] != model_hash):
+            return None
+        if not _holds(stamp, wanted):
             return None
         self._touch(key)
         return self.model_of(key, stamp)
 
-    def materialise(self, key: str, model_hash: str, write: Callable[[Path], Manifest]) -> tuple[Path, bool]:
-        """The entry's model path, writing it first with `write(tmp_dir)` when it is missing or was changed.
+    def materialise(
+        self, key: str, model_hash: str, source: EntrySource, wanted: frozenset[str] | None = None
+    ) -> tuple[Path, bool]:
+        """The entry's model path, writing first what it lacks of the files `wanted` (None: the whole model).
 
-        Returns (path, whether this call wrote it). Concurrent callers for the same entry wait for one
-        writer (the build lock) and then find it done. `write` must verify what it writes (restore does)
-        and return the manifest it wrote.
+        Returns (path, whether this call wrote anything). An entry that was changed is rebuilt; one that
+        holds some files gains the others in place (see the module docstring). Concurrent callers for the
+        same entry wait for one writer (the build lock) and then find it done. `source.write` must verify
+        what it writes (restore does).
         """
         self.hold(key)
-        found = self.lookup(key, model_hash)
+        found = self.lookup(key, model_hash, wanted)
         if found is not None:
             return found, False
         with self._lock("gc", shared=True), self._lock(f"{key}.build"):
-            found = self.lookup(key, model_hash)
+            found = self.lookup(key, model_hash, wanted)
             if found is not None:
                 return found, False
-            self._discard(key)
-            tmp = self.tmp / f"{fsutil.TMP_PREFIX}build-{key}-{os.getpid()}-{secrets.token_hex(6)}"
-            fsutil.make_dir(tmp)
-            try:
-                manifest = write(tmp)
-                if manifest.model_hash != model_hash:
-                    raise CorruptObject(f"cache entry {key}: the manifest does not hold model {model_hash[:16]}...")
-                _seal(tmp)
-                fsutil.rename(tmp, self.entry_dir(key))  # moving a folder needs it writable (its `..`)
-            except BaseException:
-                _remove_tree(tmp)
-                raise
-            os.chmod(self.entry_dir(key), 0o555)
-            stamp = _make_stamp(self.entry_dir(key), key, manifest)
-            fsutil.atomic_write(self._stamp_path(key), json.dumps(stamp).encode())
+            manifest = source.manifest()
+            if manifest.model_hash != model_hash:
+                raise CorruptObject(f"cache entry {key}: the manifest does not hold model {model_hash[:16]}...")
+            every = frozenset(e.path for e in manifest.files)
+            stamp = self.read_stamp(key)
+            if stamp is not None and stamp["model_hash"] == model_hash and not stamp["complete"]:
+                try:
+                    stamp = self._add(key, stamp, manifest, source, wanted, every)
+                except _Changed:
+                    stamp = None
+            else:
+                stamp = None
+            if stamp is None:  # missing, changed behind mstore's back, or whole: build afresh what it held and more
+                before = self.load_stamp(key)
+                if wanted is not None and before is not None and not before["complete"]:
+                    wanted = wanted | (frozenset(r[0] for r in before["entries"] if r[1] == "f") & every)
+                self._discard(key)
+                stamp = self._build(key, manifest, source, None if wanted is None or wanted >= every else wanted)
             return self.model_of(key, stamp), True
+
+    def _new_tmp(self, key: str) -> Path:
+        tmp = self.tmp / f"{fsutil.TMP_PREFIX}build-{key}-{os.getpid()}-{secrets.token_hex(6)}"
+        fsutil.make_dir(tmp)
+        return tmp
+
+    def _build(self, key: str, manifest: Manifest, source: EntrySource, only: frozenset[str] | None) -> dict[str, Any]:
+        """Write a new entry holding the files `only` names (None: all), seal it, rename it in, stamp it."""
+        tmp = self._new_tmp(key)
+        try:
+            source.write(manifest, tmp, None if manifest.kind == KIND_FILE else only)
+            _seal(tmp)
+            fsutil.rename(tmp, self.entry_dir(key))  # moving a folder needs it writable (its `..`)
+        except BaseException:
+            _remove_tree(tmp)
+            raise
+        os.chmod(self.entry_dir(key), 0o555)
+        stamp = _make_stamp(self.entry_dir(key), key, manifest, complete=only is None or manifest.kind == KIND_FILE)
+        fsutil.atomic_write(self._stamp_path(key), json.dumps(stamp).encode())
+        return stamp
+
+    def _add(
+        self,
+        key: str,
+        old: dict[str, Any],
+        manifest: Manifest,
+        source: EntrySource,
+        wanted: frozenset[str] | None,
+        every: frozenset[str],
+    ) -> dict[str, Any]:
+        """Add the files `wanted` names that the partial entry lacks (its stamp `old` was just checked)."""
+        held = frozenset(r[0] for r in old["entries"] if r[1] == "f")
+        target = every if wanted is None else (wanted | held) & every
+        complete = target == every
+        missing = sorted(target - held)
+        entry = self.entry_dir(key)
+        tmp = self._new_tmp(key)
+        try:
+            source.write(manifest, tmp, frozenset(missing))
+            _seal(tmp, folders=False)  # its folders stay writable: the files are renamed out of them
+            touched = self._move_in(
+                entry, tmp, missing, [e.path for e in manifest.entries if e.is_dir] if complete else []
+            )
+        finally:
+            _remove_tree(tmp)
+        stamp = _make_stamp(entry, key, manifest, complete=complete)
+        records = {r[0]: r for r in stamp["entries"]}
+        files = {r[0] for r in stamp["entries"] if r[1] == "f"}
+        unchanged = all(records.get(r[0]) == r for r in old["entries"] if r[0] not in touched)
+        if files != held | set(missing) or not unchanged:
+            raise _Changed()
+        fsutil.atomic_write(self._stamp_path(key), json.dumps(stamp).encode())
+        return stamp
+
+    def _move_in(self, entry: Path, tmp: Path, missing: list[str], folders: list[str]) -> set[str]:
+        """Rename each written file of `tmp` into the entry (making the folders it needs), re-seal the
+        folders that changed; returns their relative paths ("" for the entry itself)."""
+        touched: set[str] = set()
+
+        def open_folder(rel: str) -> Path:
+            path = entry / rel if rel else entry
+            if rel not in touched:
+                if not os.path.lexists(path):
+                    os.mkdir(path, 0o700)
+                elif not fsutil.check_real_dir(path, f"cache folder {rel or '.'}", "run `mstore cache verify`"):
+                    raise _Changed()
+                _make_writable(path)
+                touched.add(rel)
+            return path
+
+        try:
+            for rel in [*missing, *folders]:
+                parts = rel.split("/")
+                for depth in range(len(parts)):
+                    open_folder("/".join(parts[:depth]))
+                out = entry.joinpath(*parts)
+                if rel in folders:
+                    open_folder(rel)
+                    continue
+                if os.path.lexists(out):  # the old stamp vouched for no such file: never replace it
+                    raise _Changed()
+                fsutil.rename(tmp.joinpath(*parts), out)
+        finally:
+            for rel in sorted(touched, key=lambda r: -r.count("/") - bool(r)):  # deepest first, the entry last
+                path = entry / rel if rel else entry
+                with suppress(OSError):
+                    fsutil.fsync_dir(path)
+                    os.chmod(path, 0o555)
+        return touched
 
     def _discard(self, key: str) -> None:
         """Move a damaged or partial entry out of sight and delete it (callers hold its build lock)."""
@@ -281,7 +413,9 @@ class Cache:
             size = sum(r[2] for r in stamp["entries"]) if stamp else _tree_size(self.entry_dir(key))
             path = self.model_of(key, stamp) if stamp else None
             named = [r for r in refs if r["manifest"] == key]
-            out.append(EntryInfo(key, path, size, last, stamp is not None, named))
+            files = sum(r[1] == "f" for r in stamp["entries"]) if stamp else 0
+            complete = bool(stamp["complete"]) if stamp else True
+            out.append(EntryInfo(key, path, size, last, stamp is not None, named, files, complete))
         return out
 
     def remove(self, key: str) -> bool:
@@ -380,9 +514,9 @@ def _build_key(name: str) -> str | None:
     return None if m is None else m.group(1)
 
 
-def _seal(root: Path) -> None:
+def _seal(root: Path, *, folders: bool = True) -> None:
     """Make a freshly written tree read-only and durable: files 0444 (0555 executable), folders 0555
-    (the top folder is sealed after it is renamed into place)."""
+    (the top folder is sealed after it is renamed into place); `folders=False` seals the files only."""
     for dirpath, dirnames, filenames in os.walk(root, topdown=False):
         for name in filenames:
             path = os.path.join(dirpath, name)
@@ -395,11 +529,32 @@ def _seal(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        for name in dirnames:
+        for name in dirnames if folders else ():
             os.chmod(os.path.join(dirpath, name), 0o555)
 
 
-def _make_stamp(entry: Path, key: str, manifest: Manifest) -> dict[str, Any]:
+def _now(entry: Path, rec: list[Any]) -> list[Any] | None:
+    """The stamp record `rec` as `lstat` finds its path now (None when it is gone or another kind)."""
+    rel, kind = rec[0], rec[1]
+    try:
+        st = os.lstat(entry / rel if rel else entry)
+    except OSError:
+        return None
+    if not (stat.S_ISDIR(st.st_mode) if kind == "d" else stat.S_ISREG(st.st_mode)):
+        return None
+    return [rel, kind, st.st_size if kind == "f" else 0, st.st_mode, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _holds(stamp: dict[str, Any], wanted: frozenset[str] | None) -> bool:
+    """Whether an entry with this stamp holds the files `wanted` (None: every file of the model)."""
+    if stamp["complete"]:
+        return True
+    if wanted is None:
+        return False
+    return wanted <= {r[0] for r in stamp["entries"] if r[1] == "f"}
+
+
+def _make_stamp(entry: Path, key: str, manifest: Manifest, *, complete: bool = True) -> dict[str, Any]:
     records = []
     for dirpath, dirnames, filenames in os.walk(entry):
         dirnames.sort()
@@ -418,15 +573,20 @@ def _make_stamp(entry: Path, key: str, manifest: Manifest) -> dict[str, Any]:
         "model_hash": manifest.model_hash,
         "kind": manifest.kind,
         "target": target,
+        "complete": complete,
         "entries": records,
     }
 
 
 def _valid_stamp(doc: Any, key: str) -> dict[str, Any] | None:
     """The stamp if it is well formed (paths clean, parents listed before children), else None."""
-    if not isinstance(doc, dict) or doc.get("v") != STAMP_VERSION or doc.get("manifest") != key:
+    if not isinstance(doc, dict) or doc.get("v") not in (1, STAMP_VERSION) or doc.get("manifest") != key:
         return None
     if doc.get("kind") not in (KIND_FILE, KIND_DIR) or not isinstance(doc.get("model_hash"), str):
+        return None
+    if doc["v"] == 1:
+        doc["complete"] = True  # format 1 entries were always whole
+    if not isinstance(doc.get("complete"), bool) or (doc["kind"] == KIND_FILE and not doc["complete"]):
         return None
     records = doc.get("entries")
     if not isinstance(records, list) or not records:

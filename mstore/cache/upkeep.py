@@ -192,10 +192,17 @@ def _entry_problem(cache: Cache, key: str) -> str | None:
             rel = os.path.relpath(dirpath, entry)
             for name in dirnames + filenames:
                 seen.add(name if rel == "." else f"{rel}/{name}")
+    stamp = cache.load_stamp(key)
+    if stamp is not None and not stamp["complete"]:  # a partial entry: the files its stamp lists, their folders
+        held = {r[0] for r in stamp["entries"] if r[1] == "f"}
+        folders = {"/".join(p.split("/")[:i]) for p in held for i in range(1, p.count("/") + 1)}
+        if not held <= {e.path for e in manifest.files}:
+            return "its stamp lists files the model does not have"
+        expected = {p: e for p, e in expected.items() if p in held or (e.is_dir and p in folders)}
     if seen != set(expected):
         extra = sorted(seen - set(expected)) or sorted(set(expected) - seen)
         return f"its files differ from the model's ({extra[0]!r})"
-    for e in manifest.entries:
+    for e in expected.values():
         path = entry / e.path
         mode = os.lstat(path).st_mode
         if e.is_dir:

@@ -13,7 +13,7 @@ from ..diff.ranking import default_metrics
 from ..errors import BadInput
 from ..humanize import parse_time
 from ..repository import Repository
-from .render import diff_lines, du_lines, log_lines, show_lines
+from .render import diff_lines, du_lines, log_lines, show_lines, tensor_lines
 from .shared import JsonOpt, app, echo_lines, emit_json, note, open_repo, state, styled
 
 
@@ -105,12 +105,36 @@ def log(
     echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=styled))
 
 
-@app.command(short_help="Show one version: metadata, lineage, files.")
+@app.command(short_help="Show one version: metadata, lineage, files, tensors.")
 def show(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version: ID, prefix, tag, latest or latest~N.")] = "latest",
+    tensors: Annotated[
+        bool,
+        typer.Option("--tensors", help="List every tensor (name, dtype, shape, size) from the file headers alone."),
+    ] = False,
+    remote: Annotated[
+        Optional[str],
+        typer.Option(
+            "--remote",
+            metavar="NAME|URL",
+            help="With --tensors: read the headers on this remote (fetching no weight bytes, no local store needed).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a version's metadata, what trained it, its files, and how much it shares with its parent."""
+    """Show a version's metadata, what trained it, its files, and how much it shares with its parent; with
+    --tensors, the tensors of its safetensors, npz, ONNX and GGUF files (read lazily: mstore.open_tensors)."""
+    if tensors:
+        from ..tensorfile import list_tensors
+
+        listed = list_tensors(ref, store=state.store, remote=remote)
+        if as_json:
+            emit_json(listed)
+        else:
+            echo_lines(tensor_lines(listed))
+        return
+    if remote is not None:
+        raise BadInput("--remote works with --tensors (to see a remote version's metadata, pull it first)")
     shown = open_repo().show(ref)
     if as_json:
         emit_json(shown)

@@ -31,6 +31,20 @@ def path(
     offline: Annotated[
         bool, typer.Option("--offline", help="Answer from the cache only, no network (as MSTORE_OFFLINE=1).")
     ] = False,
+    include: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--include",
+            "-I",
+            metavar="GLOB",
+            help="Only the files matching this pattern (repeatable; `*.json`, `tokenizer/`): fetched and written "
+            "alone, added to the cached folder later calls fill in.",
+        ),
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]],
+        typer.Option("--exclude", "-X", metavar="GLOB", help="Leave out the files matching this pattern (repeatable)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the path of a version's model in the read-only cache: python serve.py --model "$(mstore path prod)".
@@ -38,9 +52,13 @@ def path(
     The model is written into the cache once, verified bit-exact, and made read-only; later calls check a
     small stamp instead of reading it. The cache is $MSTORE_CACHE, else $XDG_CACHE_HOME/mstore, else
     ~/.cache/mstore. MSTORE_OFFLINE=1 answers only refs resolved before; MSTORE_OFFLINE=auto does so, with a
-    warning, when the remote cannot be reached.
+    warning, when the remote cannot be reached. --include / --exclude choose files of a folder model as
+    huggingface_hub's allow_patterns / ignore_patterns do (`*` also crosses `/`); a pattern that matches no
+    file is an error.
     """
-    found = locate(ref, store=state.store, remote=remote, offline=True if offline else None)
+    found = locate(
+        ref, store=state.store, remote=remote, offline=True if offline else None, include=include, exclude=exclude
+    )
     if as_json:
         emit_json(found.to_json())
     else:
@@ -75,6 +93,8 @@ def cache_ls(as_json: JsonOpt = False) -> None:
     for e in sorted(entries, key=lambda e: e.last_used, reverse=True):
         refs = ", ".join(sorted({f"{r['ref']}={r['version']}" for r in e.refs})) or "-"
         state_ = "" if e.intact else "  (changed on disk: rebuilt on next use)"
+        if e.intact and not e.complete:
+            state_ = f"  (partial: {e.files} file(s); later calls add what they ask for)"
         typer.echo(
             f"{e.key[:12]}  {format_bytes(e.size):>10}  used {format_duration(now - e.last_used)} ago  "
             f"{safe(refs)}  {e.path or ''}{state_}"

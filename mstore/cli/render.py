@@ -181,6 +181,23 @@ def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
     return lines
 
 
+def tensor_lines(listed: dict[str, Any]) -> list[str]:
+    """`mstore show --tensors`: each tensor file, then its tensors (name, dtype, shape, size)."""
+    if not listed["files"]:
+        return [f"version {listed['version']} has no tensor file (safetensors, npz, ONNX, GGUF)"]
+    lines = []
+    for f in listed["files"]:
+        total = sum(t["size"] for t in f["tensors"])
+        lines.append(f"{safe(f['path'])}: {len(f['tensors'])} tensor(s), {format_bytes(total)}")
+        width = max((len(t["name"]) for t in f["tensors"]), default=0)
+        for t in f["tensors"]:
+            shape = "[" + ", ".join(str(d) for d in t["shape"]) + "]"
+            lines.append(
+                f"  {safe(t['name']).ljust(width)}  {safe(t['dtype']):<7} {shape:<18} {format_bytes(t['size']):>10}"
+            )
+    return lines
+
+
 def _metric_rows(metrics: dict[str, dict[str, Any]], style: Style) -> list[str]:
     if not metrics:
         return []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Executor
 from contextlib import nullcontext
 from pathlib import Path
@@ -83,12 +83,21 @@ _FORCE = ("--force", "force=True")  # how the caller says it: a CLI flag or a Py
 
 
 def restore(
-    manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool = False, progress: Progress | None = None
+    manifest: Manifest,
+    objects: ObjectStore,
+    dest: Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    only: Collection[str] | None = None,
 ) -> Path:
-    """Write the model to `dest` and return the path written. Existing files need `force`."""
-    large = any(e.size >= PARALLEL_MIN_BYTES for e in manifest.files)
+    """Write the model to `dest` and return the path written. Existing files need `force`.
+
+    `only`: the paths of the files to write (with the folders that hold them), for a directory model;
+    None writes every file and folder."""
+    large = any(e.size >= PARALLEL_MIN_BYTES for e in manifest.files if only is None or e.path in only)
     with workers.pool() if large else nullcontext() as pool:
-        return _restore(manifest, objects, dest, force, progress, pool)
+        return _restore(manifest, objects, dest, force, progress, pool, only)
 
 
 def _restore(
@@ -98,6 +107,7 @@ def _restore(
     force: bool,
     progress: Progress | None,
     pool: Executor | None,
+    only: Collection[str] | None = None,
 ) -> Path:
     target = checkout_target(manifest, dest)
     if manifest.kind == KIND_FILE:
@@ -112,8 +122,13 @@ def _restore(
         raise DestinationExists(f"{target} is not empty (use {{force}} to write into it)", force=_FORCE)
     target.mkdir(parents=True, exist_ok=True)
     for entry in manifest.entries:
+        if only is not None and (entry.is_dir or entry.path not in only):
+            continue
         rel = check_relpath(entry.path)
         out = target.joinpath(*rel.split("/"))
+        if only is not None:  # the folder entries were skipped: make this file's folders
+            for depth in range(1, rel.count("/") + 1):
+                _ensure_real_dir(target.joinpath(*rel.split("/")[:depth]))
         if not out.resolve().is_relative_to(target.resolve()):
             raise InvalidName(f"refusing to write {entry.path!r} outside {target}")
         if entry.is_dir:

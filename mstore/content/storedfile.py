@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
+from .. import workers as _workers
 from ..errors import MStoreError
 from ..formats.tensors import Tensor, onnx_external_tensors
 from ..store.manifest import KIND_DIR, Entry, Manifest
@@ -15,10 +17,17 @@ from ..store.objects import ObjectStore
 CACHE_CHUNKS = 4
 
 
+class Chunks(Protocol):
+    """Where chunks come from, each verified against its id: an ObjectStore, or a fetcher that downloads
+    what the cache lacks (modelpath.Origin)."""
+
+    def read(self, oid: str, expected_size: int | None = None) -> bytes: ...
+
+
 class StoredFile:
     """One file entry of a manifest, readable by offset."""
 
-    def __init__(self, entry: Entry, objects: ObjectStore) -> None:
+    def __init__(self, entry: Entry, objects: Chunks) -> None:
         self.entry = entry
         self.objects = objects
         self.size = entry.size
@@ -49,16 +58,37 @@ class StoredFile:
         last = bisect.bisect_right(self._starts, offset + length - 1) - 1
         return range(first, last + 1)
 
-    def read(self, offset: int, length: int) -> bytes:
-        """Bytes [offset, offset+length), verified chunk by chunk."""
-        parts = []
+    def _pieces(self, offset: int, length: int) -> Iterator[memoryview]:
         for index in self._span(offset, length):
             start = self._starts[index]
-            data = self._chunk(index)
-            lo = max(offset - start, 0)
-            hi = min(offset + length - start, len(data))
-            parts.append(data[lo:hi])
-        return b"".join(parts)
+            data = memoryview(self._chunk(index))
+            yield data[max(offset - start, 0) : min(offset + length - start, len(data))]
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length), verified chunk by chunk."""
+        return b"".join(self._pieces(offset, length))
+
+    def readinto(self, offset: int, out: memoryview, *, workers: int = 1) -> None:
+        """Fill `out` with the bytes from `offset` on (verified chunk by chunk), with no copy in between:
+        a tensor read lazily is one allocation, writable. With `workers` > 1, a range of several chunks
+        is read on that many threads, a bounded window ahead (a remote's latency overlaps)."""
+        span = self._span(offset, len(out))
+        if workers <= 1 or len(span) < 2:
+            at = 0
+            for piece in self._pieces(offset, len(out)):
+                out[at : at + len(piece)] = piece
+                at += len(piece)
+            return
+
+        def read(index: int) -> bytes:
+            chunk = self.entry.chunks[index]
+            return self.objects.read(chunk.oid, chunk.size)
+
+        with _workers.pool(workers) as executor:
+            for index, data in zip(span, _workers.map_ordered(read, span, executor, 2 * workers), strict=True):
+                start = self._starts[index]
+                lo, hi = max(offset - start, 0), min(offset + len(out) - start, len(data))
+                out[start + lo - offset : start + hi - offset] = memoryview(data)[lo:hi]
 
     def chunk_ids(self, offset: int, length: int) -> tuple[tuple[int, str], ...]:
         """(start, object id) of the chunks covering a range: equal tuples mean equal bytes, unread."""

@@ -50,6 +50,7 @@ class Tensor:
     shape: tuple[int, ...]
     offset: int  # byte offset of the data in the file
     length: int  # bytes
+    fortran: bool = False  # elements in column-major order (an .npy written with fortran_order=True)
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
@@ -66,7 +67,8 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-def safetensors_index(read: Read, size: int) -> list[Tensor]:
+def _safetensors_header(read: Read, size: int) -> tuple[dict[str, Any], int]:
+    """The JSON header and where the data starts."""
     if size < 8:
         raise NotTensors("too small")
     (n,) = struct.unpack("<Q", read(0, 8))
@@ -78,7 +80,21 @@ def safetensors_index(read: Read, size: int) -> list[Tensor]:
         raise NotTensors("header is not JSON") from None
     if not isinstance(header, dict):
         raise NotTensors("header is not an object")
-    base, out = 8 + n, []
+    return header, 8 + n
+
+
+def safetensors_metadata(read: Read, size: int) -> dict[str, str]:
+    """The header's `__metadata__` (free-form text pairs, as `safe_open(...).metadata()` gives them);
+    {} when there is none or it is not a map of strings."""
+    found = _safetensors_header(read, size)[0].get("__metadata__")
+    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        return {}
+    return dict(found)
+
+
+def safetensors_index(read: Read, size: int) -> list[Tensor]:
+    header, base = _safetensors_header(read, size)
+    out = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -177,7 +193,7 @@ def _npy_tensor(name: str, read: Read, offset: int, length: int) -> Tensor:
         raise NotTensors("bad npy header")
     try:  # literal_eval evaluates literals only: no names, calls or attributes
         header = ast.literal_eval(match.group(0))
-        descr, shape = header["descr"], tuple(header["shape"])
+        descr, shape, fortran = header["descr"], tuple(header["shape"]), header.get("fortran_order") is True
     except (ValueError, SyntaxError, TypeError, KeyError, MemoryError, RecursionError):
         raise NotTensors("bad npy header") from None
     data_offset, data_len = offset + start + hlen, length - start - hlen
@@ -192,7 +208,9 @@ def _npy_tensor(name: str, read: Read, offset: int, length: int) -> Tensor:
         dtype = BYTES  # big-endian: compare as bytes
     if dtype != BYTES and _numel(shape) * ITEMSIZE[dtype] != data_len:
         dtype = BYTES  # object arrays and the like: bytes only, never unpickled
-    return Tensor(name, dtype, shape if dtype != BYTES else (data_len,), data_offset, data_len)
+    return Tensor(
+        name, dtype, shape if dtype != BYTES else (data_len,), data_offset, data_len, fortran and dtype != BYTES
+    )
 
 
 def zip_index(read: Read, size: int) -> list[Tensor]:
