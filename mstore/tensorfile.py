@@ -6,14 +6,17 @@ chunker cut the file at tensor boundaries, so a header read fetches no weight by
 its own chunks. Each chunk is verified against its id before a byte of it is used: from the local store,
 from the cache's objects, or downloaded from a remote into them (so a later `model_path` or tensor read
 does not download it again). Read: safetensors, `.npz` (stored, uncompressed entries), ONNX initializers
-(inline, and in a folder model those in external-data files) and GGUF tensors of plain types; quantized
-GGUF blocks, torch storages and compressed npz entries are listed (dtype as stored) and given as bytes.
+(inline, and in a folder model those in external-data files) and GGUF tensors of plain types; a
+compressed npz entry (`np.savez_compressed`) is read whole, verified, then inflated under the size its zip
+directory declares. Quantized GGUF blocks and torch storages are listed (dtype as stored) and given as
+bytes.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +26,14 @@ import numpy as np
 from .cache.entries import Cache
 from .content.storedfile import StoredFile
 from .errors import BadInput, NotInModel, UnsupportedFormat
-from .formats.tensors import Tensor, index_tensors, onnx_external_tensors, safetensors_metadata
+from .formats.tensors import (
+    NotTensors,
+    Tensor,
+    index_tensors,
+    inflated_npy,
+    onnx_external_tensors,
+    safetensors_metadata,
+)
 from .humanize import nearest
 from .modelpath import Origin, find
 from .store.manifest import KIND_FILE, Entry
@@ -48,8 +58,38 @@ _NUMPY = {
 
 @dataclass(frozen=True)
 class _Located:
-    file: StoredFile
+    file: StoredFile | _Inflated
     tensor: Tensor
+
+
+class _Inflated:
+    """An inflated npz entry held in memory, read as a StoredFile is (`readinto`)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.data[offset : offset + length]
+
+    def readinto(self, offset: int, out: memoryview, workers: int = 1) -> None:
+        out[:] = self.data[offset : offset + len(out)]
+
+
+def _inflate(file: StoredFile, tensor: Tensor, path: str) -> _Located:
+    """Read a deflated npz entry (verified chunk by chunk), inflate it under its declared size, locate its
+    array. A declared size that the stream does not match, or a header that is not an array, is refused."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(file.read(tensor.offset, tensor.length), tensor.inflated + 1)
+    except zlib.error as e:
+        raise UnsupportedFormat(f"{tensor.name!r} in {path!r}: its compressed bytes do not inflate ({e})") from None
+    if len(data) != tensor.inflated or not inflater.eof:
+        raise UnsupportedFormat(f"{tensor.name!r} in {path!r}: it does not inflate to the size its zip entry declares")
+    try:
+        inner = inflated_npy(tensor.name, data)
+    except NotTensors as e:
+        raise UnsupportedFormat(f"{tensor.name!r} in {path!r}: {e}") from None
+    return _Located(_Inflated(data), inner)
 
 
 def open_tensors(
@@ -183,7 +223,8 @@ class TensorFile(Mapping[str, np.ndarray]):
         return found
 
     def get_bytes(self, name: str) -> bytes:
-        """The tensor's bytes as stored (any dtype: quantized blocks, torch storages), verified."""
+        """The tensor's bytes as stored (any dtype: quantized blocks, torch storages, a compressed npz
+        entry's deflate stream), verified."""
         at = self._find(name)
         return at.file.read(at.tensor.offset, at.tensor.length)
 
@@ -194,6 +235,8 @@ class TensorFile(Mapping[str, np.ndarray]):
     def get_slice(self, name: str) -> TensorSlice:
         """A view to index (`[10:20]`, `[:, 3]`): only the rows the first index selects are read."""
         at = self._find(name)
+        if at.tensor.inflated and isinstance(at.file, StoredFile):
+            at = _inflate(at.file, at.tensor, self.path)
         return TensorSlice(at.file, at.tensor, self.path, self.origin.workers)
 
     def tensors(self) -> list[dict[str, Any]]:
@@ -212,7 +255,7 @@ class TensorFile(Mapping[str, np.ndarray]):
 class TensorSlice:
     """One tensor, indexable without reading it whole: `get_shape()`, `get_dtype()`, `[...]`."""
 
-    def __init__(self, file: StoredFile, tensor: Tensor, path: str, workers: int = 1) -> None:
+    def __init__(self, file: StoredFile | _Inflated, tensor: Tensor, path: str, workers: int = 1) -> None:
         self.file, self.tensor, self.path, self.workers = file, tensor, path, workers
         if tensor.dtype not in _NUMPY:
             raise UnsupportedFormat(

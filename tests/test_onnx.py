@@ -306,9 +306,9 @@ def _field(number: int, payload: bytes) -> bytes:
     ],
 )
 def test_crafted_models_are_not_tensors(data: bytes) -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time of this thread: a loaded machine cannot make it flaky
     assert _index(data) is None
-    assert time.perf_counter() - start < 2
+    assert time.thread_time() - start < 2
 
 
 def test_deeply_nested_messages_are_skipped_not_descended() -> None:

@@ -101,7 +101,8 @@ def test_npz_onnx_and_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
     }
     np.savez(tmp_path / "w.npz", **arrays)
-    np.savez_compressed(tmp_path / "c.npz", z=np.zeros(8))
+    packed = {"z": np.zeros(8), "r": RNG.standard_normal((5, 3)), "f": np.asfortranarray(arrays["fortran"])}
+    np.savez_compressed(tmp_path / "c.npz", **packed)
     folder = tmp_path / "model"
     folder.mkdir()
     model = onnx.helper.make_model(
@@ -131,9 +132,11 @@ def test_npz_onnx_and_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert list(npz) == ["a", "fortran"] and all(np.array_equal(npz[n], a) for n, a in arrays.items())
     assert np.array_equal(npz.get_slice("fortran")[1:], arrays["fortran"][1:])
     compressed = mstore.open_tensors(store=repo.root, file="c.npz")
-    with pytest.raises(UnsupportedFormat, match="'z' in 'c.npz' is BYTES, which has no numpy dtype; get_bytes"):
-        compressed["z"]
-    assert len(compressed.get_bytes("z")) == compressed.tensors()[0]["size"]
+    assert sorted(compressed) == ["f", "r", "z"]  # inflated when read, exactly as numpy reads them
+    assert all(np.array_equal(compressed[n], a) and compressed[n].dtype == a.dtype for n, a in packed.items())
+    assert np.array_equal(compressed.get_slice("r")[1:3, 2], packed["r"][1:3, 2])
+    sizes = {t["name"]: t["size"] for t in compressed.tensors()}
+    assert len(compressed.get_bytes("z")) == sizes["z"]
     graph = mstore.open_tensors(store=repo.root, file="model.onnx")  # w1 in weights.bin, w2 inline
     assert np.array_equal(graph["w1"], BIG[:64]) and np.array_equal(graph["w2"], BIG[:2, :8])
     ggml = mstore.open_tensors(store=repo.root, file="m.gguf")
@@ -147,6 +150,26 @@ def test_npz_onnx_and_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         mstore.open_tensors(store=repo.root, file="weights.bin")
     listed = json.loads(cli(repo.root, "show", "--tensors", "--json").stdout)
     assert [f["path"] for f in listed["files"]] == ["c.npz", "m.gguf", "model.onnx", "w.npz"]
+
+
+def test_a_compressed_npz_entry_that_lies_about_its_size_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inflated size comes from the zip directory (untrusted): a stream longer or shorter than declared
+    is one line, never a partial array or an unbounded inflate."""
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    np.savez_compressed(tmp_path / "c.npz", z=np.arange(4096.0))
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    central = data.rindex(b"PK\x01\x02")
+    usize = int.from_bytes(data[central + 24 : central + 28], "little")
+    data[central + 24 : central + 28] = (usize // 2).to_bytes(4, "little")  # declares half of what it holds
+    (tmp_path / "lie.npz").write_bytes(bytes(data))
+    repo = Repository.init(tmp_path / "store")
+    repo.save(tmp_path / "lie.npz")
+    with pytest.raises(
+        UnsupportedFormat, match=r"^'z' in 'lie.npz': it does not inflate to the size its zip entry declares$"
+    ):
+        mstore.open_tensors(store=repo.root)["z"]
 
 
 def test_unknown_tensor_names_are_one_line_with_the_nearest(store: Path) -> None:

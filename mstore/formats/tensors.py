@@ -51,6 +51,7 @@ class Tensor:
     offset: int  # byte offset of the data in the file
     length: int  # bytes
     fortran: bool = False  # elements in column-major order (an .npy written with fortran_order=True)
+    inflated: int = 0  # a deflate-compressed zip entry (np.savez_compressed): its size once inflated
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
@@ -112,8 +113,9 @@ def safetensors_index(read: Read, size: int) -> list[Tensor]:
     return sorted(out, key=lambda t: t.name)
 
 
-def _zip_entries(read: Read, size: int) -> list[tuple[str, int, int, int]]:
-    """(name, method, data offset, compressed size) of every entry, from the central directory."""
+def _zip_entries(read: Read, size: int) -> list[tuple[str, int, int, int, int]]:
+    """(name, method, data offset, compressed size, uncompressed size) of every entry, from the central
+    directory."""
     tail_len = min(size, 65557)
     tail = read(size - tail_len, tail_len)
     at = tail.rfind(b"PK\x05\x06")
@@ -141,7 +143,7 @@ def _zip_entries(read: Read, size: int) -> list[tuple[str, int, int, int]]:
         (lho,) = struct.unpack("<I", cd[pos + 42 : pos + 46])
         name = cd[pos + 46 : pos + 46 + nlen].decode("utf-8", "replace")
         extra = cd[pos + 46 + nlen : pos + 46 + nlen + elen]
-        csize, lho = _zip64_sizes(extra, usize, csize, lho)
+        usize, csize, lho = _zip64_sizes(extra, usize, csize, lho)
         pos += 46 + nlen + elen + clen
         local = read(lho, 30)
         if local[:4] != b"PK\x03\x04":
@@ -150,17 +152,18 @@ def _zip_entries(read: Read, size: int) -> list[tuple[str, int, int, int]]:
         data = lho + 30 + lnlen + lelen
         if data + csize > size:
             raise NotTensors("entry outside the file")
-        out.append((name, method, data, csize))
+        out.append((name, method, data, csize, usize))
     return out
 
 
-def _zip64_sizes(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int]:
+def _zip64_sizes(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int, int]:
     pos = 0
     while pos + 4 <= len(extra):
         tag, length = struct.unpack("<HH", extra[pos : pos + 4])
         if tag == 1:
             fields, p = extra[pos + 4 : pos + 4 + length], 0
             if usize == 0xFFFFFFFF:
+                (usize,) = struct.unpack("<Q", fields[p : p + 8])
                 p += 8
             if csize == 0xFFFFFFFF:
                 (csize,) = struct.unpack("<Q", fields[p : p + 8])
@@ -168,7 +171,7 @@ def _zip64_sizes(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, i
             if lho == 0xFFFFFFFF:
                 (lho,) = struct.unpack("<Q", fields[p : p + 8])
         pos += 4 + length
-    return csize, lho
+    return usize, csize, lho
 
 
 _NPY_HEADER = re.compile(r"\{.*\}", re.S)
@@ -213,9 +216,18 @@ def _npy_tensor(name: str, read: Read, offset: int, length: int) -> Tensor:
     )
 
 
+def inflated_npy(name: str, data: bytes) -> Tensor:
+    """The array inside an inflated npz entry (`data`: the whole .npy), located within `data`."""
+
+    def read(offset: int, length: int) -> bytes:
+        return data[offset : offset + length]
+
+    return _npy_tensor(name, read, 0, len(data))
+
+
 def zip_index(read: Read, size: int) -> list[Tensor]:
     out = []
-    for name, method, offset, length in _zip_entries(read, size):
+    for name, method, offset, length, inflated in _zip_entries(read, size):
         if name.endswith("/"):
             continue
         if method == 0 and name.endswith(".npy"):
@@ -227,7 +239,7 @@ def zip_index(read: Read, size: int) -> list[Tensor]:
         if method == 0 and re.search(r"(^|/)data/[^/]+$", name):  # a torch.save storage
             out.append(Tensor(name, BYTES, (length,), offset, length))
         elif name.endswith(".npy"):  # compressed npz entry: compared as a whole
-            out.append(Tensor(name[:-4], BYTES, (length,), offset, length))
+            out.append(Tensor(name[:-4], BYTES, (length,), offset, length, inflated=inflated if method == 8 else 0))
     if not out:
         raise NotTensors("no tensors in zip")
     return sorted(out, key=lambda t: t.name)
