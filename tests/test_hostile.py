@@ -143,3 +143,41 @@ def test_metadata_is_escaped_on_the_terminal(tmp_path: Path) -> None:
     for args in (["log"], ["show"]):
         out = runner.invoke(app, ["--store", str(repo.root), *args]).stdout
         assert "\x1b" not in out and "\x07" not in out and "\\x1b" in out
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda m: m.update(mstore="a string"),
+        lambda m: m.update(mstore=[1, 2]),
+        lambda m: m["mstore"].update(lineage="abc"),
+        lambda m: m["mstore"].update(lineage={"git": "abc"}),
+        lambda m: m["mstore"].update(lineage={"training_file": {"path": 3}}),
+        lambda m: m["mstore"].update(parent=["20260101_000000"]),
+        lambda m: m["mstore"].update(size="big"),
+        lambda m: m["mstore"].update(files=True),
+        lambda m: m.update(model_hash=7),
+    ],
+    ids=["block-str", "block-list", "lineage-str", "git-str", "path-int", "parent-list", "size", "files", "hash"],
+)
+def test_odd_types_in_mstore_fields_are_one_line_everywhere(tmp_path: Path, mutate: object) -> None:
+    """A version from a remote or an archive is only as well-formed as its writer made it: a self-consistent
+    metadata.json whose mstore-owned fields have the wrong types is a damaged version (log, show, the UI and
+    fsck say so in one line), never a traceback or a bare 500."""
+    from starlette.testclient import TestClient
+
+    from mstore.ui.app import create_app
+
+    repo, vid = _saved(tmp_path)
+    meta = json.loads((repo.root / f"version_{vid}" / "metadata.json").read_bytes())
+    mutate(meta)  # type: ignore[operator]
+    _forge_metadata(repo, vid, json.dumps(meta).encode())
+    for command in (["log"], ["log", "--oneline"], ["show", vid], ["diff", vid, vid], ["du"]):
+        result = runner.invoke(app, ["--store", str(repo.root), *command])
+        assert result.exit_code == 1, (command, result.output)
+        assert result.stderr.count("\n") == 1 and "metadata.json has" in result.stderr, (command, result.stderr)
+    assert [p.code for p in repo.fsck().errors] == ["bad-metadata"]
+    client = TestClient(create_app(repo.root), base_url="http://127.0.0.1:8000")
+    for path in ("/", f"/versions/{vid}", "/api/versions"):
+        response = client.get(path)
+        assert "metadata.json has" in response.text, (path, response.status_code)

@@ -82,7 +82,63 @@ def loads(data: bytes, where: str) -> dict[str, Any]:
         raise CorruptVersion(f"{where}: metadata.json is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise CorruptVersion(f"{where}: metadata.json is not a JSON object")
+    problem = shape_problem(value)
+    if problem:
+        raise CorruptVersion(f"{where}: metadata.json {problem}")
     return value
+
+
+_INT, _STR, _OPT_STR, _DICT = "an integer", "a string", "a string or null", "an object"
+# The mstore-owned fields every reader relies on, and what each must be. A version that came from a remote
+# or an archive is only as well-formed as its writer made it: checked here, once, every reader may trust them.
+MSTORE_FIELDS = {
+    "format": _INT,
+    "manifest": _STR,
+    "kind": _STR,
+    "size": _INT,
+    "files": _INT,
+    "parent": _OPT_STR,
+    "new_bytes": _INT,
+    "new_content_bytes": _INT,
+    "reused_bytes": _INT,
+    "delta_objects": _INT,
+    "lineage": _DICT,
+}
+LINEAGE_FIELDS = {"training_file": {"path": _STR, "blake3": _STR, "size": _INT}, "git": {"commit": _STR}}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _OPT_STR:
+        return value is None or isinstance(value, str)
+    return isinstance(value, dict)
+
+
+def shape_problem(meta: Mapping[str, Any]) -> str | None:
+    """Why metadata's mstore-owned fields are not the types mstore writes, or None when they are."""
+    if not isinstance(meta.get("timestamp", ""), str):
+        return "has a 'timestamp' that is not a string"
+    if not isinstance(meta.get("model_hash", ""), str):
+        return "has a 'model_hash' that is not a string"
+    block = meta.get(RESERVED_KEY, {})
+    if not isinstance(block, dict):
+        return f"has an {RESERVED_KEY!r} block that is not an object"
+    for key, kind in MSTORE_FIELDS.items():
+        if key in block and not _is(block[key], kind):
+            return f"has {RESERVED_KEY}.{key} that is not {kind}"
+    for part, fields in LINEAGE_FIELDS.items():
+        entry = block.get("lineage", {}).get(part)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            return f"has {RESERVED_KEY}.lineage.{part} that is not an object"
+        for key, kind in fields.items():
+            if key in entry and not _is(entry[key], kind):
+                return f"has {RESERVED_KEY}.lineage.{part}.{key} that is not {kind}"
+    return None
 
 
 def is_number(value: Any) -> bool:
