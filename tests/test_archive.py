@@ -324,6 +324,29 @@ def test_plain_export_writes_the_seed_layout(tmp_path: Path) -> None:
         repo.export_plain(["latest"], out)
 
 
+
+@pytest.mark.parametrize("folder", [False, True])
+def test_plain_export_of_a_model_named_metadata_json_is_refused_before_anything_is_written(
+    tmp_path: Path, folder: bool
+) -> None:
+    """The plain layout puts metadata.json beside the model: a model of that name would be replaced by the
+    metadata (a file) or fail half-way (a folder). Refused, one line, nothing written."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "other.bin").write_bytes(b"fine")
+    model = work / "metadata.json"
+    if folder:
+        model.mkdir()
+        (model / "w.bin").write_bytes(b"weights")
+    else:
+        model.write_bytes(b'{"weights": [1, 2, 3]}')
+    assert mstore("save", "other.bin", cwd=work, store=tmp_path / "s").code == 0
+    assert mstore("save", "metadata.json", cwd=work, store=tmp_path / "s").code == 0
+    result = mstore("export", "latest~1", "latest", "--plain", "-o", "plain", cwd=work, store=tmp_path / "s")
+    assert result.one_line_error and result.code != 0, result.stderr
+    assert "metadata.json" in result.stderr and "nothing was exported" in result.stderr
+    assert not (work / "plain").exists() or not any((work / "plain").iterdir())
+
 @pytest.mark.slow
 def test_cli_export_import_and_plain(tmp_path: Path) -> None:
     work = tmp_path / "work"

@@ -27,6 +27,7 @@ from ..errors import (
     BadInput,
     CorruptObject,
     DestinationExists,
+    InvalidName,
     IntegrityError,
     MStoreError,
     StoreNotFound,
@@ -369,14 +370,22 @@ def export_plain(store: Store, version_ids: list[str], dest: Path) -> list[Path]
     layout, readable without mstore); every file is verified bit-exact. DEST must not exist or be empty."""
     if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
         raise DestinationExists(f"{dest} exists and is not an empty directory")
-    written = []
-    for vid in sorted(set(version_ids)):
+    planned = []
+    for vid in sorted(set(version_ids)):  # every name is checked before anything is written
         raw = store.versions.raw_metadata(vid)
         meta = load_metadata(raw, f"version_{vid}")
         manifest = store.version_manifest(vid, meta)
+        name = manifest.entries[0].path if manifest.kind == KIND_FILE else saved_name(meta, vid)
+        if name == METADATA:
+            raise InvalidName(
+                f"version {vid}'s model is named {METADATA}, which the plain layout keeps for its metadata; "
+                f"nothing was exported (check it out under another name: mstore checkout {vid} -o PATH)"
+            )
+        planned.append((vid, raw, manifest, name))
+    written = []
+    for vid, raw, manifest, name in planned:
         directory = dest / f"version_{vid}"
         directory.mkdir(parents=True)
-        name = manifest.entries[0].path if manifest.kind == KIND_FILE else saved_name(meta, vid)
         written.append(restore(manifest, store.objects, directory / name))
         (directory / METADATA).write_bytes(raw)
     return written
