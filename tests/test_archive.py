@@ -324,7 +324,6 @@ def test_plain_export_writes_the_seed_layout(tmp_path: Path) -> None:
         repo.export_plain(["latest"], out)
 
 
-
 @pytest.mark.parametrize("folder", [False, True])
 def test_plain_export_of_a_model_named_metadata_json_is_refused_before_anything_is_written(
     tmp_path: Path, folder: bool
@@ -346,6 +345,7 @@ def test_plain_export_of_a_model_named_metadata_json_is_refused_before_anything_
     assert result.one_line_error and result.code != 0, result.stderr
     assert "metadata.json" in result.stderr and "nothing was exported" in result.stderr
     assert not (work / "plain").exists() or not any((work / "plain").iterdir())
+
 
 @pytest.mark.slow
 def test_cli_export_import_and_plain(tmp_path: Path) -> None:
