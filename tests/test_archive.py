@@ -212,6 +212,12 @@ VID = "20261101_120000"
             ),
             "object",
         ),
+        (
+            "object larger than any chunk",
+            archive(obj(b"x", envelope(ZSTD, 100 << 20, zstandard.ZstdCompressor().compress(b"\0" * 100)), 100 << 20)),
+            "declares",
+        ),
+        ("object twice", archive(*one_version()[:1], *one_version()), "appears twice"),
         ("delta object", archive(obj(b"y" * 64, envelope(3, 64, b"", base="ab" * 32, depth=1))), "object"),
         ("object that lies", archive(rec(b"O", bytes(32) + struct.pack("<Q", 3) + b"abc")), "does not hash"),
         ("not an archive", ENVELOPE_MAGIC + b"\0" * 100, "bad magic"),
@@ -250,6 +256,23 @@ def test_hostile_archives_import_nothing(tmp_path: Path, name: str, data: bytes,
         target.import_archive(path)
     assert snapshot(target.root) == before
     assert not (tmp_path / "escape.bin").exists()
+
+
+def test_objects_that_inflate_far_beyond_the_archive_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Distinct objects of zeros compress ~1000x: past a floor, content may not exceed 1024x the archive's
+    size (the floor is lowered here so a small archive shows it)."""
+    import mstore.ops.archive as archive_module
+
+    monkeypatch.setattr(archive_module, "EXPANSION_FLOOR", 0)
+    bombs = [b"\0" * (1 << 20) + bytes([i]) for i in range(3)]
+    data = archive(*(obj(c, envelope(ZSTD, len(c), zstandard.ZstdCompressor().compress(c))) for c in bombs))
+    path = tmp_path / "bomb.mstore"
+    path.write_bytes(data)
+    assert len(data) * archive_module.MAX_EXPANSION < 3 << 20
+    with pytest.raises(BadArchive, match="inflate"):
+        Repository.init(tmp_path / "dst").import_archive(path)
 
 
 def test_an_archive_that_is_a_fifo_or_a_link_to_one_is_refused_without_hanging(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..store import codec, fsutil
 from ..store import commit as _commit
+from ..store.chunking import MAX_CHUNK_SIZE
 from ..store.codec import stored_form
 from ..store.layout import Store, check_model_hash, manifest_id
 from ..store.manifest import KIND_FILE, Manifest
@@ -47,7 +48,9 @@ from ..store.versions import METADATA, is_future, saved_name
 MAGIC = b"MSTORE-ARCHIVE\x00\x01"
 HEADER, OBJECT, VERSION, END = b"H", b"O", b"V", b"E"
 _RECORD = struct.Struct("<cQ32s")
-MAX_OBJECT = codec.MAX_OBJECT  # content of one object (mstore writes at most a few MiB)
+MAX_OBJECT = MAX_CHUNK_SIZE  # content of one object: the largest chunk mstore cuts (a manifest too)
+MAX_EXPANSION = 1024  # content bytes per archive byte beyond EXPANSION_FLOOR: zstd bombs stop here
+EXPANSION_FLOOR = 1 << 30
 MAX_MANIFESTS = codec.MAX_OBJECT  # the manifests pass 1 holds while it verifies the versions, in all
 MAX_JSON = 16 << 20
 MAX_RECORDS = 50_000_000
@@ -115,6 +118,11 @@ def export(store: Store, version_ids: list[str], dest: Path, *, force: bool = Fa
             _record(out, HEADER, json.dumps(header).encode())
             for oid, size in oids.items():
                 content = store.objects.read(oid, None if size < 0 else size)
+                if len(content) > MAX_OBJECT:
+                    raise BadInput(
+                        f"object {oid[:12]} holds {len(content)} bytes, more than an archive carries "
+                        f"({MAX_OBJECT >> 20} MiB); nothing was exported (share it with push instead)"
+                    )
                 blob = encoder.encode(content, tensor=False)
                 _record(out, OBJECT, bytes.fromhex(oid) + struct.pack("<Q", len(content)) + blob)
                 total += len(content)
@@ -250,7 +258,7 @@ def plan_import(store: Store | None, path: Path) -> ImportPlan:
         header: dict[str, Any] | None = None
         oids: set[str] = set()
         manifests: dict[str, Manifest] = {}
-        manifest_bytes = 0
+        manifest_bytes = content_bytes = 0
         versions: list[tuple[str, bytes, dict[str, Any]]] = []
         count = 0
         for rec in _records(f, size, path):
@@ -265,7 +273,14 @@ def plan_import(store: Store | None, path: Path) -> ImportPlan:
                     raise BadArchive(f"{path}: archive format {header.get('format')!r} is not 1 (upgrade mstore?)")
             elif rec.kind == OBJECT:
                 oid, content, _ = _object(rec, path)
+                if oid in oids:
+                    raise BadArchive(f"{path}: {rec.where()}: object {oid[:12]} appears twice")
                 oids.add(oid)
+                content_bytes += len(content)
+                if content_bytes > EXPANSION_FLOOR + MAX_EXPANSION * size:
+                    raise BadArchive(
+                        f"{path}: {rec.where()}: its objects inflate to more than {MAX_EXPANSION}x the archive's size"
+                    )
                 if content[:1] and (0x80 <= content[0] <= 0x8F or content[0] in (0xDE, 0xDF)):
                     try:  # a msgpack map: perhaps a manifest (strictly decoded); anything else is a chunk
                         decoded = Manifest.decode(content)
