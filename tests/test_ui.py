@@ -110,6 +110,16 @@ def test_other_hosts_are_refused(built: tuple[Repository, list[str]]) -> None:
     assert TestClient(create_app(built[0].root), base_url="http://localhost:8765").get("/").status_code == 200
 
 
+def test_cross_site_requests_are_refused_before_any_work(client: TestClient) -> None:
+    """A page on the web can fire no-cors GETs at 127.0.0.1 (it cannot read the answer, but the UI would do
+    the work: a diff of two large versions). Browsers mark such requests; they are refused at the door."""
+    for path in ("/", "/api/versions", "/diff?old=latest~1&new=latest"):
+        refused = client.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+        assert refused.status_code == 403 and "cross-site" in refused.json()["error"], path
+    for site in ("same-origin", "none"):  # the UI's own fetches, and a URL typed or opened by `mstore ui`
+        assert client.get("/api/versions", headers={"Sec-Fetch-Site": site}).status_code == 200
+
+
 def test_pages_escape_every_stored_string(client: TestClient, built: tuple[Repository, list[str]]) -> None:
     _, ids = built
     raw_strings = [XSS, XSS_FILE, XSS_METRIC]
@@ -237,6 +247,19 @@ def test_ui_prints_its_url_and_binds_loopback(built: tuple[Repository, list[str]
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert "warning" not in err
+
+
+def test_another_loopback_address_answers_at_the_url_it_prints(built: tuple[Repository, list[str]]) -> None:
+    import urllib.request
+
+    proc, url = _start(built[0].root, "--host", "127.0.0.2")
+    try:
+        assert url.startswith("http://127.0.0.2:")
+        with urllib.request.urlopen(url + "api/versions?limit=1", timeout=10) as answer:
+            assert answer.status == 200 and json.loads(answer.read())[0]["timestamp"] == built[1][-1]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
 
 
 def test_an_explicit_public_host_warns(built: tuple[Repository, list[str]]) -> None:

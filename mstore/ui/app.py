@@ -52,8 +52,10 @@ SECURITY_HEADERS = [
 
 
 class ReadOnly:
-    """Anything but GET or HEAD is answered 405, on every path, before any route runs; every answer gets
-    the security headers and a `Server-Timing` header with the time the app spent on it."""
+    """Anything but GET or HEAD is answered 405, and a request a browser marks as sent by another site
+    (`Sec-Fetch-Site: cross-site`, e.g. a no-cors fetch from a page on the web) 403, on every path, before
+    any route runs; every answer gets the security headers and a `Server-Timing` header with the time the
+    app spent on it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -68,6 +70,10 @@ class ReadOnly:
                 status_code=405,
                 headers={"Allow": "GET, HEAD"},
             )
+            await response(scope, receive, send)
+            return
+        if (b"sec-fetch-site", b"cross-site") in scope.get("headers", []):
+            response = JSONResponse({"error": "cross-site requests are refused: open mstore ui directly"}, 403)
             await response(scope, receive, send)
             return
         started = time.perf_counter()

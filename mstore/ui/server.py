@@ -18,6 +18,14 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers to answer: on loopback, the loopback names and the address served (127.0.0.2 too,
+    whose URL we print); elsewhere any (the user chose to serve the network)."""
+    if not is_loopback(host):
+        return ["*"]
+    return [*LOOPBACK_HOSTS, *([host] if host not in LOOPBACK_HOSTS else [])]
+
+
 def url_of(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
@@ -39,7 +47,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(root: str | Path, host: str, port: int, *, open_browser: bool, announce: Callable[[str], None]) -> None:
     """Open the store, bind, call `announce(url)`, then serve until interrupted."""
-    app = create_app(root, allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else ["*"])
+    app = create_app(root, allowed_hosts=allowed_hosts(host))
     sock = bind(host, port)
     url = url_of(host, sock.getsockname()[1])
     announce(url)
