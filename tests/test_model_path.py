@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 import mstore
 from mstore import ModelVersioning, Repository
 from mstore.cache.entries import Cache, _make_stamp
+from mstore.errors import NotACache
 from mstore.store import fsutil
 from mstore.store.manifest import Manifest
 from mstore.store.objects import ObjectStore
@@ -419,3 +420,26 @@ def test_a_first_open_racing_another_is_not_mistaken_for_someone_elses_directory
 
     monkeypatch.setattr(entries.os, "scandir", scandir)
     assert Cache.open(root).root == root and raced  # before: NotACache ("not empty and has no CACHEDIR.TAG")
+
+
+@pytest.mark.parametrize("where", ["", "models", "stamps"])
+@pytest.mark.parametrize("how", ["world-writable", "another user"])
+def test_a_cache_others_can_write_is_refused(tmp_path: Path, where: str, how: str) -> None:
+    """A world-writable MSTORE_CACHE (or one of its directories) lets another user forge a stamp and an entry,
+    which a lookup trusts: such a cache is refused with one line, as git refuses a repository of dubious
+    ownership; the user's own cache works."""
+    (tmp_path / "m.bin").write_bytes(b"weights" * 100)
+    _save(tmp_path, tmp_path / "m.bin", tag="prod")
+    path = mstore.model_path("prod", store=tmp_path / "store", cache_dir=tmp_path / "cache")
+    target = tmp_path / "cache" / where
+    if how == "world-writable":
+        target.chmod(target.stat().st_mode | 0o002)
+    elif os.geteuid() == 0:
+        os.chown(target, 4242, 4242)
+    else:
+        pytest.skip("giving a directory to another user needs root")
+    with pytest.raises(NotACache, match="forged"):
+        mstore.model_path("prod", store=tmp_path / "store", cache_dir=tmp_path / "cache")
+    refused = _mstore(tmp_path, "path", "prod", code=2)
+    assert "could be forged" in _one_line_error(refused)
+    assert path.read_bytes() == b"weights" * 100  # nothing was removed

@@ -101,6 +101,26 @@ def default_dir() -> Path:
     return Path.home() / ".cache" / "mstore"
 
 
+def check_owned(path: Path) -> None:
+    """A cache hands out bytes it verified once, on the strength of its stamps: a directory another user
+    owns, or that anyone may write, lets them forge a stamp and an entry, so it is refused (git's "dubious
+    ownership" rule; group-writable is allowed, as user-private groups make it by default)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.geteuid():
+        raise NotACache(
+            f"cache directory {path} belongs to another user (uid {st.st_uid}): its entries could be forged; "
+            f"use a directory of your own ({CACHE_ENV}, or cache_dir=)"
+        )
+    if st.st_mode & stat.S_IWOTH:
+        raise NotACache(
+            f"cache directory {path} may be written by anyone: its entries could be forged; "
+            f"run chmod o-w on it, or use another directory ({CACHE_ENV}, or cache_dir=)"
+        )
+
+
 @dataclass
 class EntryInfo:
     key: str  # the manifest id
@@ -155,6 +175,7 @@ class Cache:
                 )
             if found is not None and not found.startswith(TAG_SIGNATURE):
                 raise NotACache(f"{tag} is not a cache directory tag")
+            check_owned(path)  # before anything is written into it
         if not create:
             if path.is_dir():
                 cache.check_layout()
@@ -169,9 +190,12 @@ class Cache:
         return cache
 
     def check_layout(self) -> None:
-        """Every layout directory that exists is a real directory (never a link out of the cache)."""
+        """Every layout directory that exists is a real directory (never a link out of the cache), and the
+        cache and its directories are the user's own (see `check_owned`)."""
+        check_owned(self.root)
         for sub in LAYOUT:
-            fsutil.check_real_dir(self.root / sub, f"the cache's {sub}/", "remove it")
+            if fsutil.check_real_dir(self.root / sub, f"the cache's {sub}/", "remove it"):
+                check_owned(self.root / sub)
 
     # -- entries ---------------------------------------------------------------------------------
 
