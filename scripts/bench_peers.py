@@ -315,6 +315,7 @@ class Dvc(Tool):
             shutil.move(self.source, out)
         finally:
             os.replace(keep, self.source)
+            self.run(["git", "checkout", "-q", "HEAD", "--", f"{self.source.name}.dvc"])
         return out
 
     def verify(self) -> None:
