@@ -1,7 +1,8 @@
 """Move versions between the local store and a remote, in the order that keeps the receiving side consistent.
 
-Push: objects the remote lacks (one listing tells which; each verified before it leaves) -> the version
-record (committed last) -> refs by compare-and-swap. Pull: every object decoded and hashed before it
+Push: objects the remote lacks (one listing tells which; each verified before it leaves, a delta chain at
+a time with its verified base handed down) -> the version records (committed last) -> refs by
+compare-and-swap. Pull: every object decoded and hashed before it
 enters the local store (a corrupt remote object is reported, never stored) -> the version (one rename)
 -> refs. A reader on either side never sees a version whose objects are not all there, and an
 interrupted transfer resumes: what already arrived is skipped. Objects travel on a bounded pool of
@@ -19,7 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, StoreNotFound
+from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, MStoreError, StoreNotFound
+from ..store import codec
 from ..store.codec import stored_form
 from ..store.commit import adopt_tags, commit, holds
 from ..store.layout import Store, check_model_hash, manifest_id
@@ -111,8 +113,10 @@ def push(
         if progress is not None:
             progress.start(sum(store.objects.size(oid) for _, _, todo in plan for oid in todo))
         send = _Sender(store, remote, int(remote_config["format"]), stats, progress)
-        for vid, meta, todo in plan:
-            run_all(todo, send, workers)
+        # every version's objects first, a delta chain at a time with its verified bases handed down (no
+        # chain decoded twice); then the records, oldest first: no record is there before its objects
+        run_all(delta_trees(store.objects, [oid for _, _, todo in plan for oid in todo]), send.tree, workers)
+        for vid, meta, _ in plan:
             if remote.publish_version(vid, meta):
                 stats.versions_sent += 1
             else:
@@ -156,9 +160,12 @@ class _Sender:
         self.target_envelopes, self.target_planes = target_format >= 2, target_format >= 3
         self._counting = threading.Lock()
 
-    def __call__(self, oid: str) -> None:
+    def __call__(self, oid: str, known: dict[str, bytes] | None = None) -> bytes:
+        """Send one object (decoded and hash-verified first); returns its verified content.
+
+        `known`: a delta base's content verified moments ago (so its chain is not decoded again)."""
         objects = self.store.objects
-        content, blob = objects.read_with_blob(oid)
+        content, blob = objects.read_with_blob(oid, known=known)
         stored = stored_form(content, blob, objects.envelopes, self.target_envelopes, self.target_planes)
         sent = self.remote.put_object(oid, content, stored)
         with self._counting:
@@ -166,6 +173,58 @@ class _Sender:
             self.stats.bytes_sent += sent
         if self.progress is not None:
             self.progress.advance(len(blob))
+        return content
+
+    def tree(self, root: tuple[str, dict[str, list[str]]]) -> None:
+        """Send an object, then the deltas made against it (depth first), each verified against its id
+        with the content of its base just verified: one decode per object, at most a chain's depth held."""
+        oid, children = root
+        stack: list[tuple[str, dict[str, bytes] | None]] = [(oid, None)]
+        done: set[str] = set()  # headers may lie (a cycle): never send one twice, never loop
+        while stack:
+            current, known = stack.pop()
+            if current in done:
+                continue
+            done.add(current)
+            below = children.get(current)
+            content = self(current, known)
+            if below:
+                stack.extend((child, {current: content}) for child in reversed(below))
+            del content
+
+
+def delta_trees(objects: ObjectStore, oids: list[str]) -> list[tuple[str, dict[str, list[str]]]]:
+    """`oids` (each once) as trees of delta chains: (root, base -> deltas among `oids`), from headers only.
+
+    A root's base, if any, is not among `oids` (it is on the remote already). Headers are not trusted:
+    an unreadable one makes its object a root (the read that sends it reports the damage), and objects
+    the walk does not reach (a cycle) become roots of their own, so every object is sent or refused."""
+    wanted = dict.fromkeys(oids)
+    base_of: dict[str, str] = {}
+    for oid in wanted:
+        try:
+            header = codec.parse_header(objects.header(oid)) if objects.envelopes else None
+        except (MStoreError, OSError):
+            continue
+        if header is not None and header.base is not None and header.base in wanted and header.base != oid:
+            base_of[oid] = header.base
+    children: dict[str, list[str]] = {}
+    for oid, base in base_of.items():
+        children.setdefault(base, []).append(oid)
+    roots, reached = [], set()
+    for start in [o for o in wanted if o not in base_of] + [o for o in wanted if o in base_of]:
+        if start in reached:
+            continue
+        roots.append(start)
+        stack = [start]
+        while stack:
+            current = stack.pop()
+            if current in reached:
+                continue
+            reached.add(current)
+            stack.extend(children.get(current, ()))
+    # a tree's map covers only its own objects: one shared map, read-only from here on
+    return [(root, children) for root in roots]
 
 
 def _push_refs(store: Store, remote: Remote, version_ids: list[str], on_remote: set[str], stats: TransferStats) -> None:
