@@ -187,12 +187,12 @@ def test_a_format_2_store_or_remote_never_receives_codecs_it_cannot_read(
     assert out.read_bytes() == (tmp_path / "b.safetensors").read_bytes()
 
 
-def test_push_decodes_each_object_once_handing_verified_bases_down_chains(
+def test_push_and_clone_decode_each_object_once_handing_verified_bases_down_chains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Four warm-started versions: every delta'd tensor is a chain v1 <- v2 <- v3 <- v4. A push decodes
-    every object it sends exactly once (each delta with its base verified moments before), and the
-    remote, cloned, restores every version bit for bit and passes fsck."""
+    every object it sends exactly once (each delta with its base verified moments before), so does a
+    clone for every object it fetches, and the clone restores every version bit for bit and passes fsck."""
     import numpy as np
 
     from mstore.store import objects as objects_module
@@ -234,7 +234,12 @@ def test_push_decodes_each_object_once_handing_verified_bases_down_chains(
     manifests = {manifest_id(store.versions.read(vid), vid) for vid in repo.ids()}
     sent = [oid for oid in decoded if oid not in manifests]  # a manifest is also read to plan the push
     assert len(sent) == len(set(sent)) == stats.objects_sent - len(manifests)
-    clone = Repository.clone(str(tmp_path / "shared"), tmp_path / "b")[0]
+    decoded.clear()
+    monkeypatch.setattr(objects_module, "decode_object", counting)
+    clone, pulled = Repository.clone(str(tmp_path / "shared"), tmp_path / "b")
+    monkeypatch.undo()
+    fetched = [oid for oid in decoded if oid not in manifests]  # so does a pull, to check model hashes
+    assert len(fetched) == len(set(fetched)) == pulled.objects_sent - len(manifests)
     for vid, expected in zip(clone.ids(), saved, strict=True):
         assert clone.checkout(vid, tmp_path / f"{vid}.safetensors").read_bytes() == expected
     assert clone.fsck().ok

@@ -2,10 +2,11 @@
 
 Push: objects the remote lacks (one listing tells which; each verified before it leaves, a delta chain at
 a time with its verified base handed down) -> the version records (committed last) -> refs by
-compare-and-swap. Pull: every object decoded and hashed before it
-enters the local store (a corrupt remote object is reported, never stored) -> the version (one rename)
--> refs. A reader on either side never sees a version whose objects are not all there, and an
-interrupted transfer resumes: what already arrived is skipped. Objects travel on a bounded pool of
+compare-and-swap. Pull: every object decoded and hashed before it enters the local store (a corrupt
+remote object is reported, never stored; each piece's chain across the versions is fetched in a row,
+verified bases handed down) -> the versions (one rename each) -> refs. A reader on either side never
+sees a version whose objects are not all there, and an interrupted transfer resumes: what already
+arrived is skipped. Objects travel on a bounded pool of
 threads with a bounded window, so memory stays at a few objects per worker.
 """
 
@@ -290,13 +291,31 @@ class Fetcher:
         else:
             self._download(oid, size)
 
+    def ensure_row(self, row: list[tuple[str, int]]) -> None:
+        """`ensure` each object of a row (one piece across versions, oldest first), handing the content
+        just downloaded and verified to the next as its delta base, when it is."""
+        below: tuple[str, bytes] | None = None
+        for oid, size in row:
+            if self.objects.has_intact(oid, size):
+                self._count(oid, 0, 0, size)
+                below = None
+            else:
+                below = (oid, self._download(oid, size, below))
+
     def _keep(self, oid: str, content: bytes, blob: bytes) -> None:
         """Store a verified object (a chunk, a manifest or a delta base on the way to one)."""
         stored = stored_form(content, blob, self.source_envelopes, self.objects.envelopes, self.target_planes)
         self.objects.put(content, oid, stored)
         self._count(oid, 1, len(blob), len(content))
 
-    def _download(self, oid: str, size: int | None) -> bytes:
+    def _download(self, oid: str, size: int | None, below: tuple[str, bytes] | None = None) -> bytes:
+        """Download, verify and keep `oid`; `below`: an object's verified content, used if it is the base."""
+
+        def known(base: str, base_size: int) -> bytes | None:
+            if below is not None and below[0] == base and len(below[1]) == base_size:
+                return below[1]
+            return self._local(base, base_size)
+
         try:
             content, blob = decode_chain(
                 oid,
@@ -304,7 +323,7 @@ class Fetcher:
                 self.remote.get_object,
                 self.remote.object_header,
                 envelopes=self.source_envelopes,
-                known=self._local,
+                known=known,
                 keep=self._keep,
             )
         except CorruptObject as exc:
@@ -337,14 +356,31 @@ def pull(
         plan = _plan_pull(remote, store, version_ids, fetch, stats, workers)
         if progress is not None:
             progress.start(sum(f.size for _, _, m in plan for f in m.files))
-        for vid, meta, manifest in plan:
-            chunks = {c.oid: c.size for f in manifest.files for c in f.chunks}
-            run_all(sorted(chunks.items()), lambda item: fetch.ensure(*item), workers)
-            stats.versions_sent += len(commit(store, [(vid, meta)]).published)  # each version lands whole
+        # every version's chunks first, the same piece of each version in a row (its delta chain, oldest
+        # first: each delta verified with its base's content just verified), then the versions, oldest
+        # first, each landing whole
+        run_all(_piece_rows([manifest for _, _, manifest in plan]), fetch.ensure_row, workers)
+        for vid, meta, _ in plan:
+            stats.versions_sent += len(commit(store, [(vid, meta)]).published)
         stats.latest = store.refs.latest()
         stats.tag_conflicts = _pull_tags(remote, store, set(version_ids))
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _piece_rows(manifests: list[Manifest]) -> list[list[tuple[str, int]]]:
+    """Each chunk once, in rows: the chunks at the same place (file, index) of each manifest in order,
+    where a version's delta against its parent's same piece usually is (a hint only: any base not just
+    decoded is read, verified, from the local store or the remote)."""
+    rows: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    seen: set[str] = set()
+    for manifest in manifests:
+        for f in manifest.files:
+            for i, c in enumerate(f.chunks):
+                if c.oid not in seen:
+                    seen.add(c.oid)
+                    rows.setdefault((f.path, i), []).append((c.oid, c.size))
+    return list(rows.values())
 
 
 def _plan_pull(
