@@ -75,6 +75,17 @@ def parse_header(blob: bytes) -> Header | None:
     return Header(codec, width, size, None, 0, start)
 
 
+_contexts = threading.local()
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's zstd decompression context, made once (not once per plane or object)."""
+    context: zstandard.ZstdDecompressor | None = getattr(_contexts, "decompressor", None)
+    if context is None:
+        context = _contexts.decompressor = zstandard.ZstdDecompressor()
+    return context
+
+
 def verify_envelope(blob: bytes, expected_size: int | None, oid: str) -> Header | None:
     """The header of an encoded object after checking its envelope checksum and declared size (None: raw).
 
@@ -385,7 +396,7 @@ def sample_at(read: ReadAt, stored_size: int, size: int, width: int) -> bytes | 
             return None
         if how == PLANE_ZSTD:
             try:
-                plane = zstandard.ZstdDecompressor().decompress(read(offset, length), max_output_size=n)
+                plane = _decompressor().decompress(read(offset, length), max_output_size=n)
             except (zstandard.ZstdError, MemoryError):
                 return None
             if len(plane) != n:
@@ -460,7 +471,7 @@ def decode(
         data = _unplanes(view[header.payload_offset :], header.width, header.size)
     else:
         try:
-            data = zstandard.ZstdDecompressor().decompress(view[header.payload_offset :], max_output_size=header.size)
+            data = _decompressor().decompress(view[header.payload_offset :], max_output_size=header.size)
         except (zstandard.ZstdError, MemoryError) as exc:
             raise CorruptObject(f"object does not decompress: {exc}") from None
         data = ungroup(data, header.width) if header.codec in (GROUPED, XOR_DELTA) else data
@@ -505,7 +516,7 @@ def _unplanes(payload: memoryview, width: int, size: int) -> bytes | bytearray:
             planes.append(stored)
         elif how == PLANE_ZSTD:
             try:
-                plane = zstandard.ZstdDecompressor().decompress(stored, max_output_size=n)
+                plane = _decompressor().decompress(stored, max_output_size=n)
             except (zstandard.ZstdError, MemoryError) as exc:
                 raise CorruptObject(f"plane does not decompress: {exc}") from None
             if len(plane) != n:
