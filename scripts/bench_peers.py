@@ -1,4 +1,4 @@
-"""mstore against borg, restic and git-lfs, and against the machine's limits (b3sum, cp), in one run.
+"""mstore against borg, restic, git-lfs, DVC and MLflow, and against the machine's limits (b3sum, cp), in one run.
 
     python scripts/bench_peers.py                 # 1 GB fp32 safetensors model, medians of 3 runs
     python scripts/bench_peers.py --size 256 --runs 3 --json /tmp/peers.json
@@ -15,10 +15,18 @@ operation at a time with the tools interleaved (their order rotates per run):
     verify every byte                mstore fsck / borg check --verify-data / restic check --read-data /
                                      git lfs fsck
 
+DVC (`dvc add` + a git commit / `dvc checkout` / md5sum of its cache) and MLflow (`log_artifact` to a
+file tracking store / `download_artifacts`; it verifies nothing) are installed with pip into their own
+virtual environments under `--venvs` (default $XDG_CACHE_HOME/mstore-bench, reused between runs) and are
+skipped with a note when that fails. `mlflow+sync` is MLflow counted until its bytes are durable (its
+save or checkout, then a `sync`).
+
 Each timed command is a fresh process (start-up included), `sync` runs before it (untimed) so no tool
-pays for another's dirty pages. The limits: `b3sum` + `cp` of the file (save and checkout), `b3sum` of
-the distinct content the stores hold (verify). Prints a markdown table of medians with ratios and the
-machine. Writes nothing into the repository; the work directory (default: a temp dir) is removed.
+pays for another's dirty pages, and before each limit. The limits are timed on their own, after that
+`sync`: `b3sum` + `cp` + `sync` of the copy (a save is durable), `b3sum` + `cp` (a checkout returns
+with its bytes in the page cache, as cp does), `b3sum` of the distinct content the stores hold
+(verify). Prints a markdown table of medians with ratios, the machine and the load average. Writes
+nothing into the repository; the work directory (default: a temp dir) is removed.
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ from pathlib import Path
 import blake3
 import numpy as np
 
-TOOLS = ("mstore", "borg", "restic", "git-lfs")
+TOOLS = ("mstore", "borg", "restic", "git-lfs", "dvc", "mlflow")
+PEERS = ("borg", "restic", "git-lfs", "dvc")  # "best peer": the tools that verify what they store
 OPS = ("save_head", "save_new", "save_unchanged", "checkout", "verify")
 LABEL = {
     "save_new": "save all-new content (v3 after v2)",
@@ -52,6 +61,34 @@ LABEL = {
 }
 TENSOR = 4 << 20
 APT = {"borg": "borgbackup", "restic": "restic", "git-lfs": "git-lfs", "b3sum": "b3sum"}
+
+
+PIP = {"dvc": ("dvc>=3,<4", "dvc"), "mlflow": ("mlflow-skinny>=3", "python")}  # tool: (requirement, executable)
+VENVS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mstore-bench"
+NOTES: list[str] = []
+
+
+def ensure_venv(tool: str, venvs: Path, install: bool = True) -> Path | None:
+    """The executable of a pip-installed peer in its own virtual environment (created once), or None."""
+    requirement, exe = PIP[tool]
+    venv = venvs / tool
+    path = venv / "bin" / exe
+    probe = [str(path), "-c", "import mlflow"] if tool == "mlflow" else [str(path), "version"]
+    ok = path.exists() and subprocess.run(probe, capture_output=True).returncode == 0
+    if not ok and install:
+        print(f"installing {requirement} into {venv}", file=sys.stderr)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+            pip = [str(venv / "bin" / "pip"), "install", "-q", requirement]
+            subprocess.run(pip, check=True, capture_output=True)
+            ok = subprocess.run(probe, capture_output=True).returncode == 0
+        except (OSError, subprocess.CalledProcessError) as exc:
+            NOTES.append(f"{tool} skipped: pip install {requirement!r} failed ({exc})")
+            return None
+    if not ok:
+        NOTES.append(f"{tool} skipped: not installed in {venv}")
+        return None
+    return path
 
 
 def ensure_tools() -> None:
@@ -235,11 +272,108 @@ class GitLfs(Tool):
         self.git("lfs", "fsck", "--objects")
 
 
+class Dvc(Tool):
+    """`dvc add` of the model file in a git + DVC workspace (the model's own directory, as DVC users keep
+    it), committed and tagged in git; checkout removes the file and runs `dvc checkout`."""
+
+    name = "dvc"
+    exe = "dvc"
+
+    @property
+    def ws(self) -> Path:
+        return self.source.parent
+
+    def init(self) -> None:
+        for leftover in (".git", ".dvc", ".dvcignore", ".gitignore", f"{self.source.name}.dvc"):
+            target = self.ws / leftover
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        self.run(["git", "init", "-q"], cwd=self.ws)
+        self.run([self.exe, "init", "-q"], cwd=self.ws)
+        self.run([self.exe, "config", "core.analytics", "false"], cwd=self.ws)
+
+    def run(self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+        super().run(args, cwd=cwd or self.ws, env={"DVC_SITE_CACHE_DIR": str(self.root / "site"), **(env or {})})
+
+    def save(self, label: str) -> None:
+        name = self.source.name
+        self.run([self.exe, "add", "-q", name])
+        self.run(
+            ["sh", "-c", f"git add {name}.dvc .gitignore && git commit -q --allow-empty -m {label} && git tag {label}"]
+        )
+
+    def checkout(self, label: str, dest: Path) -> Path:
+        # the workspace file is set aside (a rename), so DVC restores the file from its cache
+        keep = self.ws / ".bench-keep"
+        os.replace(self.source, keep)
+        try:
+            self.run(["sh", "-c", f"git checkout -q {label} -- {self.source.name}.dvc"])
+            self.run([self.exe, "checkout", "-q", f"{self.source.name}.dvc"])
+            out = dest / self.source.name
+            shutil.move(self.source, out)
+        finally:
+            os.replace(keep, self.source)
+            self.run(["git", "checkout", "-q", "HEAD", "--", f"{self.source.name}.dvc"])
+        return out
+
+    def verify(self) -> None:
+        # DVC has no fsck: md5 of every file in its cache is what verifying it takes
+        cache = self.ws / ".dvc" / "cache"
+        self.run(["sh", "-c", f"find {cache} -type f -print0 | xargs -0 -r md5sum"])
+
+
+_MLFLOW = """
+import json, sys
+import mlflow
+from mlflow.artifacts import download_artifacts
+op, uri = sys.argv[1], sys.argv[2]
+mlflow.set_tracking_uri(uri)
+if op == "save":
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(sys.argv[3])
+    print(run.info.run_id)
+else:
+    download_artifacts(run_id=sys.argv[3], artifact_path=sys.argv[4], dst_path=sys.argv[5])
+"""
+
+
+class MLflow(Tool):
+    """log_artifact into a file tracking store, download_artifacts to check out (the model registry of a
+    file store needs a logged model, not a plain file). MLflow keeps a plain copy: no hash, no dedup, no
+    fsync, nothing to verify."""
+
+    name = "mlflow"
+    exe = "python"
+
+    def init(self) -> None:
+        self.runs: dict[str, str] = {}
+        self.uri = f"file://{self.repo}"
+
+    def save(self, label: str) -> None:
+        out = subprocess.run(
+            [self.exe, "-c", _MLFLOW, "save", self.uri, str(self.source)],
+            env={**self.env, "MLFLOW_ALLOW_FILE_STORE": "true"},
+            check=True,
+            capture_output=True,
+        )
+        self.runs[label] = out.stdout.decode().strip().splitlines()[-1]
+
+    def checkout(self, label: str, dest: Path) -> Path:
+        args = [self.exe, "-c", _MLFLOW, "get", self.uri, self.runs[label], self.source.name, str(dest)]
+        self.run(args, env={"MLFLOW_ALLOW_FILE_STORE": "true"})
+        return dest / self.source.name
+
+    def verify(self) -> None:
+        raise NotImplementedError
+
+
 class MStoreBefore(MStore):
     name = "mstore-before"
 
 
-CLASSES: dict[str, type[Tool]] = {c.name: c for c in (MStore, MStoreBefore, Borg, Restic, GitLfs)}
+CLASSES: dict[str, type[Tool]] = {c.name: c for c in (MStore, MStoreBefore, Borg, Restic, GitLfs, Dvc, MLflow)}
 
 
 LOAD = os.getloadavg()
@@ -283,7 +417,10 @@ def machine() -> str:
 
 def versions() -> str:
     out = []
-    for args in (["borg", "--version"], ["restic", "version"], ["git-lfs", "version"], ["b3sum", "--version"]):
+    extra = [[Dvc.exe, "version"]] if Dvc.exe != "dvc" or shutil.which("dvc") else []
+    if MLflow.exe != "python":
+        extra.append([MLflow.exe, "-c", "import mlflow; print('mlflow', mlflow.__version__)"])
+    for args in (["borg", "--version"], ["restic", "version"], ["git-lfs", "version"], ["b3sum", "--version"], *extra):
         try:
             out.append(subprocess.run(args, capture_output=True, text=True, check=True).stdout.split("\n")[0].strip())
         except (OSError, subprocess.CalledProcessError):
@@ -312,7 +449,7 @@ def bench(size_mb: int, runs: int, tools: list[str], workdir: Path) -> dict[str,
     (workdir / "home").mkdir()
     expected = b3(models["v3"])
     times: dict[str, dict[str, list[float]]] = {
-        t: {op: [] for op in OPS} for t in [*tools, "b3sum", "cp", "b3sum-distinct"]
+        t: {op: [] for op in OPS} for t in [*tools, "mlflow+sync", "b3sum", "cp", "sync", "b3sum-distinct"]
     }
 
     def place(version: str) -> None:
@@ -322,11 +459,22 @@ def bench(size_mb: int, runs: int, tools: list[str], workdir: Path) -> dict[str,
         time.sleep(1.1)  # the file is older than a second when saved, as a real model file would be
 
     def limits(op: str) -> None:
-        """b3sum and cp of the file, timed right after the tools did `op` (so in the same conditions)."""
+        """b3sum and cp of the file, each timed on its own after an untimed `sync` (so the limit never pays
+        for the writeback a tool left behind), and the `sync` of the copy (a save's bytes are durable)."""
         times["b3sum"][op].append(timed(quiet, "b3sum", str(source), cpu=cpu_of("b3sum", op)))
         copy = workdir / "cp-copy"
         times["cp"][op].append(timed(quiet, "cp", str(source), str(copy), cpu=cpu_of("cp", op)))
+        start = time.perf_counter()
+        subprocess.run(["sync"], check=True)  # not `timed`: that would sync the copy first
+        times["sync"][op].append(time.perf_counter() - start)
         copy.unlink()
+
+    def run_tool(name: str, op: str, fn: Callable[..., object], *args: object) -> None:
+        times[name][op].append(timed(fn, *args, cpu=cpu_of(name, op)))
+        if name == "mlflow":  # counted until its bytes are durable, as mstore's are
+            start = time.perf_counter()
+            subprocess.run(["sync"], check=True)
+            times["mlflow+sync"][op].append(times[name][op][-1] + time.perf_counter() - start)
 
     for run in range(runs):
         order = tools[run % len(tools) :] + tools[: run % len(tools)]
@@ -346,18 +494,19 @@ def bench(size_mb: int, runs: int, tools: list[str], workdir: Path) -> dict[str,
             if version:
                 place(version)
             for name in order:
-                times[name][op].append(timed(repos[name].save, label, cpu=cpu_of(name, op)))
+                run_tool(name, op, repos[name].save, label)
             limits(op)
         for name in order:
             dest = workdir / f"run{run}" / f"{name}-out"
             dest.mkdir()
-            times[name]["checkout"].append(timed(repos[name].checkout, "v3", dest, cpu=cpu_of(name, "checkout")))
+            run_tool(name, "checkout", repos[name].checkout, "v3", dest)
             if b3(dest / source.name) != expected:
                 raise SystemExit(f"{name}: checkout of v3 is not bit-exact")
             shutil.rmtree(dest)
         limits("checkout")
         for name in order:
-            times[name]["verify"].append(timed(repos[name].verify, cpu=cpu_of(name, "verify")))
+            if name != "mlflow":  # nothing to verify: MLflow keeps no hashes
+                run_tool(name, "verify", repos[name].verify)
         # b3sum of the distinct content the stores hold (v1 + v3; v2 adds one tensor)
         distinct = ("b3sum", str(models["v1"]), str(models["v3"]))
         times["b3sum-distinct"]["verify"].append(timed(quiet, *distinct, cpu=cpu_of("b3sum-distinct", "verify")))
@@ -372,28 +521,39 @@ def table(times: dict[str, dict[str, list[float]]], tools: list[str]) -> str:
         values = times.get(tool, {}).get(op) or []
         return statistics.median(values) if values else None
 
-    peers = [t for t in tools if not t.startswith("mstore")]
-    head = ["operation", *tools, "limit", "mstore / best peer", "mstore / limit"]
-    if "mstore-before" in tools:
-        head.append("mstore / before")
+    def cell(value: float | None, unit: str = " s") -> str:
+        return f"{value:.2f}{unit}" if value is not None else "-"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{a / b:.2f}x" if a is not None and b else ""
+
+    columns = [*tools, *(["mlflow+sync"] if "mlflow" in tools else [])]
+    peers = [t for t in tools if t in PEERS]
+    head = ["operation", *columns, "limit", "mstore / best peer", "mstore / limit"]
+    head += ["mstore / dvc"] if "dvc" in tools else []
+    head += ["mstore / mlflow+sync"] if "mlflow" in tools else []
+    head += ["mstore / before"] if "mstore-before" in tools else []
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for op in OPS:
+        b, c, y = med("b3sum", op), med("cp", op), med("sync", op)
         if op == "verify":
             limit = med("b3sum-distinct", op)
-        else:
-            b, c = med("b3sum", op), med("cp", op)
+        elif op == "save_unchanged":
+            limit = b  # the goal: faster than one b3sum of the file
+        elif op == "checkout":
             limit = b + c if b is not None and c is not None else None
-            if op == "save_unchanged":
-                limit = b  # the goal: faster than one b3sum of the file
-        row = [LABEL[op]] + [f"{med(t, op):.2f} s" for t in tools]
-        best = min((med(t, op) or float("inf") for t in peers), default=float("inf"))
+        else:  # a save is durable: b3sum + cp + sync of the copy
+            limit = b + c + y if b is not None and c is not None and y is not None else None
+        row = [LABEL[op]] + [cell(med(t, op)) for t in columns]
+        known = [v for v in (med(t, op) for t in peers) if v is not None]
         m = med("mstore", op)
-        row.append(f"{limit:.2f} s" if limit else "")
-        row.append(f"{m / best:.2f}x" if m is not None and best != float("inf") else "")
-        row.append(f"{m / limit:.2f}x" if m is not None and limit else "")
+        row += [cell(limit), ratio(m, min(known) if known else None), ratio(m, limit)]
+        if "dvc" in tools:
+            row.append(ratio(m, med("dvc", op)))
+        if "mlflow" in tools:
+            row.append(ratio(m, med("mlflow+sync", op)))
         if "mstore-before" in tools:
-            before = med("mstore-before", op)
-            row.append(f"{m / before:.2f}x" if m is not None and before else "")
+            row.append(ratio(m, med("mstore-before", op)))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -402,8 +562,11 @@ def report(times: dict[str, dict[str, list[float]]], tools: list[str], size_mb: 
     notes = [
         "",
         f"{size_mb} MB fp32 safetensors model, medians of {runs} interleaved runs, fresh processes, warm page cache.",
-        "limit: b3sum + cp of the file (save, checkout); one b3sum of the file (unchanged save);",
-        "b3sum of the distinct content, v1 + v3 (verify).",
+        "limit (each part timed on its own after an untimed sync): b3sum + cp + sync of the copy (saves);",
+        "b3sum + cp (checkout); one b3sum of the file (unchanged save); b3sum of the distinct content, v1 + v3",
+        "(verify). best peer: the best of " + ", ".join(PEERS) + " (MLflow verifies nothing; mlflow+sync is",
+        "MLflow counted until its bytes are durable).",
+        *NOTES,
         f"machine: {machine()}",
         f"load average (1 min) at the start / end: {LOAD[0]:.1f} / {os.getloadavg()[0]:.1f} (other users' work too)",
         f"tools: {versions()}",
@@ -428,7 +591,8 @@ def main() -> None:
     parser.add_argument(
         "--before", type=Path, help="another mstore source tree, timed in the same runs as column mstore-before"
     )
-    parser.add_argument("--no-install", action="store_true", help="do not apt-get missing tools")
+    parser.add_argument("--no-install", action="store_true", help="do not apt-get / pip-install missing tools")
+    parser.add_argument("--venvs", type=Path, default=VENVS, help=f"virtual environments of DVC, MLflow ({VENVS})")
     args = parser.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     if args.before:
@@ -438,6 +602,13 @@ def main() -> None:
         parser.error(f"--tools must include mstore and name only {', '.join(TOOLS)}")
     if not args.no_install:
         ensure_tools()
+    for tool, cls in (("dvc", Dvc), ("mlflow", MLflow)):
+        if tool in tools:
+            exe = ensure_venv(tool, args.venvs, not args.no_install)
+            if exe is None:
+                tools.remove(tool)
+            else:
+                cls.exe = str(exe)
     base = args.workdir or Path(tempfile.mkdtemp(prefix="bench-peers-", dir=os.environ.get("TMPDIR", "/var/tmp")))
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(dir=base))

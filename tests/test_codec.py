@@ -253,3 +253,45 @@ def test_a_base_is_not_read_when_its_sample_says_no_delta_can_win() -> None:
 
     stored = planes_enc.encode(data, 4, DeltaBase("ab" * 32, never, 0), base_sample=sample)
     assert stored[4] == PLANES and decode(stored, len(data), _no_base) == data
+
+
+def test_one_encode_per_piece_when_the_sample_estimate_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fine-tuned piece is encoded once (the delta the estimate picks), all-new content once (plain),
+    and the base is read once: no plain candidate is built in full before a delta that wins."""
+    w = np.frombuffer(_fp32(10), np.float32)
+    noise = np.frombuffer(_fp32(11), np.float32)
+    moved = (w + noise * np.float32(0.01) * np.abs(w)).astype(np.float32).tobytes()
+    encoder = Encoder(planes=True)
+    built: list[int] = []
+    original = encoder._planes
+
+    def counting(grouped: bytes, width: int, decisions: list[bool]) -> list[bytes | memoryview]:
+        built.append(len(grouped))
+        return original(grouped, width, decisions)
+
+    monkeypatch.setattr(encoder, "_planes", counting)
+    reads: list[int] = []
+
+    def base_content() -> bytes:
+        reads.append(1)
+        return w.tobytes()
+
+    delta = encoder.encode(moved, 4, DeltaBase("cd" * 32, base_content, 0))
+    assert delta[4] == PLANES_XOR_DELTA and decode(delta, len(moved), lambda oid, n: w.tobytes()) == moved
+    assert built == [len(moved)] and reads == [1]
+    # and it is as small as when both candidates were built: the plain one could not have won
+    assert len(delta) < 0.9 * len(encoder.encode(moved, 4))
+    built.clear()
+    fresh = _fp32(12)
+    stored = encoder.encode(fresh, 4, DeltaBase("cd" * 32, w.tobytes(), 0))
+    assert stored[4] == PLANES and built == [len(fresh)]
+
+
+@pytest.mark.parametrize("width", [2, 4, 8])
+def test_byte_planes_are_every_elements_byte_i_in_order(width: int) -> None:
+    data = bytes(np.random.default_rng(width).integers(0, 256, 4096 * width, dtype=np.uint8))
+    planes = group(data, width)
+    n = len(data) // width
+    for i in range(width):
+        assert planes[i * n : (i + 1) * n] == data[i::width]
+    assert bytes(ungroup(planes, width)) == data

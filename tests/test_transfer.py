@@ -185,3 +185,61 @@ def test_a_format_2_store_or_remote_never_receives_codecs_it_cannot_read(
     assert old.fsck().ok
     out = old.checkout("latest", tmp_path / "out.safetensors")
     assert out.read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+def test_push_and_clone_decode_each_object_once_handing_verified_bases_down_chains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four warm-started versions: every delta'd tensor is a chain v1 <- v2 <- v3 <- v4. A push decodes
+    every object it sends exactly once (each delta with its base verified moments before), so does a
+    clone for every object it fetches, and the clone restores every version bit for bit and passes fsck."""
+    import numpy as np
+
+    from mstore.store import objects as objects_module
+
+    from helpers import safetensors_bytes
+
+    repo = Repository.init(tmp_path / "a")
+    rng = np.random.default_rng(23)
+    w = rng.standard_normal(64 * 1024).astype(np.float32)
+    src = tmp_path / "model.safetensors"
+    saved = []
+    for v in range(4):
+        tensors = {"backbone.weight": ("F32", w), "head.weight": ("F32", w[:1024] * np.float32(v + 1))}
+        src.write_bytes(safetensors_bytes(tensors))
+        saved.append(src.read_bytes())
+        repo.save(src)
+        w = (w + rng.standard_normal(w.shape).astype(np.float32) * np.float32(1e-3) * np.abs(w)).astype(np.float32)
+    store = repo.store  # the chains are really there: a depth-3 delta exists
+    depths = [
+        header.depth
+        for oid in store.objects
+        if (header := objects_module.codec.parse_header(store.objects.header(oid))) is not None
+    ]
+    assert max(depths) == 3
+    decoded: list[str] = []
+    original = objects_module.decode_object
+
+    def counting(oid: str, *args: object, **kwargs: object) -> bytes:
+        decoded.append(oid)
+        return original(oid, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(objects_module, "decode_object", counting)
+    repo.remote_add("origin", str(tmp_path / "shared"))
+    stats = repo.push("origin", None)
+    monkeypatch.undo()
+    assert stats.versions_sent == 4
+    from mstore.store.layout import manifest_id
+
+    manifests = {manifest_id(store.versions.read(vid), vid) for vid in repo.ids()}
+    sent = [oid for oid in decoded if oid not in manifests]  # a manifest is also read to plan the push
+    assert len(sent) == len(set(sent)) == stats.objects_sent - len(manifests)
+    decoded.clear()
+    monkeypatch.setattr(objects_module, "decode_object", counting)
+    clone, pulled = Repository.clone(str(tmp_path / "shared"), tmp_path / "b")
+    monkeypatch.undo()
+    fetched = [oid for oid in decoded if oid not in manifests]  # so does a pull, to check model hashes
+    assert len(fetched) == len(set(fetched)) == pulled.objects_sent - len(manifests)
+    for vid, expected in zip(clone.ids(), saved, strict=True):
+        assert clone.checkout(vid, tmp_path / f"{vid}.safetensors").read_bytes() == expected
+    assert clone.fsck().ok

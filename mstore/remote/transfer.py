@@ -1,10 +1,12 @@
 """Move versions between the local store and a remote, in the order that keeps the receiving side consistent.
 
-Push: objects the remote lacks (one listing tells which; each verified before it leaves) -> the version
-record (committed last) -> refs by compare-and-swap. Pull: every object decoded and hashed before it
-enters the local store (a corrupt remote object is reported, never stored) -> the version (one rename)
--> refs. A reader on either side never sees a version whose objects are not all there, and an
-interrupted transfer resumes: what already arrived is skipped. Objects travel on a bounded pool of
+Push: objects the remote lacks (one listing tells which; each verified before it leaves, a delta chain at
+a time with its verified base handed down) -> the version records (committed last) -> refs by
+compare-and-swap. Pull: every object decoded and hashed before it enters the local store (a corrupt
+remote object is reported, never stored; each piece's chain across the versions is fetched in a row,
+verified bases handed down) -> the versions (one rename each) -> refs. A reader on either side never
+sees a version whose objects are not all there, and an interrupted transfer resumes: what already
+arrived is skipped. Objects travel on a bounded pool of
 threads with a bounded window, so memory stays at a few objects per worker.
 """
 
@@ -19,7 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, StoreNotFound
+from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, MStoreError, StoreNotFound
+from ..store import codec
 from ..store.codec import stored_form
 from ..store.commit import adopt_tags, commit, holds
 from ..store.layout import Store, check_model_hash, manifest_id
@@ -111,8 +114,10 @@ def push(
         if progress is not None:
             progress.start(sum(store.objects.size(oid) for _, _, todo in plan for oid in todo))
         send = _Sender(store, remote, int(remote_config["format"]), stats, progress)
-        for vid, meta, todo in plan:
-            run_all(todo, send, workers)
+        # every version's objects first, a delta chain at a time with its verified bases handed down (no
+        # chain decoded twice); then the records, oldest first: no record is there before its objects
+        run_all(delta_trees(store.objects, [oid for _, _, todo in plan for oid in todo]), send.tree, workers)
+        for vid, meta, _ in plan:
             if remote.publish_version(vid, meta):
                 stats.versions_sent += 1
             else:
@@ -156,9 +161,12 @@ class _Sender:
         self.target_envelopes, self.target_planes = target_format >= 2, target_format >= 3
         self._counting = threading.Lock()
 
-    def __call__(self, oid: str) -> None:
+    def __call__(self, oid: str, known: dict[str, bytes] | None = None) -> bytes:
+        """Send one object (decoded and hash-verified first); returns its verified content.
+
+        `known`: a delta base's content verified moments ago (so its chain is not decoded again)."""
         objects = self.store.objects
-        content, blob = objects.read_with_blob(oid)
+        content, blob = objects.read_with_blob(oid, known=known)
         stored = stored_form(content, blob, objects.envelopes, self.target_envelopes, self.target_planes)
         sent = self.remote.put_object(oid, content, stored)
         with self._counting:
@@ -166,6 +174,58 @@ class _Sender:
             self.stats.bytes_sent += sent
         if self.progress is not None:
             self.progress.advance(len(blob))
+        return content
+
+    def tree(self, root: tuple[str, dict[str, list[str]]]) -> None:
+        """Send an object, then the deltas made against it (depth first), each verified against its id
+        with the content of its base just verified: one decode per object, at most a chain's depth held."""
+        oid, children = root
+        stack: list[tuple[str, dict[str, bytes] | None]] = [(oid, None)]
+        done: set[str] = set()  # headers may lie (a cycle): never send one twice, never loop
+        while stack:
+            current, known = stack.pop()
+            if current in done:
+                continue
+            done.add(current)
+            below = children.get(current)
+            content = self(current, known)
+            if below:
+                stack.extend((child, {current: content}) for child in reversed(below))
+            del content
+
+
+def delta_trees(objects: ObjectStore, oids: list[str]) -> list[tuple[str, dict[str, list[str]]]]:
+    """`oids` (each once) as trees of delta chains: (root, base -> deltas among `oids`), from headers only.
+
+    A root's base, if any, is not among `oids` (it is on the remote already). Headers are not trusted:
+    an unreadable one makes its object a root (the read that sends it reports the damage), and objects
+    the walk does not reach (a cycle) become roots of their own, so every object is sent or refused."""
+    wanted = dict.fromkeys(oids)
+    base_of: dict[str, str] = {}
+    for oid in wanted:
+        try:
+            header = codec.parse_header(objects.header(oid)) if objects.envelopes else None
+        except (MStoreError, OSError):
+            continue
+        if header is not None and header.base is not None and header.base in wanted and header.base != oid:
+            base_of[oid] = header.base
+    children: dict[str, list[str]] = {}
+    for oid, base in base_of.items():
+        children.setdefault(base, []).append(oid)
+    roots, reached = [], set()
+    for start in [o for o in wanted if o not in base_of] + [o for o in wanted if o in base_of]:
+        if start in reached:
+            continue
+        roots.append(start)
+        stack = [start]
+        while stack:
+            current = stack.pop()
+            if current in reached:
+                continue
+            reached.add(current)
+            stack.extend(children.get(current, ()))
+    # a tree's map covers only its own objects: one shared map, read-only from here on
+    return [(root, children) for root in roots]
 
 
 def _push_refs(store: Store, remote: Remote, version_ids: list[str], on_remote: set[str], stats: TransferStats) -> None:
@@ -231,13 +291,31 @@ class Fetcher:
         else:
             self._download(oid, size)
 
+    def ensure_row(self, row: list[tuple[str, int]]) -> None:
+        """`ensure` each object of a row (one piece across versions, oldest first), handing the content
+        just downloaded and verified to the next as its delta base, when it is."""
+        below: tuple[str, bytes] | None = None
+        for oid, size in row:
+            if self.objects.has_intact(oid, size):
+                self._count(oid, 0, 0, size)
+                below = None
+            else:
+                below = (oid, self._download(oid, size, below))
+
     def _keep(self, oid: str, content: bytes, blob: bytes) -> None:
         """Store a verified object (a chunk, a manifest or a delta base on the way to one)."""
         stored = stored_form(content, blob, self.source_envelopes, self.objects.envelopes, self.target_planes)
         self.objects.put(content, oid, stored)
         self._count(oid, 1, len(blob), len(content))
 
-    def _download(self, oid: str, size: int | None) -> bytes:
+    def _download(self, oid: str, size: int | None, below: tuple[str, bytes] | None = None) -> bytes:
+        """Download, verify and keep `oid`; `below`: an object's verified content, used if it is the base."""
+
+        def known(base: str, base_size: int) -> bytes | None:
+            if below is not None and below[0] == base and len(below[1]) == base_size:
+                return below[1]
+            return self._local(base, base_size)
+
         try:
             content, blob = decode_chain(
                 oid,
@@ -245,7 +323,7 @@ class Fetcher:
                 self.remote.get_object,
                 self.remote.object_header,
                 envelopes=self.source_envelopes,
-                known=self._local,
+                known=known,
                 keep=self._keep,
             )
         except CorruptObject as exc:
@@ -278,14 +356,31 @@ def pull(
         plan = _plan_pull(remote, store, version_ids, fetch, stats, workers)
         if progress is not None:
             progress.start(sum(f.size for _, _, m in plan for f in m.files))
-        for vid, meta, manifest in plan:
-            chunks = {c.oid: c.size for f in manifest.files for c in f.chunks}
-            run_all(sorted(chunks.items()), lambda item: fetch.ensure(*item), workers)
-            stats.versions_sent += len(commit(store, [(vid, meta)]).published)  # each version lands whole
+        # every version's chunks first, the same piece of each version in a row (its delta chain, oldest
+        # first: each delta verified with its base's content just verified), then the versions, oldest
+        # first, each landing whole
+        run_all(_piece_rows([manifest for _, _, manifest in plan]), fetch.ensure_row, workers)
+        for vid, meta, _ in plan:
+            stats.versions_sent += len(commit(store, [(vid, meta)]).published)
         stats.latest = store.refs.latest()
         stats.tag_conflicts = _pull_tags(remote, store, set(version_ids))
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _piece_rows(manifests: list[Manifest]) -> list[list[tuple[str, int]]]:
+    """Each chunk once, in rows: the chunks at the same place (file, index) of each manifest in order,
+    where a version's delta against its parent's same piece usually is (a hint only: any base not just
+    decoded is read, verified, from the local store or the remote)."""
+    rows: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    seen: set[str] = set()
+    for manifest in manifests:
+        for f in manifest.files:
+            for i, c in enumerate(f.chunks):
+                if c.oid not in seen:
+                    seen.add(c.oid)
+                    rows.setdefault((f.path, i), []).append((c.oid, c.size))
+    return list(rows.values())
 
 
 def _plan_pull(
