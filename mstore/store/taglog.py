@@ -178,3 +178,17 @@ def parse_when(text: str) -> datetime | None:
         except ValueError:
             continue
     return None
+
+
+def problem(data: bytes | None, where: str, current: str | None) -> str | None:
+    """Why this history does not verify, or does not account for the tag naming `current`; None if it does.
+
+    A cut at the end is seen only when it took the record of the tag's present target (so a history that
+    ends in a move to where the tag is now proves nothing about moves that may have followed it elsewhere)."""
+    try:
+        moves = parse(data, where)
+    except CorruptRef as exc:
+        return str(exc)
+    if moves and current is not None and current not in {m.target for m in moves}:
+        return f"{where} has no record of the tag's move to {current} (its newest records were cut?)"
+    return None
