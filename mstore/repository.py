@@ -100,12 +100,42 @@ class Repository:
         """This store's directory when it lies inside the model directory `source` (a save leaves it out)."""
         return _save.store_inside(self.store, source)
 
-    def tag(self, name: str, ref: str = "latest", *, force: bool = False) -> str:
-        """Point tag `name` at a version; moving an existing tag needs `force`."""
-        return _tags.tag(self.store, name, ref, force=force)
+    def tag(self, name: str, ref: str = "latest", *, force: bool = False, message: str | None = None) -> str:
+        """Point tag `name` at a version; moving an existing tag needs `force`. Recorded in its history."""
+        return _tags.tag(self.store, name, ref, force=force, message=message)
 
-    def untag(self, name: str) -> str:
-        return _tags.untag(self.store, name)
+    def untag(self, name: str, *, message: str | None = None) -> str:
+        return _tags.untag(self.store, name, message=message)
+
+    def tag_history(self, name: str, *, remote: str | None = None) -> list[dict[str, Any]]:
+        """The tag's moves, newest first: {from, to, time, who, message} (here, or on a remote: NAME|URL)."""
+        from .remote import promote
+
+        if remote is not None:
+            return promote.history_dicts(promote.remote_moves(self._remote_or_url(remote), name))
+        return promote.history_dicts(_tags.history(self.store, name))
+
+    def tag_remote(
+        self, remote: str, name: str, ref: str = "latest", *, force: bool = False, message: str | None = None
+    ) -> tuple[str, str | None]:
+        """Point tag `name` on a remote (NAME|URL) at the version `ref` names there; moving one needs `force`.
+        Returns (version ID, what it named before)."""
+        from .remote import promote
+
+        return promote.set_remote_tag(self._remote_or_url(remote), name, ref, force=force, message=message)
+
+    def untag_remote(self, remote: str, name: str, *, message: str | None = None) -> str:
+        """Delete tag `name` on a remote (NAME|URL); returns the version it named."""
+        from .remote import promote
+
+        return promote.delete_remote_tag(self._remote_or_url(remote), name, message=message)
+
+    def _remote_or_url(self, name_or_url: str) -> Remote:
+        from .remote import config
+        from .remote.remotes import open_remote
+
+        url, endpoint = config.locate(name_or_url, self.root)
+        return open_remote(url, endpoint_url=endpoint)
 
     def remove(self, ref: str, *, force: bool = False) -> tuple[str, list[str]]:
         """Delete a version (its objects are freed by gc); returns (its ID, the tags removed with it). A tagged
@@ -169,15 +199,21 @@ class Repository:
         return config.split_remote_and_refs(self.store, args)
 
     def push(
-        self, remote: str | None = None, refs: list[str] | None = None, *, progress: TransferProgress | None = None
+        self,
+        remote: str | None = None,
+        refs: list[str] | None = None,
+        *,
+        progress: TransferProgress | None = None,
+        force: bool = False,
     ) -> TransferStats:
         """Send versions (all by default) and their tags to a remote (default: `default_remote()`);
-        only what it lacks travels."""
+        only what it lacks travels. A tag moved here moves there too if nobody moved it there since this
+        store last synced (its lease), else it is a conflict (`stats.tag_conflicts`) unless `force`."""
         from .remote import transfer
 
         ids = [self.resolve(r) for r in refs] if refs else self.ids()
         target = self.remote(remote or self.default_remote())
-        return transfer.push(self.store, target, sorted(set(ids)), progress=progress)
+        return transfer.push(self.store, target, sorted(set(ids)), progress=progress, force=force)
 
     def pull(
         self, remote: str | None = None, refs: list[str] | None = None, *, progress: TransferProgress | None = None

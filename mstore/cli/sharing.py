@@ -79,8 +79,8 @@ def _transfer_summary(verb: str, stats: TransferStats) -> str:
         f"{stats.objects_sent} object(s) / {format_bytes(stats.bytes_sent)} {moved}, "
         f"{stats.objects_skipped} already there, in {stats.seconds:.1f} s{rate}"
     )
-    if stats.tag_conflicts:
-        text += f"; tags left as they were on the other side: {', '.join(stats.tag_conflicts)}"
+    if stats.tags_moved:
+        text += f"; tags set or moved: {', '.join(stats.tags_moved)}"
     return text
 
 
@@ -95,7 +95,9 @@ def _report_transfer(verb: str, stats: TransferStats, as_json: bool) -> None:
             "on the remote)",
             err=True,
         )
-    if stats.refused:
+    for line in stats.conflict_messages:
+        typer.echo(f"mstore: error: {line}", err=True)
+    if stats.refused or stats.tag_conflicts:
         raise typer.Exit(EXIT_PROBLEM)
     if as_json:
         return
@@ -119,17 +121,22 @@ AllOpt = Annotated[bool, typer.Option("--all", help="Every version (the default 
 def push(
     args: RemoteRefsArg = None,
     all_: AllOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Move remote tags even if someone else moved them since.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Send versions and their tags to a remote; only objects it lacks are uploaded.
 
     Objects go first, then version records, then refs (by compare-and-swap), so nobody reading the
     remote ever sees a version with missing objects; an interrupted push resumes when run again.
+    A tag moved here moves there too, unless someone moved it there since this store last synced:
+    then push exits 1 naming it (pull to take theirs, or --force to overwrite it).
     """
     repo = open_repo()
     remote, refs = repo.remote_and_refs(args or [])
     with transfer_progress("pushing") as progress:
-        stats = repo.push(remote, None if all_ else refs, progress=progress)
+        stats = repo.push(remote, None if all_ else refs, progress=progress, force=force)
     _report_transfer("pushed", stats, as_json)
 
 
@@ -139,7 +146,11 @@ def pull(
     all_: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fetch versions and their tags from a remote, verifying every object before it is stored."""
+    """Fetch versions and their tags from a remote, verifying every object before it is stored.
+
+    A tag moved there moves here too, unless it was moved here since the last sync: then pull exits 1
+    naming it and keeps this store's.
+    """
     repo = open_repo()
     remote, refs = repo.remote_and_refs(args or [])
     with transfer_progress("pulling") as progress:

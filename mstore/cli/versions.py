@@ -212,17 +212,33 @@ def checkout(
         typer.echo(f"checked out {vid} to {written}")
 
 
-@app.command(short_help="Name a version; list or delete tags.")
+@app.command(short_help="Name a version; list, delete tags, or show a tag's history.")
 def tag(
     name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Tag name; omit to list tags.")] = None,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="Version to tag.")] = "latest",
+    ref: Annotated[
+        str, typer.Argument(metavar="REF", help="Version to tag (an ID, a tag, prod@{1}, prod@{2026-11-30 12:00}).")
+    ] = "latest",
     force: Annotated[bool, typer.Option("--force", "-f", help="Move an existing tag.")] = False,
     delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete the tag.")] = False,
+    message: Annotated[
+        Optional[str], typer.Option("--message", "-m", metavar="TEXT", help="Why: kept in the tag's history.")
+    ] = None,
+    history: Annotated[bool, typer.Option("--history", help="Show the tag's moves, newest first.")] = False,
+    remote: Annotated[
+        Optional[str],
+        typer.Option("--remote", metavar="NAME|URL", help="Act on the remote's tag (REF resolved there)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Name a version (or list tags, or delete one with -d)."""
+    """Name a version (or list tags, delete one with -d, or show one's history with --history).
+
+    Every move is recorded in the tag's history (who, when, from and to, the -m message); `NAME@{1}` is
+    what the tag named one move ago, so `mstore tag -f prod prod@{1}` rolls a promotion back.
+    """
     repo = open_repo()
     if name is None:
+        if history or delete or remote is not None:
+            raise BadInput("name the tag (mstore tag NAME ...)")
         tags = repo.tags()
         if as_json:
             emit_json(tags)
@@ -230,18 +246,35 @@ def tag(
             for tag_name, vid in tags.items():
                 typer.echo(f"{tag_name}  {vid}")
         return
+    if history:
+        moves = repo.tag_history(name, remote=remote)
+        if as_json:
+            emit_json(moves)
+            return
+        if not moves:
+            note(f"no history is recorded for tag {name} (it was made before mstore kept tag histories)")
+        for move in moves:
+            said = f"  {move['message']}" if move["message"] else ""
+            typer.echo(f"{move['time']}  {move['from'] or '-'} -> {move['to'] or '(deleted)'}  {move['who']}{said}")
+        return
+    where = f" on {remote}" if remote is not None else ""
     if delete:
-        vid = repo.untag(name)
-        result = {"tag": name, "version": vid, "deleted": True}
-        message = f"deleted tag {name} (was {vid})"
+        vid = repo.untag(name, message=message) if remote is None else repo.untag_remote(remote, name, message=message)
+        result: dict[str, Any] = {"tag": name, "version": vid, "deleted": True}
+        text = f"deleted tag {name}{where} (was {vid})"
     else:
-        vid = repo.tag(name, ref, force=force)
+        if remote is None:
+            vid = repo.tag(name, ref, force=force, message=message)
+        else:
+            vid = repo.tag_remote(remote, name, ref, force=force, message=message)[0]
         result = {"tag": name, "version": vid, "deleted": False}
-        message = f"tagged {vid} as {name}"
+        text = f"tagged {vid} as {name}{where}"
+    if remote is not None:
+        result["remote"] = remote
     if as_json:
         emit_json(result)
     else:
-        typer.echo(message)
+        typer.echo(text)
 
 
 @app.command(short_help="Remove a version (then `mstore gc` frees its space).")

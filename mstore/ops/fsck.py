@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import workers
 from ..errors import CorruptManifest, CorruptRef, IntegrityError, InvalidName, MissingObject, MStoreError
-from ..store import fsutil
+from ..store import fsutil, taglog
 from ..store.layout import Store, config_problems, layout_problems, manifest_id
 from ..store.manifest import Manifest
 from ..store.objects import is_oid
@@ -258,6 +258,26 @@ def _check_refs(store: Store, ids: list[str], add: Callable[[Problem], None]) ->
             continue
         if target not in existing:
             add(Problem(ERROR, "bad-ref", where, f"tag {name!r} names version {target}, which does not exist"))
+    _check_histories(store, add)
+
+
+def _check_histories(store: Store, add: Callable[[Problem], None]) -> None:
+    for name in store.refs.history_names():
+        where = f"refs/history/{name}"
+        try:
+            check_tag_name(name)
+            raw = store.refs.history_raw(name)
+            current = store.refs.tag(name)
+        except InvalidName as exc:
+            add(Problem(ERROR, "unsafe-name", where, str(exc)))
+            continue
+        except CorruptRef as exc:
+            if str(exc).startswith("refs/history"):
+                add(Problem(ERROR, "bad-history", where, str(exc)))
+            continue  # a damaged tag is reported above
+        reason = taglog.problem(raw, where, current)
+        if reason is not None:
+            add(Problem(ERROR, "bad-history", where, reason))
 
 
 QUARANTINE = "quarantine"

@@ -23,6 +23,7 @@ CODES = {
     "unreadable": "an object could not be read (permissions, I/O error): not proof of damage, never quarantined",
     "damaged-base": "an intact delta whose base is damaged or missing",
     "bad-ref": "a ref is damaged, or names a version that does not exist",
+    "bad-history": "a tag's history does not verify (a record was changed, removed or cut)",
     "unsafe-name": "a tag file whose name mstore would never write",
     "no-store": "no mstore store at the remote's address",
     "unreachable": "(info) an object no version uses; gc frees it after the grace period",

@@ -1,12 +1,14 @@
-"""Turn what a user types (ID, unique prefix, `version_<ID>`, tag, `latest`, `X~N`) into a version ID."""
+"""Turn what a user types (ID, unique prefix, `version_<ID>`, tag, `TAG@{N}`, `TAG@{DATE}`, `latest`, `X~N`)
+into a version ID."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import AmbiguousReference, VersionNotFound
+from ..errors import AmbiguousReference, BadInput, VersionNotFound
+from ..store import taglog
 from ..store.layout import Store
-from ..store.refs import RESERVED_NAMES, check_ref_syntax, is_version_id
+from ..store.refs import RESERVED_NAMES, check_ref_syntax, check_tag_name, is_version_id
 from ..store.versions import PREFIX, newest
 
 MAX_LISTED = 5
@@ -18,18 +20,27 @@ def resolve(store: Store, ref: str) -> str:
     def tag_of(name: str) -> str | None:
         return store.refs.tag(name) if (store.refs.tags_dir / name).exists() else None
 
-    return resolve_in(ref, store.versions.ids(), tag_of)
+    def history_of(name: str) -> list[taglog.Move]:
+        return taglog.parse(store.refs.history_raw(name), f"refs/history/{name}")
+
+    return resolve_in(ref, store.versions.ids(), tag_of, history_of)
 
 
-def resolve_in(ref: str, ids: list[str], tag_of: Callable[[str], str | None]) -> str:
-    """Resolve `ref` against `ids` (oldest first), `tag_of(name)` giving a tag's target or None if no such tag.
+def resolve_in(
+    ref: str,
+    ids: list[str],
+    tag_of: Callable[[str], str | None],
+    history_of: Callable[[str], list[taglog.Move]] | None = None,
+) -> str:
+    """Resolve `ref` against `ids` (oldest first), `tag_of(name)` giving a tag's target or None if no such tag,
+    `history_of(name)` its recorded moves (oldest first) for `TAG@{...}`.
 
     Works for any set of versions: the local store's, or a remote's.
     """
     check_ref_syntax(ref)
     base, _, back = ref.partition("~")
     steps = int(back) if back else 0
-    version_id = _resolve_base(base, ids, tag_of)
+    version_id = _resolve_past(base, ids, history_of) if "@{" in base else _resolve_base(base, ids, tag_of)
     if steps:
         index = ids.index(version_id) - steps
         if index < 0:
@@ -39,6 +50,32 @@ def resolve_in(ref: str, ids: list[str], tag_of: Callable[[str], str | None]) ->
             raise VersionNotFound(f"{ref!r}: only {older} version(s) are older than {version_id}")
         version_id = ids[index]
     return version_id
+
+
+def _resolve_past(base: str, ids: list[str], history_of: Callable[[str], list[taglog.Move]] | None) -> str:
+    """`TAG@{N}` (what TAG named N moves ago) or `TAG@{DATE}` (what it named then, UTC), from its history."""
+    name, _, spec = base.partition("@{")
+    spec = spec.removesuffix("}")
+    try:
+        check_tag_name(name)
+    except BadInput:
+        raise VersionNotFound(f"{base!r}: only a tag has a history ({name!r} is not a tag name)") from None
+    moves = history_of(name) if history_of is not None else []
+    if not moves:
+        raise VersionNotFound(f"{base!r}: no history is recorded for tag {name!r}")
+    try:
+        if spec.isdigit():
+            target = taglog.at_steps(moves, int(spec), name)
+        else:
+            when = taglog.parse_when(spec)
+            if when is None:
+                raise BadInput(f"{base!r}: expected {name}@{{N}} or {name}@{{YYYY-MM-DD HH:MM}} (UTC)")
+            target = taglog.at_time(moves, when, name)
+    except LookupError as exc:
+        raise VersionNotFound(str(exc)) from None
+    if target not in ids:
+        raise VersionNotFound(f"{base!r} names version {target}, which no longer exists")
+    return target
 
 
 def _resolve_base(base: str, ids: list[str], tag_of: Callable[[str], str | None]) -> str:

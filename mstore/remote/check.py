@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import BadInput, CorruptObject, DamagedDeltaBase, IntegrityError, MissingObject
 from ..ops.problems import ERROR, INFO, Problem, summary_json
-from ..store import codec
+from ..store import codec, taglog
 from ..store.codec import stored_form
 from ..store.layout import Store, check_model_hash, manifest_id
 from ..store.manifest import Manifest
@@ -176,6 +176,14 @@ def check(
             report.problems.append(
                 _error("bad-ref", f"refs/{name}", f"refs/{name} names {target}, which is not on the remote")
             )
+        if name != LATEST:
+            tag = name.partition("/")[2]
+            try:
+                reason = taglog.problem(remote.get_history(tag)[0], f"refs/history/{tag}", target)
+            except IntegrityError as exc:
+                reason = str(exc)
+            if reason is not None:
+                report.problems.append(_error("bad-history", f"refs/history/{tag}", reason))
     bases = _with_bases(remote, reader, set(needed), set(index), workers)
     for oid, base in bases.items():
         needed.setdefault(base, None)

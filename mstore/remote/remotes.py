@@ -47,6 +47,7 @@ from ..store.layout import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_
 from ..store.metadata import MAX_METADATA_BYTES
 from ..store.objects import check_oid, is_oid, stored_limit
 from ..store.refs import LATEST, MAX_REF_BYTES, Refs, check_tag_name, decode_ref, encode_ref, is_version_id
+from ..store.taglog import MAX_HISTORY_BYTES
 from ..store.versions import CHECKSUM, MAX_CHECKSUM_BYTES, METADATA, PREFIX, checksum_line, verified_metadata
 from ..workers import remote_workers
 from .bucket import Bucket, Entry, KeyMissing, PreconditionFailed, RemoteError, md5_etag
@@ -124,6 +125,18 @@ class Remote(Protocol):
 
     def set_ref(self, name: str, version_id: str, expected: Any) -> None:
         """Point `name` at `version_id` if it still holds what `get_ref` returned; else PreconditionFailed."""
+        ...
+
+    def delete_ref(self, name: str, expected: Any) -> None:
+        """Delete tag ref `name` (`tags/<tag>`) if it still holds what `get_ref` returned; else PreconditionFailed."""
+        ...
+
+    def get_history(self, tag: str) -> tuple[bytes | None, Any]:
+        """The tag's history file (unverified: callers parse it) and a token for `set_history`."""
+        ...
+
+    def set_history(self, tag: str, data: bytes, expected: Any) -> None:
+        """Replace the tag's history if it still is what `get_history` returned; else PreconditionFailed."""
         ...
 
     def tag_names(self) -> list[str]: ...
@@ -249,8 +262,24 @@ class DirectoryRemote:
                 raise PreconditionFailed(f"{self.url}: {ref_key(name)} changed since it was read")
             if name == LATEST:
                 self.store.refs.set_latest(version_id)
-            else:
-                self.store.refs.set_tag(name.partition("/")[2], version_id)
+            else:  # the pusher writes the history records that explain the move (promote.py)
+                self.store.refs.set_tag(name.partition("/")[2], version_id, record=False)
+
+    def delete_ref(self, name: str, expected: Any) -> None:
+        with self.store.write_lock():
+            if self.get_ref(name)[1] != expected:
+                raise PreconditionFailed(f"{self.url}: {ref_key(name)} changed since it was read")
+            self.store.refs.delete_tag(ref_key(name)[len("refs/tags/") :], record=False)
+
+    def get_history(self, tag: str) -> tuple[bytes | None, Any]:
+        raw = self.store.refs.history_raw(tag)
+        return raw, raw
+
+    def set_history(self, tag: str, data: bytes, expected: Any) -> None:
+        with self.store.write_lock():
+            if self.store.refs.history_raw(tag) != expected:
+                raise PreconditionFailed(f"{self.url}: refs/history/{tag} changed since it was read")
+            self.store.refs.write_history(tag, data)
 
     def tag_names(self) -> list[str]:
         return self.store.refs.tag_names()
@@ -410,6 +439,28 @@ class BucketRemote:
 
     def set_ref(self, name: str, version_id: str, expected: Any) -> None:
         key, data = ref_key(name), encode_ref(version_id)
+        if expected is None:
+            self.bucket.put(key, data, if_absent=True)
+        else:
+            self.bucket.put(key, data, if_match=str(expected))
+
+    def delete_ref(self, name: str, expected: Any) -> None:
+        """Checked, then deleted: S3 has no conditional delete everywhere, so a move by someone else in
+        the instant between the two is lost (its history record stays, and says so)."""
+        if self.get_ref(name)[1] != expected:
+            raise PreconditionFailed(f"{self.url}: {ref_key(name)} changed since it was read")
+        self.bucket.delete(ref_key(name))
+
+    def get_history(self, tag: str) -> tuple[bytes | None, Any]:
+        key = f"refs/history/{check_tag_name(tag)}"
+        try:
+            found = self.bucket.get_with_etag(key, limit=MAX_HISTORY_BYTES)
+        except IntegrityError as exc:
+            raise CorruptRef(f"{self.url}: {key}: {exc}") from None
+        return (None, None) if found is None else found
+
+    def set_history(self, tag: str, data: bytes, expected: Any) -> None:
+        key = f"refs/history/{check_tag_name(tag)}"
         if expected is None:
             self.bucket.put(key, data, if_absent=True)
         else:

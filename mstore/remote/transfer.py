@@ -17,22 +17,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, MStoreError, StoreNotFound
 from ..store import codec
 from ..store.codec import stored_form
-from ..store.commit import adopt_tags, commit, holds
+from ..store.commit import commit, holds
 from ..store.layout import Store, check_model_hash, manifest_id
 from ..store.manifest import Manifest
 from ..store.metadata import loads as load_metadata
 from ..store.objects import ObjectStore, decode_chain
-from ..store.refs import LATEST, check_tag_name
+from ..store.refs import LATEST
 from ..store.versions import is_future
 from ..workers import map_all, remote_workers, run_all
 from . import config as remote_config
+from . import promote
 from .bucket import PreconditionFailed
 from .remotes import CAS_ATTEMPTS, Remote, open_remote
 
@@ -57,7 +57,9 @@ class TransferStats:
     seconds: float = 0.0
     latest: str | None = None  # what `latest` names on the receiving side afterwards
     latest_newer_than_sent: bool = False  # the receiving side's `latest` stayed on a version newer than those sent
-    tag_conflicts: list[str] = field(default_factory=list)
+    tag_conflicts: list[str] = field(default_factory=list)  # tags left as they were: moved on both sides
+    tags_moved: list[str] = field(default_factory=list)  # tags created or moved on the receiving side
+    conflict_messages: list[str] = field(default_factory=list)  # one line per conflict: both versions, what to do
     refused: list[str] = field(default_factory=list)  # remote versions not taken: IDs from the future
 
 
@@ -90,10 +92,6 @@ def compare_and_swap_ref(remote: Remote, name: str, decide: Callable[[str | None
     raise PreconditionFailed(f"{remote.url}: refs/{name} keeps changing under us; try again")
 
 
-def _create_only(target: str, current: str | None) -> str | None:
-    return target if current is None else None
-
-
 def push(
     store: Store,
     remote: Remote,
@@ -101,10 +99,12 @@ def push(
     *,
     progress: TransferProgress | None = None,
     workers: int | None = None,
+    force: bool = False,
 ) -> TransferStats:
     """Send `version_ids` (and the tags naming them) to `remote`; only the objects it lacks travel.
 
-    Objects first, then each version's record (its commit point), then refs, under the remote's push lock."""
+    Objects first, then each version's record (its commit point), then refs, under the remote's push lock.
+    A remote tag moves only under its lease (see promote.py), or with `force`."""
     started, stats, workers = time.monotonic(), TransferStats(), workers or remote_workers()
     remote_config = remote.initialise(store.config)
     check_compatible(store.config, remote_config, remote.url)
@@ -122,7 +122,7 @@ def push(
                 stats.versions_sent += 1
             else:
                 stats.versions_skipped += 1
-        _push_refs(store, remote, version_ids, on_remote, stats)
+        _push_refs(store, remote, version_ids, on_remote, stats, force)
     stats.seconds = time.monotonic() - started
     return stats
 
@@ -228,18 +228,19 @@ def delta_trees(objects: ObjectStore, oids: list[str]) -> list[tuple[str, dict[s
     return [(root, children) for root in roots]
 
 
-def _push_refs(store: Store, remote: Remote, version_ids: list[str], on_remote: set[str], stats: TransferStats) -> None:
+def _push_refs(
+    store: Store, remote: Remote, version_ids: list[str], on_remote: set[str], stats: TransferStats, force: bool
+) -> None:
     """`latest` moves forward to the newest version there (also when an interrupted push left it behind);
-    tags naming sent versions are created, never moved (a different target is a conflict)."""
+    tags naming sent versions are created, or moved under their lease (promote.push_tags)."""
     known = on_remote | set(version_ids)
     if known:
         newest = max(known)
         stats.latest = compare_and_swap_ref(remote, LATEST, lambda cur: newest if cur is None or cur < newest else None)
         stats.latest_newer_than_sent = bool(version_ids) and str(stats.latest) > max(version_ids)
-    wanted = set(version_ids)
-    for name, target in sorted(store.refs.tags().items()):
-        if target in wanted and compare_and_swap_ref(remote, f"tags/{name}", partial(_create_only, target)) != target:
-            stats.tag_conflicts.append(name)
+    stats.tags_moved, conflicts = promote.push_tags(store, remote, set(version_ids), force=force)
+    stats.tag_conflicts = [c.tag for c in conflicts]
+    stats.conflict_messages = [c.message("push", remote.url) for c in conflicts]
 
 
 class Fetcher:
@@ -363,7 +364,9 @@ def pull(
         for vid, meta, _ in plan:
             stats.versions_sent += len(commit(store, [(vid, meta)]).published)
         stats.latest = store.refs.latest()
-        stats.tag_conflicts = _pull_tags(remote, store, set(version_ids))
+        stats.tags_moved, conflicts = promote.pull_tags(store, remote, set(version_ids))
+        stats.tag_conflicts = [c.tag for c in conflicts]
+        stats.conflict_messages = [c.message("pull", remote.url) for c in conflicts]
     stats.seconds = time.monotonic() - started
     return stats
 
@@ -409,21 +412,6 @@ def _plan_pull(
             check_model_hash(load_metadata(meta, f"version_{vid}"), manifests[moid], vid)
             plan.append((vid, meta, manifests[moid]))
     return plan
-
-
-def _pull_tags(remote: Remote, store: Store, wanted: set[str]) -> list[str]:
-    """Tags naming pulled versions are created here, never moved; returns those that name another
-    version here (conflicts). A damaged or unsafe tag name on the remote is skipped."""
-    theirs = {}
-    for name in remote.tag_names():
-        try:
-            target = remote.get_ref(f"tags/{check_tag_name(name)}")[0]
-        except (BadInput, IntegrityError):
-            continue
-        if target in wanted:
-            theirs[name] = target
-    with store.write_lock():
-        return adopt_tags(store, theirs)[1]
 
 
 def clone(

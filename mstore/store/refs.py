@@ -8,32 +8,22 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
 from pathlib import Path
 
 import blake3
 
 from ..errors import CorruptRef, IntegrityError, InvalidName
-from . import fsutil
+from . import fsutil, taglog
+from .identity import who
+from .ids import VERSION_ID_RE as VERSION_ID_RE  # re-exported: refs was their home
+from .ids import is_version_id as is_version_id
 
 LATEST = "latest"
 RESERVED_NAMES = {LATEST, "HEAD"}
 MAX_NAME = 100
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-_REF_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(~[0-9]{1,9})?")
-VERSION_ID_RE = re.compile(r"[0-9]{8}_[0-9]{6}(_[0-9]{3})?")
+_REF_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(@\{[0-9][0-9 :T-]{0,24}Z?\})?(~[0-9]{1,9})?")
 MAX_REF_BYTES = 4096
-
-
-def is_version_id(text: object) -> bool:
-    """`YYYYMMDD_HHMMSS[_NNN]` naming a real UTC time (a crafted `99999999_999999` is no version)."""
-    if not isinstance(text, str) or not VERSION_ID_RE.fullmatch(text):
-        return False
-    try:
-        datetime.strptime(text[:15], "%Y%m%d_%H%M%S")
-    except ValueError:
-        return False
-    return True
 
 
 def describe_bad(text: str) -> str | None:
@@ -69,10 +59,13 @@ def check_tag_name(name: str, *, what: str = "tag") -> str:
 
 
 def check_ref_syntax(ref: str) -> str:
-    """A version reference: ID, ID prefix, `version_<ID>`, tag or `latest`, optionally followed by `~N`."""
+    """A version reference: ID, ID prefix, `version_<ID>`, tag or `latest`; a tag may be followed by `@{N}`
+    (N moves ago) or `@{DATE}` (what it named then); any of them by `~N`."""
     reason = describe_bad(ref)
     if reason is None and not _REF_RE.fullmatch(ref):
-        reason = "expected a version ID or prefix, a tag, or 'latest', optionally followed by ~N"
+        reason = (
+            "expected a version ID or prefix, a tag (or TAG@{N}, TAG@{DATE}), or 'latest', optionally followed by ~N"
+        )
     if reason:
         raise InvalidName(f"invalid version reference {ref!r}: {reason}")
     return ref
@@ -150,9 +143,59 @@ class Refs:
                 out[name] = target
         return out
 
-    def set_tag(self, name: str, version_id: str) -> None:
-        fsutil.atomic_write(self.tags_dir / check_tag_name(name), encode_ref(version_id))
+    def set_tag(self, name: str, version_id: str, *, message: str | None = None, record: bool = True) -> None:
+        """Point the tag at `version_id`; unless `record` is False (the caller merged the records that explain
+        the move), its history first gains a record of the move (a no-op move records nothing)."""
+        check_tag_name(name)
+        if record:
+            current = self._current(name)
+            if current == version_id:
+                return
+            self._record(name, current, version_id, message)
+        fsutil.atomic_write(self.tags_dir / name, encode_ref(version_id))
 
-    def delete_tag(self, name: str) -> None:
-        fsutil.remove_file(self.tags_dir / check_tag_name(name))
+    def delete_tag(self, name: str, *, message: str | None = None, record: bool = True) -> None:
+        check_tag_name(name)
+        if record:
+            current = self._current(name)
+            if current is not None:
+                self._record(name, current, None, message)
+        fsutil.remove_file(self.tags_dir / name)
         fsutil.fsync_dir(self.tags_dir)
+
+    def _current(self, name: str) -> str | None:
+        try:
+            return self.tag(name)
+        except CorruptRef:
+            return None  # a damaged tag named nothing we can tell
+
+    def _record(self, name: str, source: str | None, target: str | None, message: str | None) -> None:
+        raw = self.history_raw(name)
+        taglog.parse(raw, f"refs/history/{name}")  # never chain onto a damaged history (fsck reports it)
+        self.write_history(name, taglog.append(raw, [taglog.new_move(source, target, who(), message)]))
+
+    # -- tag history (see taglog.py) ------------------------------------------------------------------
+
+    @property
+    def history_dir(self) -> Path:
+        return self.root / "history"
+
+    def history_raw(self, name: str) -> bytes | None:
+        path = self.history_dir / check_tag_name(name)
+        try:
+            return fsutil.read_regular(path, taglog.MAX_HISTORY_BYTES)
+        except FileNotFoundError:
+            return None
+        except IntegrityError as exc:
+            raise CorruptRef(f"refs/history/{name} is damaged ({exc})") from None
+
+    def write_history(self, name: str, data: bytes) -> None:
+        """Replace the history file (callers only ever append to it or merge into it). Under the write lock."""
+        check_tag_name(name)
+        fsutil.make_dir(self.history_dir)
+        fsutil.atomic_write(self.history_dir / name, data)
+
+    def history_names(self) -> list[str]:
+        if not self.history_dir.is_dir():
+            return []
+        return sorted(n for n in os.listdir(self.history_dir) if not fsutil.is_temp_name(n))
