@@ -8,10 +8,12 @@ meta = mv.save_model_version("model.joblib", {"metrics": {...}, "num_samples": 1
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import InvalidMetadata
 from .modelpath import model_path
 from .ops.fsck import Report
 from .ops.gc import DEFAULT_GRACE_SECONDS, GcPlan
@@ -51,16 +53,25 @@ class ModelVersioning:
         *,
         message: str | None = None,
         refuse_unsafe: bool = False,
+        params: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Save a model file or directory; returns the new version's metadata.
 
         Like the seed, the `metadata` dict you pass is updated in place with `timestamp`,
         `model_hash` and `original_path`. Pickles' unsafe globals are in `meta["mstore"]["unsafe_globals"]`;
-        `refuse_unsafe=True` raises UnsafeModel instead of saving such a model.
+        `refuse_unsafe=True` raises UnsafeModel instead of saving such a model. `params` (training
+        parameters, e.g. `{"C": 0.3}`) are stored as the metadata's `params`, beside `metrics`; declare which
+        way a metric is better with `{"metric_directions": {"latency": "lower"}}` in the metadata.
         """
+        record: Mapping[str, Any] | None = metadata
+        if params is not None:
+            if not isinstance(params, Mapping):
+                raise InvalidMetadata(f"params must be a mapping of names to values, not {type(params).__name__}")
+            given = (metadata or {}).get("params", {})
+            record = {**(metadata or {}), "params": {**given, **params} if isinstance(given, dict) else given}
         if self._repo is None:
             self._repo = Repository.init(self.base_dir)
-        meta = self.repo.save(model_path, metadata, message=message, refuse_unsafe=refuse_unsafe)
+        meta = self.repo.save(model_path, record, message=message, refuse_unsafe=refuse_unsafe)
         if isinstance(metadata, dict):
             metadata.update({k: meta[k] for k in SEED_KEYS})
         return meta
@@ -77,9 +88,10 @@ class ModelVersioning:
         """Metadata of the newest version, or None if nothing was saved yet."""
         return self.repo.latest() if self._exists() else None
 
-    def compare_versions(self, version1: str, version2: str) -> dict[str, Any]:
+    def compare_versions(self, version1: str, version2: str | None = None) -> dict[str, Any]:
         """What changed from `version1` to `version2`: time_diff (seconds), same_model, metadata,
-        metrics (old/new/delta, nested dicts flattened to dotted names), categories and files."""
+        metrics (old/new/delta, nested dicts flattened to dotted names), categories and files.
+        With `version1` alone: what changed in it, from its parent (as `git show`)."""
         return self.repo.compare(version1, version2)
 
     diff = compare_versions

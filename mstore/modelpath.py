@@ -201,7 +201,8 @@ def find(
     check_ref_syntax(ref)
     mode = offline_mode(offline)
     if remote is None:
-        return _from_store(Store.open(Path(store if store is not None else default_store())), ref, cache)
+        local = Store.open(Path(store if store is not None else default_store()), api_option="store=")
+        return _from_store(local, ref, cache)
     url, endpoint = remote_config.locate(remote, store if store is not None else default_store())
     source = f"{url} (endpoint {endpoint})" if endpoint else url
     if mode == "on":

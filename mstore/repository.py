@@ -28,7 +28,7 @@ from .ops.retention import PrunePlan
 from .ops.revparse import resolve
 from .ops.usage import disk_usage
 from .store.layout import Store
-from .store.manifest import Manifest
+from .store.manifest import KIND_FILE, Manifest
 
 if TYPE_CHECKING:  # remote support is imported when a remote is used: local commands start faster
     from .remote import check as _remote_check
@@ -351,10 +351,18 @@ class Repository:
     def checkout(
         self, ref: str, dest: str | os.PathLike[str], *, force: bool = False, progress: Progress | None = None
     ) -> Path:
-        """Write the version's model to `dest`, verified bit-exact; returns the path written."""
-        return restore(self.manifest(ref), self.store.objects, Path(dest), force=force, progress=progress)
+        """Write the version's model to `dest`, verified bit-exact; returns the path written. A `dest` that
+        ends in a slash is a directory, created if need be (a single-file model lands inside it)."""
+        manifest = self.manifest(ref)
+        target = Path(dest)
+        if os.fspath(dest).endswith(("/", os.sep)) and manifest.kind == KIND_FILE:
+            target = target / manifest.entries[0].path
+        return restore(manifest, self.store.objects, target, force=force, progress=progress)
 
-    def compare(self, ref1: str, ref2: str) -> dict[str, Any]:
+    def compare(self, ref1: str, ref2: str | None = None) -> dict[str, Any]:
+        """What changed from `ref1` to `ref2`; with `ref1` alone, what changed in it (from its parent)."""
+        if ref2 is None:
+            return _compare.compare(self.store, *_history.parent_pair(self.store, ref1))
         return _compare.compare(self.store, self.resolve(ref1), self.resolve(ref2))
 
     def fsck(self, *, verify_data: bool = True, progress: Progress | None = None) -> _fsck.Report:

@@ -144,14 +144,19 @@ def show(
 
 @app.command(short_help="Compare two versions, down to config keys and tensors.")
 def diff(
-    old: Annotated[str, typer.Argument(metavar="OLD", help="Older version (default latest~1).")] = "latest~1",
-    new: Annotated[str, typer.Argument(metavar="NEW", help="Newer version (default latest).")] = "latest",
+    old: Annotated[
+        Optional[str],
+        typer.Argument(metavar="OLD", help="Older version; given alone, the version whose changes to show."),
+    ] = None,
+    new: Annotated[Optional[str], typer.Argument(metavar="NEW", help="Newer version.")] = None,
     stat: Annotated[bool, typer.Option("--stat", help="A short summary only.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare two versions: time, model hash, metadata, metrics, categories, training data and code, files,
-    config keys and tensors."""
-    result = open_repo().compare(old, new)
+    config keys and tensors. With one version, what changed in it (from its parent, as `git show`); with
+    none, latest~1 to latest."""
+    repo = open_repo()
+    result = repo.compare("latest~1", "latest") if old is None else repo.compare(old, new)
     if as_json:
         emit_json(result)
     else:

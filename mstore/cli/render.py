@@ -178,6 +178,8 @@ def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
         lines.append(
             f"shared with parent {shown['parent']}: {format_bytes(shown['shared_with_parent_bytes'])} ({share:.0%})"
         )
+    elif shown.get("parent_removed"):
+        lines.append(f"parent {safe(shown['parent_removed'])} (removed)")
     return lines
 
 
@@ -306,12 +308,22 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
     return lines
 
 
+def _savings(ratio: float | None) -> str:
+    """` (3.0x smaller than plain copies)`; a store bigger than its models (manifests, a tiny model) says so."""
+    if not ratio:
+        return ""
+    if round(ratio, 1) > 1.0:
+        return f" ({ratio:.1f}x smaller than plain copies)"
+    if round(ratio, 1) == 1.0:
+        return " (about the size of plain copies)"
+    return f" ({1 / ratio:.1f}x the size of plain copies: manifests and metadata outweigh what sharing saved)"
+
+
 def du_lines(usage: dict[str, Any]) -> list[str]:
-    ratio = usage["savings_ratio"]
+    count = usage["versions"]
     lines = [
-        f"{usage['versions']} versions, {format_bytes(usage['logical_bytes'])} of models "
-        f"in {format_bytes(usage['stored_bytes'])} on disk"
-        + (f" ({ratio:.1f}x smaller than plain copies)" if ratio else ""),
+        f"{count} version{'' if count == 1 else 's'}, {format_bytes(usage['logical_bytes'])} of models "
+        f"in {format_bytes(usage['stored_bytes'])} on disk{_savings(usage['savings_ratio'])}",
     ]
     if usage["unreachable_bytes"]:
         lines.append(f"{format_bytes(usage['unreachable_bytes'])} unreferenced (`mstore gc` frees it)")

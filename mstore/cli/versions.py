@@ -65,26 +65,57 @@ def _load_metadata_file(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
+    """NAME=VALUE pairs; a name given twice is refused (which of `-M x=0.9 -M x=0.8` did you mean?)."""
+    pairs = [_split_pair(item, option) for item in items]
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise BadInput(f"{option} {name} is given more than once; give each name once")
+        seen.add(name)
+    return pairs
+
+
+def _into(meta: dict[str, Any], field: str, option: str) -> dict[str, Any]:
+    recorded = meta.setdefault(field, {})
+    if not isinstance(recorded, dict):
+        raise BadInput(f"metadata field {field!r} must be an object to add {option} values")
+    return recorded
+
+
 def _metadata_from_options(
-    metadata_file: Path | None, training_file: str | None, fields: list[str], metrics: list[str]
+    metadata_file: Path | None,
+    training_file: str | None,
+    fields: list[str],
+    metrics: list[str],
+    params: list[str] | None = None,
+    higher: list[str] | None = None,
+    lower: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The version's metadata from save's options: the file first, then --training-file, --set, --metric."""
+    """The version's metadata from save's options: the file first, then --training-file, --set, --metric,
+    --param and the declared metric directions."""
     meta: dict[str, Any] = _load_metadata_file(metadata_file) if metadata_file else {}
     if training_file is not None:
         meta["training_file"] = training_file
-    for item in fields:
-        key, raw = _split_pair(item, "--set")
-        try:
-            meta[key] = json.loads(raw)
-        except ValueError:
-            meta[key] = raw
-    if metrics:
-        recorded = meta.setdefault("metrics", {})
-        if not isinstance(recorded, dict):
-            raise BadInput("metadata field 'metrics' must be an object to add --metric values")
-        for item in metrics:
-            name, raw = _split_pair(item, "--metric")
-            recorded[name] = _parse_number(raw)
+    for key, raw in _pairs(fields, "--set"):
+        meta[key] = _json_or_text(raw)
+    for name, raw in _pairs(metrics, "--metric"):
+        _into(meta, "metrics", "--metric")[name] = _parse_number(raw)
+    for name, raw in _pairs(params or [], "--param"):
+        _into(meta, "params", "--param")[name] = _json_or_text(raw)
+    both = sorted(set(higher or []) & set(lower or []))
+    if both:
+        raise BadInput(f"{both[0]!r} cannot be both --higher-is-better and --lower-is-better")
+    for names, direction in ((higher or [], "higher"), (lower or [], "lower")):
+        for name in names:
+            _into(meta, "metric_directions", f"--{direction}-is-better")[name] = direction
     return meta
 
 
@@ -124,11 +155,39 @@ def save(
             help="Refuse a model whose pickles import anything outside the known-safe set (or cannot be read).",
         ),
     ] = False,
+    param: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--param",
+            "-P",
+            metavar="NAME=VALUE",
+            help="A training parameter as NAME=VALUE, stored under params; VALUE is parsed as JSON if it can be "
+            "(repeatable).",
+        ),
+    ] = None,
+    higher_is_better: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--higher-is-better",
+            metavar="METRIC",
+            help="Declare that a higher METRIC is better (nested metrics under it too; repeatable).",
+        ),
+    ] = None,
+    lower_is_better: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--lower-is-better",
+            metavar="METRIC",
+            help="Declare that a lower METRIC is better (nested metrics under it too; repeatable).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Save a model file or directory as a new version. Pickle / joblib files are read (never loaded) for
-    the globals they import; unsafe ones are warned about, and recorded."""
-    meta = _metadata_from_options(metadata_file, training_file, set_ or [], metric or [])
+    the globals they import; unsafe ones are warned about, and recorded. With --quiet, prints only the new ID."""
+    meta = _metadata_from_options(
+        metadata_file, training_file, set_ or [], metric or [], param, higher_is_better, lower_is_better
+    )
     if tag is not None:
         check_tag_name(tag)  # before anything is written
     repo = Repository.init(state.store)
@@ -148,6 +207,9 @@ def save(
     vid = result["timestamp"]
     if as_json:
         emit_json(result)
+        return
+    if state.quiet:  # `ID=$(mstore save -q model.joblib)`
+        typer.echo(vid)
         return
     typer.echo(f"saved version {vid}")
     note(save_summary(result))
@@ -180,13 +242,14 @@ def _safe_size(path: Path, exclude: Path | None) -> int:
 def checkout(
     ref: Annotated[str, typer.Argument(metavar="REF", help="Version to restore.")],
     output: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             "--output",
             "-o",
             metavar="PATH",
-            help="Where to write the model. Default: a file into the current directory under its saved name; "
-            "a directory model as ./<its saved directory name>.",
+            help="Where to write the model (ending in /: into that directory, created if need be). Default: a "
+            "file into the current directory under its saved name; a directory model as ./<its saved directory "
+            "name>.",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing files.")] = False,
@@ -203,7 +266,7 @@ def checkout(
     vid = repo.fetch(remote, ref) if remote else repo.resolve(ref)
     manifest = repo.manifest(vid)
     if output is None:
-        output = Path(".") if manifest.kind == KIND_FILE else Path(saved_name(repo.get(vid), vid))
+        output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)
     with byte_progress(lambda: manifest.size, "checkout") as progress:
         written = repo.checkout(vid, output, force=force, progress=progress)
     if as_json:

@@ -37,18 +37,46 @@ _HIGHER = re.compile(r"acc|f1|precision|recall|auc|\bmap\b|bleu|rouge|\br2\b|sco
 _LOWER = re.compile(r"loss|error|\berr\b|rmse|mae|mse|perplexity|\bppl\b|\bwer\b|\bcer\b|latency")
 
 
-def metric_direction(name: str) -> str | None:
-    """'higher' or 'lower' is better, judged by the metric's name; None when unknown."""
-    leaf = name.lower().replace("-", "_").replace("_", " ")
-    if _LOWER.search(leaf):
+DIRECTIONS_KEY = "metric_directions"  # user metadata: {"f1": "higher", "latency": "lower"} (save --higher-is-better)
+
+
+def _direction_by_name(name: str) -> str | None:
+    words = name.lower().replace("-", "_").replace("_", " ")
+    if _LOWER.search(words):
         return "lower"
-    if _HIGHER.search(leaf):
+    if _HIGHER.search(words):
         return "higher"
     return None
 
 
-def _metric_row(name: str, old: Any, new: Any) -> dict[str, Any]:
-    direction = metric_direction(name)
+def metric_direction(name: str, declared: dict[str, str] | None = None) -> str | None:
+    """'higher' or 'lower' is better; None when unknown. A direction the user declared for the metric or
+    for the nearest key above it (`per_class` covers `per_class.9`) wins; else the name judges, the leaf
+    first, then each key above it (`loss.by_class.3` is a loss)."""
+    parts = name.split(".")
+    prefixes = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+    for prefix in prefixes if declared else []:
+        if declared.get(prefix) in ("higher", "lower"):
+            return declared[prefix]
+    for prefix in prefixes:
+        found = _direction_by_name(prefix.rsplit(".", 1)[-1])
+        if found:
+            return found
+    return None
+
+
+def declared_directions(*metas: dict[str, Any]) -> dict[str, str]:
+    """The directions the versions declared (later ones win); anything malformed in stored metadata is ignored."""
+    out: dict[str, str] = {}
+    for meta in metas:
+        value = meta.get(DIRECTIONS_KEY)
+        if isinstance(value, dict):
+            out.update({str(k): v for k, v in value.items() if v in ("higher", "lower")})
+    return out
+
+
+def _metric_row(name: str, old: Any, new: Any, declared: dict[str, str] | None = None) -> dict[str, Any]:
+    direction = metric_direction(name, declared)
     row: dict[str, Any] = {"old": old, "new": new, "delta": None, "relative": None, "direction": direction}
     row["improved"] = None
     if is_number(old) and is_number(new):
@@ -83,7 +111,8 @@ def diff_metrics(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str
     """Every metric of either version, with both values and, where both are numbers, the delta."""
     a, b = flatten_metrics(old.get("metrics") or {}), flatten_metrics(new.get("metrics") or {})
     names = list(a) + [n for n in b if n not in a]
-    return {n: _metric_row(n, a.get(n), b.get(n)) for n in names}
+    declared = declared_directions(old, new)
+    return {n: _metric_row(n, a.get(n), b.get(n), declared) for n in names}
 
 
 def lineage_of(meta: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..store.metadata import is_number
-from .compare import flatten_metrics, metric_direction
+from .compare import declared_directions, flatten_metrics, metric_direction
 
 
 def default_metrics(entries: list[dict[str, Any]]) -> list[str]:
@@ -36,11 +36,12 @@ def metric_value(meta: dict[str, Any], name: str) -> float | None:
     return float(value) if is_number(value) else None
 
 
-def best_first(name: str, descending: bool | None) -> bool:
-    """Whether higher values of `name` rank first: `descending` when given, else the metric's direction."""
+def best_first(name: str, descending: bool | None, declared: dict[str, str] | None = None) -> bool:
+    """Whether higher values of `name` rank first: `descending` when given, else the metric's direction
+    (declared by a save, or judged by its name)."""
     if descending is not None:
         return descending
-    direction = metric_direction(name)
+    direction = metric_direction(name, declared)
     if direction is None:
         raise BadInput(
             f"cannot tell whether a higher or a lower {name!r} is better: add {{desc}} (highest first) "
@@ -53,7 +54,7 @@ def best_first(name: str, descending: bool | None) -> bool:
 
 def sort_by_metric(entries: list[dict[str, Any]], name: str, descending: bool | None) -> list[dict[str, Any]]:
     """`entries` (newest first) ranked by metric `name`, best first; ties and unranked keep newest first."""
-    higher_first = best_first(name, descending)
+    higher_first = best_first(name, descending, declared_directions(*reversed(entries)))  # the newest declaration wins
     ranked = [(value, meta) for meta in entries if (value := metric_value(meta, name)) is not None]
     ranked.sort(key=lambda pair: -pair[0] if higher_first else pair[0])  # stable: ties stay newest first
     unranked = [meta for meta in entries if metric_value(meta, name) is None]

@@ -90,16 +90,39 @@ def show(store: Store, ref: str) -> dict[str, Any]:
     meta = store.versions.read(version_id)
     manifest = store.version_manifest(version_id, meta)
     ids = store.versions.ids()
-    recorded = (meta.get("mstore") or {}).get("parent")
-    parent = recorded if recorded in ids else (ids[ids.index(version_id) - 1] if ids.index(version_id) else None)
+    parent, removed = parent_of(meta, version_id, ids)
     parent_manifest = store.version_manifest(parent) if parent else None
     return {
         "metadata": meta,
         "files": [{"path": e.path, "size": e.size, "executable": e.executable} for e in manifest.files],
         "size": manifest.size,
         "parent": parent,
+        "parent_removed": removed,
         "shared_with_parent_bytes": shared_bytes(manifest, parent_manifest),
     }
+
+
+def parent_of(meta: dict[str, Any], version_id: str, ids: list[str]) -> tuple[str | None, str | None]:
+    """(the version's parent if it still exists, the recorded parent if it was removed). After rm or
+    prune the recorded parent may be gone: it is reported as removed, never replaced by another version."""
+    block = meta.get("mstore") if isinstance(meta.get("mstore"), dict) else {}
+    recorded = block.get("parent")
+    if "parent" in block:
+        if isinstance(recorded, str) and recorded in ids:
+            return recorded, None
+        return None, recorded if isinstance(recorded, str) else None
+    index = ids.index(version_id) if version_id in ids else 0  # saved before parents were recorded
+    return (ids[index - 1] if index else None), None
+
+
+def parent_pair(store: Store, ref: str) -> tuple[str, str]:
+    """(parent, version) for `diff REF` alone: what changed in REF, as `git show` does."""
+    version_id = resolve(store, ref)
+    parent, removed = parent_of(store.versions.read(version_id), version_id, store.versions.ids())
+    if parent is None:
+        why = f"its parent {removed} was removed" if removed else "it is the first version"
+        raise VersionNotFound(f"{version_id} has no parent to compare it with ({why}); name two versions")
+    return parent, version_id
 
 
 def latest(store: Store) -> dict[str, Any] | None:

@@ -175,10 +175,11 @@ class Store:
         return cls.open(root)
 
     @classmethod
-    def open(cls, root: Path, *, strict: bool = True) -> Store:
+    def open(cls, root: Path, *, strict: bool = True, api_option: str = "base_dir=") -> Store:
         """Open an existing store. A layout with symlinks (or files) where its directories belong
         (UnsafeLayout) or an mstore.json that fails its checksum (CorruptConfig) is refused unless
-        `strict` is False, which only fsck uses, to report them."""
+        `strict` is False, which only fsck uses, to report them. `api_option` is the Python parameter a
+        missing store's message suggests (`store=` for model_path)."""
         root = Path(root)
         fsutil.keep_freed_memory()  # every command that reads or writes objects opens its store first
         try:
@@ -187,7 +188,7 @@ class Store:
             raise StoreNotFound(
                 f"no mstore store at {os.path.abspath(root)} (nothing was saved there yet; save a model to create "
                 "it, or point to another store with {where})",
-                where=("--store DIR or MSTORE_DIR", "base_dir="),
+                where=("--store DIR or MSTORE_DIR", api_option),
             ) from None
         except IntegrityError as exc:
             raise CorruptConfig(f"no usable mstore store at {root}: {exc}") from None

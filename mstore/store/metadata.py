@@ -60,7 +60,34 @@ def normalize(user: Mapping[str, Any] | None) -> dict[str, Any]:
     if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
         raise InvalidMetadata(f"metadata is larger than {MAX_METADATA_BYTES >> 20} MiB")
     assert isinstance(clean, dict)
+    check_fields(clean)
     return clean
+
+
+MAPPING_FIELDS = ("metrics", "params")  # names -> values; `log`, `diff` and queries read them key by key
+_EXAMPLES = {"metrics": "{'accuracy': 0.9}", "params": "{'C': 0.3}"}
+DIRECTIONS_FIELD = "metric_directions"  # metric name -> "higher" or "lower" (which is better)
+
+
+def check_fields(meta: dict[str, Any]) -> None:
+    """The fields mstore reads by key must have their shape: a `metrics` of 0.9 would vanish from every
+    table and ranking without a word."""
+    for key in MAPPING_FIELDS:
+        if meta.get(key) is not None and not isinstance(meta[key], dict):  # None: none recorded, as absent
+            raise InvalidMetadata(
+                f"metadata field {key!r} must be a mapping of names to values, not {type(meta[key]).__name__} "
+                f"(e.g. {{{key!r}: {_EXAMPLES[key]}}})"
+            )
+    directions = meta.get(DIRECTIONS_FIELD)
+    if directions is None:
+        return
+    if not isinstance(directions, dict):
+        raise InvalidMetadata(f"metadata field {DIRECTIONS_FIELD!r} must map metric names to 'higher' or 'lower'")
+    for name, value in directions.items():
+        if value not in ("higher", "lower"):
+            raise InvalidMetadata(
+                f"metadata field {DIRECTIONS_FIELD!r}: {name!r} must be 'higher' or 'lower', not {value!r}"
+            )
 
 
 def dumps(metadata: Mapping[str, Any]) -> bytes:

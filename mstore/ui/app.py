@@ -200,6 +200,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             text=text,
             all_tags=sorted(all_tags),
             total=len(ids),
+            known=set(ids),
             latest=ids[-1] if ids else None,
             metrics=metrics,
             chart_choices=chart_choices,
