@@ -224,7 +224,7 @@ def test_a_save_walks_a_joblib_file_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     walks = []
     real = pickles.scan_stream
-    monkeypatch.setattr(pickles, "scan_stream", lambda f, size: walks.append(size) or real(f, size))
+    monkeypatch.setattr(pickles, "scan_stream", lambda f, size, *rest: walks.append(size) or real(f, size, *rest))
     (tmp_path / "m.joblib").write_bytes(_DENSE)
     repo = Repository.init(tmp_path / "store")
     repo.save(tmp_path / "m.joblib")

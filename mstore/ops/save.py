@@ -210,6 +210,15 @@ def pickle_safety(scans: Mapping[str, _pickles.Scan]) -> dict[str, Any]:
     incomplete = {rel: s.error for rel, s in sorted(scans.items()) if not s.complete}
     if incomplete:
         out["pickle_incomplete"] = incomplete
+    verdicts = {rel: s.verdict for rel, s in sorted(scans.items())}
+    worst = next((rel for v in ("unsafe", "unknown") for rel, got in verdicts.items() if got == v), None)
+    out["pickle_verdict"] = verdicts[worst] if worst else "safe"
+    out["pickle_reason"] = (
+        f"pickle {worst}: {scans[worst].reason}" if worst else "every pickle's globals are on the allowlist"
+    )
+    allowed = sorted({g for s in scans.values() for g in s.user_allowed})
+    if allowed:
+        out["pickle_user_allowed"] = allowed
     return out
 
 
