@@ -52,8 +52,10 @@ def test_usage_lines_carry_no_type_noise() -> None:
     for name in names:
         code, out, _ = invoke(name, "--help")
         assert code == 0, name
-        for noise in ("{", "<list", "<path>", "<str>", "[[", "]]"):
+        for noise in ("<list", "<path>", "<str>", "[[", "]]"):
             assert noise not in out, (name, noise, out)
+        usage = [line for line in out.splitlines() if line.startswith("Usage:") or line.lstrip().startswith("-")]
+        assert not any("{" in line for line in usage), (name, out)  # the text may show `prod@{1}`
     assert "Usage: mstore save [OPTIONS] PATH\n" in invoke("save", "--help")[1]
     assert "Usage: mstore clone [OPTIONS] URL DIR\n" in invoke("clone", "--help")[1]
     assert "Usage: mstore push [OPTIONS] [NAME|REF]...\n" in invoke("push", "--help")[1]

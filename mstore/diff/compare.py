@@ -55,9 +55,10 @@ def metric_direction(name: str, declared: dict[str, str] | None = None) -> str |
     first, then each key above it (`loss.by_class.3` is a loss)."""
     parts = name.split(".")
     prefixes = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
-    for prefix in prefixes if declared else []:
-        if declared.get(prefix) in ("higher", "lower"):
-            return declared[prefix]
+    for prefix in prefixes:
+        said = (declared or {}).get(prefix)
+        if said in ("higher", "lower"):
+            return said
     for prefix in prefixes:
         found = _direction_by_name(prefix.rsplit(".", 1)[-1])
         if found:

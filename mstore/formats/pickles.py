@@ -852,6 +852,11 @@ def scan_bytes(data: bytes, extra: frozenset[tuple[str, str]] = frozenset()) -> 
     return scan_stream(io.BytesIO(data), len(data), extra)
 
 
+# The first byte of every opcode protocols 0-5 define (pickletools.code2op, which mstore never imports).
+OPCODE_BYTES = frozenset(
+    b"().012BCFGIJKLMNPQRSTUVX]abcdeghijlopqrstu}"
+    b"\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98"
+)
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pck", ".joblib", ".sav", ".dill", ".pt", ".pth", ".ckpt"}
 ZIP_MAGIC = b"PK\x03\x04"
 # joblib.load's compressors, by the prefix it detects them by (joblib/compressor.py); lz4 is not inflated
@@ -975,6 +980,8 @@ def scan_open(f: BinaryIO, size: int, name: str, extra: frozenset[tuple[str, str
                 return scan
     if not looks_like_pickle(head[:2]) and suffix not in PICKLE_SUFFIXES:
         return None
+    if not head or head[0] not in OPCODE_BYTES:
+        return None  # every unpickler raises on the first byte: nothing is ever loaded (not a pickle)
     f.seek(0)
     return scan_stream(f, size, extra)
 

@@ -105,7 +105,8 @@ def show(store: Store, ref: str) -> dict[str, Any]:
 def parent_of(meta: dict[str, Any], version_id: str, ids: list[str]) -> tuple[str | None, str | None]:
     """(the version's parent if it still exists, the recorded parent if it was removed). After rm or
     prune the recorded parent may be gone: it is reported as removed, never replaced by another version."""
-    block = meta.get("mstore") if isinstance(meta.get("mstore"), dict) else {}
+    found = meta.get("mstore")
+    block: dict[str, Any] = found if isinstance(found, dict) else {}
     recorded = block.get("parent")
     if "parent" in block:
         if isinstance(recorded, str) and recorded in ids:

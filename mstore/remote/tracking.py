@@ -10,6 +10,7 @@ moves a local tag only while the local one still names it (else the user moved i
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import blake3
@@ -52,7 +53,7 @@ def seen(store: Store, url: str) -> dict[str, str]:
     return out
 
 
-def update(store: Store, url: str, changes: dict[str, str | None]) -> None:
+def update(store: Store, url: str, changes: Mapping[str, str | None]) -> None:
     """Record what the remote now names (None: the tag is gone there). Caller holds the write lock."""
     if not changes:
         return
