@@ -1,27 +1,53 @@
 """Which globals a pickle (or joblib) file would import, read statically: nothing is ever imported or called.
 
 Loading a pickle runs whatever its GLOBAL / STACK_GLOBAL / INST opcodes name (`os.system`, `builtins.eval`),
-so mstore records those names at save and flags the ones outside a known-safe set. The walker is a small,
-strict interpreter of the opcode stream that only tracks *data* (short strings, numbers, tuples, dicts) and
-placeholders for objects: enough to resolve `STACK_GLOBAL` operands (also through the memo) and to find the
-size of the array bytes joblib writes right after each `NumpyArrayWrapper` record (joblib/numpy_pickle.py:
-the wrapper is pickled, then one padding-length byte and that many padding bytes when the wrapper's state
-has `numpy_array_alignment_bytes`, then the array's raw bytes; an object-dtype array is a nested pickle
-instead). Everything is bounded: the file is read through a reader that refuses to go past its end, long
-strings are skipped rather than read, and the opcode count, stack, memo and nesting have hard limits.
-Anything the walker does not understand ends the walk; the globals seen so far are kept (a real unpickler
-would have imported them before failing) and the file is marked incomplete.
+so mstore records those names at save and calls a file known-safe only when every one of them is an exact
+(module, qualified name) pair of the reviewed table in `allowlist.py`. The walker is a small, strict model
+of CPython's unpickler that tracks *data* (short strings, numbers, tuples, dicts) and placeholders for
+objects: operands are decoded as the unpickler decodes them (escapes in STRING / UNICODE, every integer
+form, the protocol-2 renames of `_compat_pickle`), the memo is followed exactly, and STACK_GLOBAL operands
+are resolved through it.
+
+One file, two loaders. `joblib.load` reads the raw bytes of an array right after a real joblib
+`NumpyArrayWrapper` is built (one padding-length byte and that padding when the wrapper has
+`numpy_array_alignment_bytes`, then count x itemsize bytes, the itemsize computed from the dtype as numpy
+computes it), and reads an array whose dtype has objects as a nested pickle with a plain unpickler.
+`pickle.load` skips nothing: those bytes are opcodes to it. So a file with joblib arrays is walked twice,
+once as each loader reads it, and both walks must be clean. Files joblib wrote with `compress=` are
+decompressed (under a bound) and walked as joblib reads them; `data.pkl` inside a torch zip checkpoint is
+walked as a plain pickle.
+
+Fail closed: a walk that stops where the unpickler would go on (a limit, an operand or a construct the
+walker does not model) makes the file *incomplete*, and its verdict "unknown", which mstore treats as
+unsafe. A walk that stops where the real loader stops too (an unknown opcode, a truncated operand, a stack
+underflow) only ends what that loader would import. Everything is bounded: the file is read through a
+reader that refuses to go past its end, long strings are skipped rather than read, and the opcode count,
+stack, memo and nesting have hard limits.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
+import bz2
+import codecs
+import functools
+import importlib.util
+import io
+import lzma
 import os
+import re
 import stat
 import struct
+import sys
 import weakref
+import zipfile
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from . import allowlist as _allow
 
 MAX_OPS = 20_000_000  # a large scikit-learn pipeline (big vocabulary) is a few million
 MAX_STACK = 1_000_000
@@ -31,67 +57,27 @@ MAX_NESTED = 8  # nested pickles (joblib object arrays)
 MAX_KEPT_STRING = 1024  # longer strings and bytes are skipped, never read into memory
 MAX_CONTAINER = 4096  # elements kept per simulated container (the rest are counted, not kept)
 MAX_LINE = 1 << 16
+MAX_INFLATE_RATIO = 1100  # zlib cannot do better than ~1032:1; a compressed joblib file inflating more is refused
+MAX_INFLATED = 16 << 30  # and never more than this in all
+MAX_ZIP_PICKLE = 1 << 30  # a torch checkpoint's data.pkl
 
 UNKNOWN_GLOBAL = "?"  # a STACK_GLOBAL whose operands are not plain strings (computed names): always unsafe
-
-# Module prefixes whose globals only build data. A name is safe when its module is one of these or
-# starts with one of them followed by "."; DENIED wins over SAFE_MODULES.
-SAFE_MODULES = ("numpy", "scipy", "sklearn", "joblib", "collections")
-SAFE_NAMES = {
-    "copyreg._reconstructor",
-    "copy_reg._reconstructor",
-    "_codecs.encode",
-    "datetime.datetime",
-    "datetime.date",
-    "datetime.time",
-    "datetime.timedelta",
-    "datetime.timezone",
-    "decimal.Decimal",
-    "fractions.Fraction",
-    "uuid.UUID",
-}
-SAFE_BUILTINS = {
-    "dict",
-    "list",
-    "set",
-    "frozenset",
-    "tuple",
-    "bytearray",
-    "bytes",
-    "str",
-    "int",
-    "float",
-    "complex",
-    "bool",
-    "slice",
-    "range",
-    "object",
-    "NoneType",
-    "Ellipsis",
-    "NotImplemented",
-}
-# Inside the safe packages, the few names that load or run code.
-DENIED_PREFIXES = ("numpy.testing", "numpy.f2py", "numpy.distutils", "numpy.ctypeslib", "sklearn.utils._testing")
-DENIED_NAMES = {"load", "loads", "system", "eval", "exec", "runstring", "compile", "__import__", "getattr", "open"}
+WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")  # the only array wrapper on the allowlist
+_RECONSTRUCTORS = {("copyreg", "_reconstructor"), ("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__")}
 
 
-def is_safe(name: str) -> bool:
-    """Whether the global `module.name` is in the known-safe set (numpy, scipy, sklearn, joblib, collections,
-    data-building builtins)."""
-    module, _, attr = name.rpartition(".")
-    if not module or attr in DENIED_NAMES:
-        return False
-    if any(module == p or module.startswith(p + ".") for p in DENIED_PREFIXES):
-        return False
-    if name in SAFE_NAMES:
-        return True
-    if module in ("builtins", "__builtin__"):
-        return attr in SAFE_BUILTINS
-    return any(module == p or module.startswith(p + ".") for p in SAFE_MODULES)
+def is_safe(name: str, allowed: frozenset[tuple[str, str]] = _allow.ALLOWED) -> bool:
+    """Whether the recorded global `name` (`module.Name` or `module:dotted.name`) is an exact allowlist pair."""
+    pair = _allow.from_display(name)
+    return pair is not None and pair in allowed
 
 
 class NotPickle(Exception):
     """The walk stopped: malformed, hostile or beyond a limit (the message says which, and where)."""
+
+
+class LoaderStops(NotPickle):
+    """The walk stopped where CPython's unpickler raises too: what follows is never loaded."""
 
 
 @dataclass
@@ -102,13 +88,20 @@ class Scan:
     complete: bool = True
     error: str | None = None
     arrays: int = 0  # joblib array payloads skipped
-    fingerprint: tuple[int, int, int, int] | None = None  # (size, mtime_ns, inode, device) when scanned
+    fingerprint: tuple[int, ...] | None = None  # (size, mtime_ns, inode, device, ctime_ns) when scanned
     found: list[ArrayInfo] = field(default_factory=list)  # joblib arrays, in file order
     roots: list[Any] = field(default_factory=list)  # what each top-level pickle built (for naming arrays)
+    allowed: frozenset[tuple[str, str]] = field(default=_allow.ALLOWED, repr=False)
+    loaders: list[str] = field(default_factory=list)  # the loaders modelled: "pickle", "joblib", "torch"
 
     @property
     def unsafe(self) -> list[str]:
-        return [g for g in self.globals if not is_safe(g)]
+        return [g for g in self.globals if not is_safe(g, self.allowed)]
+
+    @property
+    def verdict(self) -> str:
+        """ "unsafe" (a global off the allowlist), "unknown" (the walk stopped early: treated as unsafe), "safe"."""
+        return "unsafe" if self.unsafe else "safe" if self.complete else "unknown"
 
 
 @dataclass
@@ -126,19 +119,21 @@ class ArrayInfo:
 class _Obj:
     """A placeholder for an object the unpickler would build: what built it, its args and state."""
 
-    __slots__ = ("kind", "args", "state")
+    __slots__ = ("kind", "args", "state", "wrapper")
 
-    def __init__(self, kind: str, args: Any = None) -> None:
+    def __init__(self, kind: str, args: Any = None, wrapper: bool = False) -> None:
         self.kind = kind
         self.args = args
         self.state: Any = None
+        self.wrapper = wrapper  # a real joblib NumpyArrayWrapper instance
 
 
 class _Global:
-    __slots__ = ("name",)
+    __slots__ = ("name", "pair")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, pair: tuple[str, str] | None = None) -> None:
         self.name = name
+        self.pair = pair
 
 
 class _Big:
@@ -164,16 +159,16 @@ class _Reader:
 
     def read(self, n: int) -> bytes:
         if n < 0 or n > self.end - self.pos:
-            raise NotPickle(f"a value of {n} bytes at offset {self.pos} runs past the end of the file")
+            raise LoaderStops(f"a value of {n} bytes at offset {self.pos} runs past the end of the file")
         data = self.f.read(n)
         if len(data) != n:
-            raise NotPickle(f"the file ended early at offset {self.pos + len(data)}")
+            raise LoaderStops(f"the file ended early at offset {self.pos + len(data)}")
         self.pos += n
         return data
 
     def skip(self, n: int) -> None:
         if n < 0 or n > self.end - self.pos:
-            raise NotPickle(f"{n} bytes at offset {self.pos} run past the end of the file")
+            raise LoaderStops(f"{n} bytes at offset {self.pos} run past the end of the file")
         self.pos += n
         self.f.seek(self.pos)
 
@@ -187,7 +182,7 @@ class _Reader:
         try:
             return data.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
-            raise NotPickle(f"invalid UTF-8 string before offset {self.pos}") from None
+            raise LoaderStops(f"invalid UTF-8 string before offset {self.pos}") from None
 
     def line(self) -> bytes:
         out = bytearray()
@@ -205,11 +200,48 @@ def _u(fmt: str, data: bytes) -> int:
     return value
 
 
+def _resolve(module: str, name: str, proto: int) -> tuple[str, str]:
+    """What `find_class` really imports: protocols 0-2 rename Python 2 names (`_compat_pickle`)."""
+    if proto < 3:
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            mapped: tuple[str, str] = _compat_pickle.NAME_MAPPING[(module, name)]
+            return mapped
+        if module in _compat_pickle.IMPORT_MAPPING:
+            return _compat_pickle.IMPORT_MAPPING[module], name
+    return module, name
+
+
+@functools.lru_cache(maxsize=4096)
+def _top_level_exists(module: str) -> bool:
+    """Whether the top-level package of `module` could be imported here (searched for, never imported;
+    any doubt counts as yes)."""
+    top = module.split(".")[0]
+    if not top.isidentifier():
+        return False
+    if top in sys.builtin_module_names or top in sys.stdlib_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError, AttributeError):
+        return True
+
+
+def _mentions_wrapper(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, _Global):
+        return value.pair == WRAPPER
+    if depth < 3 and isinstance(value, (tuple, list)):
+        return any(_mentions_wrapper(v, depth + 1) for v in value)
+    if depth < 3 and isinstance(value, dict):
+        return any(_mentions_wrapper(v, depth + 1) for v in value.values())
+    return False
+
+
 class _Walker:
     def __init__(self, reader: _Reader, scan: Scan) -> None:
         self.r = reader
         self.scan = scan
         self.ops = 0
+        self.plain_pass = False  # the second walk of a joblib file, as pickle.load reads it
 
     def note(self, name: str) -> None:
         if name not in self.scan.globals:
@@ -217,23 +249,35 @@ class _Walker:
                 raise NotPickle("more than 10000 distinct globals")
             self.scan.globals.append(name)
 
-    def walk(self, depth: int = 0) -> None:
-        """One pickle stream, from its first opcode to STOP."""
+    def note_pair(self, module: str, name: str, proto: int) -> _Global:
+        module, name = _resolve(module, name, proto)
+        shown = _allow.display(module, name) if module and name else f"{module}:{name}"
+        if self.plain_pass and (module, name) not in self.scan.allowed and not _top_level_exists(module):
+            # pickle.load reading joblib's array bytes as opcodes: an import that fails ends the load
+            raise LoaderStops(f"pickle.load stops at {shown}: there is no module {module.split('.')[0]!r}")
+        self.note(shown)
+        return _Global(shown, (module, name))
+
+    def walk(self, depth: int = 0, joblib: bool = True) -> None:
+        """One pickle stream, from its first opcode to STOP, read as joblib's unpickler (`joblib`) or as a
+        plain unpickler reads it."""
         if depth > MAX_NESTED:
             raise NotPickle("pickles nested too deeply")
         r = self.r
         stack: list[Any] = []
         marks: list[int] = []
         memo: dict[int, Any] = {}
+        proto = 0
+        frame_end = -1
 
         def pop() -> Any:
             if len(stack) <= (marks[-1] if marks else 0):
-                raise NotPickle(f"stack underflow at offset {r.pos}")
+                raise LoaderStops(f"stack underflow at offset {r.pos}")
             return stack.pop()
 
         def pop_mark() -> list[Any]:
             if not marks:
-                raise NotPickle(f"no MARK to pop at offset {r.pos}")
+                raise LoaderStops(f"no MARK to pop at offset {r.pos}")
             start = marks.pop()
             items = stack[start:]
             del stack[start:]
@@ -246,17 +290,38 @@ class _Walker:
 
         def top() -> Any:
             if len(stack) <= (marks[-1] if marks else 0):
-                raise NotPickle(f"stack underflow at offset {r.pos}")
+                raise LoaderStops(f"stack underflow at offset {r.pos}")
             return stack[-1]
 
         def put(index: int) -> None:
             if index < 0:
-                raise NotPickle("negative memo index")
-            if index in memo or len(memo) < MAX_MEMO:
-                memo[index] = top()
+                raise LoaderStops("negative memo index")
+            if index not in memo and len(memo) >= MAX_MEMO:
+                raise NotPickle(f"more than {MAX_MEMO} memo entries")
+            memo[index] = top()
 
         def get(index: int) -> None:
-            push(memo.get(index, _UNKNOWN))
+            if index not in memo:
+                raise LoaderStops(f"memo entry {index} not defined at offset {r.pos}")
+            push(memo[index])
+
+        def mutable(target: Any, what: str) -> Any:
+            if isinstance(target, _Global):  # benign pickles never patch a class while loading
+                raise NotPickle(f"{what} on the class {target.name} at offset {r.pos}")
+            return target
+
+        def construct(cls: Any, args: Any, via: str) -> _Obj:
+            if isinstance(cls, (int, float, str, bytes, tuple, list, dict, type(None), _Big)):
+                raise LoaderStops(f"{via} of a {type(cls).__name__}, not a callable, at offset {r.pos}")
+            pair = cls.pair if isinstance(cls, _Global) else None
+            wrapper = pair == WRAPPER
+            if pair in _RECONSTRUCTORS and isinstance(args, tuple) and args and _mentions_wrapper(args[0]):
+                wrapper, args = True, args[1:]
+            if _mentions_wrapper(args):
+                raise NotPickle(f"joblib's array wrapper passed to {via} at offset {r.pos}")
+            if isinstance(args, tuple):
+                args = args[:MAX_CONTAINER]
+            return _Obj(cls.name if isinstance(cls, _Global) else "?", args, wrapper)
 
         while True:
             self.ops += 1
@@ -268,52 +333,64 @@ class _Walker:
                     self.scan.roots.append(stack[0])
                 return
             if code == 0x80:  # PROTO
-                if r.read(1)[0] > 5:
-                    raise NotPickle("unknown pickle protocol")
+                proto = r.read(1)[0]
+                if proto > 5:
+                    raise LoaderStops("unknown pickle protocol")
             elif code == 0x95:  # FRAME: a length hint, the frame's opcodes follow inline
-                if _u("<Q", r.read(8)) > r.end - r.pos:
-                    raise NotPickle(f"a frame at offset {r.pos} runs past the end of the file")
+                n = _u("<Q", r.read(8))
+                if n > r.end - r.pos:
+                    raise LoaderStops(f"a frame at offset {r.pos} runs past the end of the file")
+                frame_end = r.pos + n
             elif code == 0x63 or code == 0x69:  # GLOBAL / INST "module\nname\n"
-                module, name = r.line().decode("utf-8", "replace"), r.line().decode("utf-8", "replace")
-                full = f"{module}.{name}"
-                self.note(full)
+                module, name = _utf8(r.line()), _utf8(r.line())
+                g = self.note_pair(module, name, proto)
                 if code == 0x63:
-                    push(_Global(full))
+                    push(g)
                 else:
-                    push(_Obj(full, tuple(pop_mark()[:MAX_CONTAINER])))
+                    push(construct(g, tuple(pop_mark()), "INST"))
             elif code == 0x93:  # STACK_GLOBAL
                 name, module = pop(), pop()
-                plain = isinstance(module, str) and isinstance(name, str)
-                full = f"{module}.{name}" if plain else UNKNOWN_GLOBAL
-                self.note(full)
-                push(_Global(full))
+                if isinstance(module, str) and isinstance(name, str):
+                    push(self.note_pair(module, name, proto))
+                elif isinstance(module, (_Big, _Obj, _Global)) or isinstance(name, (_Big, _Obj, _Global)):
+                    self.note(UNKNOWN_GLOBAL)  # a name the walker cannot read (too long, or computed)
+                    push(_Global(UNKNOWN_GLOBAL))
+                else:
+                    raise LoaderStops(f"STACK_GLOBAL of non-strings at offset {r.pos}")
             elif code in (0x82, 0x83, 0x84):  # EXT1/2/4: the copyreg extension registry
                 r.read({0x82: 1, 0x83: 2, 0x84: 4}[code])
                 self.note(UNKNOWN_GLOBAL)
                 push(_Global(UNKNOWN_GLOBAL))
             elif code == 0x52:  # REDUCE
                 args, func = pop(), pop()
-                push(_Obj(func.name if isinstance(func, _Global) else "?", args))
+                push(construct(func, args, "REDUCE"))
             elif code == 0x81:  # NEWOBJ
                 args, cls = pop(), pop()
-                push(_Obj(cls.name if isinstance(cls, _Global) else "?", args))
+                push(construct(cls, args, "NEWOBJ"))
             elif code == 0x92:  # NEWOBJ_EX
-                _kwargs, args, cls = pop(), pop(), pop()
-                push(_Obj(cls.name if isinstance(cls, _Global) else "?", args))
+                kwargs, args, cls = pop(), pop(), pop()
+                if _mentions_wrapper(kwargs):
+                    raise NotPickle(f"joblib's array wrapper passed to NEWOBJ_EX at offset {r.pos}")
+                push(construct(cls, args, "NEWOBJ_EX"))
             elif code == 0x6F:  # OBJ: MARK cls args...
                 items = pop_mark()
                 if not items:
-                    raise NotPickle(f"OBJ without a class at offset {r.pos}")
-                cls = items[0]
-                push(_Obj(cls.name if isinstance(cls, _Global) else "?", tuple(items[1:MAX_CONTAINER])))
+                    raise LoaderStops(f"OBJ without a class at offset {r.pos}")
+                push(construct(items[0], tuple(items[1:]), "OBJ"))
             elif code == 0x62:  # BUILD
                 state = pop()
-                obj = top()
+                obj = mutable(top(), "BUILD")
                 if isinstance(obj, _Obj):
-                    obj.state = state
-                    if obj.kind.endswith(".NumpyArrayWrapper") and obj.kind.startswith(("joblib.", "sklearn.")):
+                    if obj.wrapper and joblib:
+                        obj.state = _wrapper_state(obj.state, state)
+                        if r.pos < frame_end:
+                            raise NotPickle(f"a joblib array inside a pickle frame at offset {r.pos}")
                         stack.pop()
-                        push(self._skip_array(state, depth))
+                        push(self._skip_array(obj.state, depth))
+                    elif obj.wrapper:
+                        obj.state = _wrapper_state(obj.state, state)
+                    else:
+                        obj.state = state
             elif code in (0x50, 0x51):  # PERSID / BINPERSID: resolved by the loader's persistent_load
                 if code == 0x50:
                     r.line()
@@ -336,13 +413,13 @@ class _Walker:
             elif code == 0x94:  # MEMOIZE
                 put(len(memo))
             elif code == 0x70:  # PUT
-                put(_int_line(r.line()))
+                put(_int_line(r.line(), 10))
             elif code == 0x71:
                 put(r.read(1)[0])
             elif code == 0x72:
                 put(_u("<I", r.read(4)))
             elif code == 0x67:  # GET
-                get(_int_line(r.line()))
+                get(_int_line(r.line(), 10))
             elif code == 0x68:
                 get(r.read(1)[0])
             elif code == 0x6A:
@@ -357,13 +434,15 @@ class _Walker:
                 push(_Obj("builtins.set"))
             elif code == 0x61:  # APPEND
                 value = pop()
-                _extend(top(), [value])
+                _extend(mutable(top(), "APPEND"), [value])
             elif code == 0x65:  # APPENDS
                 items = pop_mark()
-                _extend(top(), items)
+                _extend(mutable(top(), "APPENDS"), items)
             elif code == 0x90:  # ADDITEMS
-                pop_mark()
-                top()
+                items = pop_mark()
+                mutable(top(), "ADDITEMS")
+                if any(_mentions_wrapper(v) for v in items):
+                    raise NotPickle(f"joblib's array wrapper added to a set at offset {r.pos}")
             elif code == 0x6C:  # LIST
                 push(pop_mark()[:MAX_CONTAINER])
             elif code == 0x74:  # TUPLE
@@ -382,10 +461,10 @@ class _Walker:
                 push(d)
             elif code == 0x73:  # SETITEM
                 value, key = pop(), pop()
-                _set_items(top(), [key, value])
+                _set_items(mutable(top(), "SETITEM"), [key, value])
             elif code == 0x75:  # SETITEMS
                 items = pop_mark()
-                _set_items(top(), items)
+                _set_items(mutable(top(), "SETITEMS"), items)
             elif code == 0x4E:  # NONE
                 push(None)
             elif code == 0x88:
@@ -398,28 +477,40 @@ class _Walker:
                 push(r.read(1)[0])
             elif code == 0x4D:
                 push(_u("<H", r.read(2)))
-            elif code == 0x49:  # INT (also True/False as 01/00)
-                push(_int_line(r.line()))
+            elif code == 0x49:  # INT (also True/False as 00/01)
+                text = r.line()
+                push(True if text == b"01" else False if text == b"00" else _int_line(text, 0))
             elif code == 0x4C:  # LONG
-                push(_int_line(r.line().rstrip(b"L")))
+                text = r.line()
+                push(_int_line(text[:-1] if text.endswith(b"L") else text, 0))
             elif code == 0x8A:  # LONG1
                 push(int.from_bytes(r.read(r.read(1)[0]), "little", signed=True))
             elif code == 0x8B:  # LONG4
                 n = _u("<i", r.read(4))
+                if n < 0:
+                    raise LoaderStops("LONG4 with a negative byte count")
                 if n > 1 << 16:
                     raise NotPickle(f"an integer of {n} bytes")
                 push(int.from_bytes(r.read(n), "little", signed=True))
             elif code == 0x46:  # FLOAT
-                r.line()
-                push(0.0)
+                try:
+                    push(float(r.line()))
+                except ValueError:
+                    raise LoaderStops(f"an invalid FLOAT before offset {r.pos}") from None
             elif code == 0x47:  # BINFLOAT
-                push(_u(">d", r.read(8)))
-            elif code == 0x53:  # STRING (protocol 0, quoted)
-                push(r.line()[1:-1].decode("latin-1"))
-            elif code == 0x56:  # UNICODE (raw-unicode-escape; kept as text for names only)
-                push(r.line().decode("latin-1"))
+                push(struct.unpack(">d", r.read(8))[0])
+            elif code == 0x53:  # STRING (protocol 0: quoted, backslash escapes as Python 2 wrote them)
+                push(_string_operand(r.line(), r.pos))
+            elif code == 0x56:  # UNICODE (raw-unicode-escape)
+                try:
+                    push(codecs.raw_unicode_escape_decode(r.line())[0])
+                except UnicodeDecodeError:
+                    raise LoaderStops(f"an undecodable UNICODE operand before offset {r.pos}") from None
             elif code == 0x54:  # BINSTRING
-                push(_latin(r.value(_u("<i", r.read(4)), False)))
+                n = _u("<i", r.read(4))
+                if n < 0:
+                    raise LoaderStops("BINSTRING with a negative byte count")
+                push(_latin(r.value(n, False)))
             elif code == 0x55:  # SHORT_BINSTRING
                 push(_latin(r.value(r.read(1)[0], False)))
             elif code == 0x8C:  # SHORT_BINUNICODE
@@ -439,18 +530,18 @@ class _Walker:
             elif code == 0x98:  # READONLY_BUFFER
                 top()
             else:
-                raise NotPickle(f"unknown opcode 0x{code:02x} at offset {r.pos - 1}")
+                raise LoaderStops(f"unknown opcode 0x{code:02x} at offset {r.pos - 1}")
 
     def _skip_array(self, state: Any, depth: int) -> _Obj:
-        """The array bytes joblib wrote right after a NumpyArrayWrapper (see the module docstring)."""
-        if not isinstance(state, dict):
-            raise NotPickle(f"a NumpyArrayWrapper without a state dict before offset {self.r.pos}")
+        """The array bytes joblib reads right after a NumpyArrayWrapper (see the module docstring)."""
+        if not isinstance(state, dict) or len(state) >= MAX_CONTAINER:
+            raise NotPickle(f"a NumpyArrayWrapper without a readable state before offset {self.r.pos}")
         shape, dtype = state.get("shape"), state.get("dtype")
         if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
             raise NotPickle(f"a NumpyArrayWrapper with an unreadable shape before offset {self.r.pos}")
         itemsize = _itemsize(dtype)
-        if itemsize is None:  # object dtype: a nested pickle follows
-            self.walk(depth + 1)
+        if itemsize is None:  # the dtype has objects: joblib reads a nested pickle with a plain unpickler
+            self.walk(depth + 1, joblib=False)
             self.scan.arrays += 1
             return _Obj("numpy.ndarray")
         if state.get("numpy_array_alignment_bytes") is not None:
@@ -467,6 +558,22 @@ class _Walker:
         self.scan.arrays += 1
         self.scan.found.append(array.args)
         return array
+
+
+def _wrapper_state(old: Any, state: Any) -> dict[Any, Any]:
+    """A wrapper's attributes after one more BUILD: `__dict__.update(state)` then the slot state, as
+    pickle's load_build does (the wrapper has no __setstate__)."""
+    merged = dict(old) if isinstance(old, dict) else {}
+    slots: Any = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slots = state
+    for part in (state, slots):
+        if part is None or part == {}:
+            continue
+        if not isinstance(part, dict) or len(part) >= MAX_CONTAINER:
+            raise NotPickle("a NumpyArrayWrapper with a state the walker cannot read")
+        merged.update(part)
+    return merged
 
 
 def _dtype_name(dtype: _Obj) -> str:
@@ -547,7 +654,7 @@ class _ReadAt:
         return pos
 
 
-def joblib_arrays(read: Any, size: int, fingerprint: tuple[int, int, int, int] | None = None) -> list[ArrayInfo]:
+def joblib_arrays(read: Any, size: int, fingerprint: tuple[int, ...] | None = None) -> list[ArrayInfo]:
     """The named arrays of a joblib file read through `read(offset, length)`; [] when the walk did not
     reach the end cleanly (such a file is then cut like any other).
 
@@ -562,38 +669,87 @@ def joblib_arrays(read: Any, size: int, fingerprint: tuple[int, int, int, int] |
     return [a for a in scan.found if a.depth == 0]
 
 
-_KIND_SIZES = {"b": 1, "?": 1, "B": 1, "h": 2, "H": 2, "e": 2, "l": 8, "L": 8, "q": 8, "Q": 8, "d": 8, "g": 16}
+# The element size numpy gives each dtype code a pickle may name (numpy ignores a pickled element size for
+# these); S, U and V take theirs from the pickled state. Any other code is refused: the walker cannot know.
+_CODE_SIZES = {
+    **{f"f{n}": n for n in (2, 4, 8, 16)},
+    **{f"i{n}": n for n in (1, 2, 4, 8)},
+    **{f"u{n}": n for n in (1, 2, 4, 8)},
+    **{f"c{n}": n for n in (8, 16, 32)},
+    "b1": 1,
+    "M8": 8,
+    "m8": 8,
+    "O8": 8,
+}
+_FLEXIBLE = re.compile(r"[SUV][0-9]{1,9}")
 
 
 def _itemsize(dtype: Any) -> int | None:
-    """The element size of a pickled numpy.dtype placeholder; None for object dtype; NotPickle otherwise."""
-    if not isinstance(dtype, _Obj) or not dtype.kind.endswith(".dtype") or not isinstance(dtype.args, tuple):
+    """The element size numpy gives a pickled numpy.dtype placeholder, None when its dtype has objects (the
+    NPY_ITEM_HASOBJECT flag, which numpy takes from the pickled state); NotPickle when not known."""
+    if not isinstance(dtype, _Obj) or dtype.kind != "numpy.dtype" or not isinstance(dtype.args, tuple):
         raise NotPickle("a NumpyArrayWrapper whose dtype is not a numpy.dtype")
     code = dtype.args[0] if dtype.args else None
-    if not isinstance(code, str) or not code:
-        raise NotPickle("a dtype without a type code")
-    if code[0] == "O":
-        return None
+    if not isinstance(code, str) or not (code in _CODE_SIZES or _FLEXIBLE.fullmatch(code)):
+        raise NotPickle(f"an array of dtype {str(code)[:20]!r}, whose size the walker does not know")
     state = dtype.state
-    if isinstance(state, tuple) and len(state) >= 6 and isinstance(state[5], int) and state[5] > 0:
-        return state[5]  # flexible types (S, U, V, structured) carry their element size
-    if code[0] in "fiucbMm" and code[1:].isdigit() and 0 < int(code[1:]) <= 64:
-        return int(code[1:])
-    if code in _KIND_SIZES:
-        return _KIND_SIZES[code]
-    raise NotPickle(f"an array of dtype {code[:20]!r}, whose size the walker does not know")
+    if state is None:
+        hasobject = code == "O8"
+        elsize = None
+    elif (
+        isinstance(state, tuple)
+        and len(state) >= 8
+        and state[0] in (3, 4)
+        and isinstance(state[5], int)
+        and isinstance(state[7], int)
+    ):  # numpy takes hasobject from the flags and, for S / U / V, the element size from the state
+        hasobject = bool(state[7] & 1)
+        elsize = state[5]
+    else:
+        raise NotPickle(f"a dtype {code!r} with a state the walker does not model")
+    if hasobject:
+        return None
+    if code in _CODE_SIZES:
+        return _CODE_SIZES[code]
+    size = elsize if elsize is not None and elsize >= 0 else int(code[1:])
+    if size <= 0:
+        raise NotPickle(f"an array of dtype {code!r} with element size {size}")
+    return size
 
 
-def _int_line(line: bytes) -> int:
-    text = line.strip()
-    if text in (b"00", b"01"):
-        return int(text)
-    if len(text) > 4300:
-        raise NotPickle("an integer too long to read")
+def _int_line(line: bytes, base: int) -> int:
+    """An INT / LONG (base 0, as `int(text, 0)` or the C unpickler's strtol read it) or PUT / GET (base 10)
+    operand."""
+    digits = len(line.strip().lstrip(b"+-").replace(b"_", b""))
+    if digits > 4300 and line.strip().lstrip(b"+-")[:2].lower() not in (b"0x", b"0o", b"0b"):
+        raise LoaderStops("an integer literal longer than Python reads")
     try:
-        return int(text)
+        return int(line, base)
     except ValueError:
-        raise NotPickle(f"an invalid integer {text[:20]!r}") from None
+        pass
+    if base == 0:
+        octal = re.fullmatch(rb"\s*([+-]?)0([0-7]+)\s*", line)  # C's strtol reads a leading 0 as octal
+        if octal:
+            return int(octal.group(1) + octal.group(2), 8)
+    raise LoaderStops(f"an invalid integer {line[:20]!r}")
+
+
+def _utf8(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LoaderStops("a GLOBAL name that is not UTF-8") from None
+
+
+def _string_operand(line: bytes, pos: int) -> str:
+    """A STRING operand: quoted, then `codecs.escape_decode` (then ASCII; latin-1 here, a superset)."""
+    if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
+        raise LoaderStops(f"an unquoted STRING operand before offset {pos}")
+    try:
+        data: bytes = codecs.escape_decode(line[1:-1])[0]  # type: ignore[attr-defined]
+    except ValueError:
+        raise LoaderStops(f"an undecodable STRING operand before offset {pos}") from None
+    return data.decode("latin-1")
 
 
 def _latin(value: Any) -> Any:
@@ -607,12 +763,13 @@ def _extend(target: Any, items: list[Any]) -> None:
 
 def _set_items(target: Any, items: list[Any]) -> None:
     if len(items) % 2:
-        raise NotPickle("an odd number of values for a dict")
+        raise LoaderStops("an odd number of values for a dict")
     if not isinstance(target, dict):
         return
     for i in range(0, len(items), 2):
         key = items[i]
-        if len(target) < MAX_CONTAINER and isinstance(key, (str, int, bytes, bool, type(None))):
+        kept = isinstance(key, (str, int, bytes, bool, type(None)))
+        if kept and (len(target) < MAX_CONTAINER or key in target):
             target[key] = items[i + 1]
 
 
@@ -621,35 +778,166 @@ def looks_like_pickle(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
-def scan_stream(f: BinaryIO, size: int) -> Scan:
-    """Walk every pickle in `f` (`size` bytes; consecutive pickles too). Never raises NotPickle."""
-    scan = Scan()
+def _walk_all(f: BinaryIO, size: int, scan: Scan, joblib: bool, plain_pass: bool = False) -> None:
     reader = _Reader(f, size)
     walker = _Walker(reader, scan)
+    walker.plain_pass = plain_pass
     try:
-        while reader.pos < size:
-            walker.walk()
+        if joblib:
+            while reader.pos < size:  # consecutive pickles too (a caller may load them one by one)
+                walker.walk()
+        else:
+            walker.walk(joblib=False)  # pickle.load reads one pickle
+    except LoaderStops as exc:
+        if joblib:  # a file joblib cannot read to its end: what it holds past that point is not known
+            scan.complete = False
+            scan.error = str(exc)
     except NotPickle as exc:
         scan.complete = False
-        scan.error = str(exc)
+        scan.error = str(exc) if joblib else f"read as a plain pickle: {exc}"
     except (RecursionError, MemoryError, OverflowError, ValueError, struct.error) as exc:
         scan.complete = False
         scan.error = f"{type(exc).__name__} while reading"
+
+
+def scan_stream(f: BinaryIO, size: int) -> Scan:
+    """Walk every pickle in `f` (`size` bytes; consecutive pickles too) as joblib's unpickler reads it and,
+    when that skipped array bytes, once more as `pickle.load` reads it. Never raises NotPickle."""
+    scan = Scan(loaders=["pickle", "joblib"])
+    _walk_all(f, size, scan, joblib=True)
+    if scan.arrays:
+        found, roots, complete, error = scan.found, scan.roots, scan.complete, scan.error
+        f.seek(0)
+        _walk_all(f, size, scan, joblib=False, plain_pass=True)
+        scan.found, scan.roots = found, roots
+        if not complete:
+            scan.complete, scan.error = False, error
     return scan
 
 
 def scan_bytes(data: bytes) -> Scan:
-    import io
-
     return scan_stream(io.BytesIO(data), len(data))
 
 
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pck", ".joblib", ".sav", ".dill"}
+COMPRESSED_SUFFIXES = {".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4"}
+_COMPRESSED = [  # joblib's compressors (joblib/compressor.py), by the bytes their files start with
+    (b"\x1f\x8b", "gzip"),
+    (b"BZ", "bz2"),
+    (b"]\x00", "lzma"),
+    (b"\xfd7zXZ", "xz"),
+    (b'\x04"M\x18', "lz4"),
+    (b"ZF", "joblib-zfile"),  # joblib < 0.10, read by numpy_pickle_compat
+    (b"x", "zlib"),
+]
 
 
-def scan_file(path: Path) -> Scan | None:
-    """The scan of `path` when it starts like a pickle of protocol 2+ or is named like a pickle (protocols
-    0 and 1 have no magic bytes); None otherwise, or when it is not a regular file."""
+class _Inflating:
+    """A forward-only file view of a compressed stream, never inflating more than `limit` bytes."""
+
+    def __init__(self, raw: BinaryIO, kind: str, limit: int) -> None:
+        self.raw = raw
+        self.limit = limit
+        self.pos = 0
+        self.buf = b""
+        self.eof = False
+        if kind in ("zlib", "gzip"):
+            self.d: Any = zlib.decompressobj(15 if kind == "zlib" else 31)
+        elif kind == "bz2":
+            self.d = bz2.BZ2Decompressor()
+        elif kind in ("lzma", "xz"):
+            self.d = lzma.LZMADecompressor(lzma.FORMAT_ALONE if kind == "lzma" else lzma.FORMAT_XZ)
+        else:
+            raise NotPickle(f"a {kind} file, which the walker does not read")
+
+    def _fill(self, n: int) -> None:
+        while len(self.buf) < n and not self.eof:
+            if self.pos + len(self.buf) > self.limit:
+                raise NotPickle(f"the compressed file inflates to more than {self.limit} bytes")
+            d = self.d
+            if d.eof:
+                if d.unused_data or self.raw.read(1):
+                    raise NotPickle("data after the compressed stream")
+                self.eof = True
+                break
+            data = getattr(d, "unconsumed_tail", b"")
+            if not data and getattr(d, "needs_input", True):
+                data = self.raw.read(1 << 16)
+                if not data:
+                    self.eof = True  # truncated: the reads that follow come up short
+                    break
+            try:
+                self.buf += d.decompress(data, 1 << 20)
+            except (zlib.error, OSError, lzma.LZMAError, EOFError, ValueError) as exc:
+                raise NotPickle(f"a damaged compressed stream ({exc})") from None
+
+    def read(self, n: int) -> bytes:
+        self._fill(n)
+        data, self.buf = self.buf[:n], self.buf[n:]
+        self.pos += len(data)
+        return data
+
+    def seek(self, pos: int) -> int:
+        while self.pos < pos:
+            self.read(min(pos - self.pos, 1 << 20))
+            if self.eof and not self.buf and self.pos < pos:
+                break
+        return self.pos
+
+
+def _scan_compressed(f: BinaryIO, size: int, kind: str) -> Scan:
+    limit = min(MAX_INFLATED, size * MAX_INFLATE_RATIO + (1 << 20))
+    scan = Scan(loaders=["joblib"])
+    try:
+        stream = _Inflating(f, kind, limit)
+    except NotPickle as exc:
+        scan.complete, scan.error = False, str(exc)
+        return scan
+    try:
+        _walk_all(stream, limit, scan, joblib=True)  # type: ignore[arg-type]
+    except NotPickle as exc:
+        scan.complete, scan.error = False, str(exc)
+    if scan.complete and (stream.read(1) or not stream.eof):
+        scan.complete, scan.error = False, "bytes after the pickle in the compressed stream"
+    scan.found = []  # offsets inside a compressed stream are not file offsets
+    return scan
+
+
+def _scan_zip(path: Path) -> Scan | None:
+    """A torch checkpoint (a zip with `<name>/data.pkl`): every pickle inside, walked as plain pickles."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    with archive:
+        names = [i for i in archive.infolist() if i.filename.endswith((".pkl", ".pickle"))]
+        if not names:
+            return None
+        scan = Scan(loaders=["torch"])
+        for info in names:
+            if info.file_size > MAX_ZIP_PICKLE:
+                scan.complete, scan.error = False, f"{info.filename} is larger than {MAX_ZIP_PICKLE} bytes"
+                continue
+            try:
+                with archive.open(info) as member:
+                    data = member.read(MAX_ZIP_PICKLE + 1)
+            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, zlib.error) as exc:
+                scan.complete, scan.error = False, f"{info.filename}: {exc}"
+                continue
+            inner = Scan(allowed=scan.allowed)
+            _walk_all(io.BytesIO(data), len(data), inner, joblib=False)
+            for g in inner.globals:
+                if g not in scan.globals:
+                    scan.globals.append(g)
+            if not inner.complete:
+                scan.complete, scan.error = False, f"{info.filename}: {inner.error}"
+        return scan
+
+
+def scan_file(path: Path, allowed: Iterable[tuple[str, str]] | None = None) -> Scan | None:
+    """The scan of `path` when it starts like a pickle of protocol 2+, like a file joblib compressed, like a
+    torch zip checkpoint, or is named like a pickle (protocols 0 and 1 have no magic bytes); None
+    otherwise, or when it is not a regular file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -659,20 +947,36 @@ def scan_file(path: Path) -> Scan | None:
         if not stat.S_ISREG(st.st_mode):
             return None
         os.set_blocking(fd, True)
-        if not looks_like_pickle(f.read(2)) and path.suffix.lower() not in PICKLE_SUFFIXES:
-            return None
+        head = f.read(8)
+        suffixes = {s.lower() for s in path.suffixes}
+        kind = next((k for magic, k in _COMPRESSED if head.startswith(magic)), None)
         f.seek(0)
-        scan = scan_stream(f, st.st_size)
+        if looks_like_pickle(head):
+            scan: Scan | None = scan_stream(f, st.st_size)
+        elif kind is not None and suffixes & (PICKLE_SUFFIXES | COMPRESSED_SUFFIXES):
+            scan = _scan_compressed(f, st.st_size, kind)
+        elif head.startswith(b"PK\x03\x04"):
+            scan = _scan_zip(path)
+        elif path.suffix.lower() in PICKLE_SUFFIXES:
+            scan = scan_stream(f, st.st_size)
+        else:
+            return None
+        if scan is None:
+            return None
+        if allowed is not None:
+            scan.allowed = frozenset(allowed)
         scan.fingerprint = fingerprint(st)
         _RECENT[scan.fingerprint] = scan  # for joblib_arrays, while the caller keeps the scan
         return scan
 
 
-_RECENT: weakref.WeakValueDictionary[tuple[int, int, int, int], Scan] = weakref.WeakValueDictionary()
+_RECENT: weakref.WeakValueDictionary[tuple[int, ...], Scan] = weakref.WeakValueDictionary()
 
 
-def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+def fingerprint(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What says a file is still the one scanned: a same-size rewrite with its mtime put back still
+    changes its ctime (which no unprivileged caller can set)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
 
 
 def unchanged(path: Path, scan: Scan) -> bool:
@@ -683,17 +987,17 @@ def unchanged(path: Path, scan: Scan) -> bool:
         return False
 
 
-def scan_source(items: list[tuple[str, Path, bool]]) -> dict[str, tuple[Path, Scan]]:
-    """Relative path -> (path, scan), for every file of a model (as listed by ingest.scan) that starts like a pickle.
-
-    A file that starts like a pickle but whose walk found no global at all and stopped early is opaque
-    bytes that merely begin with 0x80, not a pickle: it is left out.
-    """
+def scan_source(
+    items: list[tuple[str, Path, bool]], allowed: Iterable[tuple[str, str]] | None = None
+) -> dict[str, tuple[Path, Scan]]:
+    """Relative path -> (path, scan), for every file of a model (as listed by ingest.scan) that is, or may
+    be, a pickle. A file that starts like one but cannot be walked is kept, with the verdict "unknown"."""
+    table = frozenset(allowed) if allowed is not None else None
     out = {}
     for rel, full, is_dir in items:
         if is_dir:
             continue
-        scan = scan_file(full)
-        if scan is not None and (scan.complete or scan.globals):
+        scan = scan_file(full, table)
+        if scan is not None:
             out[rel] = (full, scan)
     return out
