@@ -49,6 +49,7 @@ joblib.numpy_pickle.NumpyUnpickler.find_class = _joblib_find_class  # type: igno
 
 def main() -> None:
     import collections
+
     import scipy.sparse
     from sklearn.utils import all_estimators
 
@@ -58,11 +59,27 @@ def main() -> None:
     y = (X[:, 0] > 0).astype(int)
     yr = X[:, 1]
     objs: list[object] = [
-        np.arange(10.0), np.array(["a"]), np.array([1, "x"], dtype=object), np.float64(1.0), np.int64(3),
-        np.zeros(3, dtype=[("x", "<f4")]), np.random.RandomState(0), np.random.default_rng(0),
-        scipy.sparse.csr_matrix(np.eye(3)), scipy.sparse.csc_matrix(np.eye(3)), scipy.sparse.coo_matrix(np.eye(3)),
-        collections.OrderedDict(a=1), collections.defaultdict(list), collections.Counter("ab"),
-        {1, 2}, frozenset([1]), slice(1, 2), range(3), complex(1, 2), bytearray(b"x"), np.dtype("f8"),
+        np.arange(10.0),
+        np.array(["a"]),
+        np.array([1, "x"], dtype=object),
+        np.float64(1.0),
+        np.int64(3),
+        np.zeros(3, dtype=[("x", "<f4")]),
+        np.random.RandomState(0),
+        np.random.default_rng(0),
+        scipy.sparse.csr_matrix(np.eye(3)),
+        scipy.sparse.csc_matrix(np.eye(3)),
+        scipy.sparse.coo_matrix(np.eye(3)),
+        collections.OrderedDict(a=1),
+        collections.defaultdict(list),
+        collections.Counter("ab"),
+        {1, 2},
+        frozenset([1]),
+        slice(1, 2),
+        range(3),
+        complex(1, 2),
+        bytearray(b"x"),
+        np.dtype("f8"),
         np.ma.masked_array([1, 2], mask=[0, 1]),
     ]
     for kind in ("classifier", "regressor", "transformer", "cluster"):
@@ -71,14 +88,15 @@ def main() -> None:
                 est = cls()
             except Exception:
                 continue
-            try:
-                target = y if kind == "classifier" else yr if kind == "regressor" else None
-                est.fit(np.abs(X) if "NB" in name or "Chi" in name else X, target)
-            except Exception:
+            target = y if kind == "classifier" else yr if kind == "regressor" else None
+            for data, t in ((X, target), (np.abs(X), target), (X, y), (np.abs(X), y)):
                 try:
-                    est.fit(X, y)
+                    est.fit(data, t)
+                    break
                 except Exception:
                     continue
+            else:
+                continue
             objs.append(est)
             print(f"# fitted {name}", file=sys.stderr)
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
@@ -87,9 +105,11 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     texts = [f"w{i % 7} v{i % 3}" for i in range(30)]
-    objs.append(Pipeline([("t", TfidfVectorizer()), ("c", LogisticRegression())]).fit(texts, [i % 2 for i in range(30)]))
+    labels = [i % 2 for i in range(30)]
+    objs.append(Pipeline([("t", TfidfVectorizer()), ("c", LogisticRegression())]).fit(texts, labels))
     objs.append(CountVectorizer().fit(texts))
-    objs.append(Pipeline([("u", make_union(StandardScaler(), StandardScaler())), ("c", LogisticRegression())]).fit(X, y))
+    union = make_union(StandardScaler(), StandardScaler())
+    objs.append(Pipeline([("u", union), ("c", LogisticRegression())]).fit(X, y))
     for obj in objs:
         try:
             record(obj)

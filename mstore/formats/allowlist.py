@@ -173,6 +173,11 @@ _BY_MODULE: dict[str, tuple[str, ...]] = {
     "sklearn.decomposition._fastica": ("FastICA",),
     "sklearn.decomposition._incremental_pca": ("IncrementalPCA",),
     "sklearn.decomposition._kernel_pca": ("KernelPCA",),
+    "sklearn.decomposition._lda": ("LatentDirichletAllocation",),
+    "sklearn.decomposition._nmf": (
+        "MiniBatchNMF",
+        "NMF",
+    ),
     "sklearn.decomposition._pca": ("PCA",),
     "sklearn.decomposition._sparse_pca": (
         "MiniBatchSparsePCA",

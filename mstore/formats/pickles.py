@@ -211,6 +211,17 @@ def _resolve(module: str, name: str, proto: int) -> tuple[str, str]:
     return module, name
 
 
+_STR_MAKERS = {"builtins.str", "_codecs.encode", UNKNOWN_GLOBAL, "?"}
+
+
+def _maybe_str(value: Any) -> bool:
+    """Whether a STACK_GLOBAL operand may be an exact `str` (the unpickler refuses anything else): a known
+    string, one too long to keep, what an unmodelled or str-making callable returned, a persistent id."""
+    if isinstance(value, (str, _Big)) or value is _UNKNOWN:
+        return True
+    return isinstance(value, _Obj) and (value.kind in _STR_MAKERS or not is_safe(value.kind))
+
+
 @functools.lru_cache(maxsize=4096)
 def _top_level_exists(module: str) -> bool:
     """Whether the top-level package of `module` could be imported here (searched for, never imported;
@@ -352,7 +363,7 @@ class _Walker:
                 name, module = pop(), pop()
                 if isinstance(module, str) and isinstance(name, str):
                     push(self.note_pair(module, name, proto))
-                elif isinstance(module, (_Big, _Obj, _Global)) or isinstance(name, (_Big, _Obj, _Global)):
+                elif _maybe_str(module) and _maybe_str(name):
                     self.note(UNKNOWN_GLOBAL)  # a name the walker cannot read (too long, or computed)
                     push(_Global(UNKNOWN_GLOBAL))
                 else:
@@ -778,12 +789,14 @@ def looks_like_pickle(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
-def _walk_all(f: BinaryIO, size: int, scan: Scan, joblib: bool, plain_pass: bool = False) -> None:
+def _walk_all(f: BinaryIO, size: int, scan: Scan, joblib: bool, plain_pass: bool = False, once: bool = False) -> None:
     reader = _Reader(f, size)
     walker = _Walker(reader, scan)
     walker.plain_pass = plain_pass
     try:
-        if joblib:
+        if joblib and once:
+            walker.walk()
+        elif joblib:
             while reader.pos < size:  # consecutive pickles too (a caller may load them one by one)
                 walker.walk()
         else:
@@ -894,7 +907,7 @@ def _scan_compressed(f: BinaryIO, size: int, kind: str) -> Scan:
         scan.complete, scan.error = False, str(exc)
         return scan
     try:
-        _walk_all(stream, limit, scan, joblib=True)  # type: ignore[arg-type]
+        _walk_all(stream, limit, scan, joblib=True, once=True)  # type: ignore[arg-type]
     except NotPickle as exc:
         scan.complete, scan.error = False, str(exc)
     if scan.complete and (stream.read(1) or not stream.eof):
