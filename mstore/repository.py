@@ -9,7 +9,7 @@ commands start faster). The order every write follows lives in store/commit.py.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +73,7 @@ class Repository:
         tag: str | None = None,
         progress: Progress | None = None,
         refuse_unsafe: bool = False,
+        allow: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Store a model file or directory as a new version and return its metadata.
 
@@ -81,9 +82,12 @@ class Repository:
         that is taken is refused before anything is published.
 
         Every pickle / joblib file is read statically (never loaded) for the globals it would import:
-        `mstore.pickle_globals` (per file) and `mstore.unsafe_globals` (outside the known-safe set) in
-        the metadata. With `refuse_unsafe`, a model with unsafe globals, or a pickle that could not be
-        read to its end, raises UnsafeModel before anything is written.
+        `mstore.pickle_globals` (per file), `mstore.unsafe_globals` (not exact pairs of the allowlist,
+        `mstore/formats/allowlist.py`) and `mstore.pickle_verdict` ("safe", "unsafe", or "unknown" when a
+        walk stopped early: treated as unsafe) in the metadata. `allow` adds your own classes to the
+        allowlist for this save (`"mypkg.models:MyModel"` or `"mypkg.models.MyModel"`; also one a line in
+        the file `MSTORE_ALLOW_FILE` names); they are recorded as `mstore.pickle_allowed`. With
+        `refuse_unsafe`, a model whose verdict is not "safe" raises UnsafeModel before anything is written.
         """
         return _save.save(
             self.store,
@@ -94,6 +98,7 @@ class Repository:
             tag=tag,
             progress=progress,
             refuse_unsafe=refuse_unsafe,
+            allow=allow,
         )
 
     def store_inside(self, source: str | os.PathLike[str]) -> Path | None:

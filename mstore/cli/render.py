@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ..diff.compare import flatten_metrics, lineage_of, unsafe_globals_of
+from ..diff.compare import flatten_metrics, lineage_of, pickle_verdict_of, unsafe_globals_of
 from ..diff.lineage import change_lines, code_text, data_text
 from ..humanize import format_bytes, format_duration, safe
 from ..store.metadata import is_number
@@ -104,8 +104,9 @@ def log_lines(
         message = safe(meta.get("message", ""))
         if oneline:
             parts = [style(vid, "id"), short, style(_age(vid, now), "dim"), _metric_text(meta, metrics), stored]
-            unsafe = unsafe_globals_of(meta)
-            parts += [style(deco, "deco") if deco else "", style("UNSAFE", "bad") if unsafe else "", message]
+            verdict = pickle_verdict_of(meta)[0]
+            mark = {"unsafe": "UNSAFE", "unknown": "UNSAFE?"}.get(verdict or "", "")
+            parts += [style(deco, "deco") if deco else "", style(mark, "bad") if mark else "", message]
             lines.append("  ".join(p for p in parts if p))
             continue
         lines.append(f"{style('version ' + vid, 'id')}" + (f"  {style(deco, 'deco')}" if deco else ""))
@@ -121,8 +122,11 @@ def log_lines(
         if lineage:
             lines.append(f"Lineage:  {lineage}")
         unsafe = unsafe_globals_of(meta)
+        verdict, why = pickle_verdict_of(meta)
         if unsafe:
             lines.append(style(f"Unsafe:   loading it imports {unsafe_text(unsafe)}", "bad"))
+        elif verdict == "unknown":
+            lines.append(style(f"Unsafe?:  {safe(why)}", "bad"))
         if message:
             lines.append(f"Message:  {message}")
         lines.append("")
@@ -161,15 +165,20 @@ def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
         dirty = " (with uncommitted changes)" if git.get("dirty") else ""
         lines.append(f"  code: git commit {safe(git.get('commit', ''))}{dirty}")
     unsafe = unsafe_globals_of(meta)
+    verdict, why = pickle_verdict_of(meta)
     if unsafe:
         lines.append(
             style(f"  UNSAFE: loading it imports {unsafe_text(unsafe, 20)} (outside the known-safe set)", "bad")
         )
-    per_file = (meta.get("mstore") or {}).get("pickle_globals")
+    elif verdict == "unknown":
+        lines.append(style(f"  UNSAFE (unknown): {safe(why)}", "bad"))
+    block = meta.get("mstore")
+    per_file = block.get("pickle_globals") if isinstance(block, dict) else None
     if isinstance(per_file, dict):
         for rel, names in per_file.items():
             count = len(names) if isinstance(names, list) else 0
-            lines.append(f"  pickle {safe(rel)}: imports {count} global(s)" + ("" if unsafe else ", all known-safe"))
+            tail = ", all known-safe" if verdict == "safe" else ""
+            lines.append(f"  pickle {safe(rel)}: imports {count} global(s){tail}")
     lines.append(f"files ({format_bytes(shown['size'])}):")
     for f in shown["files"]:
         lines.append(f"  {format_bytes(f['size']):>10}  {safe(f['path'])}{'  (executable)' if f['executable'] else ''}")

@@ -181,6 +181,14 @@ def save(
             help="Declare that a lower METRIC is better (nested metrics under it too; repeatable).",
         ),
     ] = None,
+    allow: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--allow",
+            metavar="MODULE.NAME",
+            help="Add a class of your own to the pickle allowlist for this save (module:qualname also; repeatable).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Save a model file or directory as a new version. Pickle / joblib files are read (never loaded) for
@@ -198,7 +206,14 @@ def save(
     try:
         with byte_progress(lambda: _safe_size(path, skipped), "saving") as progress:
             result = repo.save(
-                path, meta, message=message, parent=parent, tag=tag, progress=progress, refuse_unsafe=refuse_unsafe
+                path,
+                meta,
+                message=message,
+                parent=parent,
+                tag=tag,
+                progress=progress,
+                refuse_unsafe=refuse_unsafe,
+                allow=allow or [],
             )
     except KeyboardInterrupt:
         fail(_interrupted_save(repo, before), 130)

@@ -131,6 +131,27 @@ def unsafe_globals_of(meta: dict[str, Any]) -> list[str]:
     return [g for g in value if isinstance(g, str)] if isinstance(value, list) else []
 
 
+def pickle_verdict_of(meta: dict[str, Any]) -> tuple[str | None, str]:
+    """(verdict, why) of a version's pickles: ("unsafe", "loading it imports os.system"), ("unknown",
+    "pickle 'm.pkl' could not be read to its end (...)": treated as unsafe), ("safe", "") or (None, "")
+    for a version without pickles. Metadata of odd types counts as unknown, never as safe."""
+    block = meta.get("mstore")
+    if not isinstance(block, dict) or "pickle_globals" not in block:
+        return None, ""
+    unsafe = unsafe_globals_of(meta)
+    if unsafe:
+        return "unsafe", "loading it imports " + ", ".join(unsafe[:5]) + (" and more" if len(unsafe) > 5 else "")
+    incomplete = block.get("pickle_incomplete")
+    if incomplete:
+        if isinstance(incomplete, dict) and incomplete:
+            rel, why = next(iter(incomplete.items()))
+            return "unknown", f"pickle {str(rel)!r} could not be read to its end ({why}); treated as unsafe"
+        return "unknown", "a pickle could not be read to its end; treated as unsafe"
+    if not isinstance(block.get("pickle_globals"), dict) or not isinstance(block.get("unsafe_globals"), list):
+        return "unknown", "the pickle scan recorded in this version is unreadable; treated as unsafe"
+    return "safe", ""
+
+
 def diff_lineage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Training data and code of both versions, and whether each is the same (None: not known for both)."""
     a, b = lineage_of(old), lineage_of(new)

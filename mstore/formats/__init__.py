@@ -2,7 +2,9 @@
 
 - `tensors.py`: where the tensors of a file lie (safetensors, `.npz`/`torch.save` zips, `.npy`, joblib
   arrays, ONNX initializers, GGUF tensors), so that chunking can cut at their boundaries;
-- `pickles.py`: which globals a pickle or joblib file would import, read from its opcodes;
+- `pickles.py`: which globals a pickle or joblib file would import, read from its opcodes as each loader
+  reads them, and its verdict (safe / unsafe / unknown);
+- `allowlist.py`: the one reviewed table of exact (module, qualified name) pairs a safe pickle may import;
 - `onnx.py`: the protobuf wire format of an ONNX model, walked for its initializers;
 - `gguf.py`: the tensor table of a GGUF file;
 - `binread.py`: the bounded cursor the ONNX and GGUF parsers read with.

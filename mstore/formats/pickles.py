@@ -1,30 +1,28 @@
-"""Which globals a pickle (or joblib, or torch) file would import, read statically: nothing is imported or called.
+"""Which globals a pickle (or joblib) file would import, read statically: nothing is ever imported or called.
 
 Loading a pickle runs whatever its GLOBAL / STACK_GLOBAL / INST opcodes name (`os.system`, `builtins.eval`),
-so mstore records those names at save and calls the file safe only when every one is on the exact allowlist
-(formats/allowlist.py). The walker is a strict model of the loaders that will read the file, not a guess:
+so mstore records those names at save and calls a file known-safe only when every one of them is an exact
+(module, qualified name) pair of the reviewed table in `allowlist.py`. The walker is a small, strict model
+of CPython's unpickler that tracks *data* (short strings, numbers, tuples, dicts) and placeholders for
+objects: operands are decoded as the unpickler decodes them (escapes in STRING / UNICODE, every integer
+form, the protocol-2 renames of `_compat_pickle`), the memo is followed exactly, and STACK_GLOBAL operands
+are resolved through it.
 
-- operands are decoded as CPython's unpickler decodes them (STRING through `codecs.escape_decode`,
-  UNICODE as raw-unicode-escape, INT / LONG with base 0 as `int(text, 0)` reads them, GLOBAL lines as
-  strict UTF-8), names resolved as `find_class` resolves them (the protocol 0-2 renames of
-  `_compat_pickle`; a dotted protocol-4 name is kept whole and matched whole), STACK_GLOBAL operands
-  followed through the memo;
-- each file is walked once per loader. `joblib.load` (its NumpyUnpickler, the pure-Python unpickler)
-  reads an array's raw bytes right after the BUILD of a real `joblib.numpy_pickle.NumpyArrayWrapper`,
-  from the file *after the current frame* (the Python unpickler reads a frame ahead), with the size numpy
-  computes from the dtype (the type code for standard types, the pickled element size only for S / U / V,
-  `hasobject` from the pickled flags, as numpy's `__setstate__` sets them), and an object array as a
-  nested pickle read by a plain unpickler. `pickle.load` skips nothing: for a file with such arrays it is
-  walked a second time with no skipping, and it must either finish or stop at an error the real unpickler
-  raises at that point too (an unknown opcode, the end of the file). A torch zip checkpoint's `data.pkl`
-  is walked as torch.load reads it; a joblib file written with `compress=` is inflated under a bound and
-  walked as joblib reads it.
-- it fails closed: a walk that stops where the loader would go on (a limit, a value the walker cannot
-  know exactly where the loader's path depends on it, an inflation past its bound) makes the file's
-  verdict "unknown", which is treated as unsafe; a global off the allowlist makes it "unsafe".
+One file, two loaders. `joblib.load` reads the raw bytes of an array right after a real joblib
+`NumpyArrayWrapper` is built (one padding-length byte and that padding when the wrapper has
+`numpy_array_alignment_bytes`, then count x itemsize bytes, the itemsize computed from the dtype as numpy
+computes it), and reads an array whose dtype has objects as a nested pickle with a plain unpickler.
+`pickle.load` skips nothing: those bytes are opcodes to it. So a file with joblib arrays is walked twice,
+once as each loader reads it, and both walks must be clean. Files joblib wrote with `compress=` are
+decompressed (under a bound) and walked as joblib reads them; `data.pkl` inside a torch zip checkpoint is
+walked as a plain pickle.
 
-Everything is bounded: the file is read through a reader that refuses to go past its end, long strings are
-skipped rather than read, and the opcode count, stack, memo and nesting have hard limits.
+Fail closed: a walk that stops where the unpickler would go on (a limit, an operand or a construct the
+walker does not model) makes the file *incomplete*, and its verdict "unknown", which mstore treats as
+unsafe. A walk that stops where the real loader stops too (an unknown opcode, a truncated operand, a stack
+underflow) only ends what that loader would import. Everything is bounded: the file is read through a
+reader that refuses to go past its end, long strings are skipped rather than read, and the opcode count,
+stack, memo and nesting have hard limits.
 """
 
 from __future__ import annotations
@@ -32,21 +30,24 @@ from __future__ import annotations
 import _compat_pickle
 import bz2
 import codecs
-import gzip
+import functools
+import importlib.util
+import io
 import lzma
 import os
 import re
 import stat
 import struct
-import tempfile
+import sys
 import weakref
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from .allowlist import JOBLIB_ARRAY_WRAPPER, display, is_allowed
+from . import allowlist as _allow
 
 MAX_OPS = 20_000_000  # a large scikit-learn pipeline (big vocabulary) is a few million
 MAX_STACK = 1_000_000
@@ -54,88 +55,53 @@ MAX_MEMO = 2_000_000
 MAX_MARKS = 10_000
 MAX_NESTED = 8  # nested pickles (joblib object arrays)
 MAX_KEPT_STRING = 1024  # longer strings and bytes are skipped, never read into memory
-MAX_CONTAINER = 4096  # elements kept per simulated list / dict (the rest are counted, not kept)
+MAX_CONTAINER = 4096  # elements kept per simulated container (the rest are counted, not kept)
 MAX_LINE = 1 << 16
-MAX_INFLATE = 8 << 30  # a compressed joblib file inflates to at most this ...
-INFLATE_RATIO = 200  # ... and to at most this many times its size (and 256 MiB whatever its size)
-MAX_ZIP_PICKLE = 1 << 30  # a data.pkl inside a torch zip
+MAX_INFLATE_RATIO = 1100  # zlib cannot do better than ~1032:1; a compressed joblib file inflating more is refused
+MAX_INFLATED = 16 << 30  # and never more than this in all
+MAX_ZIP_PICKLE = 1 << 30  # a torch checkpoint's data.pkl
 
-UNKNOWN_GLOBAL = "?"  # a STACK_GLOBAL whose operands the walker cannot know: always unsafe
-_UNKNOWN_PAIR = ("?", "?")
-_OBJECT_FLAG = 0x01  # NPY_ITEM_HASOBJECT in a dtype's flags
+UNKNOWN_GLOBAL = "?"  # a STACK_GLOBAL whose operands are not plain strings (computed names): always unsafe
+WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")  # the only array wrapper on the allowlist
+_RECONSTRUCTORS = {("copyreg", "_reconstructor"), ("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__")}
+
+
+def is_safe(name: str, allowed: frozenset[tuple[str, str]] = _allow.ALLOWED) -> bool:
+    """Whether the recorded global `name` (`module.Name` or `module:dotted.name`) is an exact allowlist pair."""
+    pair = _allow.from_display(name)
+    return pair is not None and pair in allowed
 
 
 class NotPickle(Exception):
-    """The walk stopped: malformed, hostile or beyond a limit (the message says which, and where).
-
-    `definite`: the real unpickler raises at this very point too, so nothing after it is ever loaded."""
-
-    def __init__(self, message: str, definite: bool = False) -> None:
-        super().__init__(message)
-        self.definite = definite
+    """The walk stopped: malformed, hostile or beyond a limit (the message says which, and where)."""
 
 
-def _stop(message: str) -> NotPickle:
-    return NotPickle(message, definite=True)
+class LoaderStops(NotPickle):
+    """The walk stopped where CPython's unpickler raises too: what follows is never loaded."""
 
 
 @dataclass
 class Scan:
-    """The globals one file's pickle stream(s) reference, in first-seen order, and the verdict on them."""
+    """The globals one file's pickle stream(s) reference, in first-seen order."""
 
-    globals: list[str] = field(default_factory=list)  # as shown: `os.system`, `joblib.numpy_pickle:os.system`
-    pairs: list[tuple[str, str]] = field(default_factory=list)  # the same, as (module, name)
-    complete: bool = True  # every loader's walk reached its end (or a point where the loader fails too)
-    error: str | None = None  # why not
+    globals: list[str] = field(default_factory=list)
+    complete: bool = True
+    error: str | None = None
     arrays: int = 0  # joblib array payloads skipped
-    fingerprint: tuple[int, int, int, int, int] | None = None  # (size, mtime_ns, ctime_ns, inode, device)
+    fingerprint: tuple[int, ...] | None = None  # (size, mtime_ns, inode, device, ctime_ns) when scanned
     found: list[ArrayInfo] = field(default_factory=list)  # joblib arrays, in file order
     roots: list[Any] = field(default_factory=list)  # what each top-level pickle built (for naming arrays)
-    extra: frozenset[tuple[str, str]] = frozenset()  # the user's own allowed names (`--allow`)
-    notes: list[str] = field(default_factory=list)  # e.g. where pickle.load of a joblib file stops
-    wrappers: int = 0  # NumpyArrayWrapper records the joblib walk acted on
+    allowed: frozenset[tuple[str, str]] = field(default=_allow.ALLOWED, repr=False)
+    loaders: list[str] = field(default_factory=list)  # the loaders modelled: "pickle", "joblib", "torch"
 
     @property
     def unsafe(self) -> list[str]:
-        return [_show(p) for p in self.pairs if not is_allowed(*p, self.extra)]
-
-    @property
-    def user_allowed(self) -> list[str]:
-        return [display(*p) for p in self.pairs if p in self.extra and not is_allowed(*p)]
+        return [g for g in self.globals if not is_safe(g, self.allowed)]
 
     @property
     def verdict(self) -> str:
-        """`unsafe` (a global off the allowlist), `unknown` (the walk could not be finished: treated as
-        unsafe) or `safe`."""
-        return "unsafe" if self.unsafe else "unknown" if not self.complete else "safe"
-
-    @property
-    def reason(self) -> str:
-        """One line: why the verdict is what it is."""
-        bad = self.unsafe
-        if bad:
-            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-            return f"loading it imports {', '.join(bad[:3])}{more}, off the allowlist"
-        if not self.complete:
-            return f"it could not be read to its end ({self.error}); its globals are unknown"
-        return f"{len(self.pairs)} global(s), all on the allowlist"
-
-    def note(self, pair: tuple[str, str]) -> None:
-        if pair not in self.pairs:
-            if len(self.pairs) >= 10_000:
-                raise NotPickle("more than 10000 distinct globals")
-            self.pairs.append(pair)
-            self.globals.append(_show(pair))
-
-
-def _show(pair: tuple[str, str]) -> str:
-    return UNKNOWN_GLOBAL if pair == _UNKNOWN_PAIR else display(*pair)
-
-
-def is_safe(name: str) -> bool:
-    """Whether the global shown as `module.name` (or `module:dotted.name`) is on the allowlist."""
-    module, sep, attr = name.partition(":") if ":" in name else name.rpartition(".")
-    return bool(sep) and is_allowed(module, attr)
+        """ "unsafe" (a global off the allowlist), "unknown" (the walk stopped early: treated as unsafe), "safe"."""
+        return "unsafe" if self.unsafe else "safe" if self.complete else "unknown"
 
 
 @dataclass
@@ -151,22 +117,22 @@ class ArrayInfo:
 
 
 class _Obj:
-    """A placeholder for an object the unpickler would build: the class it is an instance of (when known
-    exactly), its args and state."""
+    """A placeholder for an object the unpickler would build: what built it, its args and state."""
 
-    __slots__ = ("kind", "args", "state", "attrs")
+    __slots__ = ("kind", "args", "state", "wrapper")
 
-    def __init__(self, kind: tuple[str, str] | None, args: Any = None) -> None:
+    def __init__(self, kind: str, args: Any = None, wrapper: bool = False) -> None:
         self.kind = kind
         self.args = args
         self.state: Any = None
-        self.attrs: dict[Any, Any] | None = None  # __dict__ as BUILD merged it (array wrappers only)
+        self.wrapper = wrapper  # a real joblib NumpyArrayWrapper instance
 
 
 class _Global:
-    __slots__ = ("pair",)
+    __slots__ = ("name", "pair")
 
-    def __init__(self, pair: tuple[str, str]) -> None:
+    def __init__(self, name: str, pair: tuple[str, str] | None = None) -> None:
+        self.name = name
         self.pair = pair
 
 
@@ -179,82 +145,32 @@ class _Big:
         self.size = size
 
 
-class _List(list):  # type: ignore[type-arg]
-    truncated = False
-
-
-class _Dict(dict):  # type: ignore[type-arg]
-    truncated = False
-
-
 _MARK = object()
 _UNKNOWN = object()
-_LITERALS = (int, float, bool, type(None), bytes, tuple, list, dict)  # values that are surely not a str
 
 
 class _Reader:
-    """Reads a file, never past `end`; long values are skipped by seeking, not read.
-
-    With `frames` (the pure-Python unpickler joblib uses), a FRAME's bytes are taken ahead as that
-    unpickler does: opcodes are then read from the frame, while `raw_skip` (joblib reading array bytes
-    from its file handle) goes on from the file's cursor, after the frame."""
+    """Reads a regular file, never past `end`; long values are skipped by seeking, not read."""
 
     def __init__(self, f: BinaryIO, end: int) -> None:
         self.f = f
         self.end = end
-        self.pos = 0  # the file's cursor
-        self.frame: list[int] | None = None  # [cursor, end] of the frame being read (frames mode)
-        self.frames = False
-        self._at = 0
-
-    @property
-    def here(self) -> int:
-        return self.frame[0] if self.frame else self.pos
-
-    def _get(self, at: int, n: int) -> bytes:
-        if at != self._at:
-            self.f.seek(at)
-        data = self.f.read(n)
-        self._at = at + len(data)
-        if len(data) != n:
-            raise _stop(f"the file ended early at offset {at + len(data)}")
-        return data
-
-    def _span(self, n: int) -> int:
-        """Claim the next `n` opcode bytes; their offset."""
-        fr = self.frame
-        if fr is not None:
-            if fr[0] == fr[1] and n:
-                self.frame = None  # the frame is used up: the unframer reads the file again
-            elif fr[0] + n > fr[1]:
-                raise _stop(f"a value of {n} bytes at offset {fr[0]} runs past the end of its frame")
-            else:
-                fr[0] += n
-                return fr[0] - n
-        if n < 0 or n > self.end - self.pos:
-            raise _stop(f"a value of {n} bytes at offset {self.pos} runs past the end of the file")
-        self.pos += n
-        return self.pos - n
+        self.pos = 0
 
     def read(self, n: int) -> bytes:
-        return self._get(self._span(n), n)
-
-    def byte(self) -> int:
-        return self.read(1)[0]
+        if n < 0 or n > self.end - self.pos:
+            raise LoaderStops(f"a value of {n} bytes at offset {self.pos} runs past the end of the file")
+        data = self.f.read(n)
+        if len(data) != n:
+            raise LoaderStops(f"the file ended early at offset {self.pos + len(data)}")
+        self.pos += n
+        return data
 
     def skip(self, n: int) -> None:
-        self._span(n)
-
-    def raw_skip(self, n: int) -> int:
-        """Skip `n` bytes at the file's cursor (past any frame); their offset."""
         if n < 0 or n > self.end - self.pos:
-            raise _stop(f"{n} bytes at offset {self.pos} run past the end of the file")
+            raise LoaderStops(f"{n} bytes at offset {self.pos} run past the end of the file")
         self.pos += n
-        return self.pos - n
-
-    def raw_byte(self) -> int:
-        at = self.raw_skip(1)
-        return self._get(at, 1)[0]
+        self.f.seek(self.pos)
 
     def value(self, n: int, text: bool) -> Any:
         if n > MAX_KEPT_STRING:
@@ -266,39 +182,17 @@ class _Reader:
         try:
             return data.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
-            raise _stop(f"invalid UTF-8 string before offset {self.here}") from None
+            raise LoaderStops(f"invalid UTF-8 string before offset {self.pos}") from None
 
-    def line(self, allow_long: bool = False) -> bytes | None:
-        """The bytes up to the next newline (without it); None for a line longer than MAX_LINE when
-        `allow_long` (it is skipped), else NotPickle."""
-        fr = self.frame
-        if fr is not None and fr[0] == fr[1]:
-            self.frame = fr = None
-        start = fr[0] if fr else self.pos
-        limit = fr[1] if fr else self.end
-        at, kept = start, b""
+    def line(self) -> bytes:
+        out = bytearray()
         while True:
-            chunk = self._get(at, min(limit - at, 1 << 16)) if at < limit else b""
-            if not chunk:
-                raise _stop(f"a text argument at offset {start} runs past the end of its {'frame' if fr else 'file'}")
-            cut = chunk.find(b"\n")
-            if cut >= 0:
-                end = at + cut + 1
-                if len(kept) + cut > MAX_LINE:
-                    if not allow_long:
-                        raise NotPickle(f"a text argument longer than {MAX_LINE} bytes at offset {start}")
-                    out = None
-                else:
-                    out = kept + chunk[:cut]
-                break
-            if len(kept) <= MAX_LINE:
-                kept += chunk
-            at += len(chunk)
-        if fr is not None:
-            fr[0] = end
-        else:
-            self.pos = end
-        return out
+            byte = self.read(1)
+            if byte == b"\n":
+                return bytes(out)
+            out += byte
+            if len(out) > MAX_LINE:
+                raise NotPickle(f"a text argument longer than {MAX_LINE} bytes before offset {self.pos}")
 
 
 def _u(fmt: str, data: bytes) -> int:
@@ -307,64 +201,94 @@ def _u(fmt: str, data: bytes) -> int:
 
 
 def _resolve(module: str, name: str, proto: int) -> tuple[str, str]:
-    """(module, name) as `find_class` looks it up: protocols 0-2 are renamed through `_compat_pickle`
-    (fix_imports, the default of pickle.load and joblib)."""
+    """What `find_class` really imports: protocols 0-2 rename Python 2 names (`_compat_pickle`)."""
     if proto < 3:
         if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
+            mapped: tuple[str, str] = _compat_pickle.NAME_MAPPING[(module, name)]
+            return mapped
+        if module in _compat_pickle.IMPORT_MAPPING:
+            return _compat_pickle.IMPORT_MAPPING[module], name
     return module, name
 
 
-def _kind(func: Any, args: Any) -> tuple[str, str] | None:
-    """The class of what calling `func(*args)` builds, when the walker knows it exactly: the class itself
-    (REDUCE / NEWOBJ of a class) or the class copyreg._reconstructor is asked for."""
-    if not isinstance(func, _Global):
-        return None
-    if func.pair == ("copyreg", "_reconstructor") and isinstance(args, tuple) and args:
-        return args[0].pair if isinstance(args[0], _Global) else None
-    return func.pair
+_STR_MAKERS = {"builtins.str", "_codecs.encode", UNKNOWN_GLOBAL, "?"}
 
 
-def _no_hidden_wrapper(func: Any, args: Any, where: int) -> None:
-    """The array wrapper class handed to a callable that is neither it nor copyreg._reconstructor might
-    come back as a wrapper instance the walker would not know of: refuse to guess."""
-    if isinstance(func, _Global) and func.pair in (JOBLIB_ARRAY_WRAPPER, ("copyreg", "_reconstructor")):
-        return
-    items = list(args) if isinstance(args, (tuple, list)) else [args]
-    for item in items[:64]:
-        inner = list(item)[:64] if isinstance(item, (tuple, list)) else [item]
-        if any(isinstance(x, _Global) and x.pair == JOBLIB_ARRAY_WRAPPER for x in inner):
-            raise NotPickle(f"the joblib array wrapper class is passed to another callable at offset {where}")
+def _maybe_str(value: Any) -> bool:
+    """Whether a STACK_GLOBAL operand may be an exact `str` (the unpickler refuses anything else): a known
+    string, one too long to keep, what an unmodelled or str-making callable returned, a persistent id."""
+    if isinstance(value, (str, _Big)) or value is _UNKNOWN:
+        return True
+    return isinstance(value, _Obj) and (value.kind in _STR_MAKERS or not is_safe(value.kind))
+
+
+@functools.lru_cache(maxsize=4096)
+def _top_level_exists(module: str) -> bool:
+    """Whether the top-level package of `module` could be imported here (searched for, never imported;
+    any doubt counts as yes)."""
+    top = module.split(".")[0]
+    if not top.isidentifier():
+        return False
+    if top in sys.builtin_module_names or top in sys.stdlib_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError, AttributeError):
+        return True
+
+
+def _mentions_wrapper(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, _Global):
+        return value.pair == WRAPPER
+    if depth < 3 and isinstance(value, (tuple, list)):
+        return any(_mentions_wrapper(v, depth + 1) for v in value)
+    if depth < 3 and isinstance(value, dict):
+        return any(_mentions_wrapper(v, depth + 1) for v in value.values())
+    return False
 
 
 class _Walker:
-    def __init__(self, reader: _Reader, scan: Scan, mode: str) -> None:
+    def __init__(self, reader: _Reader, scan: Scan) -> None:
         self.r = reader
         self.scan = scan
-        self.mode = mode  # "joblib", "plain" or "torch": the loader being modelled
         self.ops = 0
+        self.plain_pass = False  # the second walk of a joblib file, as pickle.load reads it
 
-    def walk(self, depth: int = 0) -> None:
-        """One pickle stream, from its first opcode to STOP."""
+    def note(self, name: str) -> None:
+        if name not in self.scan.globals:
+            if len(self.scan.globals) >= 10_000:
+                raise NotPickle("more than 10000 distinct globals")
+            self.scan.globals.append(name)
+
+    def note_pair(self, module: str, name: str, proto: int) -> _Global:
+        module, name = _resolve(module, name, proto)
+        shown = _allow.display(module, name) if module and name else f"{module}:{name}"
+        if self.plain_pass and (module, name) not in self.scan.allowed and not _top_level_exists(module):
+            # pickle.load reading joblib's array bytes as opcodes: an import that fails ends the load
+            raise LoaderStops(f"pickle.load stops at {shown}: there is no module {module.split('.')[0]!r}")
+        self.note(shown)
+        return _Global(shown, (module, name))
+
+    def walk(self, depth: int = 0, joblib: bool = True) -> None:
+        """One pickle stream, from its first opcode to STOP, read as joblib's unpickler (`joblib`) or as a
+        plain unpickler reads it."""
         if depth > MAX_NESTED:
             raise NotPickle("pickles nested too deeply")
         r = self.r
-        skip_arrays = self.mode == "joblib" and depth == 0  # NumpyUnpickler; a nested pickle is plain
-        proto = 0
         stack: list[Any] = []
         marks: list[int] = []
         memo: dict[int, Any] = {}
+        proto = 0
+        frame_end = -1
 
         def pop() -> Any:
             if len(stack) <= (marks[-1] if marks else 0):
-                raise _stop(f"stack underflow at offset {r.here}")
+                raise LoaderStops(f"stack underflow at offset {r.pos}")
             return stack.pop()
 
         def pop_mark() -> list[Any]:
             if not marks:
-                raise _stop(f"no MARK to pop at offset {r.here}")
+                raise LoaderStops(f"no MARK to pop at offset {r.pos}")
             start = marks.pop()
             items = stack[start:]
             del stack[start:]
@@ -377,119 +301,110 @@ class _Walker:
 
         def top() -> Any:
             if len(stack) <= (marks[-1] if marks else 0):
-                raise _stop(f"stack underflow at offset {r.here}")
+                raise LoaderStops(f"stack underflow at offset {r.pos}")
             return stack[-1]
 
-        def put(index: int | None) -> None:
-            if index is None or index < 0:
-                raise _stop(f"an invalid memo index at offset {r.here}")
+        def put(index: int) -> None:
+            if index < 0:
+                raise LoaderStops("negative memo index")
             if index not in memo and len(memo) >= MAX_MEMO:
                 raise NotPickle(f"more than {MAX_MEMO} memo entries")
             memo[index] = top()
 
-        def get(index: int | None) -> None:
-            if index is None or index not in memo:
-                raise _stop(f"a memo index that was never stored at offset {r.here}")
+        def get(index: int) -> None:
+            if index not in memo:
+                raise LoaderStops(f"memo entry {index} not defined at offset {r.pos}")
             push(memo[index])
 
-        def note_global(module: str, name: str) -> _Global:
-            pair = _resolve(module, name, proto)
-            self.scan.note(pair)
-            return _Global(pair)
+        def mutable(target: Any, what: str) -> Any:
+            if isinstance(target, _Global):  # benign pickles never patch a class while loading
+                raise NotPickle(f"{what} on the class {target.name} at offset {r.pos}")
+            return target
 
-        def line_text(what: str) -> str:
-            raw = r.line()
-            assert raw is not None
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _stop(f"a {what} that is not UTF-8 at offset {r.here}") from None
+        def construct(cls: Any, args: Any, via: str) -> _Obj:
+            if isinstance(cls, (int, float, str, bytes, tuple, list, dict, type(None), _Big)):
+                raise LoaderStops(f"{via} of a {type(cls).__name__}, not a callable, at offset {r.pos}")
+            pair = cls.pair if isinstance(cls, _Global) else None
+            wrapper = pair == WRAPPER
+            if pair in _RECONSTRUCTORS and isinstance(args, tuple) and args and _mentions_wrapper(args[0]):
+                wrapper, args = True, args[1:]
+            if _mentions_wrapper(args):
+                raise NotPickle(f"joblib's array wrapper passed to {via} at offset {r.pos}")
+            if isinstance(args, tuple):
+                args = args[:MAX_CONTAINER]
+            return _Obj(cls.name if isinstance(cls, _Global) else "?", args, wrapper)
 
         while True:
             self.ops += 1
             if self.ops > MAX_OPS:
                 raise NotPickle(f"more than {MAX_OPS} opcodes")
-            at = r.here
-            code = r.byte()
+            code = r.read(1)[0]
             if code == 0x2E:  # STOP
                 if depth == 0 and len(stack) == 1:
                     self.scan.roots.append(stack[0])
                 return
             if code == 0x80:  # PROTO
-                proto = r.byte()
+                proto = r.read(1)[0]
                 if proto > 5:
-                    raise _stop(f"unsupported pickle protocol {proto} at offset {at}")
-            elif code == 0x95:  # FRAME
+                    raise LoaderStops("unknown pickle protocol")
+            elif code == 0x95:  # FRAME: a length hint, the frame's opcodes follow inline
                 n = _u("<Q", r.read(8))
-                if not r.frames:  # the C unpickler: a length hint, the frame's opcodes follow inline
-                    if n > r.end - r.here:
-                        raise _stop(f"a frame at offset {at} runs past the end of the file")
-                else:  # the Python unpickler reads the whole frame ahead
-                    if r.frame is not None and r.frame[0] != r.frame[1]:
-                        raise _stop(f"a new frame before the end of the current one at offset {at}")
-                    if n > r.end - r.pos:
-                        raise _stop(f"a frame at offset {at} runs past the end of the file")
-                    r.frame = [r.pos, r.pos + n]
-                    r.pos += n
-            elif code == 0x63:  # GLOBAL "module\nname\n"
-                module = line_text("module name")
-                push(note_global(module, line_text("global name")))
-            elif code == 0x69:  # INST "module\nname\n", MARK args...
-                module = line_text("module name")
-                cls = note_global(module, line_text("class name"))
-                args = tuple(pop_mark())
-                if skip_arrays:
-                    _no_hidden_wrapper(cls, args, at)
-                push(_Obj(cls.pair, args))
+                if n > r.end - r.pos:
+                    raise LoaderStops(f"a frame at offset {r.pos} runs past the end of the file")
+                frame_end = r.pos + n
+            elif code == 0x63 or code == 0x69:  # GLOBAL / INST "module\nname\n"
+                module, name = _utf8(r.line()), _utf8(r.line())
+                g = self.note_pair(module, name, proto)
+                if code == 0x63:
+                    push(g)
+                else:
+                    push(construct(g, tuple(pop_mark()), "INST"))
             elif code == 0x93:  # STACK_GLOBAL
                 name, module = pop(), pop()
                 if isinstance(module, str) and isinstance(name, str):
-                    push(note_global(module, name))
-                elif isinstance(module, _LITERALS) or isinstance(name, _LITERALS):
-                    raise _stop(f"STACK_GLOBAL of a non-string at offset {at}")
-                else:  # computed by a call, too long to keep, ...: the name cannot be known
-                    self.scan.note(_UNKNOWN_PAIR)
-                    push(_Global(_UNKNOWN_PAIR))
-            elif code in (0x82, 0x83, 0x84):  # EXT1/2/4: the loading process's copyreg extension registry
+                    push(self.note_pair(module, name, proto))
+                elif _maybe_str(module) and _maybe_str(name):
+                    self.note(UNKNOWN_GLOBAL)  # a name the walker cannot read (too long, or computed)
+                    push(_Global(UNKNOWN_GLOBAL))
+                else:
+                    raise LoaderStops(f"STACK_GLOBAL of non-strings at offset {r.pos}")
+            elif code in (0x82, 0x83, 0x84):  # EXT1/2/4: the copyreg extension registry
                 r.read({0x82: 1, 0x83: 2, 0x84: 4}[code])
-                self.scan.note(_UNKNOWN_PAIR)
-                push(_Global(_UNKNOWN_PAIR))
+                self.note(UNKNOWN_GLOBAL)
+                push(_Global(UNKNOWN_GLOBAL))
             elif code == 0x52:  # REDUCE
                 args, func = pop(), pop()
-                if skip_arrays:
-                    _no_hidden_wrapper(func, args, at)
-                push(_Obj(_kind(func, args), args))
+                push(construct(func, args, "REDUCE"))
             elif code == 0x81:  # NEWOBJ
                 args, cls = pop(), pop()
-                if skip_arrays:
-                    _no_hidden_wrapper(None, args, at)
-                push(_Obj(cls.pair if isinstance(cls, _Global) else None, args))
+                push(construct(cls, args, "NEWOBJ"))
             elif code == 0x92:  # NEWOBJ_EX
                 kwargs, args, cls = pop(), pop(), pop()
-                if skip_arrays:
-                    _no_hidden_wrapper(None, (args, kwargs), at)
-                push(_Obj(cls.pair if isinstance(cls, _Global) else None, args))
+                if _mentions_wrapper(kwargs):
+                    raise NotPickle(f"joblib's array wrapper passed to NEWOBJ_EX at offset {r.pos}")
+                push(construct(cls, args, "NEWOBJ_EX"))
             elif code == 0x6F:  # OBJ: MARK cls args...
                 items = pop_mark()
                 if not items:
-                    raise _stop(f"OBJ without a class at offset {at}")
-                if skip_arrays:
-                    _no_hidden_wrapper(None, tuple(items[1:]), at)
-                cls = items[0]
-                push(_Obj(cls.pair if isinstance(cls, _Global) else None, tuple(items[1:])))
+                    raise LoaderStops(f"OBJ without a class at offset {r.pos}")
+                push(construct(items[0], tuple(items[1:]), "OBJ"))
             elif code == 0x62:  # BUILD
                 state = pop()
-                obj = top()
+                obj = mutable(top(), "BUILD")
                 if isinstance(obj, _Obj):
-                    obj.state = state
-                    if skip_arrays and obj.kind == JOBLIB_ARRAY_WRAPPER:
+                    if obj.wrapper and joblib:
+                        obj.state = _wrapper_state(obj.state, state)
+                        if r.pos < frame_end:
+                            raise NotPickle(f"a joblib array inside a pickle frame at offset {r.pos}")
                         stack.pop()
-                        push(self._read_array(obj, state, depth, at))
-            elif code in (0x50, 0x51):  # PERSID / BINPERSID: only torch.load has a persistent_load
-                if self.mode != "torch":
-                    raise _stop(f"a persistent id at offset {at}, which this loader refuses")
+                        push(self._skip_array(obj.state, depth))
+                    elif obj.wrapper:
+                        obj.state = _wrapper_state(obj.state, state)
+                    else:
+                        obj.state = state
+            elif code in (0x50, 0x51):  # PERSID / BINPERSID: resolved by the loader's persistent_load
                 if code == 0x50:
-                    r.line(allow_long=True)
+                    r.line()
                 else:
                     pop()
                 push(_UNKNOWN)
@@ -509,57 +424,58 @@ class _Walker:
             elif code == 0x94:  # MEMOIZE
                 put(len(memo))
             elif code == 0x70:  # PUT
-                put(_memo_line(r.line(allow_long=True)))
+                put(_int_line(r.line(), 10))
             elif code == 0x71:
-                put(r.byte())
+                put(r.read(1)[0])
             elif code == 0x72:
                 put(_u("<I", r.read(4)))
             elif code == 0x67:  # GET
-                get(_memo_line(r.line(allow_long=True)))
+                get(_int_line(r.line(), 10))
             elif code == 0x68:
-                get(r.byte())
+                get(r.read(1)[0])
             elif code == 0x6A:
                 get(_u("<I", r.read(4)))
             elif code == 0x5D:  # EMPTY_LIST
-                push(_List())
+                push([])
             elif code == 0x29:  # EMPTY_TUPLE
                 push(())
             elif code == 0x7D:  # EMPTY_DICT
-                push(_Dict())
+                push({})
             elif code == 0x8F:  # EMPTY_SET
-                push(_Obj(("builtins", "set")))
+                push(_Obj("builtins.set"))
             elif code == 0x61:  # APPEND
                 value = pop()
-                _extend(top(), [value])
+                _extend(mutable(top(), "APPEND"), [value])
             elif code == 0x65:  # APPENDS
                 items = pop_mark()
-                _extend(top(), items)
+                _extend(mutable(top(), "APPENDS"), items)
             elif code == 0x90:  # ADDITEMS
-                pop_mark()
-                top()
+                items = pop_mark()
+                mutable(top(), "ADDITEMS")
+                if any(_mentions_wrapper(v) for v in items):
+                    raise NotPickle(f"joblib's array wrapper added to a set at offset {r.pos}")
             elif code == 0x6C:  # LIST
-                lst = _List()
-                _extend(lst, pop_mark())
-                push(lst)
+                push(pop_mark()[:MAX_CONTAINER])
             elif code == 0x74:  # TUPLE
-                push(tuple(pop_mark()))
+                push(tuple(pop_mark()[:MAX_CONTAINER]))
             elif code == 0x91:  # FROZENSET
                 pop_mark()
-                push(_Obj(("builtins", "frozenset")))
+                push(_Obj("builtins.frozenset"))
             elif code in (0x85, 0x86, 0x87):  # TUPLE1/2/3
                 n = code - 0x84
                 items = [pop() for _ in range(n)][::-1]
                 push(tuple(items))
             elif code == 0x64:  # DICT
-                d = _Dict()
-                _set_items(d, pop_mark())
+                items = pop_mark()
+                d: dict[Any, Any] = {}
+                _set_items(d, items)
                 push(d)
             elif code == 0x73:  # SETITEM
                 value, key = pop(), pop()
-                _set_items(top(), [key, value])
+                _set_items(mutable(top(), "SETITEM"), [key, value])
             elif code == 0x75:  # SETITEMS
                 items = pop_mark()
-                _set_items(top(), items)
+                _set_items(mutable(top(), "SETITEMS"), items)
             elif code == 0x4E:  # NONE
                 push(None)
             elif code == 0x88:
@@ -569,477 +485,114 @@ class _Walker:
             elif code == 0x4A:  # BININT
                 push(_u("<i", r.read(4)))
             elif code == 0x4B:
-                push(r.byte())
+                push(r.read(1)[0])
             elif code == 0x4D:
                 push(_u("<H", r.read(2)))
-            elif code == 0x49:  # INT (also True/False as 01/00)
-                push(_int_line(r.line(allow_long=True), at, int_op=True))
+            elif code == 0x49:  # INT (also True/False as 00/01)
+                text = r.line()
+                push(True if text == b"01" else False if text == b"00" else _int_line(text, 0))
             elif code == 0x4C:  # LONG
-                push(_int_line(r.line(allow_long=True), at, int_op=False))
+                text = r.line()
+                push(_int_line(text[:-1] if text.endswith(b"L") else text, 0))
             elif code == 0x8A:  # LONG1
-                push(int.from_bytes(r.read(r.byte()), "little", signed=True))
+                push(int.from_bytes(r.read(r.read(1)[0]), "little", signed=True))
             elif code == 0x8B:  # LONG4
                 n = _u("<i", r.read(4))
                 if n < 0:
-                    raise _stop(f"a negative LONG4 length at offset {at}")
+                    raise LoaderStops("LONG4 with a negative byte count")
                 if n > 1 << 16:
-                    r.skip(n)
-                    push(_UNKNOWN)
-                else:
-                    push(int.from_bytes(r.read(n), "little", signed=True))
+                    raise NotPickle(f"an integer of {n} bytes")
+                push(int.from_bytes(r.read(n), "little", signed=True))
             elif code == 0x46:  # FLOAT
-                r.line(allow_long=True)
-                push(_UNKNOWN)
+                try:
+                    push(float(r.line()))
+                except ValueError:
+                    raise LoaderStops(f"an invalid FLOAT before offset {r.pos}") from None
             elif code == 0x47:  # BINFLOAT
                 push(struct.unpack(">d", r.read(8))[0])
-            elif code == 0x53:  # STRING (protocol 0: quoted, backslash escapes)
-                push(_string_line(r.line(allow_long=True), at))
+            elif code == 0x53:  # STRING (protocol 0: quoted, backslash escapes as Python 2 wrote them)
+                push(_string_operand(r.line(), r.pos))
             elif code == 0x56:  # UNICODE (raw-unicode-escape)
-                push(_unicode_line(r.line(allow_long=True), at))
+                try:
+                    push(codecs.raw_unicode_escape_decode(r.line())[0])
+                except UnicodeDecodeError:
+                    raise LoaderStops(f"an undecodable UNICODE operand before offset {r.pos}") from None
             elif code == 0x54:  # BINSTRING
                 n = _u("<i", r.read(4))
                 if n < 0:
-                    raise _stop(f"a negative BINSTRING length at offset {at}")
+                    raise LoaderStops("BINSTRING with a negative byte count")
                 push(_latin(r.value(n, False)))
             elif code == 0x55:  # SHORT_BINSTRING
-                push(_latin(r.value(r.byte(), False)))
+                push(_latin(r.value(r.read(1)[0], False)))
             elif code == 0x8C:  # SHORT_BINUNICODE
-                push(r.value(r.byte(), True))
+                push(r.value(r.read(1)[0], True))
             elif code == 0x58:  # BINUNICODE
                 push(r.value(_u("<I", r.read(4)), True))
             elif code == 0x8D:  # BINUNICODE8
                 push(r.value(_u("<Q", r.read(8)), True))
             elif code == 0x43:  # SHORT_BINBYTES
-                push(r.value(r.byte(), False))
+                push(r.value(r.read(1)[0], False))
             elif code == 0x42:  # BINBYTES
                 push(r.value(_u("<I", r.read(4)), False))
             elif code in (0x8E, 0x96):  # BINBYTES8, BYTEARRAY8
                 push(r.value(_u("<Q", r.read(8)), False))
-            elif code == 0x97:  # NEXT_BUFFER: no loader mstore models passes out-of-band buffers
-                raise _stop(f"out-of-band data at offset {at}, which needs buffers the loader is not given")
+            elif code == 0x97:  # NEXT_BUFFER (out-of-band data the loader supplies)
+                push(_UNKNOWN)
             elif code == 0x98:  # READONLY_BUFFER
                 top()
             else:
-                raise _stop(f"unknown opcode 0x{code:02x} at offset {at}")
+                raise LoaderStops(f"unknown opcode 0x{code:02x} at offset {r.pos - 1}")
 
-    def _read_array(self, wrapper: _Obj, state: Any, depth: int, at: int) -> _Obj:
-        """What joblib's NumpyArrayWrapper.read does right after the wrapper's BUILD (module docstring)."""
-        attrs = wrapper.attrs if wrapper.attrs is not None else _Dict()
-        slots: Any = None
-        if isinstance(state, tuple) and len(state) == 2:
-            state, slots = state
-        for part in (state, slots):
-            if part is None:
-                continue
-            if not isinstance(part, _Dict) or part.truncated:
-                raise NotPickle(f"a NumpyArrayWrapper whose state the walker cannot read at offset {at}")
-            attrs.update(part)
-        wrapper.attrs = attrs
-        self.scan.wrappers += 1
-        shape, dtype = attrs.get("shape"), attrs.get("dtype")
+    def _skip_array(self, state: Any, depth: int) -> _Obj:
+        """The array bytes joblib reads right after a NumpyArrayWrapper (see the module docstring)."""
+        if not isinstance(state, dict) or len(state) >= MAX_CONTAINER:
+            raise NotPickle(f"a NumpyArrayWrapper without a readable state before offset {self.r.pos}")
+        shape, dtype = state.get("shape"), state.get("dtype")
         if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise NotPickle(f"a NumpyArrayWrapper with an unreadable shape at offset {at}")
-        itemsize, hasobject, name = _dtype_facts(dtype, at)
-        r = self.r
+            raise NotPickle(f"a NumpyArrayWrapper with an unreadable shape before offset {self.r.pos}")
+        itemsize = _itemsize(dtype)
+        if itemsize is None:  # the dtype has objects: joblib reads a nested pickle with a plain unpickler
+            self.walk(depth + 1, joblib=False)
+            self.scan.arrays += 1
+            return _Obj("numpy.ndarray")
+        if state.get("numpy_array_alignment_bytes") is not None:
+            self.r.skip(self.r.read(1)[0])
         count = 1
         for n in shape:
             count *= n
-            if count * max(itemsize, 1) > r.end:
-                raise NotPickle(f"an array of shape {shape} larger than the file at offset {at}")
-        if hasobject:  # a nested pickle, read by a plain (pure-Python) unpickler from the file's cursor
-            if attrs.get("allow_mmap"):
-                raise NotPickle(f"an object array marked for memory mapping at offset {at}")
-            outer, r.frame = r.frame, None
-            self.walk(depth + 1)
-            if r.frame is not None and r.frame[0] != r.frame[1]:
-                raise NotPickle(f"a nested pickle that stops inside its frame before offset {r.frame[1]}")
-            r.frame = outer
-            self.scan.arrays += 1
-            return _Obj(("numpy", "ndarray"))
-        if itemsize == 0:
-            raise _stop(f"an array of zero-size elements at offset {at}")
-        if attrs.get("numpy_array_alignment_bytes") is not None:
-            r.raw_skip(r.raw_byte())
-        array = _Obj(("numpy", "ndarray"))
-        array.args = ArrayInfo(name, shape, r.raw_skip(count * itemsize), count * itemsize, depth)
+            if count * itemsize > self.r.end:
+                raise NotPickle(f"an array of shape {shape} larger than the file before offset {self.r.pos}")
+        array = _Obj("numpy.ndarray")
+        assert isinstance(dtype, _Obj)  # _itemsize refused anything else
+        array.args = ArrayInfo(_dtype_name(dtype), shape, self.r.pos, count * itemsize, depth)
+        self.r.skip(count * itemsize)
         self.scan.arrays += 1
         self.scan.found.append(array.args)
         return array
 
 
-_FIXED = re.compile(r"([biufcOMm])(\d+)")
-_FLEXIBLE = re.compile(r"([SUV])(\d+)")
-_FIXED_SIZES = {
-    "b": {1},
-    "i": {1, 2, 4, 8},
-    "u": {1, 2, 4, 8},
-    "f": {2, 4, 8, 16},
-    "c": {8, 16, 32},
-    "O": {8},
-    "M": {8},
-    "m": {8},
-}
-
-
-def _dtype_facts(dtype: Any, at: int) -> tuple[int, bool, str]:
-    """(element size, hasobject, type string) of a pickled numpy.dtype, as numpy's dtype(code) and
-    __setstate__ compute them: the size from the type code for standard types and from the pickled state
-    for S / U / V; hasobject from the pickled flags. Anything numpy itself would not write: NotPickle."""
-    bad = NotPickle(f"a NumpyArrayWrapper whose dtype the walker cannot size exactly at offset {at}")
-    if not isinstance(dtype, _Obj) or dtype.kind != ("numpy", "dtype") or not isinstance(dtype.args, tuple):
-        raise bad
-    code = dtype.args[0] if dtype.args else None
-    if not isinstance(code, str) or len(dtype.args) > 3:
-        raise bad
-    fixed, flexible = _FIXED.fullmatch(code), _FLEXIBLE.fullmatch(code)
-    if fixed and int(fixed[2]) in _FIXED_SIZES[fixed[1]]:
-        kind, size = fixed[1], int(fixed[2])
-    elif flexible:
-        kind, size = flexible[1], int(flexible[2]) * (4 if flexible[1] == "U" else 1)
-    else:
-        raise bad
-    hasobject = kind == "O"
-    order = "|"
-    state = dtype.state
-    if state is not None:
-        if not isinstance(state, tuple) or (state[:1], len(state)) not in (((3,), 8), ((4,), 9)):
-            raise bad
-        _version, order, _sub, names, fields, elsize, _align, flags = state[:8]
-        if not isinstance(elsize, int) or not isinstance(flags, int) or not isinstance(order, str):
-            raise bad
-        if kind in "SUV":
-            size = elsize  # numpy takes a flexible type's size from the state
-        elif names is not None or fields is not None:
-            raise bad
-        hasobject = bool(flags & _OBJECT_FLAG)  # numpy sets a dtype's flags from the state
-    if size < 0:
-        raise bad
-    order = "<" if order == "=" else order
-    return size, hasobject, (order + code if order in "<>|" and kind not in "V" else "")
-
-
-def _memo_line(line: bytes | None) -> int | None:
-    """A PUT / GET index: `int(text)` (base 10) in both unpicklers; None when it is not one."""
-    if line is None or not re.fullmatch(rb"\s*[+-]?\d+\s*", line) or len(line) > 4000:
-        return None
-    return int(line)
-
-
-_PLAIN_INT = re.compile(rb"[+-]?(0|[1-9]\d{0,4299})")
-
-
-def _int_line(line: bytes | None, at: int, *, int_op: bool) -> Any:
-    """INT / LONG operands. Both unpicklers read them with base 0 (`0x10`, `0o7`, `1_0`), the C one first
-    with strtol (which reads `010` as 8 where `int` refuses it): only a plain decimal is taken as a
-    number; any other literal is a value the walker does not claim to know."""
-    if line is None:
-        raise NotPickle(f"an integer literal longer than {MAX_LINE} bytes at offset {at}")
-    text = line[:-1] if not int_op and line.endswith(b"L") else line
-    if len(text) > 4300 and text.strip(b"+-").isdigit():  # past sys.int_max_str_digits: both loaders raise
-        raise _stop(f"an integer of more than 4300 digits at offset {at}")
-    if int_op and text in (b"00", b"01"):
-        return text == b"01"
-    if _PLAIN_INT.fullmatch(text):
-        return int(text)
-    return _UNKNOWN
-
-
-def _string_line(line: bytes | None, at: int) -> Any:
-    """STRING: quoted, backslash escapes decoded with codecs.escape_decode, as both unpicklers do."""
-    if line is None:
-        return _UNKNOWN
-    if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
-        raise _stop(f"an unquoted STRING operand at offset {at}")
-    try:
-        data = codecs.escape_decode(line[1:-1])[0]
-    except ValueError:
-        raise _stop(f"an invalid escape in a STRING operand at offset {at}") from None
-    return _latin(data)
-
-
-def _unicode_line(line: bytes | None, at: int) -> Any:
-    if line is None:
-        return _UNKNOWN
-    try:
-        return line.decode("raw-unicode-escape")
-    except UnicodeDecodeError:
-        raise _stop(f"an invalid escape in a UNICODE operand at offset {at}") from None
-
-
-def _latin(value: Any) -> Any:
-    """STRING / BINSTRING values: str by default (ASCII; latin-1 is what `encoding="latin1"` reads)."""
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-def _extend(target: Any, items: list[Any]) -> None:
-    if isinstance(target, list):
-        room = max(0, MAX_CONTAINER - len(target))
-        if len(items) > room and isinstance(target, _List):
-            target.truncated = True
-        target.extend(items[:room])
-
-
-def _set_items(target: Any, items: list[Any]) -> None:
-    if len(items) % 2:
-        raise _stop("an odd number of values for a dict")
-    if not isinstance(target, dict):
-        return
-    for i in range(0, len(items), 2):
-        key = items[i]
-        if len(target) < MAX_CONTAINER and isinstance(key, (str, int, bytes, bool, type(None))):
-            target[key] = items[i + 1]
-        elif isinstance(target, _Dict):
-            target.truncated = True
-
-
-def looks_like_pickle(head: bytes) -> bool:
-    """A pickle of protocol 2-5 starts with the PROTO opcode; joblib writes protocol 2 or higher too."""
-    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
-
-
-def _walk(f: BinaryIO, size: int, scan: Scan, mode: str) -> NotPickle | None:
-    """Every pickle in `f` as the loader `mode` reads it (consecutive pickles too: a caller may load
-    them one after the other); the error that stopped the walk, if any."""
-    reader = _Reader(f, size)
-    reader.frames = mode == "joblib"
-    walker = _Walker(reader, scan, mode)
-    try:
-        while True:
-            walker.walk()
-            if reader.frame is not None and reader.frame[0] != reader.frame[1]:
-                if mode == "joblib":
-                    raise NotPickle(f"bytes after STOP inside a frame that ends at offset {reader.frame[1]}")
-                reader.frame = None
-            if reader.here >= size:
-                return None
-    except NotPickle as exc:
-        return exc
-    except (RecursionError, MemoryError, OverflowError, ValueError, struct.error) as exc:
-        return NotPickle(f"{type(exc).__name__} while reading")
-
-
-_LOADER = {"joblib": "joblib.load", "plain": "pickle.load", "torch": "torch.load"}
-
-
-def scan_stream(f: BinaryIO, size: int, extra: frozenset[tuple[str, str]] = frozenset()) -> Scan:
-    """Walk every pickle in `f` (`size` bytes) as joblib.load reads it, and again as pickle.load reads it
-    when joblib would have read array bytes. Never raises NotPickle."""
-    scan = Scan(extra=extra)
-    _combine(scan, _walk(f, size, scan, "joblib"), "joblib")
-    if scan.wrappers:
-        found, roots, arrays = scan.found, scan.roots, scan.arrays
-        _combine(scan, _walk(f, size, scan, "plain"), "plain", secondary=True)
-        scan.found, scan.roots, scan.arrays = found, roots, arrays
-    return scan
-
-
-def _combine(scan: Scan, exc: NotPickle | None, mode: str, *, secondary: bool = False) -> None:
-    """The walk that must finish (`secondary=False`) makes the scan incomplete when it did not; a second
-    loader's walk may also stop where that loader fails (nothing after it is loaded)."""
-    if exc is None:
-        return
-    if secondary and exc.definite:
-        scan.notes.append(f"{_LOADER[mode]} stops there: {exc}")
-        return
-    if scan.complete:
-        scan.complete = False
-        scan.error = f"{_LOADER[mode]}: {exc}" if secondary or scan.wrappers else str(exc)
-
-
-def scan_bytes(data: bytes, extra: frozenset[tuple[str, str]] = frozenset()) -> Scan:
-    import io
-
-    return scan_stream(io.BytesIO(data), len(data), extra)
-
-
-# The first byte of every opcode protocols 0-5 define (pickletools.code2op, which mstore never imports).
-OPCODE_BYTES = frozenset(
-    b"().012BCFGIJKLMNPQRSTUVX]abcdeghijlopqrstu}"
-    b"\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98"
-)
-PICKLE_SUFFIXES = {".pkl", ".pickle", ".pck", ".joblib", ".sav", ".dill", ".pt", ".pth", ".ckpt"}
-ZIP_MAGIC = b"PK\x03\x04"
-# joblib.load's compressors, by the prefix it detects them by (joblib/compressor.py); lz4 is not inflated
-_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZ": "bz2", b"\xfd7zXZ": "xz", b"]\x00": "lzma", b"\x78": "zlib"}
-_UNREADABLE_PREFIXES = {b"\x04\x22\x4d\x18": "lz4", b"ZF": "joblib's pre-0.9.3 format"}
-
-
-def _inflate(f: BinaryIO, kind: str, size: int) -> IO[bytes]:
-    """The inflated stream of a compressed joblib file, in a temporary file, under a bound."""
-    bound = min(MAX_INFLATE, max(256 << 20, INFLATE_RATIO * size))
-    f.seek(0)
-    stream: Any
-    if kind == "gzip":
-        stream = gzip.GzipFile(fileobj=f)
-    elif kind == "bz2":
-        stream = bz2.BZ2File(f)
-    elif kind in ("xz", "lzma"):
-        stream = lzma.LZMAFile(f, format=lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE)  # noqa: SIM115
-    else:
-        stream = _ZlibReader(f)
-    out = tempfile.TemporaryFile()  # noqa: SIM115 (returned open)
-    total = 0
-    try:
-        while True:
-            chunk = stream.read(1 << 20)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > bound:
-                raise NotPickle(f"it inflates ({kind}) to more than {bound} bytes")
-            out.write(chunk)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
-        out.close()
-        raise NotPickle(f"its {kind} stream does not inflate ({type(exc).__name__})") from None
-    except NotPickle:
-        out.close()
-        raise
-    out.seek(0)
-    return out
-
-
-class _ZlibReader:
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
-        self.d = zlib.decompressobj()
-
-    def read(self, n: int) -> bytes:
-        while True:
-            if self.d.eof:
-                return self.d.flush()
-            raw = self.f.read(1 << 16)
-            if not raw:
-                raise EOFError
-            data = self.d.decompress(raw, n)
-            while self.d.unconsumed_tail and len(data) < n:
-                data += self.d.decompress(self.d.unconsumed_tail, n - len(data))
-            if data:
-                return data
-
-
-def _scan_zip(f: BinaryIO, size: int, extra: frozenset[tuple[str, str]]) -> Scan | None:
-    """A torch zip checkpoint: each `*/data.pkl` walked as torch.load reads it; None when the zip has none."""
-    try:
-        archive = zipfile.ZipFile(f)
-        entries = [i for i in archive.infolist() if i.filename == "data.pkl" or i.filename.endswith("/data.pkl")]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return None
-    if not entries:
-        return None
-    scan = Scan(extra=extra)
-    for info in entries:
-        if info.file_size > MAX_ZIP_PICKLE:
-            _combine(scan, NotPickle(f"{info.filename} is larger than {MAX_ZIP_PICKLE} bytes"), "torch")
+def _wrapper_state(old: Any, state: Any) -> dict[Any, Any]:
+    """A wrapper's attributes after one more BUILD: `__dict__.update(state)` then the slot state, as
+    pickle's load_build does (the wrapper has no __setstate__)."""
+    merged = dict(old) if isinstance(old, dict) else {}
+    slots: Any = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slots = state
+    for part in (state, slots):
+        if part is None or part == {}:
             continue
-        try:
-            with archive.open(info) as member, tempfile.TemporaryFile() as tmp:
-                n = 0
-                while chunk := member.read(1 << 20):
-                    n += len(chunk)
-                    if n > MAX_ZIP_PICKLE:
-                        raise NotPickle(f"{info.filename} inflates past {MAX_ZIP_PICKLE} bytes")
-                    tmp.write(chunk)
-                tmp.seek(0)
-                _combine(scan, _walk(tmp, n, scan, "torch"), "torch")
-        except NotPickle as exc:
-            _combine(scan, exc, "torch")
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as exc:
-            _combine(scan, NotPickle(f"{info.filename} does not unzip ({type(exc).__name__})"), "torch")
-    # pickle.load / joblib.load of the zip itself stop at its first byte (a persistent id): nothing runs
-    _combine(scan, _walk(f, size, scan, "plain"), "plain", secondary=True)
-    return scan
+        if not isinstance(part, dict) or len(part) >= MAX_CONTAINER:
+            raise NotPickle("a NumpyArrayWrapper with a state the walker cannot read")
+        merged.update(part)
+    return merged
 
 
-def scan_open(f: BinaryIO, size: int, name: str, extra: frozenset[tuple[str, str]] = frozenset()) -> Scan | None:
-    """The scan of an open regular file named `name`, or None when it is not a pickle, a joblib file or a
-    torch zip checkpoint (protocols 0 and 1 have no magic bytes: those are recognised by their suffix)."""
-    f.seek(0)
-    head = f.read(8)
-    suffix = Path(name).suffix.lower()
-    if head.startswith(ZIP_MAGIC):
-        return _scan_zip(f, size, extra)
-    for prefix, kind in _UNREADABLE_PREFIXES.items():
-        if head.startswith(prefix) and suffix in PICKLE_SUFFIXES:
-            scan = Scan(extra=extra, complete=False, error=f"written in {kind}, which mstore does not read")
-            return scan
-    for prefix, kind in _COMPRESSED.items():
-        if head.startswith(prefix) and (suffix in PICKLE_SUFFIXES or kind != "zlib"):
-            try:
-                inflated = _inflate(f, kind, size)
-            except NotPickle as exc:
-                return Scan(extra=extra, complete=False, error=str(exc)) if suffix in PICKLE_SUFFIXES else None
-            with inflated:
-                inflated_size = inflated.seek(0, os.SEEK_END)
-                inflated.seek(0)
-                if not looks_like_pickle(inflated.read(2)) and suffix not in PICKLE_SUFFIXES:
-                    return None
-                scan = Scan(extra=extra)
-                _combine(scan, _walk(inflated, inflated_size, scan, "joblib"), "joblib")  # type: ignore[arg-type]
-                scan.found, scan.roots = [], []  # offsets in the inflated stream, not in the file
-                _combine(scan, _walk(f, size, scan, "plain"), "plain", secondary=True)
-                return scan
-    if not looks_like_pickle(head[:2]) and suffix not in PICKLE_SUFFIXES:
-        return None
-    if not head or head[0] not in OPCODE_BYTES:
-        return None  # every unpickler raises on the first byte: nothing is ever loaded (not a pickle)
-    f.seek(0)
-    return scan_stream(f, size, extra)
-
-
-def scan_file(path: Path, extra: frozenset[tuple[str, str]] = frozenset()) -> Scan | None:
-    """The scan of `path` (see scan_open); None when it is not one, or not a regular file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        os.set_blocking(fd, True)
-        scan = scan_open(f, st.st_size, path.name, extra)
-        if scan is None:
-            return None
-        scan.fingerprint = fingerprint(st)
-        _RECENT[scan.fingerprint] = scan  # for joblib_arrays, while the caller keeps the scan
-        return scan
-
-
-_RECENT: weakref.WeakValueDictionary[tuple[int, int, int, int, int], Scan] = weakref.WeakValueDictionary()
-
-
-def fingerprint(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    """What a scan is keyed on: a rewrite of the file changes one of these (ctime cannot be set back)."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-
-
-def unchanged(path: Path, scan: Scan) -> bool:
-    """Whether `path` is still the file that was scanned (a save checks this after storing it)."""
-    try:
-        return fingerprint(os.stat(path, follow_symlinks=False)) == scan.fingerprint
-    except OSError:
-        return False
-
-
-def scan_source(
-    items: list[tuple[str, Path, bool]], extra: frozenset[tuple[str, str]] = frozenset()
-) -> dict[str, tuple[Path, Scan]]:
-    """Relative path -> (path, scan), for every file of a model (as listed by ingest.scan) that starts like a
-    pickle, is named like one, or is a torch zip checkpoint.
-
-    A file that starts like a pickle (0x80 and a protocol byte) but is not named like one, and whose walk
-    found no global and stopped early, is opaque bytes that merely begin with 0x80: it is left out. A file
-    *named* like a pickle is always kept: loading it is what its name invites."""
-    out = {}
-    for rel, full, is_dir in items:
-        if is_dir:
-            continue
-        scan = scan_file(full, extra)
-        if scan is None:
-            continue
-        if scan.complete or scan.globals or full.suffix.lower() in PICKLE_SUFFIXES:
-            out[rel] = (full, scan)
-    return out
+def _dtype_name(dtype: _Obj) -> str:
+    code = dtype.args[0] if isinstance(dtype.args, tuple) and dtype.args else ""
+    order = dtype.state[1] if isinstance(dtype.state, tuple) and len(dtype.state) > 1 else "|"
+    if not isinstance(code, str) or not isinstance(order, str) or len(code) > 8 or order not in "<>|=":
+        return ""
+    return ("<" if order == "=" else order) + code
 
 
 def name_arrays(scan: Scan) -> None:
@@ -1112,7 +665,7 @@ class _ReadAt:
         return pos
 
 
-def joblib_arrays(read: Any, size: int, fingerprint: tuple[int, int, int, int, int] | None = None) -> list[ArrayInfo]:
+def joblib_arrays(read: Any, size: int, fingerprint: tuple[int, ...] | None = None) -> list[ArrayInfo]:
     """The named arrays of a joblib file read through `read(offset, length)`; [] when the walk did not
     reach the end cleanly (such a file is then cut like any other).
 
@@ -1125,3 +678,339 @@ def joblib_arrays(read: Any, size: int, fingerprint: tuple[int, int, int, int, i
         return []
     name_arrays(scan)
     return [a for a in scan.found if a.depth == 0]
+
+
+# The element size numpy gives each dtype code a pickle may name (numpy ignores a pickled element size for
+# these); S, U and V take theirs from the pickled state. Any other code is refused: the walker cannot know.
+_CODE_SIZES = {
+    **{f"f{n}": n for n in (2, 4, 8, 16)},
+    **{f"i{n}": n for n in (1, 2, 4, 8)},
+    **{f"u{n}": n for n in (1, 2, 4, 8)},
+    **{f"c{n}": n for n in (8, 16, 32)},
+    "b1": 1,
+    "M8": 8,
+    "m8": 8,
+    "O8": 8,
+}
+_FLEXIBLE = re.compile(r"[SUV][0-9]{1,9}")
+
+
+def _itemsize(dtype: Any) -> int | None:
+    """The element size numpy gives a pickled numpy.dtype placeholder, None when its dtype has objects (the
+    NPY_ITEM_HASOBJECT flag, which numpy takes from the pickled state); NotPickle when not known."""
+    if not isinstance(dtype, _Obj) or dtype.kind != "numpy.dtype" or not isinstance(dtype.args, tuple):
+        raise NotPickle("a NumpyArrayWrapper whose dtype is not a numpy.dtype")
+    code = dtype.args[0] if dtype.args else None
+    if not isinstance(code, str) or not (code in _CODE_SIZES or _FLEXIBLE.fullmatch(code)):
+        raise NotPickle(f"an array of dtype {str(code)[:20]!r}, whose size the walker does not know")
+    state = dtype.state
+    if state is None:
+        hasobject = code == "O8"
+        elsize = None
+    elif (
+        isinstance(state, tuple)
+        and len(state) >= 8
+        and state[0] in (3, 4)
+        and isinstance(state[5], int)
+        and isinstance(state[7], int)
+    ):  # numpy takes hasobject from the flags and, for S / U / V, the element size from the state
+        hasobject = bool(state[7] & 1)
+        elsize = state[5]
+    else:
+        raise NotPickle(f"a dtype {code!r} with a state the walker does not model")
+    if hasobject:
+        return None
+    if code in _CODE_SIZES:
+        return _CODE_SIZES[code]
+    size = elsize if elsize is not None and elsize >= 0 else int(code[1:])
+    if size <= 0:
+        raise NotPickle(f"an array of dtype {code!r} with element size {size}")
+    return size
+
+
+def _int_line(line: bytes, base: int) -> int:
+    """An INT / LONG (base 0, as `int(text, 0)` or the C unpickler's strtol read it) or PUT / GET (base 10)
+    operand."""
+    digits = len(line.strip().lstrip(b"+-").replace(b"_", b""))
+    if digits > 4300 and line.strip().lstrip(b"+-")[:2].lower() not in (b"0x", b"0o", b"0b"):
+        raise LoaderStops("an integer literal longer than Python reads")
+    try:
+        return int(line, base)
+    except ValueError:
+        pass
+    if base == 0:
+        octal = re.fullmatch(rb"\s*([+-]?)0([0-7]+)\s*", line)  # C's strtol reads a leading 0 as octal
+        if octal:
+            return int(octal.group(1) + octal.group(2), 8)
+    raise LoaderStops(f"an invalid integer {line[:20]!r}")
+
+
+def _utf8(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LoaderStops("a GLOBAL name that is not UTF-8") from None
+
+
+def _string_operand(line: bytes, pos: int) -> str:
+    """A STRING operand: quoted, then `codecs.escape_decode` (then ASCII; latin-1 here, a superset)."""
+    if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
+        raise LoaderStops(f"an unquoted STRING operand before offset {pos}")
+    try:
+        data: bytes = codecs.escape_decode(line[1:-1])[0]
+    except ValueError:
+        raise LoaderStops(f"an undecodable STRING operand before offset {pos}") from None
+    return data.decode("latin-1")
+
+
+def _latin(value: Any) -> Any:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _extend(target: Any, items: list[Any]) -> None:
+    if isinstance(target, list):
+        target.extend(items[: max(0, MAX_CONTAINER - len(target))])
+
+
+def _set_items(target: Any, items: list[Any]) -> None:
+    if len(items) % 2:
+        raise LoaderStops("an odd number of values for a dict")
+    if not isinstance(target, dict):
+        return
+    for i in range(0, len(items), 2):
+        key = items[i]
+        kept = isinstance(key, (str, int, bytes, bool, type(None)))
+        if kept and (len(target) < MAX_CONTAINER or key in target):
+            target[key] = items[i + 1]
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """A pickle of protocol 2-5 starts with the PROTO opcode; joblib writes protocol 2 or higher too."""
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _walk_all(f: BinaryIO, size: int, scan: Scan, joblib: bool, plain_pass: bool = False, once: bool = False) -> None:
+    reader = _Reader(f, size)
+    walker = _Walker(reader, scan)
+    walker.plain_pass = plain_pass
+    try:
+        if joblib and once:
+            walker.walk()
+        elif joblib:
+            while reader.pos < size:  # consecutive pickles too (a caller may load them one by one)
+                walker.walk()
+        else:
+            walker.walk(joblib=False)  # pickle.load reads one pickle
+    except LoaderStops as exc:
+        if joblib:  # a file joblib cannot read to its end: what it holds past that point is not known
+            scan.complete = False
+            scan.error = str(exc)
+    except NotPickle as exc:
+        scan.complete = False
+        scan.error = str(exc) if joblib else f"read as a plain pickle: {exc}"
+    except (RecursionError, MemoryError, OverflowError, ValueError, struct.error) as exc:
+        scan.complete = False
+        scan.error = f"{type(exc).__name__} while reading"
+
+
+def scan_stream(f: BinaryIO, size: int) -> Scan:
+    """Walk every pickle in `f` (`size` bytes; consecutive pickles too) as joblib's unpickler reads it and,
+    when that skipped array bytes, once more as `pickle.load` reads it. Never raises NotPickle."""
+    scan = Scan(loaders=["pickle", "joblib"])
+    _walk_all(f, size, scan, joblib=True)
+    if scan.arrays:
+        found, roots, complete, error = scan.found, scan.roots, scan.complete, scan.error
+        f.seek(0)
+        _walk_all(f, size, scan, joblib=False, plain_pass=True)
+        scan.found, scan.roots = found, roots
+        if not complete:
+            scan.complete, scan.error = False, error
+    return scan
+
+
+def scan_bytes(data: bytes) -> Scan:
+    return scan_stream(io.BytesIO(data), len(data))
+
+
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".pck", ".joblib", ".sav", ".dill"}
+COMPRESSED_SUFFIXES = {".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4"}
+_COMPRESSED = [  # joblib's compressors (joblib/compressor.py), by the bytes their files start with
+    (b"\x1f\x8b", "gzip"),
+    (b"BZ", "bz2"),
+    (b"]\x00", "lzma"),
+    (b"\xfd7zXZ", "xz"),
+    (b'\x04"M\x18', "lz4"),
+    (b"ZF", "joblib-zfile"),  # joblib < 0.10, read by numpy_pickle_compat
+    (b"x", "zlib"),
+]
+
+
+class _Inflating:
+    """A forward-only file view of a compressed stream, never inflating more than `limit` bytes."""
+
+    def __init__(self, raw: BinaryIO, kind: str, limit: int) -> None:
+        self.raw = raw
+        self.limit = limit
+        self.pos = 0
+        self.buf = b""
+        self.eof = False
+        if kind in ("zlib", "gzip"):
+            self.d: Any = zlib.decompressobj(15 if kind == "zlib" else 31)
+        elif kind == "bz2":
+            self.d = bz2.BZ2Decompressor()
+        elif kind in ("lzma", "xz"):
+            self.d = lzma.LZMADecompressor(lzma.FORMAT_ALONE if kind == "lzma" else lzma.FORMAT_XZ)
+        else:
+            raise NotPickle(f"a {kind} file, which the walker does not read")
+
+    def _fill(self, n: int) -> None:
+        while len(self.buf) < n and not self.eof:
+            if self.pos + len(self.buf) > self.limit:
+                raise NotPickle(f"the compressed file inflates to more than {self.limit} bytes")
+            d = self.d
+            if d.eof:
+                if d.unused_data or self.raw.read(1):
+                    raise NotPickle("data after the compressed stream")
+                self.eof = True
+                break
+            data = getattr(d, "unconsumed_tail", b"")
+            if not data and getattr(d, "needs_input", True):
+                data = self.raw.read(1 << 16)
+                if not data:
+                    self.eof = True  # truncated: the reads that follow come up short
+                    break
+            try:
+                self.buf += d.decompress(data, 1 << 20)
+            except (zlib.error, OSError, lzma.LZMAError, EOFError, ValueError) as exc:
+                raise NotPickle(f"a damaged compressed stream ({exc})") from None
+
+    def read(self, n: int) -> bytes:
+        self._fill(n)
+        data, self.buf = self.buf[:n], self.buf[n:]
+        self.pos += len(data)
+        return data
+
+    def seek(self, pos: int) -> int:
+        while self.pos < pos:
+            self.read(min(pos - self.pos, 1 << 20))
+            if self.eof and not self.buf and self.pos < pos:
+                break
+        return self.pos
+
+
+def _scan_compressed(f: BinaryIO, size: int, kind: str) -> Scan:
+    limit = min(MAX_INFLATED, size * MAX_INFLATE_RATIO + (1 << 20))
+    scan = Scan(loaders=["joblib"])
+    try:
+        stream = _Inflating(f, kind, limit)
+    except NotPickle as exc:
+        scan.complete, scan.error = False, str(exc)
+        return scan
+    try:
+        _walk_all(stream, limit, scan, joblib=True, once=True)  # type: ignore[arg-type]
+    except NotPickle as exc:
+        scan.complete, scan.error = False, str(exc)
+    if scan.complete and (stream.read(1) or not stream.eof):
+        scan.complete, scan.error = False, "bytes after the pickle in the compressed stream"
+    scan.found = []  # offsets inside a compressed stream are not file offsets
+    return scan
+
+
+def _scan_zip(path: Path) -> Scan | None:
+    """A torch checkpoint (a zip with `<name>/data.pkl`): every pickle inside, walked as plain pickles."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    with archive:
+        names = [i for i in archive.infolist() if i.filename.endswith((".pkl", ".pickle"))]
+        if not names:
+            return None
+        scan = Scan(loaders=["torch"])
+        for info in names:
+            if info.file_size > MAX_ZIP_PICKLE:
+                scan.complete, scan.error = False, f"{info.filename} is larger than {MAX_ZIP_PICKLE} bytes"
+                continue
+            try:
+                with archive.open(info) as member:
+                    data = member.read(MAX_ZIP_PICKLE + 1)
+            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, zlib.error) as exc:
+                scan.complete, scan.error = False, f"{info.filename}: {exc}"
+                continue
+            inner = Scan(allowed=scan.allowed)
+            _walk_all(io.BytesIO(data), len(data), inner, joblib=False)
+            for g in inner.globals:
+                if g not in scan.globals:
+                    scan.globals.append(g)
+            if not inner.complete:
+                scan.complete, scan.error = False, f"{info.filename}: {inner.error}"
+        return scan
+
+
+def scan_file(path: Path, allowed: Iterable[tuple[str, str]] | None = None) -> Scan | None:
+    """The scan of `path` when it starts like a pickle of protocol 2+, like a file joblib compressed, like a
+    torch zip checkpoint, or is named like a pickle (protocols 0 and 1 have no magic bytes); None
+    otherwise, or when it is not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        os.set_blocking(fd, True)
+        head = f.read(8)
+        suffixes = {s.lower() for s in path.suffixes}
+        kind = next((k for magic, k in _COMPRESSED if head.startswith(magic)), None)
+        f.seek(0)
+        if looks_like_pickle(head):
+            scan: Scan | None = scan_stream(f, st.st_size)
+        elif kind is not None and suffixes & (PICKLE_SUFFIXES | COMPRESSED_SUFFIXES):
+            scan = _scan_compressed(f, st.st_size, kind)
+        elif head.startswith(b"PK\x03\x04"):
+            scan = _scan_zip(path)
+        elif path.suffix.lower() in PICKLE_SUFFIXES:
+            scan = scan_stream(f, st.st_size)
+        else:
+            return None
+        if scan is None:
+            return None
+        if allowed is not None:
+            scan.allowed = frozenset(allowed)
+        scan.fingerprint = fingerprint(st)
+        _RECENT[scan.fingerprint] = scan  # for joblib_arrays, while the caller keeps the scan
+        return scan
+
+
+_RECENT: weakref.WeakValueDictionary[tuple[int, ...], Scan] = weakref.WeakValueDictionary()
+
+
+def fingerprint(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What says a file is still the one scanned: a same-size rewrite with its mtime put back still
+    changes its ctime (which no unprivileged caller can set)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
+
+
+def unchanged(path: Path, scan: Scan) -> bool:
+    """Whether `path` is still the file that was scanned (a save checks this after storing it)."""
+    try:
+        return fingerprint(os.stat(path, follow_symlinks=False)) == scan.fingerprint
+    except OSError:
+        return False
+
+
+def scan_source(
+    items: list[tuple[str, Path, bool]], allowed: Iterable[tuple[str, str]] | None = None
+) -> dict[str, tuple[Path, Scan]]:
+    """Relative path -> (path, scan), for every file of a model (as listed by ingest.scan) that is, or may
+    be, a pickle. A file that starts like one but cannot be walked is kept, with the verdict "unknown"."""
+    table = frozenset(allowed) if allowed is not None else None
+    out = {}
+    for rel, full, is_dir in items:
+        if is_dir:
+            continue
+        scan = scan_file(full, table)
+        if scan is not None:
+            out[rel] = (full, scan)
+    return out

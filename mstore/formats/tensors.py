@@ -245,7 +245,7 @@ def zip_index(read: Read, size: int) -> list[Tensor]:
     return sorted(out, key=lambda t: t.name)
 
 
-def joblib_index(read: Read, size: int, fingerprint: tuple[int, int, int, int, int] | None = None) -> list[Tensor]:
+def joblib_index(read: Read, size: int, fingerprint: tuple[int, ...] | None = None) -> list[Tensor]:
     """The arrays joblib wrote raw into its pickle stream (mstore.pickles walks the opcodes; nothing is
     unpickled), named by where they sit (`steps[1][1].coef_`)."""
     out = []

@@ -9,7 +9,7 @@ and published by one rename, then `latest` and the tag, under the write lock; st
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +20,7 @@ from ..content.parents import parent_pieces
 from ..content.statcache import StatCache
 from ..diff import lineage as _lineage
 from ..errors import BadInput, SourceChanged, TagExists, UnsafeModel
+from ..formats import allowlist as _allowlist
 from ..formats import pickles as _pickles
 from ..store import commit as _commit
 from ..store import metadata as _metadata
@@ -70,9 +71,10 @@ def save(
     tag: str | None = None,
     progress: Progress | None = None,
     refuse_unsafe: bool = False,
+    allow: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Store a model file or directory as a new version and return its metadata (Repository.save says more)."""
-    planned = plan(store, source, metadata, message=message, tag=tag, refuse_unsafe=refuse_unsafe)
+    planned = plan(store, source, metadata, message=message, tag=tag, refuse_unsafe=refuse_unsafe, allow=allow)
     with store.gc_lock():
         ids = store.versions.ids()
         parent_id = resolve(store, parent) if parent is not None else (ids[-1] if ids else None)
@@ -91,6 +93,7 @@ def plan(
     message: str | None,
     tag: str | None,
     refuse_unsafe: bool,
+    allow: Sequence[str] = (),
 ) -> Plan:
     """Everything a save can refuse, checked before any object is written: a typo must not cost a
     whole save, and bad input must change nothing."""
@@ -103,8 +106,9 @@ def plan(
     if inside(source_path, store.root):
         raise BadInput(f"cannot save {source_path}: it lies inside the store {store.root} it would be saved to")
     exclude = store_inside(store, source_path)
-    pickles = _pickles.scan_source(scan(source_path, exclude)[1])
-    safety = pickle_safety({rel: sc for rel, (_, sc) in pickles.items()})
+    extra = allowed_extra(allow)
+    pickles = _pickles.scan_source(scan(source_path, exclude)[1], _allowlist.table(extra))
+    safety = pickle_safety({rel: sc for rel, (_, sc) in pickles.items()}, extra)
     if refuse_unsafe:
         refuse_if_unsafe(safety)
     lineage = _lineage.collect(user)  # before any lock: hashing a large training file takes a while
@@ -199,8 +203,20 @@ def store_inside(store: Store, source: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def pickle_safety(scans: Mapping[str, _pickles.Scan]) -> dict[str, Any]:
-    """The metadata a save records about its pickles (nothing at all for a model without pickles)."""
+def allowed_extra(allow: Sequence[str] = ()) -> list[str]:
+    """The user's additions to the allowlist (`--allow`, then the file `MSTORE_ALLOW_FILE` names), each
+    checked and in display form; BadInput for one that is not a global name."""
+    try:
+        entries = [*allow, *_allowlist.extra_from_env()]
+        return sorted({_allowlist.display(*_allowlist.parse(e)) for e in entries})
+    except (ValueError, OSError) as exc:
+        raise BadInput(f"--allow / MSTORE_ALLOW_FILE: {exc}") from None
+
+
+def pickle_safety(scans: Mapping[str, _pickles.Scan], extra: Sequence[str] = ()) -> dict[str, Any]:
+    """The metadata a save records about its pickles (nothing at all for a model without pickles):
+    the globals per file, those off the allowlist, the files whose walk stopped early, the verdict
+    ("unsafe" > "unknown" > "safe") and the user's allowlist additions it was taken with."""
     if not scans:
         return {}
     out: dict[str, Any] = {
@@ -210,15 +226,9 @@ def pickle_safety(scans: Mapping[str, _pickles.Scan]) -> dict[str, Any]:
     incomplete = {rel: s.error for rel, s in sorted(scans.items()) if not s.complete}
     if incomplete:
         out["pickle_incomplete"] = incomplete
-    verdicts = {rel: s.verdict for rel, s in sorted(scans.items())}
-    worst = next((rel for v in ("unsafe", "unknown") for rel, got in verdicts.items() if got == v), None)
-    out["pickle_verdict"] = verdicts[worst] if worst else "safe"
-    out["pickle_reason"] = (
-        f"pickle {worst}: {scans[worst].reason}" if worst else "every pickle's globals are on the allowlist"
-    )
-    allowed = sorted({g for s in scans.values() for g in s.user_allowed})
-    if allowed:
-        out["pickle_user_allowed"] = allowed
+    out["pickle_verdict"] = "unsafe" if out["unsafe_globals"] else "unknown" if incomplete else "safe"
+    if extra:
+        out["pickle_allowed"] = list(extra)
     return out
 
 

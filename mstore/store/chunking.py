@@ -37,7 +37,7 @@ SMALL_TENSOR = 64 << 10  # (100,000 tiny tensors would be as many objects; their
 JOBLIB_MIN = 256 << 10  # new stores: joblib arrays at least this big may be cut out (joblib_regions)
 JOBLIB_SAMPLE = 1 << 20  # bytes per sample span (start, middle, end) that decide it: CDC chunks are this big
 JOBLIB_GAIN = 0.97  # planes (or context) must beat zstd of the bytes alone by 3% on the sample
-Fingerprint = tuple[int, int, int, int, int]
+Fingerprint = tuple[int, ...]
 PROBE_WIDTH = 0  # "unknown element width": the encoder tries a few on a sample
 
 
@@ -129,7 +129,7 @@ class ModelAwareChunker:
         """The file's tensors sorted by offset, if it is a tensor container with non-overlapping tensors
         (else the `external` tensors another file places in it, when they lie inside it).
 
-        `fingerprint`: the open file's (size, mtime_ns, ctime_ns, inode, device), to reuse its safety scan's walk."""
+        `fingerprint`: the open file's (size, mtime_ns, inode, device, ctime_ns), to reuse its safety scan's walk."""
         tensors = index_tensors(path, read, size) if size > 0 else None
         if not tensors and external and all(t.offset >= 0 and t.offset + t.length <= size for t in external):
             tensors = list(external)
