@@ -105,13 +105,17 @@ class ModelVersioning:
         tags: list[str] | None = None,
         sort: str | None = None,
         descending: bool | None = None,
+        where: str | None = None,
     ) -> list[dict[str, Any]]:
         """Versions newest first (what `mstore log --json` prints), each with its `tags`.
 
         `sort="accuracy"` ranks them best first by that metric (accuracy/f1 higher, loss/error lower;
         `descending=True/False` to choose), so `log(sort="accuracy", limit=1)[0]` is the best model.
+        `where="accuracy>0.95 and C<1"` keeps the versions whose metrics and params satisfy it.
         """
-        return self.repo.log(limit=limit, since=since, until=until, tags=tags, sort=sort, descending=descending)
+        return self.repo.log(
+            limit=limit, since=since, until=until, tags=tags, sort=sort, descending=descending, where=where
+        )
 
     def show(self, version: str = "latest") -> dict[str, Any]:
         """Metadata, files and bytes shared with the parent (what `mstore show --json` prints)."""

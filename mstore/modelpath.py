@@ -26,7 +26,7 @@ from .cache.entries import Cache
 from .content.restore import restore
 from .content.select import choose
 from .errors import BadInput, IntegrityError, MStoreWarning, NotCached, StoreNotFound
-from .ops.revparse import resolve, resolve_in
+from .ops.revparse import is_best, resolve, resolve_in
 from .remote import config as remote_config
 from .remote.bucket import RemoteError
 from .remote.remotes import Remote, open_remote, tag_of
@@ -198,7 +198,8 @@ def find(
 ) -> Origin:
     """Resolve `ref` on the local store, on a remote (no model bytes: one listing, one metadata record),
     or offline from the cache's last resolution, as `model_path` documents."""
-    check_ref_syntax(ref)
+    if not is_best(ref):  # best:METRIC is checked where it is resolved
+        check_ref_syntax(ref)
     mode = offline_mode(offline)
     if remote is None:
         local = Store.open(Path(store if store is not None else default_store()), api_option="store=")

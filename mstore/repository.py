@@ -321,15 +321,24 @@ class Repository:
         tags: list[str] | None = None,
         sort: str | None = None,
         descending: bool | None = None,
+        where: str | None = None,
     ) -> list[dict[str, Any]]:
         """Versions newest first, filtered by time (the ID is the save time) and tags, each with its
         metadata plus `tags` (names pointing at it). Reads only the versions it returns.
 
         With `sort` (a metric name), the best come first (see `ranking`); `descending` overrides the
         direction the metric's name implies. Ranking reads every version that passes the filters.
+        `where` ("accuracy>0.95 and C<1") keeps the versions it holds for (see `diff.query`).
         """
         return _history.log(
-            self.store, limit=limit, since=since, until=until, tags=tags, sort=sort, descending=descending
+            self.store,
+            limit=limit,
+            since=since,
+            until=until,
+            tags=tags,
+            sort=sort,
+            descending=descending,
+            where=where,
         )
 
     def check_metrics(self, names: list[str], shown: list[dict[str, Any]]) -> None:

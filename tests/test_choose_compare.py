@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from mstore import ModelVersioning, Repository, model_path
 from mstore.cli.render import du_lines
-from mstore.errors import InvalidMetadata, StoreNotFound
+from mstore.errors import BadInput, InvalidMetadata, StoreNotFound
 from mstore.ui.app import create_app
 
 from helpers import cli
@@ -153,3 +153,117 @@ def test_a_declared_direction_ranks_the_log(repo: Repository, tmp_path: Path) ->
         meta = {"metrics": {"widgets": value}, "metric_directions": {"widgets": "lower"}}
         _save(repo, tmp_path, bytes([value]), meta)
     assert [e["metrics"]["widgets"] for e in repo.log(sort="widgets")] == [1, 2, 3]
+
+
+# -- params, --where, best:METRIC, --format, save -q --------------------------------------------------
+
+
+@pytest.fixture
+def swept(repo: Repository, tmp_path: Path) -> tuple[Repository, list[str]]:
+    """Four versions of a C sweep: accuracy rises, loss falls, kernel alternates."""
+    model = tmp_path / "m.bin"
+    ids = []
+    for i in range(1, 5):
+        model.write_bytes(bytes([i]))
+        args = ["-M", f"accuracy=0.9{i}", "-M", f"loss=0.{5 - i}", "-P", f"C=0.{i}", "-P", f"kernel=k{i % 2}"]
+        ids.append(cli(repo.root, "save", "-q", str(model), *args).stdout.strip())
+    return repo, ids
+
+
+def test_save_quiet_prints_the_bare_id_and_params_are_stored(swept: tuple[Repository, list[str]]) -> None:
+    repo, ids = swept
+    assert repo.ids() == ids
+    assert repo.get(ids[0])["params"] == {"C": 0.1, "kernel": "k1"}
+
+
+def test_params_through_the_api_are_validated(tmp_path: Path) -> None:
+    mv = ModelVersioning(tmp_path / "store")
+    (tmp_path / "m.bin").write_bytes(b"a")
+    meta = {"metrics": {"accuracy": 0.9}, "params": {"C": 1.0, "penalty": "l2"}}
+    saved = mv.save_model_version(tmp_path / "m.bin", meta, params={"C": 0.3})
+    assert saved["params"] == {"C": 0.3, "penalty": "l2"} and "timestamp" in meta
+    with pytest.raises(InvalidMetadata):
+        mv.save_model_version(tmp_path / "m.bin", params=[("C", 1)])  # type: ignore[arg-type]
+
+
+def test_params_in_log_show_and_a_key_level_diff(swept: tuple[Repository, list[str]]) -> None:
+    repo, ids = swept
+    assert "C=0.4  kernel=k0" in cli(repo.root, "log", "--oneline", "-n", "1").stdout
+    assert "Params:   C=0.4  kernel=k0" in cli(repo.root, "log", "-n", "1").stdout
+    assert "params" in cli(repo.root, "show", "latest").stdout
+    d = repo.compare(ids[0], ids[1])
+    assert d["params"]["changed"] == {"C": {"old": 0.1, "new": 0.2}, "kernel": {"old": "k1", "new": "k0"}}
+    assert "params" not in d["metadata"]["changed"]
+    out = cli(repo.root, "diff", ids[0], ids[1]).stdout
+    assert "C: 0.1 -> 0.2" in out and 'kernel: "k1" -> "k0"' in out
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("accuracy>0.92 and C<0.4", [2]),
+        ("accuracy >= 0.92", [3, 2, 1]),
+        ("not (kernel='k1') or loss<=0.2", [3, 2, 1]),
+        ('kernel == "k1" and (C < 0.2 or C > 0.25)', [2, 0]),
+        ("metrics.accuracy>0.93 or params.C=0.1", [3, 0]),
+        ("C != 0.1 and not C > 0.3", [2, 1]),
+        ("kernel < 1", []),  # a string never compares with a number
+    ],
+)
+def test_log_where(swept: tuple[Repository, list[str]], where: str, expected: list[int]) -> None:
+    repo, ids = swept
+    assert [e["timestamp"] for e in repo.log(where=where)] == [ids[i] for i in expected]
+    listed = json.loads(cli(repo.root, "log", "--where", where, "--json").stdout)
+    assert [e["timestamp"] for e in listed] == [ids[i] for i in expected]
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("acuracy>0.9", "no version has a metric, param or field named 'acuracy' (did you mean 'accuracy'?)"),
+        ("accuracy>", "expected a name, a number or a string, found the end"),
+        ("(accuracy>0.9", "expected ')'"),
+        ("accuracy>0.9 C<1", "expected 'and', 'or' or the end"),
+        ("__import__('os').system('x')", "unexpected"),
+        ("accuracy $ 1", "unexpected '$' at column 10"),
+        ("", "the expression is empty"),
+        ("(" * 60 + "C" + ")" * 60, "nested deeper than 50"),
+    ],
+)
+def test_log_where_refuses_bad_expressions_in_one_line(
+    swept: tuple[Repository, list[str]], where: str, message: str
+) -> None:
+    repo, _ = swept
+    err = cli(repo.root, "log", "--where", where, code=2).stderr
+    assert message in err and err.startswith("mstore: error: --where:") and len(err.strip().splitlines()) == 1
+    with pytest.raises(BadInput) as caught:
+        repo.log(where=where)
+    assert "--where" not in str(caught.value)  # Python callers read `where:`
+
+
+def test_best_metric_is_a_ref(swept: tuple[Repository, list[str]], tmp_path: Path) -> None:
+    repo, ids = swept
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"worse")
+    cli(repo.root, "save", str(model), "-M", "accuracy=0.5", "-M", "loss=0.9")
+    assert repo.resolve("best:accuracy") == ids[3] and repo.resolve("best:loss") == ids[3]
+    assert json.loads(cli(repo.root, "show", "best:accuracy", "--json").stdout)["metadata"]["timestamp"] == ids[3]
+    d = json.loads(cli(repo.root, "diff", "best:accuracy", "latest", "--json").stdout)
+    assert d["version1"] == ids[3]
+    cli(repo.root, "tag", "good", "best:accuracy")
+    assert repo.tags()["good"] == ids[3]
+    out = tmp_path / "best"
+    cli(repo.root, "checkout", "best:loss", "-o", f"{out}/")
+    assert (out / "m.bin").read_bytes() == bytes([4])
+    assert model_path("best:accuracy", store=repo.root, cache_dir=tmp_path / "cache").read_bytes() == bytes([4])
+    assert "did you mean 'accuracy'" in cli(repo.root, "show", "best:acuracy", code=2).stderr
+    assert "no version has a metric named 'C'" in cli(repo.root, "show", "best:C", code=2).stderr  # a param
+
+
+def test_log_format(swept: tuple[Repository, list[str]]) -> None:
+    repo, ids = swept
+    out = cli(repo.root, "log", "--format", "{id} {metrics.accuracy} {params.C} {kernel} {missing_here}", code=2)
+    assert "no version listed has {missing_here}" in out.stderr
+    lines = cli(repo.root, "log", "--format", "{id} {metrics.accuracy} {params.C} {kernel}").stdout.splitlines()
+    assert lines == [f"{ids[i]} 0.9{i + 1} 0.{i + 1} k{(i + 1) % 2}" for i in (3, 2, 1, 0)]
+    cli(repo.root, "log", "--format", "{id}", "--json", code=2)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from ..diff.ranking import default_metrics
+from ..diff.ranking import default_metrics, did_you_mean
 from ..errors import BadInput
 from ..humanize import parse_time
 from ..repository import Repository
-from .render import diff_lines, du_lines, log_lines, show_lines, tensor_lines
+from .render import diff_lines, du_lines, format_line, format_names, format_values, log_lines, show_lines, tensor_lines
 from .shared import JsonOpt, app, echo_lines, emit_json, note, open_repo, state, styled
 
 
@@ -58,12 +58,31 @@ def log(
         Optional[str],
         typer.Option(metavar="METRIC", help="Draw this metric across the versions as a chart in the terminal."),
     ] = None,
+    where: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="EXPR",
+            help="Only versions for which EXPR holds, over metrics, params and fields: "
+            '"accuracy>0.95 and C<1", "not (kernel=\'rbf\') or loss<=0.2".',
+        ),
+    ] = None,
+    format_: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format",
+            metavar="TEMPLATE",
+            help="One line per version from TEMPLATE, its names in braces replaced: id, hash, date, age, tags, "
+            "message, parent, any metric or param (accuracy, metrics.accuracy, params.C); - where a version has none.",
+        ),
+    ] = None,
 ) -> None:
     """List versions, newest first (or best first with --sort): ID, age, hash, metrics, new bytes, tags, message.
 
     Metrics shown by default: every top-level metric that holds a number in any version shown (nested ones
     with -M a.b); choose others with -M.
     """
+    if format_ is not None and (as_json or jsonl or oneline or plot is not None):
+        raise BadInput("--format prints its own lines; it does not combine with --json, --jsonl, --oneline or --plot")
     if plot is not None and (as_json or jsonl or sort is not None):
         raise BadInput("--plot draws versions oldest to newest; it does not combine with --json, --jsonl or --sort")
     if (asc or desc) and sort is None:
@@ -79,6 +98,7 @@ def log(
         tags=tag,
         sort=sort,
         descending=True if desc else False if asc else None,
+        where=where,
     )
     if metric and entries:
         repo.check_metrics(metric, entries)
@@ -96,13 +116,27 @@ def log(
             typer.echo(json.dumps(entry, ensure_ascii=False))
         return
     if not entries:
-        note("no versions match" if (since or until or tag) else "no versions yet")
+        note("no versions match" if (since or until or tag or where) else "no versions yet")
+        return
+    if format_ is not None:
+        _check_format(format_, entries, now)
+        echo_lines([format_line(format_, entry, now) for entry in entries])
         return
     ids = repo.ids()
     names = metric or default_metrics(entries)
     if sort is not None and sort not in names:
         names = [sort, *names]
     echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=styled))
+
+
+def _check_format(template: str, entries: list[dict[str, Any]], now: datetime) -> None:
+    """A `{name}` no version listed has is a typo: refuse it rather than print a column of `-`."""
+    known: set[str] = set()
+    for entry in entries:
+        known.update(format_values(entry, now))
+    for name in format_names(template):
+        if name not in known:
+            raise BadInput(f"--format: no version listed has {{{name}}}{did_you_mean(name, known)}")
 
 
 @app.command(short_help="Show one version: metadata, lineage, files, tensors.")

@@ -4,12 +4,14 @@ CLI stays thin and the text is testable; stored strings always pass through `saf
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from ..diff.compare import flatten_metrics, lineage_of, pickle_verdict_of, unsafe_globals_of
 from ..diff.lineage import change_lines, code_text, data_text
+from ..diff.query import fields as query_fields
 from ..humanize import format_bytes, format_duration, safe
 from ..store.metadata import is_number
 from ..store.versions import parse_id_time
@@ -34,6 +36,19 @@ def _json(value: Any) -> str:
 def _metric_text(meta: dict[str, Any], names: list[str]) -> str:
     flat = flatten_metrics(meta.get("metrics") or {})
     return "  ".join(f"{safe(n)}={_num(flat.get(n))}" for n in names if n in flat)
+
+
+def _param_value(value: Any) -> str:
+    if is_number(value):
+        return _num(value)
+    return safe(value) if isinstance(value, str) else _short(value)
+
+
+def _param_text(meta: dict[str, Any]) -> str:
+    """`C=0.3  kernel=rbf` (nested params as dotted names)."""
+    params = meta.get("params")
+    flat = flatten_metrics(params) if isinstance(params, dict) else {}
+    return "  ".join(f"{safe(n)}={_param_value(v)}" for n, v in flat.items())
 
 
 def _decorations(meta: dict[str, Any], latest: str | None) -> str:
@@ -103,7 +118,8 @@ def log_lines(
         stored = "" if new is None else f"+{format_bytes(new)}"
         message = safe(meta.get("message", ""))
         if oneline:
-            parts = [style(vid, "id"), short, style(_age(vid, now), "dim"), _metric_text(meta, metrics), stored]
+            parts = [style(vid, "id"), short, style(_age(vid, now), "dim"), _metric_text(meta, metrics)]
+            parts += [_param_text(meta), stored]
             verdict = pickle_verdict_of(meta)[0]
             mark = {"unsafe": "UNSAFE", "unknown": "UNSAFE?"}.get(verdict or "", "")
             parts += [style(deco, "deco") if deco else "", style(mark, "bad") if mark else "", message]
@@ -115,6 +131,9 @@ def log_lines(
         metric_text = _metric_text(meta, metrics)
         if metric_text:
             lines.append(f"Metrics:  {metric_text}")
+        param_text = _param_text(meta)
+        if param_text:
+            lines.append(f"Params:   {param_text}")
         size = (meta.get("mstore") or {}).get("size")
         if new is not None and isinstance(size, int):
             lines.append(f"Stored:   +{format_bytes(new)} in new objects (model {format_bytes(size)})")
@@ -131,6 +150,50 @@ def log_lines(
             lines.append(f"Message:  {message}")
         lines.append("")
     return lines[:-1] if lines and not oneline else lines
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+FORMAT_FIELDS = ("id", "hash", "model_hash", "date", "age", "tags", "message", "parent")
+
+
+def format_names(template: str) -> list[str]:
+    """The `{name}`s of a `log --format` template."""
+    return _PLACEHOLDER.findall(template)
+
+
+def format_values(meta: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """What `log --format` can name for one version: id, hash, date, age, tags, message, parent, every
+    metric and param (`{accuracy}`, `{metrics.accuracy}`, `{params.C}`) and top-level field."""
+    vid = meta["timestamp"]
+    raw = meta.get("mstore")
+    block: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    return {
+        **query_fields(meta),
+        "id": vid,
+        "hash": str(meta.get("model_hash", ""))[:12],
+        "model_hash": meta.get("model_hash", ""),
+        "date": f"{parse_id_time(vid):%Y-%m-%dT%H:%M:%SZ}",
+        "age": _age(vid, now),
+        "tags": ",".join(str(t) for t in meta.get("tags", [])),
+        "message": meta.get("message", ""),
+        "parent": block.get("parent") or "",
+    }
+
+
+def format_line(template: str, meta: dict[str, Any], now: datetime) -> str:
+    """`log --format '{id} {metrics.accuracy}'`: each `{name}` replaced, `-` where the version lacks it;
+    numbers in full (a script parses them), stored text escaped."""
+    values = format_values(meta, now)
+
+    def one(match: re.Match[str]) -> str:
+        value = values.get(match.group(1))
+        if value is None:
+            return "-"
+        if isinstance(value, (dict, list)):
+            return _json(value)
+        return str(value) if is_number(value) or isinstance(value, bool) else safe(value)
+
+    return _PLACEHOLDER.sub(one, template)
 
 
 def save_summary(meta: dict[str, Any]) -> str:
@@ -287,6 +350,8 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
         lines.append(
             f"{changed_metrics} metric(s) changed ({improved} better, {worse} worse); "
             f"{len(md['added']) + len(md['removed']) + len(md['changed'])} metadata field(s) changed; "
+            f"{sum(len((d.get('params') or {}).get(k) or {}) for k in ('added', 'removed', 'changed'))} param(s) "
+            "changed; "
             f"files: {len(files['added'])} added, {len(files['removed'])} removed, {len(files['changed'])} changed"
             + (f" ({t_changed} tensor(s))" if tensors else "")
             + f", {files['unchanged']} unchanged"
@@ -298,6 +363,10 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
         lines.append(style(f"- {safe(key)}: {_json(value)}", "bad"))
     for key, change in md["changed"].items():
         lines.append(f"~ {safe(key)}: {_json(change['old'])} -> {_json(change['new'])}")
+    params = d.get("params") or {}
+    if any(params.get(k) for k in ("added", "removed", "changed")):
+        lines.append("params:")
+        lines += _key_lines(params, style)
     if cats["added"] or cats["removed"]:
         parts = [f"+{safe(c)}" for c in cats["added"]] + [f"-{safe(c)}" for c in cats["removed"]]
         lines.append(f"categories: {' '.join(parts)}")

@@ -16,7 +16,7 @@ from .configdiff import diff_config_files
 from .tensordiff import diff_tensor_files
 
 # Keys compared in their own sections rather than as plain metadata.
-_SPECIAL = {"timestamp", "model_hash", "mstore", "metrics", "categories"}
+_SPECIAL = {"timestamp", "model_hash", "mstore", "metrics", "params", "categories"}
 
 
 def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, Any]:
@@ -105,6 +105,16 @@ def diff_metadata(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         "added": {k: new[k] for k in sorted(keys_new - keys_old)},
         "removed": {k: old[k] for k in sorted(keys_old - keys_new)},
         "changed": {k: {"old": old[k], "new": new[k]} for k in sorted(keys_old & keys_new) if old[k] != new[k]},
+    }
+
+
+def diff_params(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Params key by key (nested ones as dotted names), in the shape of a config file's key diff."""
+    a, b = flatten_metrics(old.get("params") or {}), flatten_metrics(new.get("params") or {})
+    return {
+        "added": {k: b[k] for k in sorted(set(b) - set(a))},
+        "removed": {k: a[k] for k in sorted(set(a) - set(b))},
+        "changed": {k: {"old": a[k], "new": b[k]} for k in sorted(set(a) & set(b)) if a[k] != b[k]},
     }
 
 
@@ -219,6 +229,7 @@ def compare(store: Store, id1: str, id2: str) -> dict[str, Any]:
         "model_hash": {"version1": m1.get("model_hash"), "version2": m2.get("model_hash")},
         "same_model": m1.get("model_hash") == m2.get("model_hash"),
         "metadata": diff_metadata(m1, m2),
+        "params": diff_params(m1, m2),
         "metrics": diff_metrics(m1, m2),
         "categories": {"added": sorted(cats2 - cats1), "removed": sorted(cats1 - cats2)},
         "lineage": diff_lineage(m1, m2),

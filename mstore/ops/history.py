@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..diff import query as _query
 from ..diff.ranking import check_metric_names, did_you_mean, sort_by_metric
-from ..errors import TagNotFound, VersionNotFound
+from ..errors import BadInput, TagNotFound, VersionNotFound
 from ..store.layout import Store
 from ..store.versions import newest, parse_id_time
 from .revparse import resolve
@@ -47,13 +48,17 @@ def log(
     tags: list[str] | None = None,
     sort: str | None = None,
     descending: bool | None = None,
+    where: str | None = None,
 ) -> list[dict[str, Any]]:
     """Versions newest first, filtered by time (the ID is the save time) and tags, each with its
     metadata plus `tags` (names pointing at it). Reads only the versions it returns.
 
     With `sort` (a metric name), the best come first (see `ranking`); `descending` overrides the
     direction the metric's name implies. Ranking reads every version that passes the filters.
+    `where` keeps the versions an expression over metrics and params holds for (`diff.query`).
     """
+    query = _query.parse(where) if where is not None else None  # a syntax error before any reading
+    known: set[str] = set()
     all_tags = store.refs.tags()
     by_version = tags_by_version(all_tags)
     wanted = set(tags or [])
@@ -72,11 +77,32 @@ def log(
             meta = store.versions.read(version_id)
         except VersionNotFound:  # removed while we listed
             continue
+        if query is not None:
+            known.update(_query.fields(meta))
+            if not query.matches(meta):
+                continue
         out.append({**meta, "tags": by_version.get(version_id, [])})
+    if query is not None:
+        _check_query_names(store, query, known)
     if sort is not None and out:
         check_metrics(store, [sort], out)  # a typo first: its "did you mean" helps more than a direction
         out = sort_by_metric(out, sort, descending)[:limit]
     return out
+
+
+_WHERE = ("--where", "where")
+
+
+def _check_query_names(store: Store, query: _query.Query, known: set[str]) -> None:
+    """A name no version has is a typo (`acuracy>0.9` would quietly match nothing): refuse it."""
+    missing = [n for n in query.names if n not in known]
+    if missing:
+        for meta in versions(store):
+            known.update(_query.fields(meta))
+    for name in missing:
+        if name not in known:
+            hint = did_you_mean(name, known)
+            raise BadInput(f"{{opt}}: no version has a metric, param or field named {name!r}{hint}", opt=_WHERE)
 
 
 def check_metrics(store: Store, names: list[str], shown: list[dict[str, Any]]) -> None:

@@ -1,21 +1,32 @@
-"""Turn what a user types (ID, unique prefix, `version_<ID>`, tag, `TAG@{N}`, `TAG@{DATE}`, `latest`, `X~N`)
-into a version ID."""
+"""Turn what a user types (ID, unique prefix, `version_<ID>`, tag, `TAG@{N}`, `TAG@{DATE}`, `latest`, `X~N`,
+`best:METRIC`) into a version ID."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import AmbiguousReference, BadInput, VersionNotFound
+from ..diff.compare import declared_directions, metric_direction
+from ..diff.ranking import check_metric_names, metric_value, sort_by_metric
+from ..errors import AmbiguousReference, BadInput, InvalidName, VersionNotFound
 from ..store import taglog
 from ..store.layout import Store
-from ..store.refs import RESERVED_NAMES, check_ref_syntax, check_tag_name, is_version_id
+from ..store.refs import RESERVED_NAMES, check_ref_syntax, check_tag_name, describe_bad, is_version_id
 from ..store.versions import PREFIX, newest
 
 MAX_LISTED = 5
 
 
+BEST = "best:"  # `best:accuracy`: the version with the best value of that metric
+
+
+def is_best(ref: str) -> bool:
+    return ref.startswith(BEST)
+
+
 def resolve(store: Store, ref: str) -> str:
     """Resolve `ref` against the published versions; raises VersionNotFound / AmbiguousReference."""
+    if is_best(ref):
+        return best(store, ref[len(BEST) :])
 
     def tag_of(name: str) -> str | None:
         return store.refs.tag(name) if (store.refs.tags_dir / name).exists() else None
@@ -37,6 +48,8 @@ def resolve_in(
 
     Works for any set of versions: the local store's, or a remote's.
     """
+    if is_best(ref):
+        raise BadInput(f"{ref!r}: best:METRIC is chosen from the metadata of a local store (pull the versions first)")
     check_ref_syntax(ref)
     base, _, back = ref.partition("~")
     steps = int(back) if back else 0
@@ -103,3 +116,31 @@ def _resolve_base(base: str, ids: list[str], tag_of: Callable[[str], str | None]
         raise VersionNotFound(f"no version or tag matches {base!r}")
     shown = ", ".join(matches[:MAX_LISTED]) + (" …" if len(matches) > MAX_LISTED else "")
     raise AmbiguousReference(f"{base!r} matches {len(matches)} versions ({shown}); type more of the ID")
+
+
+def best(store: Store, metric: str) -> str:
+    """The version with the best `metric` (highest accuracy, lowest loss: `ranking`, with the directions
+    saves declared); the newest of equals. Reads every version's metadata."""
+    describe = describe_bad(metric)
+    if not metric or describe:
+        raise InvalidName(f"invalid version reference {BEST + metric!r}: {describe or 'name a metric after best:'}")
+    entries = []
+    for version_id in reversed(store.versions.ids()):
+        try:
+            entries.append(store.versions.read(version_id))
+        except VersionNotFound:  # removed while we listed
+            continue
+    if not entries:
+        raise VersionNotFound("the store has no versions yet")
+    check_metric_names([metric], entries, lambda: entries)
+    if metric_direction(metric, declared_directions(*reversed(entries))) is None:
+        raise BadInput(
+            f"{BEST + metric!r}: cannot tell whether a higher or a lower {metric!r} is better; declare it when "
+            "saving ({higher} or {lower})",
+            higher=(f"--higher-is-better {metric}", f"metric_directions={{{metric!r}: 'higher'}}"),
+            lower=(f"--lower-is-better {metric}", f"metric_directions={{{metric!r}: 'lower'}}"),
+        )
+    ranked = sort_by_metric(entries, metric, None)
+    if metric_value(ranked[0], metric) is None:
+        raise VersionNotFound(f"no version has a number for metric {metric!r}")
+    return str(ranked[0]["timestamp"])
