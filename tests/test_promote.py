@@ -169,3 +169,14 @@ def test_the_lease_is_per_remote(tmp_path: Path) -> None:
     assert moved == [] and len(conflicts) == 1 and repo.tags() == {"prod": ids[2]}
     assert push_tags(repo.store, b, set(ids), force=True) == (["prod"], [])
     assert b.get_ref("tags/prod")[0] == ids[2]
+
+
+def test_a_remote_resolves_tag_history_refs_too(team: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    alice, bob, (v1, v2) = team
+    cli(alice, "tag", "-f", "prod", v2)
+    cli(alice, "push")
+    carol = tmp_path / "carol"
+    cli(carol, "init")
+    cli(carol, "remote", "add", "origin", str(json.loads(cli(alice, "remote", "list", "--json").stdout)["origin"]))
+    cli(carol, "pull", "prod@{1}")  # the version prod named before its last move on the remote
+    assert Repository.open(carol).ids() == [v1]

@@ -110,6 +110,8 @@ def locate(name_or_url: str, root: str | os.PathLike[str]) -> tuple[str, str | N
 
 
 def resolve_on(other: Remote, refs: list[str]) -> list[str]:
-    """The version IDs `refs` name on a remote (its tags, its `latest`), from one listing."""
+    """The version IDs `refs` name on a remote (its tags and their histories, its `latest`), from one listing."""
+    from .promote import remote_moves
+
     ids = other.version_ids()
-    return [resolve_in(ref, ids, partial(tag_of, other)) for ref in refs]
+    return [resolve_in(ref, ids, partial(tag_of, other), partial(remote_moves, other)) for ref in refs]
