@@ -210,8 +210,13 @@ def test_crash_at_every_step_of_tag_updates(tmp_path: Path) -> None:
     total = steps_of(retag)
     assert total >= 100
     print(f"tag updates: crashing at each of their {total} filesystem steps")
+    # `total` was counted from a store without tags; after a crash the first move of up to 5 of the 30 can be
+    # a no-op (the tag already names that version: nothing is written or recorded), so a run may end
+    # before step k once k is within those moves' steps of the end
+    slack = 5 * (total // 30 + 1)
     for k in range(1, total + 1):
-        assert run_in_child(retag, crash_at=k) == fsutil.CRASH_EXIT_CODE
+        code = run_in_child(retag, crash_at=k)
+        assert code == fsutil.CRASH_EXIT_CODE or (code == 0 and k > total - slack), (k, total, code)
         tags = repo.tags()
         assert set(tags.values()) <= set(ids)
         assert len(repo.store.refs.tag_names()) == len(tags)  # no damaged tag file
