@@ -197,7 +197,12 @@ def test_readme_snippets_run(tmp_path: Path) -> None:
     # the README's premise: a model file and its training data, and a checkpoint folder
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "tickets.csv").write_text("text,category\nrefund please,billing\n")
-    (tmp_path / "model.joblib").write_bytes(os.urandom(50_000))
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    # a real fitted model: the README saves it with --refuse-unsafe, which refuses a pickle it cannot read
+    clf = LogisticRegression().fit(np.random.default_rng(0).standard_normal((40, 5)), [0, 1] * 20)
+    joblib.dump(clf, tmp_path / "model.joblib")
     checkpoint = tmp_path / "out" / "checkpoint"
     checkpoint.mkdir(parents=True)
     (checkpoint / "config.json").write_text('{"num_labels": 3}')

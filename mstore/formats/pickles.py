@@ -832,6 +832,11 @@ def scan_bytes(data: bytes) -> Scan:
     return scan_stream(io.BytesIO(data), len(data))
 
 
+# The first byte of every opcode protocols 0-5 define (pickletools.code2op, which mstore never imports).
+OPCODE_BYTES = frozenset(
+    b"().012BCFGIJKLMNPQRSTUVX]abcdeghijlopqrstu}"
+    b"\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98"
+)
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pck", ".joblib", ".sav", ".dill"}
 COMPRESSED_SUFFIXES = {".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4"}
 _COMPRESSED = [  # joblib's compressors (joblib/compressor.py), by the bytes their files start with
@@ -970,10 +975,10 @@ def scan_file(path: Path, allowed: Iterable[tuple[str, str]] | None = None) -> S
             scan = _scan_compressed(f, st.st_size, kind)
         elif head.startswith(b"PK\x03\x04"):
             scan = _scan_zip(path)
-        elif path.suffix.lower() in PICKLE_SUFFIXES:
+        elif path.suffix.lower() in PICKLE_SUFFIXES and head[:1] and head[0] in OPCODE_BYTES:
             scan = scan_stream(f, st.st_size)
         else:
-            return None
+            return None  # every unpickler raises on a first byte that is no opcode: nothing is ever loaded
         if scan is None:
             return None
         if allowed is not None:
