@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ..diff import environment as _environment
 from ..diff.compare import flatten_metrics, lineage_of, pickle_verdict_of, unsafe_globals_of
 from ..diff.lineage import change_lines, code_text, data_text
 from ..diff.query import fields as query_fields
@@ -227,6 +228,12 @@ def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
         git = lineage["git"]
         dirty = " (with uncommitted changes)" if git.get("dirty") else ""
         lines.append(f"  code: git commit {safe(git.get('commit', ''))}{dirty}")
+    saved_by = _environment.saved_by_of(meta)
+    if saved_by:
+        lines.append(f"  saved by: {safe(saved_by)}")
+    environment = _environment.environment_text(_environment.environment_of(meta))
+    if environment:
+        lines.append(f"  environment: {environment}")
     unsafe = unsafe_globals_of(meta)
     verdict, why = pickle_verdict_of(meta)
     if unsafe:
@@ -372,6 +379,7 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
         lines.append(f"categories: {' '.join(parts)}")
     lines += _metric_rows(d["metrics"], style)
     lines += change_lines(d.get("lineage") or {})
+    lines += _environment.change_lines(d.get("environment") or {})
     for f in files["added"]:
         lines.append(style(f"+ file {safe(f['path'])} ({format_bytes(f['size'])})", "good"))
     for f in files["removed"]:

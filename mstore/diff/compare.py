@@ -13,6 +13,7 @@ from ..store.metadata import is_number
 from ..store.objects import ObjectStore
 from ..store.versions import parse_id_time
 from .configdiff import diff_config_files
+from .environment import diff_environment
 from .tensordiff import diff_tensor_files
 
 # Keys compared in their own sections rather than as plain metadata.
@@ -233,6 +234,7 @@ def compare(store: Store, id1: str, id2: str) -> dict[str, Any]:
         "metrics": diff_metrics(m1, m2),
         "categories": {"added": sorted(cats2 - cats1), "removed": sorted(cats1 - cats2)},
         "lineage": diff_lineage(m1, m2),
+        "environment": diff_environment(m1, m2),
         "unsafe_globals": {"version1": unsafe_globals_of(m1), "version2": unsafe_globals_of(m2)},
         "files": diff_files(store.version_manifest(id1, m1), store.version_manifest(id2, m2), store.objects),
     }

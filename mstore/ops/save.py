@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,14 @@ from typing import Any
 from ..content.ingest import IngestStats, ingest, inside, scan
 from ..content.parents import parent_pieces
 from ..content.statcache import StatCache
+from ..diff import environment as _environment
 from ..diff import lineage as _lineage
 from ..errors import BadInput, SourceChanged, TagExists, UnsafeModel
 from ..formats import allowlist as _allowlist
 from ..formats import pickles as _pickles
 from ..store import commit as _commit
 from ..store import metadata as _metadata
+from ..store.identity import who
 from ..store.layout import Store
 from ..store.manifest import Manifest
 from ..store.objects import hash_bytes
@@ -49,6 +51,8 @@ class Plan:
     pickles: dict[str, tuple[Path, _pickles.Scan]]
     safety: dict[str, Any]  # pickle globals, unsafe ones
     lineage: dict[str, Any]
+    saved_by: str = ""  # who saved it (store/identity.py)
+    environment: dict[str, Any] = field(default_factory=dict)  # python, platform, package versions
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ def plan(
     if refuse_unsafe:
         refuse_if_unsafe(safety)
     lineage = _lineage.collect(user)  # before any lock: hashing a large training file takes a while
-    return Plan(user, source_path, exclude, pickles, safety, lineage)
+    return Plan(user, source_path, exclude, pickles, safety, lineage, who(), _environment.collect())
 
 
 def write_objects(
@@ -179,6 +183,8 @@ def version_record(
             "reused_bytes": stats.bytes_reused,
             "delta_objects": stats.deltas,
             "lineage": planned.lineage,
+            "saved_by": planned.saved_by,
+            "environment": planned.environment,
             **planned.safety,
         },
     }

@@ -130,8 +130,11 @@ MSTORE_FIELDS = {
     "reused_bytes": _INT,
     "delta_objects": _INT,
     "lineage": _DICT,
+    "saved_by": _STR,
+    "environment": _DICT,
 }
 LINEAGE_FIELDS = {"training_file": {"path": _STR, "blake3": _STR, "size": _INT}, "git": {"commit": _STR}}
+ENVIRONMENT_FIELDS = {"python": _STR, "platform": _STR, "packages": _DICT}  # packages: name -> version string
 
 
 def _is(value: Any, kind: str) -> bool:
@@ -165,6 +168,16 @@ def shape_problem(meta: Mapping[str, Any]) -> str | None:
         for key, kind in fields.items():
             if key in entry and not _is(entry[key], kind):
                 return f"has {RESERVED_KEY}.lineage.{part}.{key} that is not {kind}"
+    return _environment_problem(block.get("environment", {}))
+
+
+def _environment_problem(env: dict[str, Any]) -> str | None:
+    for key, kind in ENVIRONMENT_FIELDS.items():
+        if key in env and not _is(env[key], kind):
+            return f"has {RESERVED_KEY}.environment.{key} that is not {kind}"
+    for name, version in env.get("packages", {}).items():
+        if not isinstance(version, str):
+            return f"has {RESERVED_KEY}.environment.packages.{name[:40]} that is not {_STR}"
     return None
 
 

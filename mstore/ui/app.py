@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..diff.compare import flatten_metrics
+from ..diff.environment import change_lines as environment_changes
 from ..diff.lineage import change_lines
 from ..diff.ranking import default_metrics
 from ..errors import BadInput, MStoreError
@@ -268,7 +269,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             changed_only=changed_only,
             metric_rows=metric_rows,
             tensor_files=tensor_files,
-            lineage=change_lines(d["lineage"]),
+            lineage=change_lines(d["lineage"]) + environment_changes(d.get("environment") or {}),
             apart=format_duration(abs(d["time_diff"])),
         )
 
