@@ -163,6 +163,10 @@ class Repository:
     def gc(self, *, dry_run: bool = False, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
         return _gc.collect(self.store, grace_seconds=grace_seconds, dry_run=dry_run)
 
+    def gc_pending(self, grace_seconds: float = _gc.DEFAULT_GRACE_SECONDS) -> _gc.GcPlan:
+        """What `gc` would free now (`bytes`) and later (`young_bytes` at `young_until`); deletes nothing."""
+        return _gc.pending(self.store, grace_seconds)
+
     # -- remotes ---------------------------------------------------------------------------------
 
     def remotes(self) -> dict[str, str]:

@@ -14,7 +14,7 @@ from ..errors import BadInput
 from ..humanize import parse_time
 from ..repository import Repository
 from .render import diff_lines, du_lines, format_line, format_names, format_values, log_lines, show_lines, tensor_lines
-from .shared import JsonOpt, app, echo_lines, emit_json, note, open_repo, state, styled
+from .shared import JsonOpt, app, echo_lines, emit_json, gc_when, note, open_repo, state, styled
 
 
 @app.command(short_help="List versions: metrics, new bytes, tags, message.")
@@ -205,11 +205,12 @@ def du(
     as_json: JsonOpt = False,
 ) -> None:
     """Disk usage: logical size of all versions, bytes on disk, savings, what each version alone holds."""
-    usage = open_repo().du(largest=top)
+    repo = open_repo()
+    usage = repo.du(largest=top)
     if as_json:
         emit_json(usage)
     else:
-        echo_lines(du_lines(usage))
+        echo_lines(du_lines(usage, gc_when(repo) if usage["unreachable_bytes"] else None))
 
 
 @app.command(short_help="A local read-only web page: versions, charts, diffs.")

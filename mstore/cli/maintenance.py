@@ -13,6 +13,7 @@ from ..ops.fsck import Report as FsckReport
 from ..ops.fsck import unused_summary
 from ..ops.gc import DEFAULT_GRACE_SECONDS
 from ..repository import Repository
+from .render import gc_when_text
 from .shared import JsonOpt, app, byte_progress, emit_json, note, open_repo, state, styled, transfer_progress
 
 
@@ -151,7 +152,8 @@ def gc(
     verb = "would free" if dry_run else "freed"
     typer.echo(f"{verb} {format_bytes(plan.bytes)} in {len(plan.objects)} objects, {len(plan.leftovers)} leftovers")
     if plan.kept_young:
-        note(f"kept {plan.kept_young} unreferenced objects younger than {grace} (see --grace)")
+        later = gc_when_text(0, plan.young_bytes, plan.young_until)
+        note(f"kept {plan.kept_young} unreferenced objects younger than {grace}; {later}")
 
 
 def _gc_json(dry_run: bool, objects: int, freed: int, leftovers: int, kept_young: int) -> dict[str, Any]:
@@ -210,5 +212,7 @@ def prune(
     if remote is not None:
         summary += f" on {remote}"
     typer.echo(summary)
+    if freed is not None and freed.young_bytes:  # within the grace period the gc just run freed none of it
+        note(gc_when_text(0, freed.young_bytes, freed.young_until))
     if remote is not None and plan.remove and not dry_run:
         note(f"run `mstore gc --remote {remote}` to free the space only they used there")

@@ -4,7 +4,9 @@ CLI stays thin and the text is testable; stored strings always pass through `saf
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -405,14 +407,37 @@ def _savings(ratio: float | None) -> str:
     return f" ({1 / ratio:.1f}x the size of plain copies: manifests and metadata outweigh what sharing saved)"
 
 
-def du_lines(usage: dict[str, Any]) -> list[str]:
+def _clock(at: float, now: float) -> str:
+    """`14:32` (local time, rounded up to the minute so "after" holds), with the date when not today."""
+    when = datetime.fromtimestamp(math.ceil(at / 60) * 60)
+    today = datetime.fromtimestamp(now).date()
+    return f"{when:%H:%M}" if when.date() == today else f"{when:%Y-%m-%d %H:%M}"
+
+
+def gc_when_text(ready_bytes: int, later_bytes: int, later_at: float | None, now: float | None = None) -> str:
+    """When `mstore gc` gives the space back: `frees 2.9 MiB now`, or within the grace period
+    `frees 2.9 MiB after 14:32 (or now with --grace 0)`, or both."""
+    now = time.time() if now is None else now
+    if not later_bytes or later_at is None or later_at <= now:
+        total = ready_bytes + later_bytes
+        return f"`mstore gc` frees {format_bytes(total)} now" if total else "nothing for `mstore gc` to free"
+    later = f"after {_clock(later_at, now)}"
+    if not ready_bytes:
+        return f"`mstore gc` frees {format_bytes(later_bytes)} {later} (or now with --grace 0)"
+    return (
+        f"`mstore gc` frees {format_bytes(ready_bytes)} now and {format_bytes(later_bytes)} more {later} "
+        "(all of it now with --grace 0)"
+    )
+
+
+def du_lines(usage: dict[str, Any], gc_text: str | None = None) -> list[str]:
     count = usage["versions"]
     lines = [
         f"{count} version{'' if count == 1 else 's'}, {format_bytes(usage['logical_bytes'])} of models "
         f"in {format_bytes(usage['stored_bytes'])} on disk{_savings(usage['savings_ratio'])}",
     ]
     if usage["unreachable_bytes"]:
-        lines.append(f"{format_bytes(usage['unreachable_bytes'])} unreferenced (`mstore gc` frees it)")
+        lines.append(f"{format_bytes(usage['unreachable_bytes'])} unreferenced; {gc_text or '`mstore gc` frees it'}")
     if usage["largest"]:
         lines.append(f"{'version':<20}  {'model':>10}  {'only here':>10}")
         for row in usage["largest"]:

@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import EXIT_PROBLEM, MStoreError, MStoreWarning
 from ..humanize import safe
 from ..repository import Repository
+from .render import gc_when_text
 
 DEFAULT_STORE = "data/models"
 PROGRESS_MIN_BYTES = 64 << 20
@@ -175,6 +176,16 @@ def usage_fail(exc: Exception) -> NoReturn:
     where = getattr(exc, "ctx", None)
     hint = f" (see `{where.command_path} --help`)" if where is not None else ""
     fail(text[:1].lower() + text[1:] + hint, 2)
+
+
+def gc_when(repo: Repository) -> str | None:
+    r"""`\`mstore gc\` frees 2.9 MiB after 14:32 (or now with --grace 0)`: when the space of removed versions
+    comes back (None when the store cannot say: a damaged version makes gc refuse anyway)."""
+    try:
+        pending = repo.gc_pending()
+    except (MStoreError, OSError):
+        return None
+    return gc_when_text(pending.bytes, pending.young_bytes, pending.young_until)
 
 
 def note(message: str) -> None:

@@ -19,7 +19,7 @@ from ..store.manifest import KIND_FILE
 from ..store.refs import check_tag_name
 from ..store.versions import saved_name
 from .render import save_summary, unsafe_warnings
-from .shared import JsonOpt, app, byte_progress, emit_json, fail, note, open_repo, state
+from .shared import JsonOpt, app, byte_progress, emit_json, fail, gc_when, note, open_repo, state
 
 
 @app.command(short_help="Create an empty store.")
@@ -375,10 +375,11 @@ def rm(
         typer.echo(f"removed version {vid}{dropped} from {remote}")
         note(f"run `mstore gc --remote {remote}` to free the space only it used there")
         return
-    vid, tags = open_repo().remove(ref, force=force)
+    repo = open_repo()
+    vid, tags = repo.remove(ref, force=force)
     if as_json:
         emit_json({"removed": vid, "tags_removed": tags})
     else:
         dropped = f" and its tag(s) {', '.join(tags)}" if tags else ""
         typer.echo(f"removed version {vid}{dropped}")
-        note("run `mstore gc` to free the space only it used")
+        note(gc_when(repo) or "run `mstore gc` to free the space only it used")

@@ -25,6 +25,8 @@ class GcPlan:
     bytes: int
     leftovers: tuple[Path, ...]  # temp files and tmp/ entries old enough to delete
     kept_young: int  # unreachable objects kept because they are younger than the grace period
+    young_bytes: int = 0  # their bytes: what a later gc (or `--grace 0` now) frees
+    young_until: float | None = None  # when the youngest of them passes the grace period (epoch seconds)
 
 
 def reachable(store: Store) -> set[str]:
@@ -52,7 +54,7 @@ def _older_than(path: Path, cutoff: float) -> bool:
 def plan(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcPlan:
     cutoff = time.time() - grace_seconds
     keep = reachable(store)
-    doomed, young, size = [], 0, 0
+    doomed, young, size, young_bytes, newest = [], 0, 0, 0, None
     for oid in store.objects:
         if oid in keep:
             continue
@@ -60,13 +62,28 @@ def plan(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcPlan:
         if _older_than(path, cutoff):
             doomed.append(oid)
             size += path.stat().st_size
-        else:
-            young += 1
+            continue
+        try:
+            st = path.lstat()
+        except FileNotFoundError:  # deleted meanwhile (another gc)
+            continue
+        young += 1
+        young_bytes += st.st_size
+        newest = st.st_mtime if newest is None else max(newest, st.st_mtime)
     leftovers = [p for p in store.objects.stray_files() if _older_than(p, cutoff)]
     fsutil.check_real_dir(store.tmp, "tmp/")  # never list (and delete) through a link: UnsafeLayout
     if store.tmp.is_dir():
         leftovers += [store.tmp / n for n in sorted(os.listdir(store.tmp)) if _older_than(store.tmp / n, cutoff)]
-    return GcPlan(tuple(doomed), size, tuple(leftovers), young)
+    until = None if newest is None else newest + grace_seconds
+    return GcPlan(tuple(doomed), size, tuple(leftovers), young, young_bytes, until)
+
+
+def pending(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcPlan:
+    """What gc would free and when, planned without the lock and deleting nothing: `rm`, `prune` and `du`
+    use it to say when the space comes back (within the grace period a gc frees nothing of it)."""
+    if problems := layout_problems(store.root):
+        raise GcRefused(f"gc deleted nothing: {problems[0]}")
+    return plan(store, grace_seconds)
 
 
 def execute(store: Store, gc_plan: GcPlan) -> None:
