@@ -113,6 +113,7 @@ def log_lines(
     style: Style = plain,
 ) -> list[str]:
     lines: list[str] = []
+    rows: list[list[tuple[str, str]]] = []
     for meta in entries:
         vid = meta["timestamp"]
         short = str(meta.get("model_hash", ""))[:12]
@@ -121,12 +122,7 @@ def log_lines(
         stored = "" if new is None else f"+{format_bytes(new)}"
         message = safe(meta.get("message", ""))
         if oneline:
-            parts = [style(vid, "id"), short, style(_age(vid, now), "dim"), _metric_text(meta, metrics)]
-            parts += [_param_text(meta), stored]
-            verdict = pickle_verdict_of(meta)[0]
-            mark = {"unsafe": "UNSAFE", "unknown": "UNSAFE?"}.get(verdict or "", "")
-            parts += [style(deco, "deco") if deco else "", style(mark, "bad") if mark else "", message]
-            lines.append("  ".join(p for p in parts if p))
+            rows.append(_oneline_cells(meta, metrics, deco, stored, message, now))
             continue
         lines.append(f"{style('version ' + vid, 'id')}" + (f"  {style(deco, 'deco')}" if deco else ""))
         lines.append(f"Age:      {_age(vid, now)} ({parse_id_time(vid):%Y-%m-%d %H:%M:%S} UTC)")
@@ -152,7 +148,44 @@ def log_lines(
         if message:
             lines.append(f"Message:  {message}")
         lines.append("")
-    return lines[:-1] if lines and not oneline else lines
+    if oneline:
+        return aligned(rows, style)
+    return lines[:-1] if lines else lines
+
+
+def _oneline_cells(
+    meta: dict[str, Any], metrics: list[str], deco: str, stored: str, message: str, now: datetime
+) -> list[tuple[str, str]]:
+    """One `log --oneline` row as (text, role) cells: id, hash, age, one cell per metric, params, stored
+    bytes, decorations (latest, tags), the pickle mark and the message (the last, never padded)."""
+    vid = meta["timestamp"]
+    flat = flatten_metrics(meta.get("metrics") or {})
+    cells = [(vid, "id"), (str(meta.get("model_hash", ""))[:12], ""), (_age(vid, now), "dim")]
+    cells += [(f"{safe(n)}={_num(flat[n])}" if n in flat else "", "") for n in metrics]
+    verdict = pickle_verdict_of(meta)[0]
+    mark = {"unsafe": "UNSAFE", "unknown": "UNSAFE?"}.get(verdict or "", "")
+    cells += [(_param_text(meta), ""), (stored, ""), (deco, "deco"), (mark, "bad"), (message, "")]
+    return cells
+
+
+def aligned(rows: list[list[tuple[str, str]]], style: Style = plain) -> list[str]:
+    """Rows of (text, role) cells as lines whose columns line up: each column as wide as its widest cell
+    (padding added outside the styling, so colours do not count), columns empty in every row left out,
+    two spaces between columns and no trailing blanks."""
+    if not rows:
+        return []
+    count = max(len(r) for r in rows)
+    widths = [max((len(r[i][0]) for r in rows if i < len(r)), default=0) for i in range(count)]
+    keep = [i for i in range(count) if widths[i]]
+    lines = []
+    for row in rows:
+        out = []
+        for n, i in enumerate(keep):
+            text, role = row[i] if i < len(row) else ("", "")
+            pad = "" if n == len(keep) - 1 else " " * (widths[i] - len(text))
+            out.append((style(text, role) if text and role else text) + pad)
+        lines.append("  ".join(out).rstrip())
+    return lines
 
 
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
