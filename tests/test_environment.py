@@ -164,3 +164,22 @@ def test_readers_ignore_odd_types_they_are_handed() -> None:
     assert environment.environment_of(odd) == {"packages": {"torch": "2.5"}}
     assert environment.environment_text(environment.environment_of(odd)) == "torch 2.5"
     assert environment.diff_environment(odd, {"mstore": "x"}) == {"saved_by": None, "changed": {}, "packages": {}}
+
+
+def test_the_ui_shows_who_and_where_and_what_moved(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    from mstore.ui.app import create_app
+
+    monkeypatch.setenv("MSTORE_USER", "<b>alice</b>")
+    _fake_packages(monkeypatch, {"scikit-learn": "1.5.2"})
+    first = _save(repo, tmp_path, b"one")
+    _fake_packages(monkeypatch, {"scikit-learn": "1.6.0"})
+    second = _save(repo, tmp_path, b"two")
+    client = TestClient(create_app(repo.root), base_url="http://127.0.0.1:8000")
+    page = client.get(f"/versions/{second}").text
+    assert 'by <span id="saved-by">&lt;b&gt;alice&lt;/b&gt;</span>' in page  # escaped, never markup
+    assert "scikit-learn 1.6.0</p>" in page
+    assert "scikit-learn 1.5.2 -&gt; 1.6.0" in client.get(f"/diff?old={first}&new={second}").text

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..diff.compare import flatten_metrics
 from ..diff.environment import change_lines as environment_changes
+from ..diff.environment import environment_of, environment_text, saved_by_of
 from ..diff.lineage import change_lines
 from ..diff.ranking import default_metrics
 from ..errors import BadInput, MStoreError
@@ -237,6 +238,8 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             metrics=_metric_values(meta),
             share=share,
             store=str(repo.root.resolve()),
+            saved_by=saved_by_of(meta),
+            environment=environment_text(environment_of(meta)),
         )
 
     def diff(request: Request) -> Response:
