@@ -356,7 +356,9 @@ def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | Non
 
 
 # An offline resolution recorded before the pickle scan was kept with it: its verdict is not known.
-_UNKNOWN_SCAN: dict[str, Any] = {"mstore": {"pickle_globals": {}, "pickle_incomplete": True}}
+_UNKNOWN_SCAN: dict[str, Any] = {
+    "mstore": {"pickle_globals": {}, "pickle_incomplete": {"?": "no scan was kept offline; run it once online"}}
+}
 _PICKLE_KEYS = ("pickle_globals", "unsafe_globals", "pickle_incomplete", "pickle_verdict")
 
 

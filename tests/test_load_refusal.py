@@ -7,6 +7,7 @@ The unsafe pickle is written opcode by opcode (protocol 0 `GLOBAL os system` + R
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,15 +127,28 @@ def test_model_path_partial_load_without_the_unsafe_file_passes(saved: tuple[Pat
 
 
 def test_model_path_offline_keeps_the_decision(saved: tuple[Path, dict[str, str]]) -> None:
-    """Offline answers come from the cache's recorded resolution, which keeps the pickle scan with it."""
-    tmp_path, _ = saved
-    store = tmp_path / "store"
-    mstore.model_path("bad", store=store, allow_unsafe=True)  # recorded online
-    mstore.model_path("good", store=store)
+    """Offline answers come from the cache's recorded resolution, which keeps the pickle scan with it; a
+    resolution recorded without one (older mstore) is of unknown verdict, so refused."""
+    tmp_path, ids = saved
+    repo = Repository.open(tmp_path / "store")
+    url = str(tmp_path / "remote")
+    repo.remote_add("origin", url)
+    repo.push("origin")
+    assert mstore.model_path("bad", remote=url, allow_unsafe=True).read_bytes() == UNSAFE  # recorded online
+    assert mstore.model_path("good", remote=url).read_bytes() == SAFE
+    with pytest.raises(UnsafeModel, match=rf"{ids['bad']}.*os\.system"):
+        mstore.model_path("bad", remote=url, offline=True)
+    assert mstore.model_path("bad", remote=url, offline=True, allow_unsafe=True).read_bytes() == UNSAFE
+    assert mstore.model_path("good", remote=url, offline=True).read_bytes() == SAFE
     cache = Cache.open(tmp_path / "cache")
-    source = f"store {store.resolve()}"
-    found = cache.resolution(source, "bad")
-    assert found is not None and found["pickle"]["unsafe_globals"] == ["os.system"]
+    (found,) = [r for r in cache.resolutions() if r["ref"] == "good"]
+    doc = json.loads((tmp_path / "cache" / "refs" / found["file"]).read_bytes())
+    del doc["pickle"]
+    (tmp_path / "cache" / "refs" / found["file"]).write_text(json.dumps(doc))
+    with pytest.raises(UnsafeModel, match=ids["good"]):
+        mstore.model_path("good", remote=url, offline=True)
+    with pytest.raises(UnsafeModel, match=ids["good"]):
+        mstore.model_path("good", remote=url, offline=True, files=["model.pkl"])
 
 
 # -- mstore path ----------------------------------------------------------------------------------------------

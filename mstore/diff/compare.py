@@ -185,7 +185,12 @@ def load_refusal(meta: dict[str, Any], version: str, files: Collection[str] | No
     block = meta.get("mstore")
     per_file = block.get("pickle_globals") if isinstance(block, dict) else None
     incomplete = block.get("pickle_incomplete") if isinstance(block, dict) else None
-    if files is not None and isinstance(per_file, dict) and (incomplete is None or isinstance(incomplete, dict)):
+    if (
+        files is not None
+        and per_file
+        and isinstance(per_file, dict)
+        and (incomplete is None or isinstance(incomplete, dict))
+    ):
         unsafe = set(unsafe_globals_of(meta))
         bad = []
         for rel in sorted(files):
