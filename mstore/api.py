@@ -145,10 +145,13 @@ class ModelVersioning:
         remote: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         offline: bool | str | None = None,
+        allow_unsafe: bool | None = None,
     ) -> Path:
         """The path of a version's model inside the read-only cache (see `mstore.model_path`):
-        materialised and verified once, then answered from a stamp check."""
-        return model_path(version, store=self.base_dir, remote=remote, cache_dir=cache_dir, offline=offline)
+        materialised and verified once, then answered from a stamp check; unsafe pickles refused alike."""
+        return model_path(
+            version, store=self.base_dir, remote=remote, cache_dir=cache_dir, offline=offline, allow_unsafe=allow_unsafe
+        )
 
     def tag(self, name: str, version: str = "latest", *, force: bool = False) -> str:
         """Name a version; returns its ID."""

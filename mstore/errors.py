@@ -107,6 +107,14 @@ class UnsafeModel(BadInput):
     asked to refuse such models (`--refuse-unsafe`); nothing was saved."""
 
 
+class UnsafeToLoad(UnsafeModel):
+    """`model_path`, `mstore path` or `checkout` was asked for a version whose pickles are unsafe or unknown,
+    without `allow_unsafe` / `--allow-unsafe` / MSTORE_ALLOW_UNSAFE=1; nothing was written (exit 1: the
+    store's content is the problem, not the request)."""
+
+    exit_code = EXIT_PROBLEM
+
+
 class SourceChanged(MStoreError):
     """The model file changed while it was being saved; nothing was published."""
 

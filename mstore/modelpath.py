@@ -25,6 +25,7 @@ from typing import Any
 from .cache.entries import Cache
 from .content.restore import restore
 from .content.select import choose
+from .diff.compare import check_loadable
 from .errors import BadInput, IntegrityError, MStoreWarning, NotCached, StoreNotFound
 from .ops.revparse import is_best, resolve, resolve_in
 from .remote import config as remote_config
@@ -105,6 +106,7 @@ def model_path(
     files: Sequence[str] | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    allow_unsafe: bool | None = None,
 ) -> Path:
     """The path of `ref`'s model (the file, or the folder of a directory model) inside the cache.
 
@@ -113,6 +115,9 @@ def model_path(
     a remote name of that store or a URL (s3://bucket/prefix, a directory), used without any local store.
     `files` (exact paths), `include` and `exclude` (globs, as huggingface_hub's allow_patterns) write only
     those files of a directory model, fetching only their chunks; a later call for more adds them.
+    A version whose pickles are unsafe or unknown (loading runs what they import) raises UnsafeModel,
+    writing nothing, unless `allow_unsafe=True` or MSTORE_ALLOW_UNSAFE=1; a partial load that leaves out
+    every such pickle passes.
     """
     found = locate(
         ref,
@@ -123,6 +128,7 @@ def model_path(
         files=files,
         include=include,
         exclude=exclude,
+        allow_unsafe=allow_unsafe,
     )
     return found.path
 
@@ -137,6 +143,7 @@ def locate(
     files: Sequence[str] | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    allow_unsafe: bool | None = None,
 ) -> Located:
     """`model_path` with everything `mstore path --json` reports."""
     cache = Cache.open(cache_dir)
@@ -144,9 +151,10 @@ def locate(
     wanted = None
     if files is not None or include is not None or exclude:
         wanted = choose(origin.manifest(), files, include, exclude)  # the manifest is one small object
+    check_loadable(origin.meta, origin.version, allow_unsafe, wanted)  # before anything is written
     path, wrote = cache.materialise(origin.key, origin.model_hash, origin, wanted)
     if not origin.offline:
-        cache.record(origin.source, ref, origin.version, origin.key, origin.model_hash)
+        cache.record(origin.source, ref, origin.version, origin.key, origin.model_hash, pickle_record(origin.meta))
     located = Located(
         path, origin.version, origin.model_hash, origin.key, origin.source, ref, not wrote, origin.offline
     )
@@ -169,6 +177,7 @@ class Origin:
     offline: bool
     stats: TransferStats = field(default_factory=TransferStats)  # what was downloaded (remotes only)
     workers: int = WORKERS  # threads for reading many chunks at once (a remote's: requests in flight)
+    meta: dict[str, Any] = field(default_factory=dict)  # the version's metadata (offline: its pickle scan only)
     _manifest: Manifest | None = field(default=None, init=False, repr=False)
 
     def manifest(self) -> Manifest:
@@ -219,7 +228,6 @@ def find(
 @dataclass
 class _StoreOrigin(Origin):
     store: Store | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
     cache: Cache | None = None
 
     def _load(self) -> Manifest:
@@ -252,7 +260,6 @@ def _from_store(store: Store, ref: str, cache: Cache) -> Origin:
 @dataclass
 class _RemoteOrigin(Origin):
     fetch: Fetcher | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
     cache: Cache | None = None
 
     def _load(self) -> Manifest:
@@ -342,7 +349,23 @@ def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | Non
             MStoreWarning,
             stacklevel=2,
         )
-    return _CachedOrigin(found["version"], found["manifest"], found["model_hash"], source, True, cache=cache, ref=ref)
+    meta = {"mstore": found["pickle"]} if isinstance(found.get("pickle"), dict) else _UNKNOWN_SCAN
+    origin = _CachedOrigin(found["version"], found["manifest"], found["model_hash"], source, True, cache=cache, ref=ref)
+    origin.meta = meta
+    return origin
+
+
+# An offline resolution recorded before the pickle scan was kept with it: its verdict is not known.
+_UNKNOWN_SCAN: dict[str, Any] = {
+    "mstore": {"pickle_globals": {}, "pickle_incomplete": {"?": "no scan was kept offline; run it once online"}}
+}
+_PICKLE_KEYS = ("pickle_globals", "unsafe_globals", "pickle_incomplete", "pickle_verdict")
+
+
+def pickle_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """The part of a version's metadata an offline answer needs to take the same load decision."""
+    block = meta.get("mstore")
+    return {k: block[k] for k in _PICKLE_KEYS if k in block} if isinstance(block, dict) else {}
 
 
 __all__ = ["Located", "Origin", "find", "locate", "model_path", "offline_mode"]

@@ -468,14 +468,18 @@ class Cache:
     def _resolution_name(source: str, ref: str) -> str:
         return blake3.blake3(f"{source}\0{ref}".encode()).hexdigest()[:40] + ".json"
 
-    def record(self, source: str, ref: str, version: str, key: str, model_hash: str) -> None:
-        """Remember that `ref` on `source` named this version and entry (rewritten only when it changed)."""
+    def record(
+        self, source: str, ref: str, version: str, key: str, model_hash: str, pickle: dict[str, Any] | None = None
+    ) -> None:
+        """Remember that `ref` on `source` named this version and entry, with the version's pickle scan
+        (`pickle`: what an offline answer needs to refuse an unsafe model); rewritten only when it changed."""
         path = self.root / "refs" / self._resolution_name(source, ref)
         old = self.resolution(source, ref)
-        if old is not None and (old["version"], old["manifest"], old["model_hash"]) == (version, key, model_hash):
+        same = (version, key, model_hash, pickle or {})
+        if old is not None and (old["version"], old["manifest"], old["model_hash"], old.get("pickle")) == same:
             return
         doc: dict[str, Any] = {"source": source, "ref": ref, "version": version, "manifest": key}
-        doc.update(model_hash=model_hash, resolved_at=time.time())
+        doc.update(model_hash=model_hash, resolved_at=time.time(), pickle=pickle or {})
         with suppress(OSError):  # best effort: a read-only cache still answers, it just cannot learn
             fsutil.atomic_write(path, json.dumps(doc).encode(), sync_dir=False)
 

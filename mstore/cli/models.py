@@ -13,7 +13,7 @@ from ..cache.entries import Cache
 from ..errors import EXIT_PROBLEM, BadInput, VersionNotFound
 from ..humanize import format_bytes, format_duration, parse_duration, parse_size, safe
 from ..modelpath import locate
-from .shared import CommandGroup, JsonOpt, app, emit_json, note, state
+from .shared import AllowUnsafeOpt, CommandGroup, JsonOpt, app, emit_json, note, state
 
 
 @app.command(short_help="Print the cached, verified path of a version's model.")
@@ -46,6 +46,7 @@ def path(
         typer.Option("--exclude", "-X", metavar="GLOB", help="Leave out the files matching this pattern (repeatable)."),
     ] = None,
     as_json: JsonOpt = False,
+    allow_unsafe: AllowUnsafeOpt = False,
 ) -> None:
     """Print the path of a version's model in the read-only cache: python serve.py --model "$(mstore path prod)".
 
@@ -54,10 +55,16 @@ def path(
     ~/.cache/mstore. MSTORE_OFFLINE=1 answers only refs resolved before; MSTORE_OFFLINE=auto does so, with a
     warning, when the remote cannot be reached. --include / --exclude choose files of a folder model as
     huggingface_hub's allow_patterns / ignore_patterns do (`*` also crosses `/`); a pattern that matches no
-    file is an error.
+    file is an error. A version whose pickles are unsafe or unknown is refused unless --allow-unsafe.
     """
     found = locate(
-        ref, store=state.store, remote=remote, offline=True if offline else None, include=include, exclude=exclude
+        ref,
+        store=state.store,
+        remote=remote,
+        offline=True if offline else None,
+        include=include,
+        exclude=exclude,
+        allow_unsafe=True if allow_unsafe else None,
     )
     if as_json:
         emit_json(found.to_json())

@@ -261,6 +261,14 @@ def main(
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+AllowUnsafeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unsafe",
+        help="Hand over a version whose pickles are unsafe or unknown (loading runs what they import); "
+        "also MSTORE_ALLOW_UNSAFE=1.",
+    ),
+]
 
 
 EndpointOpt = Annotated[

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..content.ingest import source_size
+from ..diff.compare import check_loadable
 from ..errors import BadInput, MStoreError
 from ..humanize import format_duration
 from ..ops.gc import DEFAULT_GRACE_SECONDS
@@ -19,7 +20,7 @@ from ..store.manifest import KIND_FILE
 from ..store.refs import check_tag_name
 from ..store.versions import saved_name
 from .render import save_summary, unsafe_warnings
-from .shared import JsonOpt, app, byte_progress, emit_json, fail, gc_when, note, open_repo, state
+from .shared import AllowUnsafeOpt, JsonOpt, app, byte_progress, emit_json, fail, gc_when, note, open_repo, state
 
 
 @app.command(short_help="Create an empty store.")
@@ -275,10 +276,15 @@ def checkout(
         ),
     ] = None,
     as_json: JsonOpt = False,
+    allow_unsafe: AllowUnsafeOpt = False,
 ) -> None:
-    """Restore a version's model, verified bit-exact, to a path."""
+    """Restore a version's model, verified bit-exact, to a path.
+
+    A version whose pickles are unsafe or unknown is refused, writing nothing, unless --allow-unsafe.
+    """
     repo = open_repo()
     vid = repo.fetch(remote, ref) if remote else repo.resolve(ref)
+    check_loadable(repo.get(vid), vid, True if allow_unsafe else None)
     manifest = repo.manifest(vid)
     if output is None:
         output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+from collections.abc import Collection
 from typing import Any
 
 from ..content.storedfile import StoredFile, stored_external_tensors
+from ..errors import UnsafeToLoad
 from ..store.layout import Store
 from ..store.manifest import KIND_FILE, Entry, Manifest
 from ..store.metadata import is_number
@@ -161,6 +164,65 @@ def pickle_verdict_of(meta: dict[str, Any]) -> tuple[str | None, str]:
     if not isinstance(block.get("pickle_globals"), dict) or not isinstance(block.get("unsafe_globals"), list):
         return "unknown", "the pickle scan recorded in this version is unreadable; treated as unsafe"
     return "safe", ""
+
+
+ALLOW_UNSAFE_ENV = "MSTORE_ALLOW_UNSAFE"
+
+
+def allow_unsafe_from(allow_unsafe: bool | None) -> bool:
+    """The caller's switch, else MSTORE_ALLOW_UNSAFE (1/true/yes allow; anything else does not)."""
+    if allow_unsafe is not None:
+        return bool(allow_unsafe)
+    return os.environ.get(ALLOW_UNSAFE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_refusal(meta: dict[str, Any], version: str, files: Collection[str] | None = None) -> str | None:
+    """Why handing `version`'s model to a loader is refused (one line), or None when it may be handed over:
+    a version without pickles, one whose pickles are all known-safe, or a partial load (`files`, manifest
+    paths) that leaves out every pickle that is not. The first offending global is named."""
+    verdict, why = pickle_verdict_of(meta)
+    if verdict in (None, "safe"):
+        return None
+    block = meta.get("mstore")
+    per_file = block.get("pickle_globals") if isinstance(block, dict) else None
+    incomplete = block.get("pickle_incomplete") if isinstance(block, dict) else None
+    if (
+        files is not None
+        and per_file
+        and isinstance(per_file, dict)
+        and (incomplete is None or isinstance(incomplete, dict))
+    ):
+        unsafe = set(unsafe_globals_of(meta))
+        bad = []
+        for rel in sorted(files):
+            names = per_file.get(rel)
+            if rel in (incomplete or {}) or (rel in per_file and not isinstance(names, list)):
+                bad.append((rel, None))
+            elif isinstance(names, list):
+                bad.extend((rel, g) for g in names if g in unsafe)
+        if not bad:
+            return None
+        rel, first = bad[0]
+        why = f"pickle {rel!r} imports {first}" if first else f"pickle {rel!r} could not be read to its end"
+    else:
+        first_unsafe = unsafe_globals_of(meta)[:1]
+        if first_unsafe:
+            why = f"loading it imports {first_unsafe[0]}"
+    return (
+        f"refused: version {version} is {verdict} ({why}); nothing was written. Loading runs what its pickles "
+        f"import: pass --allow-unsafe (allow_unsafe=True, or {ALLOW_UNSAFE_ENV}=1) if you trust it"
+    )
+
+
+def check_loadable(
+    meta: dict[str, Any], version: str, allow_unsafe: bool | None = None, files: Collection[str] | None = None
+) -> None:
+    """Raise UnsafeToLoad (an UnsafeModel) for a version `load_refusal` refuses, unless allowed."""
+    if allow_unsafe_from(allow_unsafe):
+        return
+    why = load_refusal(meta, version, files)
+    if why is not None:
+        raise UnsafeToLoad(why)
 
 
 def diff_lineage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,208 @@
+"""Refusal at the moment of loading: `model_path`, `mstore path` and `mstore checkout` refuse a version whose
+pickle verdict is unsafe or unknown unless the caller allows it (`allow_unsafe=True`, `--allow-unsafe`,
+`MSTORE_ALLOW_UNSAFE=1`); one line on stderr naming the first offending global, exit 1, nothing written.
+
+The unsafe pickle is written opcode by opcode (protocol 0 `GLOBAL os system` + REDUCE) and never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mstore
+from mstore import Repository
+from mstore.cache.entries import Cache
+from mstore.errors import UnsafeModel
+
+# os.system("true") under pickle.load: the scanner must call it unsafe (the test never loads it)
+UNSAFE = b"cos\nsystem\n(S'true'\ntR."
+# a plain dict {"a": 1}: no globals at all, so "safe"
+SAFE = b"\x80\x04}\x94\x8c\x01a\x94K\x01s."
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSTORE_")}
+    env.update(MSTORE_DIR=str(tmp_path / "store"), MSTORE_CACHE=str(tmp_path / "cache"))
+    env.update(extra)
+    return env
+
+
+def _mstore(tmp_path: Path, *args: str, code: int = 0, **env: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "mstore", *args],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, **env),
+        timeout=60,
+        cwd=tmp_path / "work",
+    )
+    assert result.returncode == code, (args, result.stdout, result.stderr)
+    return result
+
+
+@pytest.fixture
+def saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str, str]]:
+    """A store with `bad` (model.pkl unsafe), `good` (model.pkl safe), `plain` (no pickle), and `mixed`
+    (a folder: evil.pkl unsafe, ok.pkl safe, config.json)."""
+    monkeypatch.delenv("MSTORE_ALLOW_UNSAFE", raising=False)
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "work").mkdir()
+    repo = Repository.init(tmp_path / "store")
+    src = tmp_path / "src"
+    src.mkdir()
+    ids = {}
+    for tag, name, data in (("bad", "model.pkl", UNSAFE), ("good", "model.pkl", SAFE), ("plain", "m.bin", b"x" * 10)):
+        d = src / tag
+        d.mkdir()
+        (d / name).write_bytes(data)
+        ids[tag] = str(repo.save(d / name, tag=tag)["timestamp"])
+    folder = src / "mixed"
+    folder.mkdir()
+    (folder / "evil.pkl").write_bytes(UNSAFE)
+    (folder / "ok.pkl").write_bytes(SAFE)
+    (folder / "config.json").write_bytes(b"{}")
+    ids["mixed"] = str(repo.save(folder, tag="mixed")["timestamp"])
+    assert repo.get("bad")["mstore"]["pickle_verdict"] == "unsafe"
+    assert repo.get("good")["mstore"]["pickle_verdict"] == "safe"
+    return tmp_path, ids
+
+
+def _one_line(result: subprocess.CompletedProcess[str], vid: str) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mstore: error: refused:"), result.stderr
+    assert vid in lines[0] and "os.system" in lines[0] and "--allow-unsafe" in lines[0], lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+def _cache_entries(tmp_path: Path) -> list[str]:
+    entries = tmp_path / "cache" / "entries"
+    return sorted(os.listdir(entries)) if entries.is_dir() else []
+
+
+# -- model_path ---------------------------------------------------------------------------------------------
+
+
+def test_model_path_refuses_unsafe_and_writes_nothing(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, ids = saved
+    with pytest.raises(UnsafeModel, match=rf"{ids['bad']}.*os\.system.*allow_unsafe=True"):
+        mstore.model_path("bad", store=tmp_path / "store")
+    assert _cache_entries(tmp_path) == []
+
+
+def test_model_path_allowed_by_argument_and_env(
+    saved: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp_path, _ = saved
+    path = mstore.model_path("bad", store=tmp_path / "store", allow_unsafe=True)
+    assert path.read_bytes() == UNSAFE
+    monkeypatch.setenv("MSTORE_ALLOW_UNSAFE", "1")
+    assert mstore.model_path("bad", store=tmp_path / "store") == path
+    # the argument wins over the environment
+    with pytest.raises(UnsafeModel):
+        mstore.model_path("bad", store=tmp_path / "store", allow_unsafe=False)
+
+
+def test_model_path_safe_and_pickle_free_pass(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, _ = saved
+    assert mstore.model_path("good", store=tmp_path / "store").read_bytes() == SAFE
+    assert mstore.model_path("plain", store=tmp_path / "store").read_bytes() == b"x" * 10
+
+
+def test_model_path_partial_load_without_the_unsafe_file_passes(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, ids = saved
+    store = tmp_path / "store"
+    path = mstore.model_path("mixed", store=store, files=["ok.pkl", "config.json"])
+    assert (path / "ok.pkl").read_bytes() == SAFE and not (path / "evil.pkl").exists()
+    with pytest.raises(UnsafeModel, match=r"evil\.pkl.*os\.system"):
+        mstore.model_path("mixed", store=store, include=["*.pkl"])
+    with pytest.raises(UnsafeModel, match=ids["mixed"]):
+        mstore.model_path("mixed", store=store)
+
+
+def test_model_path_offline_keeps_the_decision(saved: tuple[Path, dict[str, str]]) -> None:
+    """Offline answers come from the cache's recorded resolution, which keeps the pickle scan with it; a
+    resolution recorded without one (older mstore) is of unknown verdict, so refused."""
+    tmp_path, ids = saved
+    repo = Repository.open(tmp_path / "store")
+    url = str(tmp_path / "remote")
+    repo.remote_add("origin", url)
+    repo.push("origin")
+    assert mstore.model_path("bad", remote=url, allow_unsafe=True).read_bytes() == UNSAFE  # recorded online
+    assert mstore.model_path("good", remote=url).read_bytes() == SAFE
+    with pytest.raises(UnsafeModel, match=rf"{ids['bad']}.*os\.system"):
+        mstore.model_path("bad", remote=url, offline=True)
+    assert mstore.model_path("bad", remote=url, offline=True, allow_unsafe=True).read_bytes() == UNSAFE
+    assert mstore.model_path("good", remote=url, offline=True).read_bytes() == SAFE
+    cache = Cache.open(tmp_path / "cache")
+    (found,) = [r for r in cache.resolutions() if r["ref"] == "good"]
+    doc = json.loads((tmp_path / "cache" / "refs" / found["file"]).read_bytes())
+    del doc["pickle"]
+    (tmp_path / "cache" / "refs" / found["file"]).write_text(json.dumps(doc))
+    with pytest.raises(UnsafeModel, match=ids["good"]):
+        mstore.model_path("good", remote=url, offline=True)
+    with pytest.raises(UnsafeModel, match=ids["good"]):
+        mstore.model_path("good", remote=url, offline=True, files=["model.pkl"])
+
+
+# -- mstore path ----------------------------------------------------------------------------------------------
+
+
+def test_path_refuses_unsafe(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, ids = saved
+    _one_line(_mstore(tmp_path, "path", "bad", code=1), ids["bad"])
+    _one_line(_mstore(tmp_path, "path", "bad", "--json", code=1), ids["bad"])
+    assert _cache_entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_path_allowed(saved: tuple[Path, dict[str, str]], how: str) -> None:
+    tmp_path, _ = saved
+    if how == "flag":
+        out = _mstore(tmp_path, "path", "bad", "--allow-unsafe").stdout
+    else:
+        out = _mstore(tmp_path, "path", "bad", MSTORE_ALLOW_UNSAFE="1").stdout
+    assert Path(out.strip()).read_bytes() == UNSAFE
+
+
+def test_path_safe_passes_and_partial_include(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, ids = saved
+    assert Path(_mstore(tmp_path, "path", "good").stdout.strip()).read_bytes() == SAFE
+    assert Path(_mstore(tmp_path, "path", "plain").stdout.strip()).read_bytes() == b"x" * 10
+    out = _mstore(tmp_path, "path", "mixed", "--include", "ok.pkl").stdout.strip()
+    assert (Path(out) / "ok.pkl").read_bytes() == SAFE
+    _one_line(_mstore(tmp_path, "path", "mixed", "--exclude", "ok.pkl", code=1), ids["mixed"])
+
+
+# -- mstore checkout ------------------------------------------------------------------------------------------
+
+
+def test_checkout_refuses_unsafe_and_writes_nothing(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, ids = saved
+    _one_line(_mstore(tmp_path, "checkout", "bad", "-o", "out.pkl", code=1), ids["bad"])
+    _one_line(_mstore(tmp_path, "checkout", "mixed", code=1), ids["mixed"])
+    assert os.listdir(tmp_path / "work") == []
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_checkout_allowed(saved: tuple[Path, dict[str, str]], how: str) -> None:
+    tmp_path, _ = saved
+    if how == "flag":
+        _mstore(tmp_path, "checkout", "bad", "-o", "out.pkl", "--allow-unsafe")
+    else:
+        _mstore(tmp_path, "checkout", "bad", "-o", "out.pkl", MSTORE_ALLOW_UNSAFE="1")
+    assert (tmp_path / "work" / "out.pkl").read_bytes() == UNSAFE
+
+
+def test_checkout_safe_passes(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, _ = saved
+    _mstore(tmp_path, "checkout", "good", "-o", "good.pkl")
+    _mstore(tmp_path, "checkout", "plain", "-o", "m.bin")
+    assert (tmp_path / "work" / "good.pkl").read_bytes() == SAFE
+    assert (tmp_path / "work" / "m.bin").read_bytes() == b"x" * 10
