@@ -291,3 +291,56 @@ def test_diff_page_says_whether_the_training_data_changed(tmp_path: Path) -> Non
     assert "trained on the same data:" in same
     cli = runner.invoke(cli_app, ["--store", str(repo.root), "diff", ids[0], ids[1]])
     assert "training data changed:" in cli.stdout
+
+
+# os.system("true") under pickle.load, written opcode by opcode and never loaded; and a plain dict (safe)
+UNSAFE_PICKLE = b"cos\nsystem\n(S'true'\ntR."
+SAFE_PICKLE = b"\x80\x04}\x94\x8c\x01a\x94K\x01s."
+HTML_PICKLE = b"cos\n<b>x\n(S'true'\ntR."  # a global whose name is markup: shown escaped
+
+
+@pytest.fixture(scope="module")
+def pickles(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, dict[str, str]]:
+    """A store with `bad` (an os.system pickle), `good` (a plain dict pickle), `cut` (that pickle without its
+    STOP: verdict unknown) and `html` (a global named with markup)."""
+    tmp = tmp_path_factory.mktemp("ui-pickles")
+    repo = Repository.init(tmp / "store")
+    ids = {}
+    cases = (("bad", UNSAFE_PICKLE), ("good", SAFE_PICKLE), ("cut", SAFE_PICKLE[:-1]), ("html", HTML_PICKLE))
+    for tag, data in cases:
+        (tmp / tag).mkdir()
+        (tmp / tag / "model.pkl").write_bytes(data)
+        ids[tag] = str(repo.save(tmp / tag / "model.pkl", tag=tag)["timestamp"])
+    return TestClient(create_app(repo.root), base_url=BASE), ids
+
+
+def _row(html: str, vid: str) -> str:
+    start = html.index(f'<tr data-version="{vid}">')
+    return html[start : html.index("</tr>", start)]
+
+
+def test_an_unsafe_version_is_marked_and_shows_no_load_snippet(pickles: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = pickles
+    assert '<span class="badge unsafe"' in _row(client.get("/").text, ids["bad"])
+    page = client.get(f"/versions/{ids['bad']}").text
+    assert 'id="unsafe">UNSAFE</span>' in page
+    assert "<li><code>os.system</code></li>" in page
+    assert 'id="snippet"' not in page and "mstore.model_path(" not in page
+    assert 'id="no-snippet"' in page and "--allow-unsafe" in page
+
+
+def test_a_safe_version_has_the_load_snippet_and_no_badge(pickles: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = pickles
+    assert "unsafe" not in _row(client.get("/").text, ids["good"])
+    page = client.get(f"/versions/{ids['good']}").text
+    assert 'id="snippet"' in page and f'mstore.model_path("{ids["good"]}"' in page.replace("&#34;", '"')
+    assert "UNSAFE" not in page and 'id="no-snippet"' not in page
+
+
+def test_an_unknown_verdict_is_marked_and_globals_are_escaped(pickles: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = pickles
+    assert ">UNSAFE?</span>" in _row(client.get("/").text, ids["cut"])
+    cut = client.get(f"/versions/{ids['cut']}").text
+    assert 'id="unsafe">UNSAFE?</span>' in cut and 'id="snippet"' not in cut
+    html = client.get(f"/versions/{ids['html']}").text
+    assert "<li><code>os.&lt;b&gt;x</code></li>" in html and "<b>x" not in html

@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..diff.compare import flatten_metrics
+from ..diff.compare import flatten_metrics, pickle_verdict_of, unsafe_globals_of
 from ..diff.environment import change_lines as environment_changes
 from ..diff.environment import environment_of, environment_text, saved_by_of
 from ..diff.lineage import change_lines
@@ -148,6 +148,8 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
     env.filters["age"] = _age
     env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)  # plain text: autoescaped like the rest
     env.globals["store_name"] = str(repository.root)
+    # "unsafe" / "unknown" (loading would run the pickles' imports) or "" (safe, or no pickles)
+    env.filters["unsafe_verdict"] = lambda meta: v if (v := pickle_verdict_of(meta)[0]) in ("unsafe", "unknown") else ""
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**context), status_code=status)
@@ -240,6 +242,8 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             store=str(repo.root.resolve()),
             saved_by=saved_by_of(meta),
             environment=environment_text(environment_of(meta)),
+            verdict=pickle_verdict_of(meta),
+            unsafe_globals=unsafe_globals_of(meta),
         )
 
     def diff(request: Request) -> Response:
