@@ -141,3 +141,15 @@ def test_crafted_bundles_are_refused_in_one_line(setup, damage) -> None:  # type
     path.write_bytes(damage(path.read_bytes()))
     msg = cli(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"), code=1)
     assert "not verified" in msg and "\n" not in msg
+
+
+def test_of_several_failing_bundles_the_most_specific_reason_is_reported(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, v1, _, tmp = setup
+    cli(repo.root, "sign", v1, "--key", str(tmp / "k.pem"))
+    mine = bundle_of(repo, v1)
+    resign(mine, tmp / "k.pem", lambda d: d["subject"].append({"name": "evil.bin", "digest": {"blake3": "0" * 64}}))
+    cli(repo.root, "sign", v1, "--key", str(tmp / "other.pem"))
+    theirs = next(p for p in mine.parent.iterdir() if p != mine)
+    (mine.parent / ("f" * 64 + ".json")).write_bytes(theirs.read_bytes())  # sorts last: checked last
+    msg = cli(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"), code=1)
+    assert "lacks: evil.bin" in msg and "\n" not in msg
