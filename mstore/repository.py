@@ -31,6 +31,7 @@ from .store.layout import Store
 from .store.manifest import KIND_FILE, Manifest
 
 if TYPE_CHECKING:  # remote support is imported when a remote is used: local commands start faster
+    from .ops import signing as _signing
     from .remote import check as _remote_check
     from .remote.remotes import Remote
     from .remote.transfer import TransferProgress, TransferStats
@@ -362,6 +363,20 @@ class Repository:
 
     def tags(self) -> dict[str, str]:
         return self.store.refs.tags()
+
+    def sign(self, ref: str, key_path: str | os.PathLike[str]) -> tuple[str, Path]:
+        """Sign version `ref` with the EC private key at `key_path` (reads no weight bytes)."""
+        from .ops import signing as _signing  # cryptography loads only for signing commands
+
+        version_id = self.resolve(ref)
+        return version_id, _signing.sign(self.store, version_id, _signing.load_private_key(Path(key_path)))
+
+    def verify(self, ref: str, key_paths: list[str]) -> _signing.Verified:
+        """A stored signature of `ref` by one of the public keys that matches it; else NotVerified."""
+        from .ops import signing as _signing
+
+        keys = [_signing.load_public_key(Path(k)) for k in key_paths]
+        return _signing.verify(self.store, self.resolve(ref), keys)
 
     def manifest(self, ref: str) -> Manifest:
         return self.store.version_manifest(self.resolve(ref))

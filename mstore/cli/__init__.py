@@ -26,6 +26,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "sharing": ("push", "pull", "clone", "export", "import", "remote"),
     "maintenance": ("fsck", "gc", "prune"),
     "models": ("path", "cache"),
+    "signing": ("keygen", "sign", "verify"),
 }
 _FAMILY_OF = {command: family for family, commands in FAMILIES.items() for command in commands}
 _GLOBAL_FLAGS = {"-q", "--quiet"}

@@ -1,0 +1,155 @@
+"""mstore keygen / sign / verify: DSSE envelopes of in-toto statements built from the manifest."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from typer.testing import CliRunner
+
+from mstore.cli import app
+from mstore.ops import signing
+from mstore.repository import Repository
+
+runner = CliRunner()
+
+
+def cli(store: Path, *args: str, code: int = 0) -> str:
+    result = runner.invoke(app, ["--store", str(store), *args])
+    assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    return result.stderr.strip()
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Repository, str, str, Path]:
+    repo = Repository.init(tmp_path / "store")
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "a.bin").write_bytes(b"a" * 100)
+    (model / "b.txt").write_text("b")
+    v1 = repo.save(model, message="one")["timestamp"]
+    (model / "a.bin").write_bytes(b"c" * 100)
+    v2 = repo.save(model, message="two")["timestamp"]
+    cli(repo.root, "keygen", "-o", str(tmp_path / "k"))
+    cli(repo.root, "keygen", "-o", str(tmp_path / "other"), "--p384")
+    return repo, v1, v2, tmp_path
+
+
+def bundle_of(repo: Repository, version: str) -> Path:
+    (path,) = (repo.root / signing.SIGNATURES / version).iterdir()
+    return path
+
+
+def resign(path: Path, key_path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the statement with `edit` and sign it properly with the real key: only the content is wrong."""
+    env = json.loads(path.read_bytes())
+    doc = json.loads(base64.b64decode(env["payload"]))
+    edit(doc)
+    payload = json.dumps(doc).encode()
+    key = signing.load_private_key(key_path)
+    sig = key.sign(signing.pae(signing.PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+    env["payload"] = base64.b64encode(payload).decode()
+    env["signatures"][0]["sig"] = base64.b64encode(sig).decode()
+    path.write_text(json.dumps(env))
+
+
+def test_keygen_writes_a_private_key_0600_and_refuses_to_overwrite(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, _, _, tmp = setup
+    assert stat.S_IMODE((tmp / "k.pem").stat().st_mode) == 0o600
+    before = (tmp / "k.pem").read_bytes()
+    assert "already exists" in cli(repo.root, "keygen", "-o", str(tmp / "k"), code=2)
+    assert (tmp / "k.pem").read_bytes() == before
+    assert isinstance(signing.load_public_key(tmp / "other.pub.pem").curve, ec.SECP384R1)
+
+
+def test_sign_then_verify_round_trip_and_json(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, v1, _, tmp = setup
+    cli(repo.root, "sign", v1, "--key", str(tmp / "k.pem"))
+    path = bundle_of(repo, v1)
+    assert path.stem == signing.fingerprint(signing.load_public_key(tmp / "k.pub.pem"))
+    env = json.loads(path.read_bytes())
+    assert env["payloadType"] == "application/vnd.in-toto+json"
+    statement = json.loads(base64.b64decode(env["payload"]))
+    digests = {f.path: f.digest for f in repo.manifest(v1).files}
+    assert {s["name"]: s["digest"]["blake3"] for s in statement["subject"]} == digests
+    assert statement["predicate"]["version"] == v1
+    assert "verified" in cli(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"))
+    result = runner.invoke(app, ["--store", str(repo.root), "verify", v1, "--key", str(tmp / "k.pub.pem"), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["verified"] is True
+    # P-384 keys sign and verify too
+    cli(repo.root, "sign", v1, "--key", str(tmp / "other.pem"))
+    cli(repo.root, "verify", v1, "--key", str(tmp / "other.pub.pem"))
+
+
+def test_unsigned_and_wrong_key_are_refused_in_one_line(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, v1, v2, tmp = setup
+    msg = cli(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"), code=1)
+    assert "unsigned" in msg and "\n" not in msg
+    cli(repo.root, "sign", v1, "--key", str(tmp / "k.pem"))
+    msg = cli(repo.root, "verify", v1, "--key", str(tmp / "other.pub.pem"), code=1)
+    assert "not signed by any given key" in msg and "\n" not in msg
+
+
+def test_a_signature_copied_to_another_version_does_not_verify(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, v1, v2, tmp = setup
+    cli(repo.root, "sign", v1, "--key", str(tmp / "k.pem"))
+    src = bundle_of(repo, v1)
+    (repo.root / signing.SIGNATURES / v2).mkdir()
+    (repo.root / signing.SIGNATURES / v2 / src.name).write_bytes(src.read_bytes())
+    msg = cli(repo.root, "verify", v2, "--key", str(tmp / "k.pub.pem"), code=1)
+    assert "another version" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda d: d["subject"].append({"name": "evil.bin", "digest": {"blake3": "0" * 64}}), "lacks: evil.bin"),
+        (lambda d: d["subject"].pop(), "not covered"),
+        (lambda d: d["subject"][0]["digest"].update(blake3="1" * 64), "digests differ"),
+        (lambda d: d["predicate"].update(metadata_blake3="2" * 64), "metadata changed"),
+    ],
+)
+def test_a_statement_that_does_not_match_the_version_is_refused(setup, edit, words) -> None:  # type: ignore[no-untyped-def]
+    repo, v1, _, tmp = setup
+    cli(repo.root, "sign", v1, "--key", str(tmp / "k.pem"))
+    resign(bundle_of(repo, v1), tmp / "k.pem", edit)
+    msg = cli(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"), code=1)
+    assert words in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw[: len(raw) // 2],
+        lambda raw: raw + b" " * (signing.MAX_BUNDLE_BYTES + 1),
+        lambda raw: b"[[[[" * 100000,
+        lambda raw: json.dumps({"payloadType": signing.PAYLOAD_TYPE, "payload": "!!", "signatures": []}).encode(),
+        lambda raw: raw.replace(b'"sig": "', b'"sig": "AAAA'),
+    ],
+    ids=["truncated", "oversized", "deep", "bad-base64", "bad-sig"],
+)
+def test_crafted_bundles_are_refused_in_one_line(setup, damage) -> None:  # type: ignore[no-untyped-def]
+    repo, v1, _, tmp = setup
+    cli(repo.root, "sign", v1, "--key", str(tmp / "k.pem"))
+    path = bundle_of(repo, v1)
+    path.write_bytes(damage(path.read_bytes()))
+    msg = cli(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"), code=1)
+    assert "not verified" in msg and "\n" not in msg
+
+
+def test_of_several_failing_bundles_the_most_specific_reason_is_reported(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, v1, _, tmp = setup
+    cli(repo.root, "sign", v1, "--key", str(tmp / "k.pem"))
+    mine = bundle_of(repo, v1)
+    resign(mine, tmp / "k.pem", lambda d: d["subject"].append({"name": "evil.bin", "digest": {"blake3": "0" * 64}}))
+    cli(repo.root, "sign", v1, "--key", str(tmp / "other.pem"))
+    theirs = next(p for p in mine.parent.iterdir() if p != mine)
+    (mine.parent / ("f" * 64 + ".json")).write_bytes(theirs.read_bytes())  # sorts last: checked last
+    msg = cli(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"), code=1)
+    assert "lacks: evil.bin" in msg and "\n" not in msg
