@@ -184,6 +184,9 @@ def diff(
     ] = None,
     new: Annotated[Optional[str], typer.Argument(metavar="NEW", help="Newer version.")] = None,
     stat: Annotated[bool, typer.Option("--stat", help="A short summary only.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Every tensor name, not long runs folded by prefix with counts.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare two versions: time, model hash, metadata, metrics, categories, training data and code, files,
@@ -194,7 +197,7 @@ def diff(
     if as_json:
         emit_json(result)
     else:
-        echo_lines(diff_lines(result, stat=stat, style=styled))
+        echo_lines(diff_lines(result, stat=stat, style=styled, full=full))
 
 
 @app.command(short_help="Disk usage: what versions cost, what each alone holds.")

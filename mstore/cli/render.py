@@ -13,6 +13,7 @@ from typing import Any
 
 from ..diff import environment as _environment
 from ..diff.compare import flatten_metrics, lineage_of, pickle_verdict_of, unsafe_globals_of
+from ..diff.grouping import GROUP_MIN, group_names
 from ..diff.lineage import change_lines, code_text, data_text
 from ..diff.query import fields as query_fields
 from ..humanize import format_bytes, format_duration, safe
@@ -330,13 +331,24 @@ def _metric_rows(metrics: dict[str, dict[str, Any]], style: Style) -> list[str]:
     return lines
 
 
-def _tensor_lines(t: dict[str, Any], style: Style) -> list[str]:
-    lines = []
-    for row in t["added"]:
-        lines.append(style(f"      + {safe(row['name'])}  {row['dtype']} {row['shape']}", "good"))
-    for row in t["removed"]:
-        lines.append(style(f"      - {safe(row['name'])}  {row['dtype']} {row['shape']}", "bad"))
-    for row in t["changed"]:
+def _tensor_lines(t: dict[str, Any], style: Style, full: bool = False) -> list[str]:
+    """Added, removed and changed tensors in natural order; without `full`, long runs sharing a prefix
+    fold into one line with a count (`+200 tensors in estimators_[0..49]`)."""
+    lines: list[str] = []
+    for mark, role, rows in (("+", "good", t["added"]), ("-", "bad", t["removed"])):
+        by_name = {row["name"]: row for row in rows}
+        for g in group_names(list(by_name), 0 if full else GROUP_MIN):
+            if g.count > 1:
+                lines.append(style(f"      {mark}{g.count} tensors in {safe(g.label)}", role))
+            else:
+                row = by_name[g.label]
+                lines.append(style(f"      {mark} {safe(row['name'])}  {row['dtype']} {row['shape']}", role))
+    changed = {row["name"]: row for row in t["changed"]}
+    for g in group_names(list(changed), 0 if full else GROUP_MIN):
+        if g.count > 1:
+            lines.append(f"      ~{g.count} tensors changed in {safe(g.label)}")
+            continue
+        row = changed[g.label]
         what = []
         if row["dtype_before"] != row["dtype_after"]:
             what.append(f"dtype {row['dtype_before']} -> {row['dtype_after']}")
@@ -370,7 +382,7 @@ def _key_lines(keys: dict[str, Any], style: Style) -> list[str]:
     return lines
 
 
-def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -> list[str]:
+def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain, full: bool = False) -> list[str]:
     same = "same model bytes" if d["same_model"] else "model changed"
     h1, h2 = (str(d["model_hash"][k])[:12] for k in ("version1", "version2"))
     lines = [
@@ -422,7 +434,7 @@ def diff_lines(d: dict[str, Any], *, stat: bool = False, style: Style = plain) -
     for f in files["changed"]:
         lines.append(f"~ file {safe(f['path'])} ({format_bytes(f['old_size'])} -> {format_bytes(f['new_size'])})")
         if "tensors" in f:
-            lines += _tensor_lines(f["tensors"], style)
+            lines += _tensor_lines(f["tensors"], style, full)
         if "keys" in f:
             lines += _key_lines(f["keys"], style)
     lines.append(f"  {files['unchanged']} file(s) unchanged")
