@@ -96,10 +96,12 @@ def test_a_pickle_that_would_run_code_is_saved_shown_diffed_and_restored_without
         ("show",),
         ("log",),
         ("diff", "latest", "latest"),
-        ("checkout", "latest", "-o", "restored.pkl"),
+        ("checkout", "latest", "-o", "refused.pkl"),  # refused: loading it would run os.system
+        ("checkout", "latest", "-o", "restored.pkl", "--allow-unsafe"),
         ("fsck",),
     ):
         done = mstore(*args, cwd=work, store=store)
         assert "Traceback" not in done.stderr, (args, done.stderr)
+    assert not (work / "refused.pkl").exists()
     assert (work / "restored.pkl").read_bytes() == payload
     assert not (work / "PWNED").exists() and not (tmp_path / "PWNED").exists()
