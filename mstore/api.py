@@ -76,23 +76,34 @@ class ModelVersioning:
             metadata.update({k: meta[k] for k in SEED_KEYS})
         return meta
 
-    def get_model_version(self, version: str) -> dict[str, Any]:
-        """Metadata of a version: full ID, unique prefix, `latest`, `latest~N` or a tag."""
-        return self.repo.get(version)
+    def _on(self, remote: str | None) -> Repository:
+        """The store, or a read-only view of `remote` (a remote's NAME here, or a URL; no clone: metadata only)."""
+        return self.repo if remote is None else Repository.browse(remote, store=self.base_dir)
 
-    def list_versions(self) -> list[dict[str, Any]]:
-        """Metadata of every version, newest first, each with its `tags` (as `log()` gives them)."""
+    def get_model_version(self, version: str, *, remote: str | None = None) -> dict[str, Any]:
+        """Metadata of a version: full ID, unique prefix, `latest`, `latest~N` or a tag (on `remote`: NAME|URL,
+        read without cloning it)."""
+        return self._on(remote).get(version)
+
+    def list_versions(self, *, remote: str | None = None) -> list[dict[str, Any]]:
+        """Metadata of every version, newest first, each with its `tags` (as `log()` gives them); of `remote`
+        (NAME|URL) when given, fetching only its metadata."""
+        if remote is not None:
+            return self._on(remote).log()
         return self.repo.log() if self._exists() else []
 
     def get_latest_version(self) -> dict[str, Any] | None:
         """Metadata of the newest version, or None if nothing was saved yet."""
         return self.repo.latest() if self._exists() else None
 
-    def compare_versions(self, version1: str, version2: str | None = None) -> dict[str, Any]:
+    def compare_versions(
+        self, version1: str, version2: str | None = None, *, remote: str | None = None
+    ) -> dict[str, Any]:
         """What changed from `version1` to `version2`: time_diff (seconds), same_model, metadata,
         metrics (old/new/delta, nested dicts flattened to dotted names), categories and files.
-        With `version1` alone: what changed in it, from its parent (as `git show`)."""
-        return self.repo.compare(version1, version2)
+        With `version1` alone: what changed in it, from its parent (as `git show`). On `remote` (NAME|URL)
+        when given, without cloning it."""
+        return self._on(remote).compare(version1, version2)
 
     diff = compare_versions
 
@@ -106,20 +117,23 @@ class ModelVersioning:
         sort: str | None = None,
         descending: bool | None = None,
         where: str | None = None,
+        remote: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Versions newest first (what `mstore log --json` prints), each with its `tags`.
+        """Versions newest first (what `mstore log --json` prints), each with its `tags`; of `remote` (NAME|URL)
+        when given, without cloning it.
 
         `sort="accuracy"` ranks them best first by that metric (accuracy/f1 higher, loss/error lower;
         `descending=True/False` to choose), so `log(sort="accuracy", limit=1)[0]` is the best model.
         `where="accuracy>0.95 and C<1"` keeps the versions whose metrics and params satisfy it.
         """
-        return self.repo.log(
+        return self._on(remote).log(
             limit=limit, since=since, until=until, tags=tags, sort=sort, descending=descending, where=where
         )
 
-    def show(self, version: str = "latest") -> dict[str, Any]:
-        """Metadata, files and bytes shared with the parent (what `mstore show --json` prints)."""
-        return self.repo.show(version)
+    def show(self, version: str = "latest", *, remote: str | None = None) -> dict[str, Any]:
+        """Metadata, files and bytes shared with the parent (what `mstore show --json` prints); on `remote`
+        (NAME|URL) when given, without cloning it."""
+        return self._on(remote).show(version)
 
     def du(self, largest: int = 10) -> dict[str, Any]:
         """Logical vs on-disk bytes and what each version alone holds (what `mstore du --json` prints)."""

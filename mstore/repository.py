@@ -54,6 +54,29 @@ class Repository:
     def init(cls, root: str | os.PathLike[str]) -> Repository:
         return cls(Store.init(Path(root)))
 
+    @classmethod
+    def browse(
+        cls,
+        remote: str,
+        *,
+        store: str | os.PathLike[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Repository:
+        """A read-only view of a remote (a remote NAME of the store at `store`, default $MSTORE_DIR or
+        data/models, or a URL: no local store needed) for log, show, compare and the UI. Only metadata is
+        fetched (version records, manifests, refs, tag histories), into a mirror in the cache refreshed on
+        each call; model bytes a compare needs (tensor headers) are fetched lazily into the cache."""
+        from .cache.entries import Cache
+        from .remote import config
+        from .remote.mirror import browse
+        from .remote.remotes import open_remote
+
+        root = store if store is not None else os.environ.get("MSTORE_DIR") or "data/models"
+        url, endpoint = config.locate(remote, root)
+        cache = Cache.open(cache_dir)
+        found = browse(open_remote(url, endpoint_url=endpoint), url, endpoint, cache.root, cache.objects)
+        return cls(found.store)
+
     @property
     def root(self) -> Path:
         return self.store.root

@@ -182,7 +182,7 @@ def test_unknown_tensor_names_are_one_line_with_the_nearest(store: Path) -> None
     (store.parent / "m.bin").write_bytes(b"x" * 10)
     Repository.open(store).save(store.parent / "m.bin")
     assert "has no tensor file" in cli(store, "show", "--tensors").stdout
-    assert "--remote works with --tensors" in cli(store, "show", "--remote", "x", code=2).stderr
+    assert "no remote named 'x'" in cli(store, "show", "--remote", "x", code=2).stderr
 
 
 def test_from_a_remote_the_list_fetches_no_weights_and_a_tensor_only_its_chunks(store: Path, tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ from ..diff.ranking import default_metrics, did_you_mean
 from ..errors import BadInput
 from ..humanize import parse_time
 from ..repository import Repository
+from . import pager as _pager
+from .pager import NoPagerOpt
 from .render import diff_lines, du_lines, format_line, format_names, format_values, log_lines, show_lines, tensor_lines
-from .shared import JsonOpt, app, echo_lines, emit_json, gc_when, note, open_repo, state, styled
+from .shared import BrowseOpt, JsonOpt, app, echo_lines, emit_json, gc_when, note, open_repo, state, styled
 
 
 @app.command(short_help="List versions: metrics, new bytes, tags, message.")
@@ -75,6 +77,8 @@ def log(
             "message, parent, any metric or param (accuracy, metrics.accuracy, params.C); - where a version has none.",
         ),
     ] = None,
+    remote: BrowseOpt = None,
+    no_pager: NoPagerOpt = False,
 ) -> None:
     """List versions, newest first (or best first with --sort): ID, age, hash, metrics, new bytes, tags, message.
 
@@ -89,7 +93,7 @@ def log(
         raise BadInput("--asc and --desc order a --sort METRIC; name one")
     if asc and desc:
         raise BadInput("--asc and --desc contradict each other; give one")
-    repo = open_repo()
+    repo = open_repo(remote)
     now = datetime.now(timezone.utc)
     entries = repo.log(
         limit=n,
@@ -120,13 +124,14 @@ def log(
         return
     if format_ is not None:
         _check_format(format_, entries, now)
-        echo_lines([format_line(format_, entry, now) for entry in entries])
+        _pager.show([format_line(format_, entry, now) for entry in entries], pager=not no_pager)
         return
     ids = repo.ids()
     names = metric or default_metrics(entries)
     if sort is not None and sort not in names:
         names = [sort, *names]
-    echo_lines(log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=styled))
+    lines = log_lines(entries, names, ids[-1] if ids else None, now, oneline=oneline, style=styled)
+    _pager.show(lines, pager=not no_pager)
 
 
 def _check_format(template: str, entries: list[dict[str, Any]], now: datetime) -> None:
@@ -151,9 +156,11 @@ def show(
         typer.Option(
             "--remote",
             metavar="NAME|URL",
-            help="With --tensors: read the headers on this remote (fetching no weight bytes, no local store needed).",
+            help="Read the version on this remote, without cloning it (no local store needed): only metadata is "
+            "fetched, and with --tensors the file headers, never weight bytes.",
         ),
     ] = None,
+    no_pager: NoPagerOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a version's metadata, what trained it, its files, and how much it shares with its parent; with
@@ -165,15 +172,13 @@ def show(
         if as_json:
             emit_json(listed)
         else:
-            echo_lines(tensor_lines(listed))
+            _pager.show(tensor_lines(listed), pager=not no_pager)
         return
-    if remote is not None:
-        raise BadInput("--remote works with --tensors (to see a remote version's metadata, pull it first)")
-    shown = open_repo().show(ref)
+    shown = open_repo(remote).show(ref)
     if as_json:
         emit_json(shown)
     else:
-        echo_lines(show_lines(shown, styled))
+        _pager.show(show_lines(shown, styled), pager=not no_pager)
 
 
 @app.command(short_help="Compare two versions, down to config keys and tensors.")
@@ -187,17 +192,20 @@ def diff(
     full: Annotated[
         bool, typer.Option("--full", help="Every tensor name, not long runs folded by prefix with counts.")
     ] = False,
+    remote: BrowseOpt = None,
+    no_pager: NoPagerOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare two versions: time, model hash, metadata, metrics, categories, training data and code, files,
     config keys and tensors. With one version, what changed in it (from its parent, as `git show`); with
-    none, latest~1 to latest."""
-    repo = open_repo()
+    none, latest~1 to latest. With --remote, two versions of a remote (fetching only their manifests and the
+    tensor headers the comparison reads)."""
+    repo = open_repo(remote)
     result = repo.compare("latest~1", "latest") if old is None else repo.compare(old, new)
     if as_json:
         emit_json(result)
     else:
-        echo_lines(diff_lines(result, stat=stat, style=styled, full=full))
+        _pager.show(diff_lines(result, stat=stat, style=styled, full=full), pager=not no_pager)
 
 
 @app.command(short_help="Disk usage: what versions cost, what each alone holds.")
@@ -224,10 +232,19 @@ def ui(
     ] = None,
     port: Annotated[int, typer.Option(metavar="PORT", help="Port (0: any free one).", min=0, max=65535)] = 8765,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a web browser.")] = False,
+    remote: Annotated[
+        Optional[str],
+        typer.Option(
+            "--remote",
+            metavar="NAME|URL",
+            help="Serve this remote read-only, without cloning it: its metadata is mirrored into the cache at "
+            "start; model bytes a page needs (tensor headers) are fetched when it is opened.",
+        ),
+    ] = None,
 ) -> None:
     """A read-only web page of the store: versions, metric charts, diffs (needs `pip install 'mstore[ui]'`).
 
-    Prints its URL on stdout and serves until interrupted."""
+    Prints its URL on stdout and serves until interrupted. With --remote, a remote's versions, no clone needed."""
     from ..ui import missing
 
     absent = missing()
@@ -245,4 +262,5 @@ def ui(
         sys.stdout.flush()
         note("serving read-only; press Ctrl+C to stop")
 
-    serve(Repository.open(state.store).root, host or DEFAULT_HOST, port, open_browser=not no_browser, announce=announce)
+    served = open_repo(remote) if remote is not None else Repository.open(state.store).root
+    serve(served, host or DEFAULT_HOST, port, open_browser=not no_browser, announce=announce)

@@ -197,8 +197,22 @@ def emit_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
 
 
-def open_repo() -> Repository:
+def open_repo(remote: str | None = None) -> Repository:
+    """The store (`--store`), or with `remote` a read-only view of that remote (NAME|URL, no clone)."""
+    if remote is not None:
+        return Repository.browse(remote, store=state.store)
     return Repository.open(state.store)
+
+
+BrowseOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--remote",
+        metavar="NAME|URL",
+        help="Read this remote instead of the store, without cloning it: only metadata is fetched (into a "
+        "mirror in the cache), never model bytes.",
+    ),
+]
 
 
 @contextmanager

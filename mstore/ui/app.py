@@ -133,10 +133,11 @@ def _matches(meta: dict[str, Any], text: str) -> bool:
     return text.casefold() in haystack.casefold()
 
 
-def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> Starlette:
-    """The app over the store at `root`. `allowed_hosts` (default: loopback names only) are the Host
-    headers it answers, so a web page elsewhere cannot reach it through DNS rebinding; ["*"]: any."""
-    repository = Repository.open(root)
+def create_app(root: str | Path | Repository, *, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The app over the store at `root` (or a Repository: a remote browsed read-only). `allowed_hosts` (default:
+    loopback names only) are the Host headers it answers, so a web page elsewhere cannot reach it through DNS
+    rebinding; ["*"]: any."""
+    repository = root if isinstance(root, Repository) else Repository.open(root)
     env = Environment(
         loader=PackageLoader("mstore.ui", "templates"),
         autoescape=select_autoescape(["html"], default=True),
@@ -147,7 +148,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
     env.filters["signed"] = lambda v: f"{v:+.4g}" if is_number(v) else ""
     env.filters["age"] = _age
     env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)  # plain text: autoescaped like the rest
-    env.globals["store_name"] = str(repository.root)
+    env.globals["store_name"] = str(getattr(repository.store, "url", repository.root))  # a browsed remote: its URL
     # "unsafe" / "unknown" (loading would run the pickles' imports) or "" (safe, or no pickles)
     env.filters["unsafe_verdict"] = lambda meta: v if (v := pickle_verdict_of(meta)[0]) in ("unsafe", "unknown") else ""
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ..repository import Repository
 from .app import LOOPBACK_HOSTS, create_app
 
 DEFAULT_HOST = "127.0.0.1"
@@ -45,8 +46,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(root: str | Path, host: str, port: int, *, open_browser: bool, announce: Callable[[str], None]) -> None:
-    """Open the store, bind, call `announce(url)`, then serve until interrupted."""
+def serve(
+    root: str | Path | Repository, host: str, port: int, *, open_browser: bool, announce: Callable[[str], None]
+) -> None:
+    """Open the store (or serve a Repository: a remote browsed read-only), bind, call `announce(url)`, then
+    serve until interrupted."""
     app = create_app(root, allowed_hosts=allowed_hosts(host))
     sock = bind(host, port)
     url = url_of(host, sock.getsockname()[1])

@@ -1,0 +1,167 @@
+"""`log`, `show` and `diff --remote NAME|URL`: a remote read without cloning it, from no local store.
+
+The output equals what the same command prints over a clone; log and show fetch only metadata (the
+version records and manifests: no chunk of any model is downloaded, the mirror holds manifests only),
+diff fetches the tensor headers it reads lazily into the cache; a refresh downloads only new records
+and follows removals and tag moves; the mirror refuses writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from mstore import ModelVersioning, Repository
+from mstore.errors import BadInput
+from mstore.remote import remotes
+from mstore.remote.mirror import MIRRORS
+from mstore.store.layout import manifest_id
+from mstore.store.objects import ObjectStore
+
+from uihelpers import build_store
+
+
+def run(*args: str, code: int = 0) -> Result:
+    from mstore.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == code, (args, result.stdout, result.stderr)
+    return result
+
+
+@pytest.fixture(params=["dir", "s3"])
+def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "s3":
+        return str(request.getfixturevalue("s3_url"))
+    return str(tmp_path / "remote")
+
+
+@pytest.fixture
+def fetched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every object id downloaded from any remote (directory or bucket) while the test runs."""
+    got: list[str] = []
+    for cls in (remotes.DirectoryRemote, remotes.BucketRemote):
+        real = cls.get_object
+
+        def spy(self: object, oid: str, limit: int = remotes.STORED_LIMIT, _real: object = real) -> bytes:
+            got.append(oid)
+            return _real(self, oid, limit)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, "get_object", spy)
+    yield got
+
+
+@pytest.fixture
+def team(tmp_path: Path, remote_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Repository, str, Path]:
+    """A teammate's store pushed to the remote, and a clone of it; we run from a directory with no store."""
+    repo, _ = build_store(tmp_path)
+    repo.remote_add("origin", remote_url)
+    repo.push("origin")
+    clone, _ = Repository.clone(remote_url, tmp_path / "clone")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MSTORE_DIR", str(tmp_path / "no-store"))
+    return repo, remote_url, tmp_path / "clone"
+
+
+def _model_chunks(repo: Repository) -> set[str]:
+    return {oid for vid in repo.ids() for oid in repo.manifest(vid).chunk_ids()}
+
+
+def _manifests(repo: Repository) -> set[str]:
+    return {manifest_id(repo.get(vid), vid) for vid in repo.ids()}
+
+
+def _objects(root: Path) -> set[str]:
+    return set(ObjectStore(root)) if root.is_dir() else set()
+
+
+def test_log_show_and_diff_print_what_they_print_after_a_clone(
+    team: tuple[Repository, str, Path], tmp_path: Path, fetched: list[str]
+) -> None:
+    repo, url, clone = team
+    for args in (
+        ["log", "--json"],
+        ["log", "--format", "{id} {tags} {accuracy} {message}"],
+        ["log", "--where", "accuracy>0.75", "--json"],
+        ["show", "prod", "--json"],
+        ["show", "best:accuracy", "--json"],
+    ):
+        assert run(*args, "--remote", url).stdout == run("--store", str(clone), *args).stdout, args
+    assert not (tmp_path / "no-store").exists()  # no local store needed, none created
+    assert fetched and not set(fetched) & _model_chunks(repo)  # metadata only: not one model chunk
+    mirrors = list((tmp_path / "cache" / MIRRORS).iterdir())
+    assert len(mirrors) == 1 and _objects(mirrors[0] / "objects") <= set(fetched)
+    assert _manifests(repo) <= _objects(mirrors[0] / "objects")
+    assert not _objects(tmp_path / "cache" / "objects")  # nothing lazily read yet
+
+    for args in (["diff"], ["diff", "prod", "latest~2"], ["diff", "latest~1", "--json"]):
+        assert run(*args, "--remote", url).stdout == run("--store", str(clone), *args).stdout, args
+    assert "classifier.weight" in run("diff", "latest~2", "latest~1", "--remote", url).stdout
+    assert _objects(tmp_path / "cache" / "objects")  # the tensor headers diff read, kept in the cache
+
+
+def test_a_refresh_fetches_only_new_records_and_follows_removals_and_tag_moves(
+    team: tuple[Repository, str, Path], tmp_path: Path, fetched: list[str]
+) -> None:
+    repo, url, _ = team
+    run("log", "--remote", url)
+    before = len(fetched)
+    run("log", "--remote", url)
+    assert len(fetched) == before  # nothing new there: no object downloaded again
+
+    model = tmp_path / "new.bin"
+    model.write_bytes(b"a new model")
+    new = repo.save(model, {"metrics": {"accuracy": 0.99}})["timestamp"]
+    repo.tag("prod", new, force=True)
+    oldest = repo.ids()[0]
+    repo.push("origin")
+    repo.remove_remote("origin", oldest)
+    ids = [e["timestamp"] for e in json.loads(run("log", "--json", "--remote", url).stdout)]
+    assert ids[0] == new and oldest not in ids
+    assert len(fetched) - before == 1  # the one new manifest
+    assert json.loads(run("show", "prod", "--json", "--remote", url).stdout)["metadata"]["timestamp"] == new
+    history = [m["to"] for m in repo.tag_history("prod", remote=url)]
+    assert history[0] == new
+
+
+def test_the_python_api_browses_and_the_view_refuses_writes(team: tuple[Repository, str, Path]) -> None:
+    repo, url, clone = team
+    assert ModelVersioning().list_versions(remote=url) == Repository.open(clone).log()
+    assert ModelVersioning().get_model_version("prod", remote=url) == repo.get("prod")
+    view = Repository.browse(url)
+    with pytest.raises(BadInput, match="browsed read-only"):
+        view.tag("new", "latest")
+    with pytest.raises(BadInput, match="browsed read-only"):
+        view.save(Path(__file__))
+
+
+def test_a_remote_by_name_and_one_line_errors(team: tuple[Repository, str, Path], tmp_path: Path) -> None:
+    repo, url, clone = team
+    named = run("--store", str(repo.root), "log", "--json", "--remote", "origin").stdout
+    assert named == run("--store", str(clone), "log", "--json").stdout
+    err = run("log", "--remote", "nowhere", code=2).stderr
+    assert err.startswith("mstore: error: no remote named 'nowhere'") and err.count("\n") == 1
+    empty = tmp_path / "empty-remote"
+    empty.mkdir()
+    err = run("show", "--remote", str(empty), code=2).stderr
+    assert "no mstore store there" in err and err.count("\n") == 1
+
+
+def test_a_forged_record_on_the_remote_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, ids = build_store(tmp_path)
+    remote = tmp_path / "remote"
+    repo.remote_add("origin", str(remote))
+    repo.push("origin")
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    meta = remote / f"version_{ids[0]}" / "metadata.json"
+    meta.chmod(0o644)
+    meta.write_bytes(meta.read_bytes().replace(b"nightly", b"forged!"))
+    err = run("log", "--remote", str(remote), code=1).stderr
+    assert err.startswith("mstore: error: ") and err.count("\n") == 1 and "Traceback" not in err
