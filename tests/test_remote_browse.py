@@ -165,3 +165,56 @@ def test_a_forged_record_on_the_remote_is_one_line(tmp_path: Path, monkeypatch: 
     meta.write_bytes(meta.read_bytes().replace(b"nightly", b"forged!"))
     err = run("log", "--remote", str(remote), code=1).stderr
     assert err.startswith("mstore: error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_ui_serves_a_remote_as_it_serves_its_clone(
+    team: tuple[Repository, str, Path], tmp_path: Path, fetched: list[str]
+) -> None:
+    from starlette.testclient import TestClient
+
+    from mstore.ui.app import create_app
+
+    repo, url, clone = team
+    base = "http://127.0.0.1"
+    browsed = TestClient(create_app(Repository.browse(url)), base_url=base)
+    local = TestClient(create_app(clone), base_url=base)
+    for path in ("/api/versions", "/api/versions/prod", f"/api/diff?old={repo.ids()[2]}&new={repo.ids()[4]}"):
+        assert browsed.get(path).json() == local.get(path).json(), path
+    front = browsed.get("/").text
+    assert url in front and "nightly retrain 5" in front
+    assert browsed.get("/versions/prod").status_code == 200
+    assert "classifier.weight" in browsed.get(f"/diff?old={repo.ids()[3]}&new={repo.ids()[4]}").text
+    assert browsed.post("/api/versions").status_code == 405  # read-only, as ever
+
+
+def test_mstore_ui_remote_over_http_from_no_store(team: tuple[Repository, str, Path], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    repo, url, clone = team
+    env = {k: v for k, v in os.environ.items() if k != "MSTORE_DIR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mstore", "ui", "--remote", url, "--port", "0", "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    served = proc.stdout.readline().strip()
+    try:
+        assert served.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        for _ in range(100):
+            try:
+                body = urllib.request.urlopen(served + "api/versions", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert json.loads(body) == json.loads(run("--store", str(clone), "log", "--json").stdout)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert not (tmp_path / "no-store").exists()
