@@ -218,3 +218,22 @@ def test_mstore_ui_remote_over_http_from_no_store(team: tuple[Repository, str, P
         proc.terminate()
         proc.communicate(timeout=20)
     assert not (tmp_path / "no-store").exists()
+
+
+def test_damaged_tags_on_the_remote_are_skipped_as_pull_skips_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, ids = build_store(tmp_path)
+    repo.tag("old", ids[0])
+    remote = tmp_path / "remote"
+    repo.remote_add("origin", str(remote))
+    repo.push("origin")
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    (remote / "refs" / "tags" / "old").unlink()
+    (remote / "refs" / "tags" / "old").write_bytes(b"garbage")  # names nothing
+    (remote / "refs" / "history" / "prod").unlink()
+    (remote / "refs" / "history" / "prod").write_bytes(b"not a history\n")
+    shown = json.loads(run("log", "--json", "--remote", str(remote)).stdout)
+    assert {e["timestamp"]: e["tags"] for e in shown}[ids[3]] == ["prod"]  # the tag stands without its history
+    assert all("old" not in e["tags"] for e in shown)
+    assert json.loads(run("show", "prod", "--json", "--remote", str(remote)).stdout)["metadata"]["timestamp"] == ids[3]

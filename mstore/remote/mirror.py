@@ -26,7 +26,7 @@ from typing import Any
 
 import blake3
 
-from ..errors import BadInput, CorruptRef, IntegrityError, MissingObject, StoreNotFound
+from ..errors import BadInput, IntegrityError, StoreNotFound
 from ..store import fsutil, taglog
 from ..store.commit import refresh_latest
 from ..store.layout import CONFIG, Store, check_model_hash, manifest_id
@@ -183,7 +183,7 @@ def _remote_tags(remote: Remote, wanted: set[str]) -> dict[str, tuple[str, bytes
         try:
             raw, _ = remote.get_history(name)
             taglog.parse(raw, f"{remote.url}: refs/history/{name}")
-        except (CorruptRef, MissingObject):
+        except IntegrityError:  # a damaged history file: the tag stands, its history is not shown
             raw = None
         out[name] = (target, raw)
     return out
