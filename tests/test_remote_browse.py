@@ -237,3 +237,19 @@ def test_damaged_tags_on_the_remote_are_skipped_as_pull_skips_them(
     assert {e["timestamp"]: e["tags"] for e in shown}[ids[3]] == ["prod"]  # the tag stands without its history
     assert all("old" not in e["tags"] for e in shown)
     assert json.loads(run("show", "prod", "--json", "--remote", str(remote)).stdout)["metadata"]["timestamp"] == ids[3]
+
+
+def test_cache_du_counts_the_mirrors_and_a_linked_mirror_folder_is_refused(
+    team: tuple[Repository, str, Path], tmp_path: Path
+) -> None:
+    _, url, _ = team
+    assert json.loads(run("cache", "du", "--json").stdout)["remote_mirrors"] == 0
+    run("log", "--remote", url)
+    du = json.loads(run("cache", "du", "--json").stdout)
+    assert du["remote_mirrors"] == 1 and du["remote_mirrors_bytes"] > 0
+    assert "1 remote(s) browsed" in run("cache", "du").stdout
+    mirrors = tmp_path / "cache" / MIRRORS
+    mirrors.rename(tmp_path / "elsewhere")
+    mirrors.symlink_to(tmp_path / "elsewhere")
+    err = run("log", "--remote", url, code=1).stderr
+    assert "is a symbolic link" in err and err.count("\n") == 1

@@ -23,15 +23,23 @@ import blake3
 from ..errors import IntegrityError
 from ..store import fsutil
 from ..store.manifest import KIND_FILE, Manifest
-from .entries import Cache, EntryInfo
+from .entries import Cache, EntryInfo, _tree_size
+
+MIRRORS = "remotes"  # remote/mirror.py keeps each browsed remote's metadata mirror here
 
 
 def du(cache: Cache) -> dict[str, Any]:
-    """How much the cache takes: its models and the objects fetched into it."""
+    """How much the cache takes: its models and the objects fetched into it (and, apart, the metadata
+    mirrors of remotes browsed with `--remote`, rebuilt on the next browse if deleted)."""
     entries = cache.entries()
     objects = _object_sizes(cache)
     models = sum(e.size for e in entries)
+    mirrors = cache.root / MIRRORS
+    real = mirrors.is_dir() and not mirrors.is_symlink()
+    names = [n for n in os.listdir(mirrors) if not fsutil.is_temp_name(n)] if real else []
     return {
+        "remote_mirrors": len(names),
+        "remote_mirrors_bytes": _tree_size(mirrors) if names else 0,
         "cache": str(cache.root),
         "entries": len(entries),
         "models_bytes": models,

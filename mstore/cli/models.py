@@ -118,6 +118,11 @@ def cache_du(as_json: JsonOpt = False) -> None:
     typer.echo(
         f"{format_bytes(doc['total_bytes'])} in {doc['cache']}: {doc['entries']} model(s) "
         f"{format_bytes(doc['models_bytes'])}, {doc['objects']} object(s) {format_bytes(doc['objects_bytes'])}"
+        + (
+            f"; and {doc['remote_mirrors']} remote(s) browsed, {format_bytes(doc['remote_mirrors_bytes'])} of metadata"
+            if doc["remote_mirrors"]
+            else ""
+        )
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import blake3
 
+from ..cache.upkeep import MIRRORS
 from ..errors import BadInput, IntegrityError, StoreNotFound
 from ..store import fsutil, taglog
 from ..store.commit import refresh_latest
@@ -38,8 +39,6 @@ from ..store.versions import is_future
 from ..workers import map_all, remote_workers
 from .remotes import Remote
 from .transfer import Fetcher, TransferStats
-
-MIRRORS = "remotes"  # under the cache directory
 
 
 def mirror_key(url: str, endpoint: str | None) -> str:
@@ -99,7 +98,8 @@ def browse(remote: Remote, url: str, endpoint: str | None, cache_root: Path, chu
     if config is None:
         raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
     root = cache_root / MIRRORS / mirror_key(url, endpoint)
-    fsutil.make_dir(cache_root / MIRRORS, parents=True)
+    if not fsutil.check_real_dir(cache_root / MIRRORS, f"the cache's {MIRRORS}/", "remove it"):  # never through a link
+        fsutil.make_dir(cache_root / MIRRORS, parents=True)
     store = _open(root, config)
     stats = TransferStats()
     fetched = 0
