@@ -71,7 +71,10 @@ def test_no_pager_for_json_short_output_or_a_pipe(store: Path, paged: Path, monk
 def test_the_pager_is_mstore_pager_then_pager_then_less(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MSTORE_PAGER", raising=False)
     monkeypatch.delenv("PAGER", raising=False)
+    monkeypatch.setattr(pager.shutil, "which", lambda name: f"/usr/bin/{name}")
     assert pager.pager_command() == "less -FRX"
+    monkeypatch.setattr(pager.shutil, "which", lambda name: None)
+    assert pager.pager_command() is None  # no less here: print, rather than lose the output
     monkeypatch.setenv("PAGER", "more")
     assert pager.pager_command() == "more"
     monkeypatch.setenv("MSTORE_PAGER", "most")

@@ -30,12 +30,13 @@ def stdout_is_terminal() -> bool:
 
 
 def pager_command() -> str | None:
-    """The pager to run, or None for none."""
+    """The pager to run, or None for none (also when no pager is set and less is not installed: the output
+    must not vanish into a shell's "not found")."""
     for name in (PAGER_ENV, "PAGER"):
         value = os.environ.get(name)
         if value is not None:
             return None if value.strip() in ("", "cat") else value
-    return DEFAULT_PAGER
+    return DEFAULT_PAGER if shutil.which("less") else None
 
 
 def screen_rows(lines: list[str]) -> tuple[int, int]:
