@@ -170,20 +170,23 @@ def _refresh(store: Store, remote: Remote, config: dict[str, Any], stats: Transf
 
 
 def _remote_tags(remote: Remote, wanted: set[str]) -> dict[str, tuple[str, bytes | None]]:
-    """name -> (version, history bytes) of the remote's tags naming versions the mirror holds. An unsafe
-    name or a damaged tag is skipped (as pull skips it); a damaged history is left out, the tag kept."""
-    out: dict[str, tuple[str, bytes | None]] = {}
-    for name in remote.tag_names():
+    """name -> (version, history bytes) of the remote's tags naming versions the mirror holds, read on the
+    transfer threads (two requests a tag). An unsafe name or a damaged tag is skipped (as pull skips it); a
+    damaged history is left out, the tag kept."""
+
+    def one(name: str) -> tuple[str, str, bytes | None] | None:
         try:
             target = remote.get_ref(f"tags/{check_tag_name(name)}")[0]
         except (BadInput, IntegrityError):
-            continue
+            return None
         if target not in wanted:
-            continue
+            return None
         try:
             raw, _ = remote.get_history(name)
             taglog.parse(raw, f"{remote.url}: refs/history/{name}")
         except IntegrityError:  # a damaged history file: the tag stands, its history is not shown
             raw = None
-        out[name] = (target, raw)
-    return out
+        return name, target, raw
+
+    found = map_all(remote.tag_names(), one, remote_workers())
+    return {name: (target, raw) for name, target, raw in (f for f in found if f is not None)}
