@@ -106,6 +106,13 @@ def _age(version_id: str) -> str:
     return f"{format_duration(max(seconds, 0))} ago"
 
 
+def _num(v: Any) -> str:
+    """A whole number as it is (`15600`), any other number to 4 significant digits, nothing as `-`."""
+    if isinstance(v, int) and is_number(v):
+        return str(v)
+    return f"{v:.4g}" if is_number(v) else ("-" if v is None else str(v))
+
+
 def _epoch(version_id: str) -> float:
     return parse_id_time(version_id).timestamp()
 
@@ -143,7 +150,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         autoescape=select_autoescape(["html"], default=True),
     )
     env.filters["bytes"] = lambda n: format_bytes(n) if is_number(n) else "-"
-    env.filters["num"] = lambda v: f"{v:.4g}" if is_number(v) else ("-" if v is None else str(v))
+    env.filters["num"] = _num
     env.filters["pct"] = lambda v: f"{v:+.1%}" if is_number(v) else ""
     env.filters["signed"] = lambda v: f"{v:+.4g}" if is_number(v) else ""
     env.filters["age"] = _age
@@ -245,7 +252,8 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         ids = repo.ids()
         meta = shown["metadata"]
         block = meta.get("mstore") if isinstance(meta.get("mstore"), dict) else {}
-        extra = {k: v for k, v in meta.items() if k not in {"metrics", "mstore", "message", "timestamp", "model_hash"}}
+        shown_apart = {"metrics", "params", "mstore", "message", "timestamp", "model_hash"}
+        extra = {k: v for k, v in meta.items() if k not in shown_apart}
         share = shown["shared_with_parent_bytes"] / shown["size"] if shown["parent"] and shown["size"] else None
         return page(
             "version.html",
@@ -261,6 +269,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             block=block,
             extra=extra,
             metrics=_metric_values(meta),
+            params=views.param_values(meta),
             share=share,
             store=str(repo.root.resolve()),
             saved_by=saved_by_of(meta),

@@ -73,7 +73,7 @@
       const ratio = uPlot.pxRatio || 1;
       const top = u.bbox.top;
       const bottom = u.bbox.top + u.bbox.height;
-      const stacked = new Map(); // several tags onto one version: labels one under another
+      const rows = []; // the label intervals taken in each text row: a label that would overlap goes a row lower
       let drawn = 0;
       ctx.save();
       ctx.strokeStyle = MARK_COLOUR;
@@ -89,11 +89,12 @@
         ctx.moveTo(x, top);
         ctx.lineTo(x, bottom);
         ctx.stroke();
-        const n = stacked.get(x) || 0;
-        stacked.set(x, n + 1);
         const label = m.tag;
         const w = ctx.measureText(label).width;
         const lx = x + 3 * ratio + w > u.bbox.left + u.bbox.width ? x - 3 * ratio - w : x + 3 * ratio;
+        let n = 0;
+        while (rows[n] && rows[n].some(([a, b]) => lx < b + 4 * ratio && lx + w > a - 4 * ratio)) n++;
+        (rows[n] = rows[n] || []).push([lx, lx + w]);
         ctx.fillText(label, lx, top + (12 + 12 * n) * ratio);
       }
       ctx.restore();
@@ -138,6 +139,7 @@
         })),
       ],
       cursor: { points: { size: 9 }, sync: { key: "mstore" } },
+      legend: { show: settings.layout === "shared" }, // a panel says its metric in its title
       hooks: {
         draw: [drawMarks(marks)],
         setCursor: [
@@ -185,8 +187,9 @@
     box.dataset.marks = JSON.stringify(marks.map((m) => [m.tag, versions[m.idx]]));
     const colours = names.map((n, k) => COLOURS[k % COLOURS.length]);
     const charts = [];
-    const single = settings.layout === "shared" || names.length === 1;
+    const single = settings.layout === "shared";
     box.classList.toggle("panels", !single);
+    box.classList.toggle("one", names.length === 1);
     if (single) {
       const width = Math.max(280, box.clientWidth || 800);
       charts.push(new uPlot(chartOptions(width, 280, names, colours, ys, versions, xs, marks, settings, hover), [xs, ...ys], box));
@@ -195,6 +198,11 @@
         const panel = document.createElement("div");
         panel.className = "panel";
         panel.dataset.metric = n;
+        const title = document.createElement("div");
+        title.className = "panel-title";
+        title.textContent = n;
+        title.style.color = colours[k];
+        panel.appendChild(title);
         box.appendChild(panel);
         const width = Math.max(260, panel.clientWidth || 400);
         const opts = chartOptions(width, 220, [n], [colours[k]], [ys[k]], versions, xs, marks, settings, hover);
