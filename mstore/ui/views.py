@@ -98,7 +98,10 @@ def tensor_listing(repo: Repository, version_id: str) -> list[dict[str, Any]]:
     suffix) with its tensors (name, dtype, shape, params) in natural order, grouped as `diff` groups them,
     and the file's parameter count. Only the headers are read (the chunker cut the files at tensor
     boundaries, so no weight bytes); a file that is not a tensor container is left out."""
-    manifest = repo.manifest(version_id)
+    try:
+        manifest = repo.manifest(version_id)
+    except (MStoreError, OSError):  # e.g. a metadata-only mirror of a remote: no tensor view, the rest shows
+        return []
     out = []
     for entry in manifest.files:
         if manifest.kind != KIND_FILE and not entry.path.endswith(TENSOR_FILE_SUFFIXES):
@@ -107,24 +110,26 @@ def tensor_listing(repo: Repository, version_id: str) -> list[dict[str, Any]]:
             continue
         try:
             found = index_tensors(entry.path, StoredFile(entry, repo.store.objects).read, entry.size)
-        except MStoreError:  # an unreadable object costs this view only (fsck reports it)
+        except (MStoreError, OSError):  # an unreadable object costs this view only (fsck reports it)
             continue
         if not found:
             continue
-        by_name = {}
+        by_name: dict[str, dict[str, Any]] = {}
+        counts: dict[str, int] = {}
         for t in found:
             shape = [int(d) for d in t.shape]
             count = None if t.dtype == BYTES else _count(shape)  # a torch storage: bytes of unknown type
             by_name[t.name] = {"name": t.name, "dtype": t.dtype, "shape": shape, "params": count}
+            counts[t.name] = count or 0
         groups = []
         for g in group_names(list(by_name), GROUP_MIN):
             rows = [by_name[n] for n in g.names]
-            groups.append({"label": g.label, "rows": rows, "params": sum(r["params"] or 0 for r in rows)})
+            groups.append({"label": g.label, "rows": rows, "params": sum(counts[n] for n in g.names)})
         out.append(
             {
                 "path": entry.path,
                 "count": len(by_name),
-                "params": sum(r["params"] or 0 for r in by_name.values()),
+                "params": sum(counts.values()),
                 "groups": groups,
             }
         )
