@@ -521,3 +521,12 @@ def test_api_promotions_lists_every_tag_move_newest_first(choosing: tuple[TestCl
         ("prod", ids["b"], ids["c"]),
         ("prod", None, ids["b"]),
     ]
+
+
+def test_the_chart_series_follow_the_where_filter(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    points = client.get("/api/metrics/accuracy", params={"where": "C<0.3"}).json()
+    assert [p["version"] for p in points] == [ids["c"], ids["d"]]
+    bad = client.get("/api/metrics/accuracy", params={"where": "C <"})
+    assert bad.status_code == 400 and bad.json()["error"].startswith("where: expected")
+    assert 'data-where="C&lt;0.3"' in client.get("/", params={"where": "C<0.3"}).text

@@ -293,6 +293,9 @@ def test_charts_panels_log_scale_time_axis_and_promotion_marks(
     xs = page.page.evaluate("Array.from(window.mstoreChart.data[0])")
     assert xs == sorted(xs) and xs[0] > 1.7e9  # seconds since 1970, in save order
     assert "log=1" in page.page.url and "x=time" in page.page.url and "layout=shared" in page.page.url
+    page.page.goto(url + "/?chart=accuracy&where=C<0.3")  # the chart follows the table's filter
+    wait_for_chart(page)
+    assert json.loads(page.page.get_attribute("#chart", "data-versions") or "") == [ids["c"], ids["d"]]
     assert page.errors == []
 
 

@@ -377,15 +377,15 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             return _error(404, str(exc))
 
     def api_metric(request: Request) -> Response:
-        """`[{"version", "timestamp", "value"}]` for every version (the newest `limit`) where the metric
-        is a number, oldest first."""
+        """`[{"version", "timestamp", "value"}]` for every version (the newest `limit`; with `where`, those
+        the expression holds for) where the metric is a number, oldest first."""
         repo = repository.listed_once()
         name = request.path_params["name"]
         try:
             limit = _int_param(request, "limit", None)
+            entries = repo.log(limit=limit or None, where=request.query_params.get("where") or None)
         except BadInput as exc:
-            return _error(400, str(exc))
-        entries = repo.log(limit=limit or None)
+            return _error(400, exc.cli_message.replace("--where", "where"))
         points = []
         for meta in reversed(entries):
             value = _metric_values(meta).get(name)

@@ -172,7 +172,10 @@
     box.textContent = "";
     destroyCharts();
     if (!names.length) { box.textContent = "pick a metric above"; return; }
-    const query = span ? "?limit=" + span : "";
+    const params = new URLSearchParams();
+    if (span) params.set("limit", String(span));
+    if (box.dataset.where) params.set("where", box.dataset.where); // the charts follow the table's where filter
+    const query = params.toString() ? "?" + params.toString() : "";
     const [series, moves] = await Promise.all([
       Promise.all(names.map((n) => getJSON("/api/metrics/" + encodeURIComponent(n) + query))),
       promotions ? Promise.resolve(promotions) : getJSON("/api/promotions").catch(() => []),
