@@ -26,6 +26,7 @@ from uihelpers import (
     XSS,
     XSS_FILE,
     XSS_METRIC,
+    XSS_PARAM,
     build_choosing_store,
     build_store,
 )
@@ -133,8 +134,9 @@ def test_cross_site_requests_are_refused_before_any_work(client: TestClient) -> 
 
 def test_pages_escape_every_stored_string(client: TestClient, built: tuple[Repository, list[str]]) -> None:
     _, ids = built
-    raw_strings = [XSS, XSS_FILE, XSS_METRIC]
-    for path in ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}"]:
+    raw_strings = [XSS, XSS_FILE, XSS_METRIC, XSS_PARAM]
+    pages = ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}", f"/compare?v={ids[4]}&v={ids[5]}"]
+    for path in pages:
         html = client.get(path).text
         for raw in raw_strings:
             assert raw not in html, (path, raw)

@@ -17,7 +17,16 @@ import pytest
 
 from mstore import Repository
 
-from uihelpers import ACCURACY, CHANGED_TENSOR, XSS, XSS_FILE, XSS_METRIC, build_choosing_store, build_store
+from uihelpers import (
+    ACCURACY,
+    CHANGED_TENSOR,
+    XSS,
+    XSS_FILE,
+    XSS_METRIC,
+    XSS_PARAM,
+    build_choosing_store,
+    build_store,
+)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -177,7 +186,7 @@ def test_stored_markup_shows_as_text_and_runs_nothing(
     server: str, page: Page, store: tuple[Repository, list[str]]
 ) -> None:
     _, ids = store
-    for path in ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}"]:
+    for path in ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}", f"/compare?v={ids[4]}&v={ids[5]}"]:
         page.page.goto(server + path)
         if path == "/":
             wait_for_chart(page)
@@ -187,8 +196,14 @@ def test_stored_markup_shows_as_text_and_runs_nothing(
     page.page.goto(f"{server}/versions/{ids[5]}")
     assert XSS_FILE in page.page.inner_text("#files")
     page.page.goto(server + "/")
-    assert XSS_METRIC in page.page.inner_text("#versions thead")
+    head = page.page.inner_text("#versions thead")
+    assert XSS_METRIC in head and XSS_PARAM in head
     page.page.hover("#versions thead")
+    page.page.click("#columns summary")  # the column chooser names it as text too
+    assert XSS_PARAM in page.page.inner_text("#columns")
+    page.page.click(f"#versions th[data-col='param:{XSS_PARAM}']")  # sorting by it runs nothing either
+    page.page.goto(f"{server}/versions/{ids[5]}")
+    assert XSS in page.page.inner_text("#tag-history")
     assert page.dialogs == [] and page.errors == []
 
 

@@ -13,14 +13,15 @@ from helpers import safetensors_bytes
 XSS = "<script>alert(1)</script>"
 XSS_FILE = "<img src=x onerror=alert(2)>.txt"
 XSS_METRIC = "<b onmouseover=alert(3)>f1</b>"
+XSS_PARAM = "<i onmouseover=alert(4)>C</i>"
 ACCURACY = [0.71, 0.74, 0.78, 0.77, 0.83]  # one per version, oldest first; the XSS one has none
 CHANGED_TENSOR = "classifier.weight"
 
 
 def build_store(root: Path) -> tuple[Repository, list[str]]:
     """Five versions with accuracy and loss (only `classifier.weight` changes between the fourth and the
-    fifth, the fourth is tagged `prod`), then a sixth whose message, metric name, note and one file name
-    are XSS attempts. Returns (repo, IDs oldest first)."""
+    fifth, the fourth is tagged `prod`), then a sixth whose message, metric name, param name and value,
+    note, one file name and the message of its tag `hostile` are XSS attempts. Returns (repo, IDs oldest first)."""
     repo = Repository.init(root / "store")
     rng = np.random.default_rng(12)
     embed = rng.standard_normal((16, 8)).astype(np.float32)
@@ -40,7 +41,9 @@ def build_store(root: Path) -> tuple[Repository, list[str]]:
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(model.read_bytes())
     (folder / XSS_FILE).write_text(XSS)
-    ids.append(repo.save(folder, {"metrics": {XSS_METRIC: 0.5}, "note": XSS}, message=XSS)["timestamp"])
+    meta = {"metrics": {XSS_METRIC: 0.5}, "params": {XSS_PARAM: XSS}, "note": XSS}
+    ids.append(repo.save(folder, meta, message=XSS)["timestamp"])
+    repo.tag("hostile", ids[-1], message=XSS)
     return repo, ids
 
 
