@@ -366,6 +366,18 @@
     table.hidden = du.largest.length === 0;
   }
 
+  // a window resized (a phone turned, a split view): redraw at the new width, once it settles
+  let resizing = null;
+  let drawnWidth = window.innerWidth;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => {
+      if (window.innerWidth === drawnWidth || !document.getElementById("chart")) return;
+      drawnWidth = window.innerWidth;
+      drawChart().catch(showError);
+    }, 250);
+  });
+
   wireSorting();
   wireColumns();
   wirePicking();
