@@ -443,6 +443,7 @@ def test_compare_puts_versions_side_by_side_and_marks_the_best(choosing: tuple[T
     assert 'class="param differs" data-param="C"' in html and 'class="param differs" data-param="kernel"' in html
     assert f'<a id="diff-ends" href="/diff?old={ids["a"]}&new={ids["c"]}">' in html
     assert client.get("/compare", params={"v": ids["a"]}).status_code == 400
+    assert client.get("/compare", params=[("v", ids["c"]), ("v", "prod")]).status_code == 400  # one version twice
     assert client.get("/compare", params=[("v", ids["a"]), ("v", "nosuch")]).status_code == 404
 
 

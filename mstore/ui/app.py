@@ -332,6 +332,13 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             metas = [repo.get(vid) for vid in ids]
         except BadInput as exc:
             return not_found_page(str(exc))
+        if len(ids) < 2:
+            return page(
+                "error.html",
+                400,
+                title="Bad request",
+                message=f"those references all name {ids[0]}: pick two or more versions",
+            )
         by_version: dict[str, list[str]] = {}
         for name, target in sorted(repo.tags().items()):
             by_version.setdefault(target, []).append(name)
