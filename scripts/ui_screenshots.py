@@ -89,7 +89,9 @@ def main() -> None:
                     break
                 except OSError:
                     time.sleep(0.1)
-            picked = "&".join(f"v={ids[i]}" for i in (9, 17, 19, NIGHTS - 4, NIGHTS - 1))
+            metrics = {v: repo.get(v)["metrics"] for v in ids}
+            best = [max(ids, key=lambda v: metrics[v][m]) for m in ("accuracy", "f1")]  # the best of each in view
+            picked = "&".join(f"v={v}" for v in dict.fromkeys([ids[9], ids[17], *best, ids[-4], ids[-1]]))
             shots = {  # name: (path, what to wait for, viewport width)
                 "index.png": ("/?chart=accuracy&chart=f1&chart=loss&limit=12", "#chart[data-ready='1'] canvas", 1280),
                 "compare.png": (f"/compare?{picked}", "#compare", 1280),
