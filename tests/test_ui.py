@@ -533,3 +533,15 @@ def test_the_chart_series_follow_the_where_filter(choosing: tuple[TestClient, di
     bad = client.get("/api/metrics/accuracy", params={"where": "C <"})
     assert bad.status_code == 400 and bad.json()["error"].startswith("where: expected")
     assert 'data-where="C&lt;0.3"' in client.get("/", params={"where": "C<0.3"}).text
+
+
+def test_the_table_ranks_every_version_by_a_metric(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    assert _shown(client.get("/", params={"sort": "accuracy"}).text) == [ids["b"], ids["d"], ids["c"], ids["a"]]
+    assert _shown(client.get("/", params={"sort": "loss"}).text) == [ids["c"], ids["d"], ids["b"], ids["a"]]
+    assert _shown(client.get("/", params={"sort": "loss", "order": "desc"}).text)[0] == ids["a"]
+    ranked = client.get("/", params={"sort": "accuracy", "limit": 1}).text  # across pages, not within one
+    assert _shown(ranked) == [ids["b"]] and "sort=accuracy" in ranked[ranked.index('id="older"') :]
+    assert _shown(client.get("/", params={"sort": "tps"}).text) == [ids["b"], ids["c"], ids["a"], ids["d"]]
+    unknown = client.get("/", params={"sort": "nosuch"})
+    assert unknown.status_code == 400 and 'id="where-error"' in unknown.text

@@ -167,15 +167,24 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         return page("error.html", 404, title="Not found", message=message)
 
     def version_page_rows(
-        repo: Repository, tag: str | None, text: str, where: str | None, offset: int, limit: int
+        repo: Repository,
+        tag: str | None,
+        text: str,
+        where: str | None,
+        sort: tuple[str, bool | None] | None,
+        offset: int,
+        limit: int,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of `log` (newest first) after the tag, text and `--where` filters, and whether more
-        follow. A bad `where` raises BadInput (its one-line error)."""
+        """One page of `log` (newest first, or ranked by `sort`: a metric and whether higher values come
+        first, None: the better ones) after the tag, text and `--where` filters, and whether more follow.
+        A bad `where` or `sort` raises BadInput (its one-line error)."""
         tags = [tag] if tag else None
+        by, descending = sort if sort else (None, None)
         if not text:
-            entries = repo.log(limit=offset + limit + 1, tags=tags, where=where)
+            entries = repo.log(limit=offset + limit + 1, tags=tags, where=where, sort=by, descending=descending)
         else:
-            entries = [e for e in repo.log(tags=tags, where=where) if _matches(e, text)]
+            entries = repo.log(tags=tags, where=where, sort=by, descending=descending)
+            entries = [e for e in entries if _matches(e, text)]
         return entries[offset : offset + limit], len(entries) > offset + limit
 
     # -- HTML ----------------------------------------------------------------------------------------
@@ -191,14 +200,22 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         tag = request.query_params.get("tag") or None
         text = request.query_params.get("q", "").strip()
         where = request.query_params.get("where", "").strip()
+        sort_by = request.query_params.get("sort", "").strip()
+        order = request.query_params.get("order", "")
         all_tags = repo.tags()
         if tag is not None and tag not in all_tags:
             return not_found_page(f"no tag named {tag!r}")
         where_error = None
+        sort = (sort_by, {"desc": True, "asc": False}.get(order)) if sort_by else None
         try:
-            rows, more = version_page_rows(repo, tag, text, where or None, offset, limit)
-        except BadInput as exc:  # a bad --where expression: its one line, the rest of the page as usual
-            rows, more, where_error = [], False, exc.cli_message.replace("--where", "where")
+            rows, more = version_page_rows(repo, tag, text, where or None, sort, offset, limit)
+        except BadInput as exc:  # a bad where or sort: its one line, the rest of the page as usual
+            where_error = exc.cli_message.replace("--where", "where")
+            if sort_by and "cannot tell whether" in where_error:  # the CLI's --desc/--asc are the order box here
+                where_error = (
+                    f"cannot tell whether a higher or a lower {sort_by!r} is better: choose highest or lowest first"
+                )
+            rows, more = [], False
         ids = repo.ids()
         metrics = request.query_params.getlist("metric") or default_metrics(rows)
         numeric = default_metrics(rows)
@@ -209,13 +226,18 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         for row in rows:
             row["_metrics"] = _metric_values(row)
             row["_params"] = views.param_values(row)
-        filters = {k: v for k, v in (("tag", tag), ("q", text), ("where", where)) if v}
+        filters = {
+            k: v for k, v in (("tag", tag), ("q", text), ("where", where), ("sort", sort_by), ("order", order)) if v
+        }
         return page(
             "index.html",
             400 if where_error else 200,
             title="Versions",
             where=where,
             where_error=where_error,
+            sort_by=sort_by,
+            order=order,
+            sort_choices=list(dict.fromkeys([*numeric, *([sort_by] if sort_by else [])])),
             filters=filters,
             params=views.param_columns(rows),
             layout=request.query_params.get("layout") or "panels",
