@@ -73,7 +73,7 @@
       const ratio = uPlot.pxRatio || 1;
       const top = u.bbox.top;
       const bottom = u.bbox.top + u.bbox.height;
-      const rows = []; // the label intervals taken in each text row: a label that would overlap goes a row lower
+      const used = new Map(); // x -> how far down its labels already reach
       let drawn = 0;
       ctx.save();
       ctx.strokeStyle = MARK_COLOUR;
@@ -81,6 +81,8 @@
       ctx.lineWidth = ratio;
       ctx.setLineDash([4 * ratio, 3 * ratio]);
       ctx.font = 11 * ratio + "px system-ui, sans-serif";
+      ctx.textAlign = "left"; // uPlot leaves the axes' alignment set
+      ctx.textBaseline = "bottom";
       for (const m of marks) {
         const x = Math.round(u.valToPos(m.x, "x", true));
         if (x < u.bbox.left - 1 || x > u.bbox.left + u.bbox.width + 1) continue;
@@ -89,13 +91,14 @@
         ctx.moveTo(x, top);
         ctx.lineTo(x, bottom);
         ctx.stroke();
-        const label = m.tag;
-        const w = ctx.measureText(label).width;
-        const lx = x + 3 * ratio + w > u.bbox.left + u.bbox.width ? x - 3 * ratio - w : x + 3 * ratio;
-        let n = 0;
-        while (rows[n] && rows[n].some(([a, b]) => lx < b + 4 * ratio && lx + w > a - 4 * ratio)) n++;
-        (rows[n] = rows[n] || []).push([lx, lx + w]);
-        ctx.fillText(label, lx, top + (12 + 12 * n) * ratio);
+        // the tag's name runs down beside its line; several tags on one version follow one another
+        const below = used.get(x) || 0;
+        ctx.save();
+        ctx.translate(x + 2 * ratio, top + 4 * ratio + below);
+        ctx.rotate(Math.PI / 2);
+        ctx.fillText(m.tag, 0, 0);
+        ctx.restore();
+        used.set(x, below + ctx.measureText(m.tag).width + 6 * ratio);
       }
       ctx.restore();
       u.root.dataset.marksDrawn = String(drawn);
