@@ -545,3 +545,20 @@ def test_the_table_ranks_every_version_by_a_metric(choosing: tuple[TestClient, d
     assert _shown(client.get("/", params={"sort": "tps"}).text) == [ids["b"], ids["c"], ids["a"], ids["d"]]
     unknown = client.get("/", params={"sort": "nosuch"})
     assert unknown.status_code == 400 and 'id="where-error"' in unknown.text
+
+
+def test_ranking_by_a_metric_without_direction_asks_for_an_order(tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "store")
+    model = tmp_path / "m.bin"
+    for i, speed in enumerate([3.0, 5.0]):
+        model.write_bytes(bytes([i]) * 10)
+        repo.save(model, {"metrics": {"speed": speed}})
+    client = TestClient(create_app(repo.root), base_url=BASE)
+    answer = client.get("/", params={"sort": "speed"})
+    error = re.search(r'id="where-error">(.*?)</p>', answer.text)
+    assert answer.status_code == 400 and error is not None
+    said = "cannot tell whether a higher or a lower &#39;speed&#39; is better: choose highest or lowest first"
+    assert error.group(1) == said
+    newest_first = [m["timestamp"] for m in repo.log()]  # speed 5.0, then 3.0
+    assert _shown(client.get("/", params={"sort": "speed", "order": "asc"}).text) == newest_first[::-1]
+    assert _shown(client.get("/", params={"sort": "speed", "order": "desc"}).text) == newest_first
