@@ -9,14 +9,17 @@ commands start faster). The order every write follows lives in store/commit.py.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .content.restore import restore
 from .diff import compare as _compare
-from .errors import BadInput
+from .errors import BadInput, MStoreError
 from .ops import archive as _archive
 from .ops import fsck as _fsck
 from .ops import gc as _gc
@@ -61,11 +64,14 @@ class Repository:
         *,
         store: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        refresh_seconds: float | None = None,
     ) -> Repository:
         """A read-only view of a remote (a remote NAME of the store at `store`, default $MSTORE_DIR or
         data/models, or a URL: no local store needed) for log, show, compare and the UI. Only metadata is
         fetched (version records, manifests, refs, tag histories), into a mirror in the cache refreshed on
-        each call; model bytes a compare needs (tensor headers) are fetched lazily into the cache."""
+        each call; model bytes a compare needs (tensor headers) are fetched lazily into the cache. With
+        `refresh_seconds`, each `listed_once()` (one web request) refreshes it again once that much time has
+        passed (an unreachable remote then leaves it as it was)."""
         from .cache.entries import Cache
         from .remote import config
         from .remote.mirror import browse
@@ -75,7 +81,9 @@ class Repository:
         url, endpoint = config.locate(remote, root)
         cache = Cache.open(cache_dir)
         found = browse(open_remote(url, endpoint_url=endpoint), url, endpoint, cache.root, cache.objects)
-        return cls(found.store)
+        if refresh_seconds is None or found.again is None:
+            return cls(found.store)
+        return _Refreshing(found.store, found.again, refresh_seconds)
 
     @property
     def root(self) -> Path:
@@ -455,3 +463,23 @@ class Repository:
         """`import_archive` into the store at `root`, which is created only once the archive has been
         verified: a damaged archive leaves no empty store behind."""
         return _archive.import_archive(Path(root), Path(path))
+
+
+class _Refreshing(Repository):
+    """A browsed remote that a long-running reader (`ui --remote`) keeps current: `listed_once()` refreshes
+    the mirror when the last refresh is `every` seconds old."""
+
+    def __init__(self, store: Store, again: Callable[[], Any], every: float) -> None:
+        super().__init__(store)
+        self._again, self._every = again, every
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def listed_once(self) -> Repository:
+        if time.monotonic() - self._at >= self._every:
+            with self._lock:
+                if time.monotonic() - self._at >= self._every:
+                    with suppress(MStoreError, OSError):  # unreachable for now: serve the mirror as it is
+                        self.store = self._again().store
+                    self._at = time.monotonic()
+        return super().listed_once()

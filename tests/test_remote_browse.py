@@ -24,6 +24,8 @@ from mstore.store.objects import ObjectStore
 
 from uihelpers import build_store
 
+BASE = "http://127.0.0.1"
+
 
 def run(*args: str, code: int = 0) -> Result:
     from mstore.cli import app
@@ -253,3 +255,24 @@ def test_cache_du_counts_the_mirrors_and_a_linked_mirror_folder_is_refused(
     mirrors.symlink_to(tmp_path / "elsewhere")
     err = run("log", "--remote", url, code=1).stderr
     assert "is a symbolic link" in err and err.count("\n") == 1
+
+
+def test_a_long_running_ui_over_a_remote_sees_new_pushes(team: tuple[Repository, str, Path], tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from mstore.ui.app import create_app
+
+    repo, url, _ = team
+    live = TestClient(create_app(Repository.browse(url, refresh_seconds=0)), base_url=BASE)
+    apart = tmp_path / "another-cache"  # a mirror of its own (one cache's mirror is shared by its readers)
+    still = TestClient(create_app(Repository.browse(url, cache_dir=apart, refresh_seconds=3600)), base_url=BASE)
+    assert len(live.get("/api/versions").json()) == len(still.get("/api/versions").json()) == 6
+    model = tmp_path / "new.bin"
+    model.write_bytes(b"pushed while the page is up")
+    new = repo.save(model, {"metrics": {"accuracy": 0.5}})["timestamp"]
+    repo.push("origin")
+    assert live.get("/api/versions").json()[0]["timestamp"] == new
+    assert len(still.get("/api/versions").json()) == 6  # not due yet: the mirror as it was
+    if not url.startswith("s3://"):
+        Path(url).rename(tmp_path / "gone")  # the remote unreachable: the last mirror is served
+        assert live.get("/api/versions").json()[0]["timestamp"] == new

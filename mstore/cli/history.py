@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -224,6 +225,9 @@ def du(
         echo_lines(du_lines(usage, gc_when(repo) if usage["unreachable_bytes"] else None))
 
 
+UI_REFRESH_SECONDS = 10.0  # `ui --remote`: a request refreshes the mirror when it is this old
+
+
 @app.command(short_help="A local read-only web page: versions, charts, diffs.")
 def ui(
     host: Annotated[
@@ -262,5 +266,9 @@ def ui(
         sys.stdout.flush()
         note("serving read-only; press Ctrl+C to stop")
 
-    served = open_repo(remote) if remote is not None else Repository.open(state.store).root
+    served: Repository | Path
+    if remote is not None:
+        served = Repository.browse(remote, store=state.store, refresh_seconds=UI_REFRESH_SECONDS)
+    else:
+        served = Repository.open(state.store).root
     serve(served, host or DEFAULT_HOST, port, open_browser=not no_browser, announce=announce)

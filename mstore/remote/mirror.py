@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -89,6 +89,7 @@ class Browsed:
     url: str
     stats: TransferStats = field(default_factory=TransferStats)
     versions_fetched: int = 0
+    again: Callable[[], Browsed] | None = None  # refresh once more (a long-running `ui --remote`)
 
 
 def browse(remote: Remote, url: str, endpoint: str | None, cache_root: Path, chunks: ObjectStore) -> Browsed:
@@ -108,7 +109,7 @@ def browse(remote: Remote, url: str, endpoint: str | None, cache_root: Path, chu
     view = ReadOnlyStore(root, store.config, url)
     lazy = Fetcher(remote, config, chunks, stats, None)
     view.objects = LazyObjects(root / "objects", lazy, envelopes=view.format >= 2)
-    return Browsed(view, url, stats, fetched)
+    return Browsed(view, url, stats, fetched, lambda: browse(remote, url, endpoint, cache_root, chunks))
 
 
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
