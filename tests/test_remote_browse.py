@@ -231,6 +231,8 @@ def test_damaged_tags_on_the_remote_are_skipped_as_pull_skips_them(
     repo.remote_add("origin", str(remote))
     repo.push("origin")
     monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    browsed = Repository.browse(str(remote))
+    assert browsed.tag_history("prod")  # mirrored
     (remote / "refs" / "tags" / "old").unlink()
     (remote / "refs" / "tags" / "old").write_bytes(b"garbage")  # names nothing
     (remote / "refs" / "history" / "prod").unlink()
@@ -239,6 +241,7 @@ def test_damaged_tags_on_the_remote_are_skipped_as_pull_skips_them(
     assert {e["timestamp"]: e["tags"] for e in shown}[ids[3]] == ["prod"]  # the tag stands without its history
     assert all("old" not in e["tags"] for e in shown)
     assert json.loads(run("show", "prod", "--json", "--remote", str(remote)).stdout)["metadata"]["timestamp"] == ids[3]
+    assert browsed.tag_history("prod") == []  # the damaged history is not shown
 
 
 def test_cache_du_counts_the_mirrors_and_a_linked_mirror_folder_is_refused(

@@ -157,7 +157,7 @@ def _refresh(store: Store, remote: Remote, config: dict[str, Any], stats: Transf
         if name not in tags:
             store.refs.delete_tag(name, record=False)
     for name in store.refs.history_names():
-        if name not in tags:
+        if name not in tags or tags[name][1] is None:  # gone there, or damaged there: none shown
             fsutil.remove_file(store.refs.history_dir / name)
     for name, (target, history) in sorted(tags.items()):
         if history is not None and store.refs.history_raw(name) != history:
