@@ -387,6 +387,9 @@ class Repository:
 
     def du(self, largest: int = 10) -> dict[str, Any]:
         """Logical size of all versions, bytes on disk, savings, and what each version alone holds."""
+        browsed = getattr(self.store, "url", None)  # a remote browsed read-only (remote/mirror.py) holds no objects
+        if browsed is not None:
+            raise BadInput(f"the disk use of {browsed} is not known from its metadata alone (see du in a clone)")
         return disk_usage(self.store, largest)
 
     def latest(self) -> dict[str, Any] | None:

@@ -187,6 +187,8 @@ def test_the_ui_serves_a_remote_as_it_serves_its_clone(
     assert browsed.get("/versions/prod").status_code == 200
     assert "classifier.weight" in browsed.get(f"/diff?old={repo.ids()[3]}&new={repo.ids()[4]}").text
     assert browsed.post("/api/versions").status_code == 405  # read-only, as ever
+    du = browsed.get("/api/du")  # its objects are not here: no made-up numbers
+    assert du.status_code == 500 and "not known from its metadata alone" in du.json()["error"]
 
 
 def test_mstore_ui_remote_over_http_from_no_store(team: tuple[Repository, str, Path], tmp_path: Path) -> None:
