@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidMetadata
-from .modelpath import model_path
+from .modelpath import model_path, offline_mode
 from .ops.fsck import Report
 from .ops.gc import DEFAULT_GRACE_SECONDS, GcPlan
 from .repository import Repository
@@ -78,7 +78,9 @@ class ModelVersioning:
 
     def _on(self, remote: str | None) -> Repository:
         """The store, or a read-only view of `remote` (a remote's NAME here, or a URL; no clone: metadata only)."""
-        return self.repo if remote is None else Repository.browse(remote, store=self.base_dir)
+        if remote is None:
+            return self.repo
+        return Repository.browse(remote, store=self.base_dir, offline=offline_mode(None))
 
     def get_model_version(self, version: str, *, remote: str | None = None) -> dict[str, Any]:
         """Metadata of a version: full ID, unique prefix, `latest`, `latest~N` or a tag (on `remote`: NAME|URL,

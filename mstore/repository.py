@@ -65,13 +65,16 @@ class Repository:
         store: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         refresh_seconds: float | None = None,
+        offline: str = "off",
     ) -> Repository:
         """A read-only view of a remote (a remote NAME of the store at `store`, default $MSTORE_DIR or
         data/models, or a URL: no local store needed) for log, show, compare and the UI. Only metadata is
         fetched (version records, manifests, refs, tag histories), into a mirror in the cache refreshed on
         each call; model bytes a compare needs (tensor headers) are fetched lazily into the cache. With
         `refresh_seconds`, each `listed_once()` (one web request) refreshes it again once that much time has
-        passed (an unreachable remote then leaves it as it was)."""
+        passed (an unreachable remote then leaves it as it was). `offline` "on" reads the mirror as the last
+        call left it, with no network call; "auto" does so (with a warning) only when the remote cannot be
+        reached (callers parse MSTORE_OFFLINE with modelpath.offline_mode)."""
         from .cache.entries import Cache
         from .remote import config
         from .remote.mirror import browse
@@ -80,7 +83,7 @@ class Repository:
         root = store if store is not None else os.environ.get("MSTORE_DIR") or "data/models"
         url, endpoint = config.locate(remote, root)
         cache = Cache.open(cache_dir)
-        found = browse(open_remote(url, endpoint_url=endpoint), url, endpoint, cache.root, cache.objects)
+        found = browse(open_remote(url, endpoint_url=endpoint), url, endpoint, cache.root, cache.objects, offline)
         if refresh_seconds is None or found.again is None:
             return cls(found.store)
         return _Refreshing(found.store, found.again, refresh_seconds)

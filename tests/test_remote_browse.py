@@ -281,3 +281,27 @@ def test_a_long_running_ui_over_a_remote_sees_new_pushes(team: tuple[Repository,
     if not url.startswith("s3://"):
         Path(url).rename(tmp_path / "gone")  # the remote unreachable: the last mirror is served
         assert live.get("/api/versions").json()[0]["timestamp"] == new
+
+
+def test_offline_reads_the_mirror_as_last_browsed(
+    team: tuple[Repository, str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url, clone = team
+    if url.startswith("s3://"):
+        pytest.skip("the directory remote is the one a test can take away")
+    monkeypatch.setenv("MSTORE_OFFLINE", "1")
+    err = run("log", "--remote", url, code=1).stderr
+    assert "offline, and it was never browsed from this cache" in err and err.count("\n") == 1
+    monkeypatch.delenv("MSTORE_OFFLINE")
+    online = run("log", "--json", "--remote", url).stdout
+    run("diff", "latest~2", "latest~1", "--remote", url)  # reads the tensor headers into the cache
+    Path(url).rename(tmp_path / "taken-away")
+    assert "no mstore store there" in run("log", "--remote", url, code=2).stderr
+    monkeypatch.setenv("MSTORE_OFFLINE", "1")
+    assert run("log", "--json", "--remote", url).stdout == online
+    assert "classifier.weight" in run("diff", "latest~2", "latest~1", "--remote", url).stdout  # from the cache
+    err = run("diff", "latest~4", "latest~3", "--remote", url, code=1).stderr  # never read: not there
+    assert "never fetched into the cache" in err and err.count("\n") == 1
+    monkeypatch.setenv("MSTORE_OFFLINE", "auto")
+    auto = run("log", "--json", "--remote", url)
+    assert auto.stdout == online and "showing it as last browsed" in auto.stderr

@@ -268,7 +268,11 @@ def ui(
 
     served: Repository | Path
     if remote is not None:
-        served = Repository.browse(remote, store=state.store, refresh_seconds=UI_REFRESH_SECONDS)
+        from ..modelpath import offline_mode
+
+        served = Repository.browse(
+            remote, store=state.store, refresh_seconds=UI_REFRESH_SECONDS, offline=offline_mode(None)
+        )
     else:
         served = Repository.open(state.store).root
     serve(served, host or DEFAULT_HOST, port, open_browser=not no_browser, announce=announce)

@@ -200,7 +200,9 @@ def emit_json(doc: Any) -> None:
 def open_repo(remote: str | None = None) -> Repository:
     """The store (`--store`), or with `remote` a read-only view of that remote (NAME|URL, no clone)."""
     if remote is not None:
-        return Repository.browse(remote, store=state.store)
+        from ..modelpath import offline_mode
+
+        return Repository.browse(remote, store=state.store, offline=offline_mode(None))
     return Repository.open(state.store)
 
 

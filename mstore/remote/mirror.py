@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 import blake3
 
 from ..cache.upkeep import MIRRORS
-from ..errors import BadInput, IntegrityError, StoreNotFound
+from ..errors import BadInput, IntegrityError, MStoreWarning, NotCached, StoreNotFound
 from ..store import fsutil, taglog
 from ..store.commit import refresh_latest
 from ..store.layout import CONFIG, Store, check_model_hash, manifest_id
@@ -37,6 +38,7 @@ from ..store.objects import ObjectStore
 from ..store.refs import check_tag_name
 from ..store.versions import is_future
 from ..workers import map_all, remote_workers
+from .bucket import RemoteError
 from .remotes import Remote
 from .transfer import Fetcher, TransferStats
 
@@ -50,14 +52,18 @@ class LazyObjects(ObjectStore):
     """The mirror's objects (its manifests), and every other object read through `fetch` on first use:
     from the cache's objects if they hold it intact, else downloaded and verified into them."""
 
-    def __init__(self, root: Path, fetch: Fetcher, *, envelopes: bool = True) -> None:
+    def __init__(self, root: Path, fetch: Fetcher | None, chunks: ObjectStore, *, envelopes: bool = True) -> None:
         super().__init__(root, envelopes=envelopes)
-        self.fetch = fetch
+        self.fetch, self.chunks = fetch, chunks  # fetch None: offline, only what the cache holds
 
     def read(self, oid: str, expected_size: int | None = None, *, buffer: bool = False) -> bytes:
-        if self.claimed_size(oid) is None:
+        if self.claimed_size(oid) is not None:
+            return super().read(oid, expected_size, buffer=buffer)
+        if self.fetch is not None:
             return self.fetch.content(oid, expected_size)
-        return super().read(oid, expected_size, buffer=buffer)
+        if self.chunks.claimed_size(oid) not in (None, -1):
+            return self.chunks.read(oid, expected_size)
+        raise NotCached(f"offline, and object {oid[:16]}... of this remote was never fetched into the cache")
 
 
 class ReadOnlyStore(Store):
@@ -92,13 +98,24 @@ class Browsed:
     again: Callable[[], Browsed] | None = None  # refresh once more (a long-running `ui --remote`)
 
 
-def browse(remote: Remote, url: str, endpoint: str | None, cache_root: Path, chunks: ObjectStore) -> Browsed:
+def browse(
+    remote: Remote, url: str, endpoint: str | None, cache_root: Path, chunks: ObjectStore, offline: str = "off"
+) -> Browsed:
     """Refresh the mirror of `remote` under `cache_root` and open it; `chunks` is where lazily read model
-    objects go (the cache's objects). StoreNotFound when nothing was ever pushed there."""
-    config = remote.config()
-    if config is None:
-        raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
+    objects go (the cache's objects). StoreNotFound when nothing was ever pushed there. `offline` ("off",
+    "on", "auto": see modelpath.offline_mode): "on" reads the mirror as the last call left it, with no
+    network call; "auto" does so, with a warning, only when the remote cannot be reached."""
     root = cache_root / MIRRORS / mirror_key(url, endpoint)
+    if offline == "on":
+        return _as_left(root, url, chunks, None)
+    try:
+        config = remote.config()
+        if config is None:
+            raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
+    except (RemoteError, StoreNotFound) as exc:
+        if offline != "auto":
+            raise
+        return _as_left(root, url, chunks, exc)
     if not fsutil.check_real_dir(cache_root / MIRRORS, f"the cache's {MIRRORS}/", "remove it"):  # never through a link
         fsutil.make_dir(cache_root / MIRRORS, parents=True)
     store = _open(root, config)
@@ -108,8 +125,21 @@ def browse(remote: Remote, url: str, endpoint: str | None, cache_root: Path, chu
         fetched = _refresh(store, remote, config, stats)
     view = ReadOnlyStore(root, store.config, url)
     lazy = Fetcher(remote, config, chunks, stats, None)
-    view.objects = LazyObjects(root / "objects", lazy, envelopes=view.format >= 2)
-    return Browsed(view, url, stats, fetched, lambda: browse(remote, url, endpoint, cache_root, chunks))
+    view.objects = LazyObjects(root / "objects", lazy, chunks, envelopes=view.format >= 2)
+    return Browsed(view, url, stats, fetched, lambda: browse(remote, url, endpoint, cache_root, chunks, offline))
+
+
+def _as_left(root: Path, url: str, chunks: ObjectStore, error: Exception | None) -> Browsed:
+    """The mirror as the last online call left it (offline), or NotCached when there is none."""
+    if not os.path.lexists(root / CONFIG):
+        why = f"{url} cannot be reached ({error}) and " if error is not None else "offline, and "
+        raise NotCached(f"{why}it was never browsed from this cache (run it once online first)")
+    if error is not None:
+        warnings.warn(f"{url} cannot be reached ({error}); showing it as last browsed", MStoreWarning, stacklevel=3)
+    found = Store.open(root)
+    view = ReadOnlyStore(root, found.config, url)
+    view.objects = LazyObjects(root / "objects", None, chunks, envelopes=view.format >= 2)
+    return Browsed(view, url)
 
 
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
