@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import EXIT_PROBLEM, BadInput, MStoreError, UnsafeStoreFile
 from ..store import fsutil
+from ..store import signatures as stored
 from ..store.layout import Store
+from ..store.manifest import Manifest
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -51,29 +53,35 @@ def _check_curve(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey, wh
         raise BadInput(f"{where}: an EC key on {key.curve.name}; mstore accepts P-256 and P-384")
 
 
-def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def _load_key(path: Path, private: bool) -> Any:
+    """An EC key (P-256/P-384) from a PEM file: one-line BadInput for anything else."""
+    kind, load = ("private", _load_private) if private else ("public", serialization.load_pem_public_key)
     try:
-        key = serialization.load_pem_private_key(fsutil.read_regular(path, MAX_KEY_BYTES), password=None)
+        key = load(fsutil.read_regular(path, MAX_KEY_BYTES))
     except (OSError, UnsafeStoreFile) as exc:
         raise BadInput(f"{path}: cannot read the key ({exc})") from None
     except (ValueError, TypeError) as exc:
-        raise BadInput(f"{path}: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise BadInput(f"{path}: not an EC private key (mstore signs with P-256 or P-384)")
+        plain = "an unencrypted " if private else "a "
+        raise BadInput(f"{path}: not {plain}PEM {kind} key ({exc})") from None
+    want = ec.EllipticCurvePrivateKey if private else ec.EllipticCurvePublicKey
+    if not isinstance(key, want):
+        does = "signs with" if private else "verifies"
+        raise BadInput(f"{path}: not an EC {kind} key (mstore {does} P-256 or P-384)")
     _check_curve(key, str(path))
     return key
 
 
+def _load_private(data: bytes) -> Any:
+    return serialization.load_pem_private_key(data, password=None)
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key: ec.EllipticCurvePrivateKey = _load_key(path, private=True)
+    return key
+
+
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
-    try:
-        key = serialization.load_pem_public_key(fsutil.read_regular(path, MAX_KEY_BYTES))
-    except (OSError, UnsafeStoreFile) as exc:
-        raise BadInput(f"{path}: cannot read the key ({exc})") from None
-    except (ValueError, TypeError) as exc:
-        raise BadInput(f"{path}: not a PEM public key ({exc})") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise BadInput(f"{path}: not an EC public key (mstore verifies P-256 or P-384)")
-    _check_curve(key, str(path))
+    key: ec.EllipticCurvePublicKey = _load_key(path, private=False)
     return key
 
 
@@ -110,8 +118,11 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 def statement(store: Store, version_id: str) -> dict[str, Any]:
     """The in-toto statement of a version, from its manifest and metadata only (no weight bytes)."""
-    meta_raw = store.versions.raw_metadata(version_id)
-    manifest = store.version_manifest(version_id)
+    return statement_of(version_id, store.version_manifest(version_id), store.versions.raw_metadata(version_id))
+
+
+def statement_of(version_id: str, manifest: Manifest, meta_raw: bytes) -> dict[str, Any]:
+    """`statement` from the pieces (a remote's or a cache's copy of them, each verified by its caller)."""
     subject = []
     for entry in manifest.files:
         if not entry.digest:
@@ -155,10 +166,15 @@ def _b64(text: Any, what: str) -> bytes:
         raise ValueError(f"{what} is not base64") from None
 
 
-def _check_one(path: Path, keys: dict[str, ec.EllipticCurvePublicKey], expected: dict[str, Any]) -> str | None:
-    """None when `path` verifies and matches `expected`; else why not (prefixed by a kind)."""
+def _check_one(
+    name: str, raw: bytes, keys: dict[str, ec.EllipticCurvePublicKey], expected: dict[str, Any]
+) -> str | None:
+    """None when bundle `name` (its bytes: `raw`) verifies and matches `expected`; else why not (prefixed
+    by a kind)."""
+    path = Path(f"{name}.json")  # for messages only
     try:
-        raw = fsutil.read_regular(path, MAX_BUNDLE_BYTES)
+        if len(raw) > MAX_BUNDLE_BYTES:
+            raise ValueError(f"{len(raw)} bytes, more than {MAX_BUNDLE_BYTES}")
         env = json.loads(raw)
         if not isinstance(env, dict) or env.get("payloadType") != PAYLOAD_TYPE:
             raise ValueError("not a DSSE envelope of an in-toto statement")
@@ -226,20 +242,24 @@ def verify(store: Store, version_id: str, keys: list[ec.EllipticCurvePublicKey])
     """The first stored signature by one of `keys` that matches the version; else NotVerified (one line)."""
     if not keys:
         raise BadInput("verify needs at least one public key (--key PUB.pem)")
-    by_id = {fingerprint(k): k for k in keys}
     expected = statement(store, version_id)
-    directory = store.root / SIGNATURES / version_id
-    try:
-        names = sorted(p for p in directory.iterdir() if p.suffix == ".json" and not fsutil.is_temp_name(p.name))
-    except (FileNotFoundError, NotADirectoryError):
-        names = []
-    if not names:
+    found = verify_bundles(version_id, expected, stored.bundles(store.root, version_id), keys)
+    return Verified(version_id, found, str(stored.directory(store.root, version_id) / f"{found}.json"))
+
+
+def verify_bundles(
+    version_id: str, expected: dict[str, Any], bundles: list[tuple[str, bytes]], keys: list[ec.EllipticCurvePublicKey]
+) -> str:
+    """The keyid of the first of `bundles` ((keyid, bytes)) that one of `keys` signed over `expected`;
+    else NotVerified saying why the closest one failed (unsigned / other key / differs / malformed)."""
+    by_id = {fingerprint(k): k for k in keys}
+    if not bundles:
         raise NotVerified(f"{version_id}: unsigned (no signature stored)")
     worst: tuple[int, str] = (0, "")
-    for path in names:
-        why = _check_one(path, by_id, expected)
+    for name, raw in bundles:
+        why = _check_one(name, raw, by_id, expected)
         if why is None:
-            return Verified(version_id, path.stem, str(path))
+            return name
         kind, _, detail = why.partition(": ")
         rank = _RANK.get(kind, 0)
         if rank > worst[0]:

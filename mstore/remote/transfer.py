@@ -32,7 +32,7 @@ from ..store.refs import LATEST
 from ..store.versions import is_future
 from ..workers import map_all, remote_workers, run_all
 from . import config as remote_config
-from . import promote
+from . import promote, signatures
 from .bucket import PreconditionFailed
 from .remotes import CAS_ATTEMPTS, Remote, open_remote
 
@@ -61,6 +61,7 @@ class TransferStats:
     tags_moved: list[str] = field(default_factory=list)  # tags created or moved on the receiving side
     conflict_messages: list[str] = field(default_factory=list)  # one line per conflict: both versions, what to do
     refused: list[str] = field(default_factory=list)  # remote versions not taken: IDs from the future
+    signatures_sent: int = 0  # signature bundles sent (push) or kept (pull), never trusted for that
 
 
 def needed_objects(store: Store, version_id: str, meta: dict[str, Any] | None = None) -> set[str]:
@@ -122,6 +123,7 @@ def push(
                 stats.versions_sent += 1
             else:
                 stats.versions_skipped += 1
+        stats.signatures_sent = signatures.push(store, remote, version_ids)  # before any ref names them
         _push_refs(store, remote, version_ids, on_remote, stats, force)
     stats.seconds = time.monotonic() - started
     return stats
@@ -363,6 +365,7 @@ def pull(
         run_all(_piece_rows([manifest for _, _, manifest in plan]), fetch.ensure_row, workers)
         for vid, meta, _ in plan:
             stats.versions_sent += len(commit(store, [(vid, meta)]).published)
+        stats.signatures_sent = signatures.pull(remote, store, version_ids)
         stats.latest = store.refs.latest()
         stats.tags_moved, conflicts = promote.pull_tags(store, remote, set(version_ids))
         stats.tag_conflicts = [c.tag for c in conflicts]
