@@ -24,6 +24,7 @@ from .ops import history as _history
 from .ops import remove as _remove
 from .ops import save as _save
 from .ops import tags as _tags
+from .ops import trust as _trust
 from .ops.retention import PrunePlan
 from .ops.revparse import resolve
 from .ops.usage import disk_usage
@@ -226,25 +227,38 @@ class Repository:
         return transfer.push(self.store, target, sorted(set(ids)), progress=progress, force=force)
 
     def pull(
-        self, remote: str | None = None, refs: list[str] | None = None, *, progress: TransferProgress | None = None
+        self,
+        remote: str | None = None,
+        refs: list[str] | None = None,
+        *,
+        progress: TransferProgress | None = None,
+        trusted_keys: _trust.KeySpec = None,
     ) -> TransferStats:
         """Fetch versions (all by default) and their tags from a remote (default: `default_remote()`),
-        verifying every object."""
+        verifying every object. With trusted keys (`trusted_keys`, else MSTORE_TRUSTED_KEYS), versions no
+        trusted key signed are not pulled (Untrusted names them)."""
         from .remote import config, transfer
 
+        keys = _trust.trusted_keys(trusted_keys)
         other = self.remote(remote or self.default_remote())
         ids = config.resolve_on(other, refs) if refs else other.version_ids()
-        return transfer.pull(other, self.store, sorted(set(ids)), progress=progress)
+        return transfer.pull(other, self.store, sorted(set(ids)), progress=progress, trusted_keys=keys)
 
-    def fetch(self, remote: str, ref: str) -> str:
+    def fetch(self, remote: str, ref: str, *, trusted_keys: _trust.KeySpec = None) -> str:
         """Pull the one version `ref` names on the remote (if it is not here yet); returns its ID."""
         from .remote import config, transfer
 
+        keys = _trust.trusted_keys(trusted_keys)
         other = self.remote(remote)
         vid = config.resolve_on(other, [ref])[0]
         if not self.store.versions.exists(vid):
-            transfer.pull(other, self.store, [vid])
+            transfer.pull(other, self.store, [vid], trusted_keys=keys)
         return vid
+
+    def require_trusted(self, ref: str, trusted_keys: _trust.KeySpec = None) -> None:
+        """Untrusted unless a trusted key (`trusted_keys`, else MSTORE_TRUSTED_KEYS) signed `ref`; nothing
+        is checked when neither is set."""
+        _trust.check_stored(self.store, self.resolve(ref), _trust.trusted_keys(trusted_keys))
 
     @classmethod
     def clone(

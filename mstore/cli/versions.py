@@ -20,7 +20,19 @@ from ..store.manifest import KIND_FILE
 from ..store.refs import check_tag_name
 from ..store.versions import saved_name
 from .render import save_summary, unsafe_warnings
-from .shared import AllowUnsafeOpt, JsonOpt, app, byte_progress, emit_json, fail, gc_when, note, open_repo, state
+from .shared import (
+    AllowUnsafeOpt,
+    JsonOpt,
+    TrustedKeysOpt,
+    app,
+    byte_progress,
+    emit_json,
+    fail,
+    gc_when,
+    note,
+    open_repo,
+    state,
+)
 
 
 @app.command(short_help="Create an empty store.")
@@ -277,14 +289,17 @@ def checkout(
     ] = None,
     as_json: JsonOpt = False,
     allow_unsafe: AllowUnsafeOpt = False,
+    trusted_keys: TrustedKeysOpt = None,
 ) -> None:
     """Restore a version's model, verified bit-exact, to a path.
 
     A version whose pickles are unsafe or unknown is refused, writing nothing, unless --allow-unsafe.
+    With --trusted-keys (or MSTORE_TRUSTED_KEYS), so is a version none of those keys signed.
     """
     repo = open_repo()
-    vid = repo.fetch(remote, ref) if remote else repo.resolve(ref)
+    vid = repo.fetch(remote, ref, trusted_keys=trusted_keys) if remote else repo.resolve(ref)
     check_loadable(repo.get(vid), vid, True if allow_unsafe else None)
+    repo.require_trusted(vid, trusted_keys)
     manifest = repo.manifest(vid)
     if output is None:
         output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)

@@ -39,6 +39,14 @@ class NotVerified(MStoreError):
     """No stored signature by a given key verifies for this version (the message says why)."""
 
     exit_code = EXIT_PROBLEM
+    kind = ""  # unsigned, other-key, differs or malformed
+    detail = ""
+
+    @classmethod
+    def of(cls, message: str, kind: str, detail: str) -> NotVerified:
+        exc = cls(message)
+        exc.kind, exc.detail = kind, detail
+        return exc
 
 
 @dataclass(frozen=True)
@@ -254,7 +262,7 @@ def verify_bundles(
     else NotVerified saying why the closest one failed (unsigned / other key / differs / malformed)."""
     by_id = {fingerprint(k): k for k in keys}
     if not bundles:
-        raise NotVerified(f"{version_id}: unsigned (no signature stored)")
+        raise NotVerified.of(f"{version_id}: unsigned (no signature stored)", "unsigned", "no signature stored")
     worst: tuple[int, str] = (0, "")
     for name, raw in bundles:
         why = _check_one(name, raw, by_id, expected)
@@ -264,4 +272,5 @@ def verify_bundles(
         rank = _RANK.get(kind, 0)
         if rank > worst[0]:
             worst = (rank, why)
-    raise NotVerified(f"{version_id}: not verified: {worst[1]}")
+    kind, _, detail = worst[1].partition(": ")
+    raise NotVerified.of(f"{version_id}: not verified: {worst[1]}", kind, detail)

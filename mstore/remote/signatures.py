@@ -9,12 +9,19 @@ version finds its signatures there already.
 from __future__ import annotations
 
 from contextlib import suppress
+from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError
 from ..store import signatures as stored
 from ..store.layout import Store
+from ..store.manifest import Manifest
+from ..store.objects import ObjectStore, hash_bytes
 from .bucket import RemoteError
 from .remotes import Remote
+
+if TYPE_CHECKING:  # cryptography loads only when trust is asked for
+    from ..ops import trust
+    from ..ops.trust import Keys
 
 
 def push(store: Store, remote: Remote, version_ids: list[str]) -> int:
@@ -54,3 +61,77 @@ def pull(remote: Remote, store: Store, version_ids: list[str]) -> int:
             if keyid not in have and stored.keep(store.root, vid, keyid, data):
                 kept += 1
     return kept
+
+
+def admit(
+    remote: Remote, store: Store, version_ids: list[str], plan: list[tuple[str, bytes, Manifest]], keys: Keys
+) -> tuple[list[tuple[str, bytes, Manifest]], dict[str, str]]:
+    """Of a pull's versions (those in `plan`, still to fetch, and those here already), the ones a trusted
+    key signed, checked before any of their chunks is fetched, with the remote's bundles and this store's;
+    returns the plan to carry out and, per refused version, why (one line)."""
+    from ..ops import trust
+    from ..ops.signing import statement
+
+    index = remote.signature_index()
+    pieces = {vid: (meta, manifest) for vid, meta, manifest in plan}
+    refused: dict[str, str] = {}
+    for vid in version_ids:
+        bundles = stored.bundles(store.root, vid) if store.versions.exists(vid) else []
+        mine = {k for k, _ in bundles}
+        bundles += [(k, data) for k, data in fetch(remote, vid, index) if k not in mine]
+        try:
+            if vid in pieces:
+                trust.check_pieces(vid, pieces[vid][1], pieces[vid][0], bundles, keys)
+            elif store.versions.exists(vid):
+                trust.check(vid, statement(store, vid), bundles, keys)
+        except trust.Untrusted as exc:
+            refused[vid] = str(exc)
+    return [p for p in plan if p[0] not in refused], refused
+
+
+def refusal(refused: dict[str, str], pulled: int) -> trust.Untrusted:
+    """One line for every version a pull refused (nothing of them was stored)."""
+    from ..ops import trust
+
+    if len(refused) == 1:
+        (why,) = refused.values()
+        return trust.Untrusted(f"{why}; nothing of it was pulled" + (f" (pulled {pulled} other)" if pulled else ""))
+    whys = "; ".join(why.removeprefix("refused ") for why in refused.values())
+    return trust.Untrusted(
+        f"refused {len(refused)} versions not signed by a trusted key (nothing of them was pulled): {whys}"
+    )
+
+
+def check_remote(
+    remote: Remote, version_id: str, manifest: Manifest, meta_raw: bytes, keys: Keys, objects: ObjectStore
+) -> dict[str, Any]:
+    """`model_path(remote=...)` with trusted keys: the remote's bundles of the version, verified here
+    against the local keys only (Untrusted otherwise). Returns what the cache's resolution record keeps
+    so that an offline answer checks the same again: the ids of the metadata and the bundles, kept in
+    the cache's objects (content-addressed: read back verified)."""
+    from ..ops import trust
+
+    bundles = fetch(remote, version_id)
+    trust.check_pieces(version_id, manifest, meta_raw, bundles, keys)
+    kept = {"metadata": hash_bytes(meta_raw), "signatures": {}}
+    objects.put(meta_raw, kept["metadata"])
+    for keyid, data in bundles:
+        kept["signatures"][keyid] = hash_bytes(data)
+        objects.put(data, kept["signatures"][keyid])
+    objects.sync()
+    return kept
+
+
+def check_cached(version_id: str, manifest: Manifest, kept: Any, keys: Keys, objects: ObjectStore) -> dict[str, Any]:
+    """An offline answer with trusted keys: the signature the last trusted resolution kept, verified
+    again against today's keys; Untrusted when none was kept (a record made without trust, or evicted)."""
+    from ..ops import trust
+
+    why = "offline, and the cache kept no signature of it (run it once online with the trusted keys)"
+    try:
+        meta_raw = objects.read(kept["metadata"])
+        bundles = [(k, objects.read(oid)) for k, oid in sorted(kept["signatures"].items()) if stored.is_keyid(k)]
+    except (TypeError, KeyError, AttributeError, IntegrityError):
+        raise trust.Untrusted(f"refused {version_id}: not signed by a trusted key: {why}") from None
+    trust.check_pieces(version_id, manifest, meta_raw, bundles, keys)
+    return dict(kept)

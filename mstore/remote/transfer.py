@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, MStoreError, StoreNotFound
 from ..store import codec
@@ -35,6 +35,9 @@ from . import config as remote_config
 from . import promote, signatures
 from .bucket import PreconditionFailed
 from .remotes import CAS_ATTEMPTS, Remote, open_remote
+
+if TYPE_CHECKING:
+    from ..ops.trust import Keys
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -62,6 +65,7 @@ class TransferStats:
     conflict_messages: list[str] = field(default_factory=list)  # one line per conflict: both versions, what to do
     refused: list[str] = field(default_factory=list)  # remote versions not taken: IDs from the future
     signatures_sent: int = 0  # signature bundles sent (push) or kept (pull), never trusted for that
+    untrusted: dict[str, str] = field(default_factory=dict)  # pull with trusted keys: versions refused, why
 
 
 def needed_objects(store: Store, version_id: str, meta: dict[str, Any] | None = None) -> set[str]:
@@ -342,10 +346,13 @@ def pull(
     *,
     progress: TransferProgress | None = None,
     workers: int | None = None,
+    trusted_keys: Keys | None = None,
 ) -> TransferStats:
     """Fetch `version_ids` (and the tags naming them) from `remote`, verifying every object.
 
-    Each version lands whole: its objects (verified, durable), then its record by one rename."""
+    Each version lands whole: its objects (verified, durable), then its record by one rename. With
+    `trusted_keys`, versions no trusted key signed are refused before any of their chunks is fetched
+    (signatures.admit); the rest is pulled, then Untrusted names the refused ones."""
     started, stats, workers = time.monotonic(), TransferStats(), workers or remote_workers()
     remote_config = remote.config()
     if remote_config is None:
@@ -357,6 +364,9 @@ def pull(
     fetch = Fetcher(remote, remote_config, store.objects, stats, progress, target_planes=store.format >= 3)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
         plan = _plan_pull(remote, store, version_ids, fetch, stats, workers)
+        if trusted_keys is not None:
+            plan, stats.untrusted = signatures.admit(remote, store, version_ids, plan, trusted_keys)
+            version_ids = [vid for vid in version_ids if vid not in stats.untrusted]
         if progress is not None:
             progress.start(sum(f.size for _, _, m in plan for f in m.files))
         # every version's chunks first, the same piece of each version in a row (its delta chain, oldest
@@ -371,6 +381,8 @@ def pull(
         stats.tag_conflicts = [c.tag for c in conflicts]
         stats.conflict_messages = [c.message("pull", remote.url) for c in conflicts]
     stats.seconds = time.monotonic() - started
+    if stats.untrusted:
+        raise signatures.refusal(stats.untrusted, stats.versions_sent)
     return stats
 
 
