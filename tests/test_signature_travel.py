@@ -11,6 +11,7 @@ from pathlib import Path
 import blake3
 import pytest
 
+from mstore.errors import IntegrityError
 from mstore.ops import archive
 from mstore.remote.remotes import open_remote
 from mstore.store import signatures as stored
@@ -186,3 +187,29 @@ def test_remote_rm_deletes_the_versions_signatures(tmp_path: Path, remote_url: s
     assert vid in open_remote(remote_url).signature_index()
     cli(alice, "rm", vid, "--remote", "origin", "--force")
     assert open_remote(remote_url).signature_index() == {}
+
+
+@pytest.mark.parametrize("kind", ["directory", "memory-bucket"])
+def test_remote_signature_contract(tmp_path: Path, kind: str) -> None:
+    from mstore.remote.bucket import MemoryBucket
+    from mstore.remote.remotes import BucketRemote, DirectoryRemote
+    from mstore.store.layout import Store
+
+    alice, vid = _alice(tmp_path)
+    if kind == "directory":
+        remote: DirectoryRemote | BucketRemote = DirectoryRemote(tmp_path / "r")
+    else:
+        remote = BucketRemote(MemoryBucket())
+    remote.initialise(dict(Store.open(alice).config))
+    assert remote.signature_index() == {}
+    (keyid,) = stored.keyids(alice, vid)
+    first = stored.read(alice, vid, keyid)
+    remote.put_signature(vid, keyid, first)
+    assert remote.signature_index() == {vid: [keyid]}
+    assert remote.get_signature(vid, keyid) == first
+    remote.put_signature(vid, keyid, first.replace(b'"sig"', b'"sig" '))
+    assert remote.get_signature(vid, keyid) == first  # never replaced
+    with pytest.raises(IntegrityError):
+        remote.get_signature(vid, "e" * 64)  # missing
+    with pytest.raises(IntegrityError):
+        remote.get_signature("../../etc", keyid)  # names are validated before they become keys or paths

@@ -131,6 +131,21 @@ def test_a_bucket_writer_can_roll_prod_back_to_an_older_signed_version(dir_world
     assert locate("prod", remote=w.remote, trusted_keys=w.trust).version == w.old
 
 
+def test_a_bucket_writer_who_deletes_signatures_gets_a_refusal_not_other_bytes(world: World) -> None:
+    """What trust does not stop: deletion. The consumer is refused, never handed unsigned bytes."""
+    from mstore.remote.remotes import BucketRemote, open_remote
+
+    remote = open_remote(world.remote)
+    if isinstance(remote, BucketRemote):
+        for entry in list(remote.bucket.list(f"{stored.SIGNATURES}/")):
+            remote.bucket.delete(entry.key)
+    else:
+        shutil.rmtree(Path(world.remote) / stored.SIGNATURES)
+    with pytest.raises(Untrusted, match=f"refused {world.good}: .* unsigned"):
+        mstore.model_path("prod", remote=world.remote, trusted_keys=world.trust)
+    assert not (world.tmp / "cache").exists() or not Cache.open(world.tmp / "cache").keys()
+
+
 def test_unsigned_other_key_moved_and_changed_signatures_are_each_refused(dir_world: World) -> None:
     w = dir_world
     store = w.alice
