@@ -142,8 +142,9 @@ class Remote(Protocol):
 
     def tag_names(self) -> list[str]: ...
 
-    def signature_index(self) -> dict[str, list[str]]:
-        """Every signature bundle there, from one listing: version ID -> key fingerprints."""
+    def signature_index(self, version_id: str | None = None) -> dict[str, list[str]]:
+        """Every signature bundle there (or only `version_id`'s), from one listing: version ID -> key
+        fingerprints."""
         ...
 
     def get_signature(self, version_id: str, keyid: str) -> bytes:
@@ -297,9 +298,10 @@ class DirectoryRemote:
     def tag_names(self) -> list[str]:
         return self.store.refs.tag_names()
 
-    def signature_index(self) -> dict[str, list[str]]:
+    def signature_index(self, version_id: str | None = None) -> dict[str, list[str]]:
         root = self.store.root
-        found = {v: signatures.keyids(root, v) for v in signatures.version_dirs(root) if is_version_id(v)}
+        names = signatures.version_dirs(root) if version_id is None else [version_id]
+        found = {v: signatures.keyids(root, v) for v in names if is_version_id(v)}
         return {v: k for v, k in found.items() if k}
 
     def get_signature(self, version_id: str, keyid: str) -> bytes:
@@ -502,9 +504,11 @@ class BucketRemote:
             raise IntegrityError(f"signature {version_id!r}/{keyid!r}: not a version ID and key fingerprint")
         return f"{signatures.SIGNATURES}/{version_id}/{keyid}.json"
 
-    def signature_index(self) -> dict[str, list[str]]:
+    def signature_index(self, version_id: str | None = None) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for entry in self.bucket.list(f"{signatures.SIGNATURES}/"):
+        if version_id is not None and not is_version_id(version_id):
+            return out
+        for entry in self.bucket.list(f"{signatures.SIGNATURES}/{version_id + '/' if version_id else ''}"):
             parts = entry.key.split("/")
             keyid = parts[-1][: -len(".json")] if parts[-1].endswith(".json") else ""
             if len(parts) == 3 and is_version_id(parts[1]) and signatures.is_keyid(keyid):

@@ -25,12 +25,16 @@ if TYPE_CHECKING:  # cryptography loads only when trust is asked for
 
 
 def push(store: Store, remote: Remote, version_ids: list[str]) -> int:
-    """Send the bundles of `version_ids` the remote lacks (one listing tells which); returns how many."""
+    """Send the bundles of `version_ids` the remote lacks (one listing tells which, and none when there is
+    nothing to send); returns how many."""
+    local = {vid: bundles for vid in version_ids if (bundles := stored.bundles(store.root, vid))}
+    if not local:
+        return 0
     index = remote.signature_index()
     sent = 0
-    for vid in version_ids:
+    for vid, bundles in local.items():
         there = set(index.get(vid, ()))
-        for keyid, data in stored.bundles(store.root, vid):
+        for keyid, data in bundles:
             if keyid not in there and stored.well_formed(data) is None:
                 remote.put_signature(vid, keyid, data)
                 sent += 1
@@ -39,7 +43,7 @@ def push(store: Store, remote: Remote, version_ids: list[str]) -> int:
 
 def fetch(remote: Remote, version_id: str, index: dict[str, list[str]] | None = None) -> list[tuple[str, bytes]]:
     """The remote's well-formed bundles of one version (at most MAX_BUNDLES_PER_VERSION), unverified."""
-    keyids = (remote.signature_index() if index is None else index).get(version_id, [])
+    keyids = (remote.signature_index(version_id) if index is None else index).get(version_id, [])
     out = []
     for keyid in sorted(set(keyids))[: stored.MAX_BUNDLES_PER_VERSION]:
         with suppress(IntegrityError, RemoteError):  # a bundle that cannot be read is not received
@@ -113,13 +117,12 @@ def check_remote(
 
     bundles = fetch(remote, version_id)
     trust.check_pieces(version_id, manifest, meta_raw, bundles, keys)
-    kept = {"metadata": hash_bytes(meta_raw), "signatures": {}}
-    objects.put(meta_raw, kept["metadata"])
+    meta_oid, kept = hash_bytes(meta_raw), {keyid: hash_bytes(data) for keyid, data in bundles}
+    objects.put(meta_raw, meta_oid)
     for keyid, data in bundles:
-        kept["signatures"][keyid] = hash_bytes(data)
-        objects.put(data, kept["signatures"][keyid])
+        objects.put(data, kept[keyid])
     objects.sync()
-    return kept
+    return {"metadata": meta_oid, "signatures": kept}
 
 
 def check_cached(version_id: str, manifest: Manifest, kept: Any, keys: Keys, objects: ObjectStore) -> dict[str, Any]:
