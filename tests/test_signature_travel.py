@@ -213,3 +213,18 @@ def test_remote_signature_contract(tmp_path: Path, kind: str) -> None:
         remote.get_signature(vid, "e" * 64)  # missing
     with pytest.raises(IntegrityError):
         remote.get_signature("../../etc", keyid)  # names are validated before they become keys or paths
+
+
+def test_fsck_remote_reports_orphan_signatures_and_gc_remote_removes_them(tmp_path: Path, remote_url: str) -> None:
+    alice, vid = _alice(tmp_path)
+    cli(alice, "remote", "add", "origin", remote_url)
+    cli(alice, "push")
+    remote = open_remote(remote_url)
+    (keyid,) = stored.keyids(alice, vid)
+    orphan = "20260101_000000"
+    remote.put_signature(orphan, keyid, stored.read(alice, vid, keyid))  # as an rm killed in between leaves
+    report = json.loads(cli(alice, "fsck", "--remote", "origin", "--json", code=0).stdout)
+    found = [p for p in report["problems"] if p["code"] == "orphan-signature"]
+    assert [(p["severity"], p["subject"]) for p in found] == [("info", f"signatures/{orphan}")]
+    cli(alice, "gc", "--remote", "origin", "--grace", "0")
+    assert open_remote(remote_url).signature_index() == {vid: [keyid]}  # the live version's stay

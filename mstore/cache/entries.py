@@ -4,7 +4,8 @@
 <cache>/models/<manifest id>/  the model: a directory model is this folder; a file model is the one file in it
 <cache>/stamps/<manifest id>   what was written: type, size, mode, inode, mtime and ctime of every file and folder
 <cache>/objects/ab/cdef…       objects fetched from remotes, and every entry's manifest (a store of its own)
-<cache>/refs/<key>.json        the last resolution of (source, ref): version, manifest, model_hash, time
+<cache>/refs/<key>.json        the last resolution of (source, ref): version, manifest, model_hash, time, the pickle
+                               scan, and (trusted calls) ids of the metadata and signature bundles kept as objects
 <cache>/locks/<id>.build       held while an entry is written: concurrent callers wait for that one writer
 <cache>/locks/<id>.use         held shared by every process that got a path to the entry, until it exits
 <cache>/locks/gc               held shared while entries are built, exclusively while prune sweeps objects

@@ -155,6 +155,10 @@ class Remote(Protocol):
         """Store a bundle unless one is there for (version, key) already (never replaced)."""
         ...
 
+    def delete_signatures(self, version_id: str) -> None:
+        """Delete every bundle of a version (removed, or never there: gc's orphans)."""
+        ...
+
     def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
         """Remove a committed version; returns the tags removed with it. Call under `lock("rm")`.
 
@@ -312,6 +316,9 @@ class DirectoryRemote:
 
     def put_signature(self, version_id: str, keyid: str, data: bytes) -> None:
         signatures.keep(self.store.root, version_id, keyid, data)
+
+    def delete_signatures(self, version_id: str) -> None:
+        signatures.drop(self.store.root, version_id)
 
     def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
         """The local store's own removal: refs first, then one rename (all-or-nothing)."""
@@ -525,6 +532,12 @@ class BucketRemote:
         with suppress(PreconditionFailed):  # one is there already: never replaced
             self.bucket.put(self._signature_key(version_id, keyid), data, if_absent=True)
 
+    def delete_signatures(self, version_id: str) -> None:
+        if not is_version_id(version_id):
+            raise IntegrityError(f"{version_id!r} is not a version ID")
+        for entry in list(self.bucket.list(f"{signatures.SIGNATURES}/{version_id}/")):
+            self.bucket.delete(entry.key)
+
     def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
         """Refs first (tags deleted, `latest` moved back by compare-and-swap), then `metadata.b3` (the
         commit point: the version leaves listings at once), then `metadata.json`. A crash between leaves
@@ -555,8 +568,7 @@ class BucketRemote:
         self._move_latest_from(version_id, remaining[-1] if remaining else None)
         self.bucket.delete(f"{where}/{CHECKSUM}")  # the commit point, undone
         self.bucket.delete(f"{where}/{METADATA}")
-        for entry in list(self.bucket.list(f"{signatures.SIGNATURES}/{version_id}/")):
-            self.bucket.delete(entry.key)  # after the version: a crash between leaves only orphans
+        self.delete_signatures(version_id)  # after the version: a crash between leaves orphans (gc --remote)
         return tags
 
     def _move_latest_from(self, version_id: str, successor: str | None) -> None:
