@@ -271,3 +271,22 @@ def test_offline_answers_are_checked_too(dir_world: World) -> None:
         mstore.model_path("prod", remote=w.remote, offline=True, trusted_keys=w.trust)
     # trusted_keys= takes a list of paths as well
     assert mstore.model_path("prod", remote=w.remote, trusted_keys=[w.tmp / "mallory-key.pub.pem", w.trust]) == online
+
+
+def test_pull_and_checkout_honour_the_environment_variable(dir_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = dir_world
+    evil, _ = w.bucket_writer()
+    consumer = w.tmp / "consumer"
+    cli(consumer, "init")
+    cli(consumer, "remote", "add", "origin", w.remote)
+    monkeypatch.setenv(TRUSTED_KEYS_ENV, str(w.trust))
+    assert evil in _refused(consumer, "pull", "--all")
+    assert evil in _refused(consumer, "checkout", "prod", "--remote", "origin", "-o", str(w.tmp / "out"))
+    assert not Repository.open(consumer).store.versions.exists(evil) and not (w.tmp / "out").exists()
+    # a version pulled earlier without trust is still refused at use, and pull does not move a tag onto it
+    monkeypatch.delenv(TRUSTED_KEYS_ENV)
+    cli(consumer, "pull", "--all")
+    cli(consumer, "tag", "-f", "prod", w.good)
+    monkeypatch.setenv(TRUSTED_KEYS_ENV, str(w.trust))
+    assert evil in _refused(consumer, "checkout", evil, "-o", str(w.tmp / "out"))
+    assert evil in _refused(consumer, "path", evil)
