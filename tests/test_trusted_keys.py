@@ -290,3 +290,22 @@ def test_pull_and_checkout_honour_the_environment_variable(dir_world: World, mon
     monkeypatch.setenv(TRUSTED_KEYS_ENV, str(w.trust))
     assert evil in _refused(consumer, "checkout", evil, "-o", str(w.tmp / "out"))
     assert evil in _refused(consumer, "path", evil)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw[: len(raw) // 2],
+        lambda raw: raw + b" " * (stored.MAX_BUNDLE_BYTES + 1),
+        lambda raw: b"[" * 100_000,
+        lambda raw: raw.replace(b'"sig": "', b'"sig": "AAAA'),
+        lambda raw: b"",
+    ],
+    ids=["truncated", "oversized", "deep", "bad-sig", "empty"],
+)
+def test_crafted_bundles_on_a_remote_are_refused_in_one_line(dir_world: World, damage) -> None:  # type: ignore[no-untyped-def]
+    w = dir_world
+    (bundle,) = (Path(w.remote) / stored.SIGNATURES / w.good).iterdir()
+    bundle.write_bytes(damage(bundle.read_bytes()))
+    line = _refused(w.tmp, "path", "prod", "--remote", w.remote, "--trusted-keys", str(w.trust))
+    assert f"refused {w.good}: not signed by a trusted key" in line
