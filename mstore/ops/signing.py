@@ -126,11 +126,10 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 def statement(store: Store, version_id: str) -> dict[str, Any]:
     """The in-toto statement of a version, from its manifest and metadata only (no weight bytes)."""
-    return statement_of(version_id, store.version_manifest(version_id), store.versions.raw_metadata(version_id))
+    return _statement_of(version_id, store.version_manifest(version_id), store.versions.raw_metadata(version_id))
 
 
-def statement_of(version_id: str, manifest: Manifest, meta_raw: bytes) -> dict[str, Any]:
-    """`statement` from the pieces (a remote's or a cache's copy of them, each verified by its caller)."""
+def _statement_of(version_id: str, manifest: Manifest, meta_raw: bytes) -> dict[str, Any]:
     subject = []
     for entry in manifest.files:
         if not entry.digest:
@@ -250,16 +249,23 @@ def verify(store: Store, version_id: str, keys: list[ec.EllipticCurvePublicKey])
     """The first stored signature by one of `keys` that matches the version; else NotVerified (one line)."""
     if not keys:
         raise BadInput("verify needs at least one public key (--key PUB.pem)")
-    expected = statement(store, version_id)
-    found = verify_bundles(version_id, expected, stored.bundles(store.root, version_id), keys)
+    manifest, meta_raw = store.version_manifest(version_id), store.versions.raw_metadata(version_id)
+    found = verify_bundles(version_id, manifest, meta_raw, stored.bundles(store.root, version_id), keys)
     return Verified(version_id, found, str(stored.directory(store.root, version_id) / f"{found}.json"))
 
 
 def verify_bundles(
-    version_id: str, expected: dict[str, Any], bundles: list[tuple[str, bytes]], keys: list[ec.EllipticCurvePublicKey]
+    version_id: str,
+    manifest: Manifest,
+    meta_raw: bytes,
+    bundles: list[tuple[str, bytes]],
+    keys: list[ec.EllipticCurvePublicKey],
 ) -> str:
-    """The keyid of the first of `bundles` ((keyid, bytes)) that one of `keys` signed over `expected`;
-    else NotVerified saying why the closest one failed (unsigned / other key / differs / malformed)."""
+    """`verify` of a version known by its pieces (its manifest and metadata.json's bytes, verified by the
+    caller: a store's, a remote's or the cache's) and its bundles ((keyid, bytes), unverified): the keyid
+    of the first that one of `keys` signed over exactly this version; else NotVerified saying why the
+    closest one failed (`kind`: unsigned / other-key / differs / malformed)."""
+    expected = _statement_of(version_id, manifest, meta_raw)
     by_id = {fingerprint(k): k for k in keys}
     if not bundles:
         raise NotVerified.of(f"{version_id}: unsigned (no signature stored)", "unsigned", "no signature stored")

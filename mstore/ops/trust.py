@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from ..errors import EXIT_PROBLEM, BadInput, MStoreError
 from ..store import signatures as stored
@@ -75,28 +75,19 @@ def _reason(exc: NotVerified) -> str:
     return f"its signature is malformed ({detail})"
 
 
-def check(version_id: str, expected: dict[str, Any], bundles: list[tuple[str, bytes]], keys: Keys) -> str:
-    """The keyid of a trusted key whose bundle verifies over `expected`; else Untrusted (one line)."""
+def check(version_id: str, manifest: Manifest, meta_raw: bytes, bundles: list[tuple[str, bytes]], keys: Keys) -> str:
+    """The keyid of a trusted key whose bundle signs exactly this version (its manifest and metadata.json's
+    bytes, each verified by the caller: a store's, a remote's or the cache's); else Untrusted (one line)."""
     from .signing import NotVerified, verify_bundles
 
     try:
-        return verify_bundles(version_id, expected, bundles, keys)
+        return verify_bundles(version_id, manifest, meta_raw, bundles, keys)
     except NotVerified as exc:
         raise Untrusted(f"refused {version_id}: not signed by a trusted key: {_reason(exc)}") from None
 
 
-def check_pieces(
-    version_id: str, manifest: Manifest, meta_raw: bytes, bundles: list[tuple[str, bytes]], keys: Keys
-) -> str:
-    """`check` of a version known by its pieces (a remote's or a cache's, each verified by the caller)."""
-    from .signing import statement_of
-
-    return check(version_id, statement_of(version_id, manifest, meta_raw), bundles, keys)
-
-
 def check_stored(store: Store, version_id: str, keys: Keys | None) -> None:
     """Refuse a version of `store` that no trusted key signed; nothing when `keys` is None (no trust set)."""
-    from .signing import statement
-
     if keys is not None:
-        check(version_id, statement(store, version_id), stored.bundles(store.root, version_id), keys)
+        manifest, meta_raw = store.version_manifest(version_id), store.versions.raw_metadata(version_id)
+        check(version_id, manifest, meta_raw, stored.bundles(store.root, version_id), keys)

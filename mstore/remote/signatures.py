@@ -74,7 +74,6 @@ def admit(
     key signed, checked before any of their chunks is fetched, with the remote's bundles and this store's;
     returns the plan to carry out and, per refused version, why (one line)."""
     from ..ops import trust
-    from ..ops.signing import statement
 
     index = remote.signature_index()
     pieces = {vid: (meta, manifest) for vid, meta, manifest in plan}
@@ -85,9 +84,10 @@ def admit(
         bundles += [(k, data) for k, data in fetch(remote, vid, index) if k not in mine]
         try:
             if vid in pieces:
-                trust.check_pieces(vid, pieces[vid][1], pieces[vid][0], bundles, keys)
+                trust.check(vid, pieces[vid][1], pieces[vid][0], bundles, keys)
             elif store.versions.exists(vid):
-                trust.check(vid, statement(store, vid), bundles, keys)
+                manifest, meta_raw = store.version_manifest(vid), store.versions.raw_metadata(vid)
+                trust.check(vid, manifest, meta_raw, bundles, keys)
         except trust.Untrusted as exc:
             refused[vid] = str(exc)
     return [p for p in plan if p[0] not in refused], refused
@@ -116,7 +116,7 @@ def check_remote(
     from ..ops import trust
 
     bundles = fetch(remote, version_id)
-    trust.check_pieces(version_id, manifest, meta_raw, bundles, keys)
+    trust.check(version_id, manifest, meta_raw, bundles, keys)
     meta_oid, kept = hash_bytes(meta_raw), {keyid: hash_bytes(data) for keyid, data in bundles}
     objects.put(meta_raw, meta_oid)
     for keyid, data in bundles:
@@ -136,5 +136,5 @@ def check_cached(version_id: str, manifest: Manifest, kept: Any, keys: Keys, obj
         bundles = [(k, objects.read(oid)) for k, oid in sorted(kept["signatures"].items()) if stored.is_keyid(k)]
     except (TypeError, KeyError, AttributeError, IntegrityError):
         raise trust.Untrusted(f"refused {version_id}: not signed by a trusted key: {why}") from None
-    trust.check_pieces(version_id, manifest, meta_raw, bundles, keys)
+    trust.check(version_id, manifest, meta_raw, bundles, keys)
     return dict(kept)
