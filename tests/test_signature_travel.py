@@ -100,7 +100,8 @@ def test_a_received_bundle_never_replaces_a_local_one(tmp_path: Path) -> None:
     (keyid,) = stored.keyids(remote, vid)
     mine = stored.read(bob, vid, keyid)
     theirs = json.loads(mine)
-    theirs["signatures"][0]["sig"] = "AAAA"  # well-formed, but not a valid signature
+    envelope = theirs.get("dsseEnvelope", theirs)  # a Sigstore bundle holds it, a bare envelope is it
+    envelope["signatures"][0]["sig"] = "AAAA"  # well-formed, but not a valid signature
     (remote / stored.SIGNATURES / vid / f"{keyid}.json").write_text(json.dumps(theirs))
     cli(bob, "pull")
     assert stored.read(bob, vid, keyid) == mine

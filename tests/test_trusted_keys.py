@@ -5,6 +5,7 @@ written, nothing on stdout. Without a trust setting nothing changes."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 from datetime import datetime, timezone
@@ -146,6 +147,18 @@ def test_a_bucket_writer_who_deletes_signatures_gets_a_refusal_not_other_bytes(w
     assert not (world.tmp / "cache").exists() or not Cache.open(world.tmp / "cache").keys()
 
 
+def _change_a_digest(doc: dict) -> None:  # type: ignore[type-arg]
+    """Change the first file's digest in a statement, keeping it otherwise self-consistent: mstore's first
+    layout lists files as subjects; the model-signing one as resources under one subject over their digests."""
+    resources = doc["predicate"].get("resources")
+    if resources is None:
+        doc["subject"][0]["digest"]["blake3"] = "1" * 64
+        return
+    resources[0]["digest"] = "1" * 64
+    raw = b"".join(bytes.fromhex(r["digest"]) for r in resources)
+    doc["subject"][0]["digest"]["sha256"] = hashlib.sha256(raw).hexdigest()
+
+
 def test_unsigned_other_key_moved_and_changed_signatures_are_each_refused(dir_world: World) -> None:
     w = dir_world
     store = w.alice
@@ -160,15 +173,16 @@ def test_unsigned_other_key_moved_and_changed_signatures_are_each_refused(dir_wo
     line = _refused(store, "path", unsigned, "--trusted-keys", str(w.trust))
     assert "does not match it" in line and "another version" in line
     # a statement alice's key signed whose digests are not this version's
-    env = json.loads(src.read_bytes())
+    bundle = json.loads(src.read_bytes())
+    env = bundle.get("dsseEnvelope", bundle)  # a Sigstore bundle holds the envelope, a bare envelope is it
     doc = signing.statement(Repository.open(store).store, unsigned)
-    doc["subject"][0]["digest"]["blake3"] = "1" * 64
+    _change_a_digest(doc)
     payload = json.dumps(doc).encode()
     key = signing.load_private_key(w.tmp / "alice-key.pem")
     env["payload"] = base64.b64encode(payload).decode()
     sig = key.sign(signing.pae(signing.PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
     env["signatures"][0]["sig"] = base64.b64encode(sig).decode()
-    (store / stored.SIGNATURES / unsigned / src.name).write_text(json.dumps(env))
+    (store / stored.SIGNATURES / unsigned / src.name).write_text(json.dumps(bundle))
     line = _refused(store, "path", unsigned, "--trusted-keys", str(w.trust))
     assert "does not match it" in line and "digests differ" in line
     # the signed one passes, and without trust the unsigned one is handed over as before
