@@ -237,22 +237,27 @@ class Repository:
         """Fetch versions (all by default) and their tags from a remote (default: `default_remote()`),
         verifying every object. With trusted keys (`trusted_keys`, else MSTORE_TRUSTED_KEYS), versions no
         trusted key signed are not pulled (Untrusted names them)."""
-        from .remote import config, transfer
+        from .remote import config, signatures, transfer
 
         keys = _trust.trusted_keys(trusted_keys)
         other = self.remote(remote or self.default_remote())
         ids = config.resolve_on(other, refs) if refs else other.version_ids()
-        return transfer.pull(other, self.store, sorted(set(ids)), progress=progress, trusted_keys=keys)
+        stats = transfer.pull(other, self.store, sorted(set(ids)), progress=progress, trusted_keys=keys)
+        if stats.untrusted:  # the others were pulled; these were not (checked before their chunks travel)
+            raise signatures.refusal(stats.untrusted, stats.versions_sent)
+        return stats
 
     def fetch(self, remote: str, ref: str, *, trusted_keys: _trust.KeySpec = None) -> str:
         """Pull the one version `ref` names on the remote (if it is not here yet); returns its ID."""
-        from .remote import config, transfer
+        from .remote import config, signatures, transfer
 
         keys = _trust.trusted_keys(trusted_keys)
         other = self.remote(remote)
         vid = config.resolve_on(other, [ref])[0]
         if not self.store.versions.exists(vid):
-            transfer.pull(other, self.store, [vid], trusted_keys=keys)
+            stats = transfer.pull(other, self.store, [vid], trusted_keys=keys)
+            if stats.untrusted:
+                raise signatures.refusal(stats.untrusted, stats.versions_sent)
         return vid
 
     def require_trusted(self, ref: str, trusted_keys: _trust.KeySpec = None) -> None:

@@ -352,7 +352,8 @@ def pull(
 
     Each version lands whole: its objects (verified, durable), then its record by one rename. With
     `trusted_keys`, versions no trusted key signed are refused before any of their chunks is fetched
-    (signatures.admit); the rest is pulled, then Untrusted names the refused ones."""
+    (signatures.admit) and listed in `stats.untrusted`; the rest is pulled (Repository.pull then raises
+    Untrusted naming the refused ones)."""
     started, stats, workers = time.monotonic(), TransferStats(), workers or remote_workers()
     remote_config = remote.config()
     if remote_config is None:
@@ -381,8 +382,6 @@ def pull(
         stats.tag_conflicts = [c.tag for c in conflicts]
         stats.conflict_messages = [c.message("pull", remote.url) for c in conflicts]
     stats.seconds = time.monotonic() - started
-    if stats.untrusted:
-        raise signatures.refusal(stats.untrusted, stats.versions_sent)
     return stats
 
 
