@@ -218,6 +218,7 @@ def cell(result: list[str] | tuple[str, str] | None) -> str:
     if result is None:
         return "n/a"
     status, detail = result
+    detail = detail.replace("|", "\\|").replace("<", "&lt;")  # a table cell, not HTML
     mark = {"flagged": "flagged", "missed": "**missed**", "not scanned": "**missed** (not scanned)"}.get(status, status)
     if status == "skipped":
         mark = "**missed** (skipped)"
