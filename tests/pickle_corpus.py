@@ -201,7 +201,7 @@ FAST_ESTIMATORS = [
     "sklearn.cluster.KMeans",
     "sklearn.neighbors.KNeighborsClassifier",
     "sklearn.neighbors.KNeighborsRegressor",
-    "sklearn.preprocessing.LabelBinarizer",
+    "sklearn.linear_model.ElasticNet",
     "sklearn.linear_model.Lasso",
     "sklearn.discriminant_analysis.LinearDiscriminantAnalysis",
     "sklearn.linear_model.LinearRegression",
