@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,16 @@ def _nodes(source: str, wanted: Any) -> list[ast.stmt]:
     return out
 
 
+class _FixedTime:
+    @staticmethod
+    def time() -> float:
+        return 315532800.0
+
+    @staticmethod
+    def localtime(*_args: object) -> tuple[int, ...]:
+        return (1980, 1, 1, 0, 0, 0, 1, 1, 0)
+
+
 def modelscan(repo: Path, manifest: list[dict[str, Any]]) -> None:
     commit = head(repo)
     tests = git(repo, "show", "HEAD:tests/test_modelscan.py").decode()
@@ -153,8 +164,13 @@ def modelscan(repo: Path, manifest: list[dict[str, Any]]) -> None:
             namespace,
         )
         exec(compile(module, "modelscan-fixtures", "exec"), namespace)  # noqa: S102
-        for fixture in sorted(fixtures):
-            namespace[fixture](Factory())
+        real_time = zipfile.time
+        zipfile.time = _FixedTime  # type: ignore[assignment]  # the zips' member dates: reproducible files
+        try:
+            for fixture in sorted(fixtures):
+                namespace[fixture](Factory())
+        finally:
+            zipfile.time = real_time
         for path in sorted((root / "out").rglob("*")):
             if not path.is_file() or path.name.startswith(("benign", "safe_", "password_protected")):
                 continue
@@ -256,9 +272,9 @@ def main() -> None:
     parser.add_argument("--modelscan", type=Path, required=True)
     parser.add_argument("--fickling", type=Path, required=True)
     args = parser.parse_args()
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    for tool in ("picklescan", "modelscan", "fickling"):
+    for tool in ("picklescan", "modelscan", "fickling"):  # README.md (sources, licenses) is kept
+        if (OUT / tool).exists():
+            shutil.rmtree(OUT / tool)
         (OUT / tool).mkdir(parents=True)
     manifest: list[dict[str, Any]] = []
     picklescan(args.picklescan, manifest)
