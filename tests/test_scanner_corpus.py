@@ -18,8 +18,6 @@ import pytest
 
 from mstore.formats import pickles as P
 
-pytest.importorskip("sklearn")
-
 FRAME_FIX = (
     "the walker treats FRAME as a hint and reads an operand across the frame's end; CPython's C unpickler "
     "then reads differently (it runs opcodes the walker took for data), the Python one raises. Fix in "
@@ -109,6 +107,7 @@ def test_the_frame_divergence_found_here_is_flagged(tmp_path: Path) -> None:
 
 
 def test_fast_estimators_are_safe_as_pickle_and_joblib(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
     skipped: list[str] = []
     entries = C.benign_corpus(tmp_path, names=C.FAST_ESTIMATORS, skipped=skipped, others=False)
     fitted = {e.path.name.split(".")[0] for e in entries if e.group != "torch.save"}
@@ -118,6 +117,7 @@ def test_fast_estimators_are_safe_as_pickle_and_joblib(tmp_path: Path) -> None:
 
 
 def test_pipelines_numpy_object_arrays_compressed_joblib_and_torch_are_safe(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
     entries = C.benign_corpus(tmp_path, names=[])
     groups = {e.group for e in entries}
     assert {"pickle.dump", "joblib.dump", "joblib.dump(compress=)", "torch.save"} <= groups
@@ -129,6 +129,7 @@ def test_pipelines_numpy_object_arrays_compressed_joblib_and_torch_are_safe(tmp_
 
 def test_a_benign_file_with_one_global_off_the_table_is_flagged(tmp_path: Path) -> None:
     """The benign tests can fail: the same estimator, with its class name changed, is unsafe."""
+    pytest.importorskip("sklearn")
     entries = C.benign_corpus(tmp_path, names=["sklearn.linear_model.LogisticRegression"], others=False)
     path = next(e.path for e in entries if e.path.suffix == ".pkl")
     data = path.read_bytes()
