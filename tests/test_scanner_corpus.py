@@ -106,6 +106,7 @@ def test_the_frame_divergence_found_here_is_flagged(tmp_path: Path) -> None:
     assert flagged, why
 
 
+@pytest.mark.slow  # ~2 s of CPU, 4-5 s on the shared 2-core machine (importing 30 scikit-learn modules)
 def test_fast_estimators_are_safe_as_pickle_and_joblib(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     skipped: list[str] = []
