@@ -1,0 +1,125 @@
+"""Signed promotions: `tag --sign --key PRIV` signs the move's history record; `tag --history --key PUB`
+says "signed", "unsigned" or "BAD SIGNATURE"; the signature travels with push and survives a merge."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from mstore import Repository
+from mstore.store import taglog
+
+from helpers import cli, clock_at
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> tuple[Repository, list[str], Path]:
+    repo = Repository.init(tmp_path / "s")
+    src = tmp_path / "m.bin"
+    ids = []
+    for n in range(3):
+        src.write_bytes(bytes([n]) * 100)
+        with clock_at(T0 + timedelta(minutes=n)):
+            ids.append(repo.save(src)["timestamp"])
+    cli(repo.root, "keygen", "-o", str(tmp_path / "k"))
+    cli(repo.root, "keygen", "-o", str(tmp_path / "other"))
+    return repo, ids, tmp_path
+
+
+def history(repo: Repository, *keys: Path, remote: str | None = None) -> list[dict]:  # type: ignore[type-arg]
+    args = ["tag", "--history", "prod", "--json", *(a for k in keys for a in ("--key", str(k)))]
+    return json.loads(cli(repo.root, *args, *(["--remote", remote] if remote else [])).stdout)
+
+
+def path_of(repo: Repository) -> Path:
+    return repo.root / "refs" / "history" / "prod"
+
+
+def test_a_signed_promotion_verifies_and_unsigned_records_still_read(three) -> None:  # type: ignore[no-untyped-def]
+    repo, (v1, v2, _), tmp = three
+    cli(repo.root, "tag", "prod", v1)  # unsigned, as every record before --sign existed
+    out = cli(repo.root, "tag", "-f", "prod", v2, "-m", "passed eval", "--sign", "--key", str(tmp / "k.pem"))
+    assert "(signed)" in out.stdout
+    moves = history(repo, tmp / "k.pub.pem")
+    assert [(m["to"], m["signature"]) for m in moves] == [(v2, "signed"), (v1, "unsigned")]
+    assert moves[0]["signed_by"] and moves[1]["signed_by"] is None and moves[0]["message"] == "passed eval"
+    text = cli(repo.root, "tag", "--history", "prod", "--key", str(tmp / "k.pub.pem")).stdout.splitlines()
+    assert f"[signed by key {moves[0]['signed_by'][:16]}]" in text[0] and "[unsigned]" in text[1]
+    # without --key: who signed, unverified; with another key: not signed by it
+    assert f"[signed by key {moves[0]['signed_by'][:16]}]" in cli(repo.root, "tag", "--history", "prod").stdout
+    assert history(repo, tmp / "other.pub.pem")[0]["signature"] == "BAD SIGNATURE"
+    # and `prod@{1}` still resolves through a signed record
+    assert cli(repo.root, "tag", "-f", "prod", "prod@{1}").stdout.strip().endswith("as prod")
+    assert repo.tags()["prod"] == v1
+
+
+@pytest.mark.parametrize("field", ["to", "message", "who", "time"])
+def test_an_edited_record_rechained_by_the_editor_is_reported_bad(three, field: str) -> None:  # type: ignore[no-untyped-def]
+    """A bucket writer can recompute the blake3 chain (it holds no secret) but not the signature."""
+    repo, (v1, v2, v3), tmp = three
+    cli(repo.root, "tag", "prod", v1, "--sign", "--key", str(tmp / "k.pem"))
+    cli(repo.root, "tag", "-f", "prod", v2, "-m", "ok", "--sign", "--key", str(tmp / "k.pem"))
+    moves = taglog.parse(path_of(repo).read_bytes(), "h")
+    edit = {"to": v3, "message": "evil", "who": "mallory", "time": "2099-01-01T00:00:00.000Z"}[field]
+    forged = taglog.Move(**{**vars(moves[1]), {"to": "target"}.get(field, field): edit})
+    path_of(repo).write_bytes(taglog.append(None, [moves[0], forged]))  # the chain verifies again
+    assert [m["signature"] for m in history(repo, tmp / "k.pub.pem")] == ["BAD SIGNATURE", "signed"]
+    text = cli(repo.root, "tag", "--history", "prod", "--key", str(tmp / "k.pub.pem")).stdout
+    assert "[BAD SIGNATURE by key" in text
+
+
+def test_a_signed_record_moved_to_another_tag_is_bad(three) -> None:  # type: ignore[no-untyped-def]
+    repo, (v1, _, _), tmp = three
+    cli(repo.root, "tag", "staging", v1, "--sign", "--key", str(tmp / "k.pem"))
+    (repo.root / "refs" / "tags" / "prod").write_text(v1 + "\n")
+    path_of(repo).write_bytes((repo.root / "refs" / "history" / "staging").read_bytes())
+    assert history(repo, tmp / "k.pub.pem")[0]["signature"] == "BAD SIGNATURE"
+
+
+def test_a_damaged_signature_field_is_refused_like_any_damaged_record(three) -> None:  # type: ignore[no-untyped-def]
+    repo, (v1, _, _), tmp = three
+    cli(repo.root, "tag", "prod", v1, "--sign", "--key", str(tmp / "k.pem"))
+    line = json.loads(path_of(repo).read_bytes())
+    line["sig"]["keyid"] = "not-hex"
+    path_of(repo).write_bytes(taglog.canonical(line) + b"\n")
+    result = cli(repo.root, "tag", "--history", "prod", code=1)
+    assert "keyid is not a key fingerprint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sign_needs_one_private_key_and_a_local_move(three) -> None:  # type: ignore[no-untyped-def]
+    repo, (v1, _, _), tmp = three
+    assert "needs one --key" in cli(repo.root, "tag", "prod", v1, "--sign", code=2).stderr
+    msg = cli(repo.root, "tag", "prod", v1, "--sign", "--key", str(tmp / "k.pub.pem"), code=2).stderr
+    assert "not an unencrypted PEM private key" in msg and repo.tags() == {}
+    assert "local move" in cli(repo.root, "tag", "-d", "prod", "--sign", "--key", str(tmp / "k.pem"), code=2).stderr
+    cli(repo.root, "tag", "prod", v1)
+    msg = cli(repo.root, "tag", "prod", v1, "--sign", "--key", str(tmp / "k.pem"), code=2).stderr
+    assert "no move to sign" in msg
+    assert "--key goes with" in cli(repo.root, "tag", "x", v1, "--key", str(tmp / "k.pem"), code=2).stderr
+
+
+def test_a_signed_promotion_travels_with_push_and_survives_a_merge(three, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    repo, (v1, v2, v3), tmp = three
+    shared = tmp_path / "shared"
+    cli(repo.root, "tag", "prod", v1, "--sign", "--key", str(tmp / "k.pem"))
+    cli(repo.root, "remote", "add", "team", str(shared))
+    cli(repo.root, "push")
+    cli(tmp_path, "clone", str(shared), str(tmp_path / "bob"))
+    bob = Repository.open(tmp_path / "bob")
+    # both move prod; alice's signed move is merged into the remote's history after bob's (re-chained)
+    cli(bob.root, "tag", "-f", "prod", v3, "--sign", "--key", str(tmp / "other.pem"))
+    cli(repo.root, "tag", "-f", "prod", v2, "--sign", "--key", str(tmp / "k.pem"))
+    cli(bob.root, "push")
+    cli(repo.root, "push", "--force")
+    raw = (shared / "refs" / "history" / "prod").read_bytes() if (shared / "refs").is_dir() else None
+    moves = history(repo, tmp / "k.pub.pem", tmp / "other.pub.pem", remote="team")
+    assert sorted(m["to"] for m in moves if m["signed_by"]) == sorted([v1, v2, v3])
+    assert [m["signature"] for m in moves if m["signed_by"]] == ["signed"] * 3
+    if raw is not None:  # a directory remote: alice's record was re-chained after bob's and still verifies
+        lines = [json.loads(line) for line in raw.splitlines()]
+        assert any(line.get("sig") and line["sig"]["prev"] != line["prev"] for line in lines)
