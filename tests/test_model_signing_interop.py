@@ -100,6 +100,7 @@ def test_model_signing_refuses_the_bundle_under_another_key(keys: Path) -> None:
         model_signing_verifies(tmp / "served", tmp / "s.sig", tmp / "other.pub.pem")
 
 
+@pytest.mark.slow  # runs model_signing's CLI three times (~2 s each)
 def test_sha256_bundles_verify_with_model_signings_cli_and_with_mstore(keys: Path) -> None:
     tmp = keys
     repo = Repository.init(tmp / "store")
@@ -115,6 +116,14 @@ def test_sha256_bundles_verify_with_model_signings_cli_and_with_mstore(keys: Pat
     flip_one_bit(tmp / "served" / "weights.bin")
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 1 and "weights.bin" in done.stderr
+    # what docs/format.md says: its CLI hashes with sha256 whatever the bundle says, so a blake3 bundle fails
+    flip_one_bit(tmp / "served" / "weights.bin")
+    cli(repo.root, "sign", vid, "--key", str(tmp / "k.pem"))  # the default: blake3 (replaces the bundle)
+    cli(repo.root, "checkout", vid, "-o", str(tmp / "b3"), "--signature", str(tmp / "s.sig"), "--force")
+    model_signing_verifies(tmp / "b3", tmp / "s.sig", tmp / "k.pub.pem")  # its Python API reads the hash type
+    command[5] = str(tmp / "b3")
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 1 and "Hash mismatch" in done.stderr
 
 
 def test_checkout_signature_refuses_a_path_inside_the_checkout_and_an_unsigned_version(keys: Path) -> None:
