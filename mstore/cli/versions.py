@@ -404,10 +404,11 @@ def tag(
 
 
 def signed_text(move: dict[str, Any]) -> str:
-    """`  [signed 1a2b3c4d5e6f7a8b]` / `  [BAD SIGNATURE ...]` / `  [unsigned]` (only with --key) / ``."""
+    """With --key: `  [signed by key 1a2b..]`, `  [BAD SIGNATURE by key ..]` or `  [unsigned]`; without:
+    `  [unverified signature by key 1a2b..]` or nothing."""
     status, keyid = move.get("signature"), move["signed_by"]
     if status is None:
-        return f"  [signed by key {keyid[:16]}]" if keyid else ""
+        return f"  [unverified signature by key {keyid[:16]}]" if keyid else ""
     return f"  [{status}{f' by key {keyid[:16]}' if keyid else ''}]"
 
 
