@@ -412,7 +412,13 @@ class Repository:
         return _signing.bundle_for_checkout(self.store, self.resolve(ref), keys)
 
     def checkout_signature(
-        self, ref: str, dest: str | os.PathLike[str], signature: str | None, key_paths: list[str] | None = None
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        signature: str | None,
+        key_paths: list[str] | None = None,
+        *,
+        force: bool = False,
     ) -> bytes | None:
         """What `checkout --signature FILE` writes, read and checked before the checkout writes anything:
         FILE must not be the model or lie inside a checked-out directory (model_signing would count it)."""
@@ -431,6 +437,10 @@ class Repository:
             )
         if sig.is_dir():
             raise BadInput(f"--signature {signature} is a directory; name the file to write")
+        if not sig.parent.is_dir():
+            raise BadInput(f"--signature {signature}: its directory {sig.parent} does not exist")
+        if sig.exists() and not force:
+            raise BadInput(f"--signature {signature} already exists (use --force to overwrite)")
         return self.signature_bundle(ref, key_paths)
 
     def write_signature(self, path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> None:

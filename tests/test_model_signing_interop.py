@@ -67,6 +67,9 @@ def folder_model(root: Path) -> Path:
     (model / "a-b.txt").write_text("sorts between a/ and b/ as a string, not as a path")
     (model / "a").mkdir()
     (model / "a" / "b.txt").write_text("x")
+    (model / "empty.txt").write_bytes(b"")
+    (model / "empty-dir").mkdir()
+    (model / "données.txt").write_text("non-ASCII names are escaped in the canonical JSON")
     return model
 
 
@@ -136,6 +139,11 @@ def test_checkout_signature_refuses_a_path_inside_the_checkout_and_an_unsigned_v
     cli(repo.root, "sign", vid, "--key", str(tmp / "k.pem"))
     msg = cli(repo.root, "checkout", vid, "-o", str(tmp / "b"), "--signature", str(tmp / "b" / "m.sig"), code=2)
     assert "outside the checked-out directory" in msg and not (tmp / "b").exists()
+    msg = cli(repo.root, "checkout", vid, "-o", str(tmp / "b"), "--signature", str(tmp / "no" / "m.sig"), code=2)
+    assert "does not exist" in msg and not (tmp / "b").exists()
+    (tmp / "taken.sig").write_text("mine")
+    msg = cli(repo.root, "checkout", vid, "-o", str(tmp / "b"), "--signature", str(tmp / "taken.sig"), code=2)
+    assert "already exists" in msg and not (tmp / "b").exists() and (tmp / "taken.sig").read_text() == "mine"
     # with two signatures, --signature-key picks (and verifies) one
     cli(repo.root, "keygen", "-o", str(tmp / "other"))
     cli(repo.root, "sign", vid, "--key", str(tmp / "other.pem"))

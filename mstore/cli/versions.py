@@ -305,7 +305,7 @@ def checkout(
     manifest = repo.manifest(vid)
     if output is None:
         output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)
-    bundle = repo.checkout_signature(vid, output, signature, signature_key)
+    bundle = repo.checkout_signature(vid, output, signature, signature_key, force=force)
     with byte_progress(lambda: manifest.size, "checkout") as progress:
         written = repo.checkout(vid, output, force=force, progress=progress)
     if bundle is not None and signature is not None:
