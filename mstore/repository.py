@@ -118,13 +118,7 @@ class Repository:
     ) -> str:
         """Point tag `name` at a version; moving an existing tag needs `force`. Recorded in its history,
         the record signed with the EC private key at `sign_key` when given."""
-        signer = None
-        if sign_key is not None:
-            from .ops import signing as _signing
-            from .ops import tagsign
-
-            signer = tagsign.signer(_signing.load_private_key(Path(sign_key)))
-        return _tags.tag(self.store, name, ref, force=force, message=message, signer=signer)
+        return _tags.tag(self.store, name, ref, force=force, message=message, signer=self._signer(sign_key))
 
     def untag(self, name: str, *, message: str | None = None) -> str:
         return _tags.untag(self.store, name, message=message)
@@ -152,13 +146,33 @@ class Repository:
         return [by_move[id(m)] for m in reversed(taglog.ordered(moves))]
 
     def tag_remote(
-        self, remote: str, name: str, ref: str = "latest", *, force: bool = False, message: str | None = None
+        self,
+        remote: str,
+        name: str,
+        ref: str = "latest",
+        *,
+        force: bool = False,
+        message: str | None = None,
+        sign_key: str | os.PathLike[str] | None = None,
     ) -> tuple[str, str | None]:
         """Point tag `name` on a remote (NAME|URL) at the version `ref` names there; moving one needs `force`.
-        Returns (version ID, what it named before)."""
+        The history record is signed with the private key at `sign_key` when given. Returns (version ID,
+        what it named before)."""
         from .remote import promote
 
-        return promote.set_remote_tag(self._remote_or_url(remote), name, ref, force=force, message=message)
+        signer = self._signer(sign_key)
+        return promote.set_remote_tag(
+            self._remote_or_url(remote), name, ref, force=force, message=message, signer=signer
+        )
+
+    @staticmethod
+    def _signer(sign_key: str | os.PathLike[str] | None) -> taglog.Signer | None:
+        if sign_key is None:
+            return None
+        from .ops import signing as _signing
+        from .ops import tagsign
+
+        return tagsign.signer(_signing.load_private_key(Path(sign_key)))
 
     def untag_remote(self, remote: str, name: str, *, message: str | None = None) -> str:
         """Delete tag `name` on a remote (NAME|URL); returns the version it named."""

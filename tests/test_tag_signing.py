@@ -93,12 +93,12 @@ def test_a_damaged_signature_field_is_refused_like_any_damaged_record(three) -> 
     assert "keyid is not a key fingerprint" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_sign_needs_one_private_key_and_a_local_move(three) -> None:  # type: ignore[no-untyped-def]
+def test_sign_needs_one_private_key_and_a_move(three) -> None:  # type: ignore[no-untyped-def]
     repo, (v1, _, _), tmp = three
     assert "needs one --key" in cli(repo.root, "tag", "prod", v1, "--sign", code=2).stderr
     msg = cli(repo.root, "tag", "prod", v1, "--sign", "--key", str(tmp / "k.pub.pem"), code=2).stderr
     assert "not an unencrypted PEM private key" in msg and repo.tags() == {}
-    assert "local move" in cli(repo.root, "tag", "-d", "prod", "--sign", "--key", str(tmp / "k.pem"), code=2).stderr
+    assert "signs a move" in cli(repo.root, "tag", "-d", "prod", "--sign", "--key", str(tmp / "k.pem"), code=2).stderr
     cli(repo.root, "tag", "prod", v1)
     msg = cli(repo.root, "tag", "prod", v1, "--sign", "--key", str(tmp / "k.pem"), code=2).stderr
     assert "no move to sign" in msg
@@ -125,3 +125,18 @@ def test_a_signed_promotion_travels_with_push_and_survives_a_merge(three, tmp_pa
     if raw is not None:  # a directory remote: alice's record was re-chained after bob's and still verifies
         lines = [json.loads(line) for line in raw.splitlines()]
         assert any(line.get("sig") and line["sig"]["prev"] != line["prev"] for line in lines)
+
+
+def test_a_move_made_on_the_remote_directly_is_signed_there(three, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    repo, (v1, v2, _), tmp = three
+    cli(repo.root, "remote", "add", "team", str(tmp_path / "shared"))
+    cli(repo.root, "tag", "prod", v1)
+    cli(repo.root, "push")
+    out = cli(
+        repo.root, "tag", "-f", "prod", v2, "--remote", "team", "-m", "hotfix", "--sign", "--key", str(tmp / "k.pem")
+    )
+    assert "on team (signed)" in out.stdout
+    moves = history(repo, tmp / "k.pub.pem", remote="team")
+    assert [(m["to"], m["signature"]) for m in moves] == [(v2, "signed"), (v1, "unsigned")]
+    cli(repo.root, "pull")  # the signed record comes home with the move
+    assert [m["signature"] for m in history(repo, tmp / "k.pub.pem")] == ["signed", "unsigned"]

@@ -355,8 +355,8 @@ def tag(
     --key PRIVATE.pem` signs that record; `--history --key PUBLIC.pem` says which records verify.
     """
     repo = open_repo()
-    if sign and (history or delete or remote is not None or name is None):
-        raise BadInput("--sign signs a local move: mstore tag NAME REF --sign --key PRIVATE.pem (then push it)")
+    if sign and (history or delete or name is None):
+        raise BadInput("--sign signs a move: mstore tag NAME REF [--remote R] --sign --key PRIVATE.pem")
     if sign and len(key or []) != 1:
         raise BadInput("--sign needs one --key PRIVATE.pem")
     if key and not (sign or history):
@@ -384,15 +384,16 @@ def tag(
             typer.echo(line + signed_text(move) + said)
         return
     where = f" on {remote}" if remote is not None else ""
+    sign_key = key[0] if sign and key else None
     if delete:
         vid = repo.untag(name, message=message) if remote is None else repo.untag_remote(remote, name, message=message)
         result: dict[str, Any] = {"tag": name, "version": vid, "deleted": True}
         text = f"deleted tag {name}{where} (was {vid})"
     else:
         if remote is None:
-            vid = repo.tag(name, ref, force=force, message=message, sign_key=key[0] if sign and key else None)
+            vid = repo.tag(name, ref, force=force, message=message, sign_key=sign_key)
         else:
-            vid = repo.tag_remote(remote, name, ref, force=force, message=message)[0]
+            vid = repo.tag_remote(remote, name, ref, force=force, message=message, sign_key=sign_key)[0]
         result = {"tag": name, "version": vid, "deleted": False}
         text = f"tagged {vid} as {name}{where}" + (" (signed)" if sign else "")
     if remote is not None:
