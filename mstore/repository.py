@@ -463,12 +463,22 @@ class Repository:
 
         _signing.write_bundle(Path(path), data, force=force)
 
-    def verify(self, ref: str, key_paths: list[str]) -> _signing.Verified:
-        """A stored signature of `ref` by one of the public keys that matches it; else NotVerified."""
+    def verify(self, ref: str, key_paths: list[str], *, promotion: bool = False) -> _signing.Verified:
+        """A stored signature of `ref` by one of the public keys that matches it; else NotVerified. With
+        `promotion`, `ref` is a tag whose present position must come from a move signed by one of the keys."""
         from .ops import signing as _signing
+        from .ops import tagsign
 
         keys = [_signing.load_public_key(Path(k)) for k in key_paths]
-        return _signing.verify(self.store, self.resolve(ref), keys)
+        found = _signing.verify(self.store, self.resolve(ref), keys)
+        if promotion:
+            current = self.store.refs.tags().get(ref)
+            if current is None:
+                raise BadInput(f"--promotion: {ref!r} is not a tag")
+            why = tagsign.position(ref, _tags.history(self.store, ref), current, keys)
+            if why is not None:
+                raise _signing.NotVerified(f"{found.version}: signed, but not a signed promotion: {why}")
+        return found
 
     def manifest(self, ref: str) -> Manifest:
         return self.store.version_manifest(self.resolve(ref))

@@ -140,3 +140,31 @@ def test_a_move_made_on_the_remote_directly_is_signed_there(three, tmp_path: Pat
     assert [(m["to"], m["signature"]) for m in moves] == [(v2, "signed"), (v1, "unsigned")]
     cli(repo.root, "pull")  # the signed record comes home with the move
     assert [m["signature"] for m in history(repo, tmp / "k.pub.pem")] == ["signed", "unsigned"]
+
+
+def test_a_rollback_to_an_older_signed_version_passes_verify_but_not_verify_promotion(three) -> None:  # type: ignore[no-untyped-def]
+    """The threat: someone who can write the store (or the bucket) but holds no key moves prod back to an
+    older version that *was* signed. Version signatures alone accept it; `verify --promotion` does not."""
+    repo, (v1, v2, _), tmp = three
+    sign, pub = ("--sign", "--key", str(tmp / "k.pem")), str(tmp / "k.pub.pem")
+    for vid in (v1, v2):
+        cli(repo.root, "sign", vid, "--key", str(tmp / "k.pem"))
+    cli(repo.root, "tag", "prod", v1, *sign)
+    cli(repo.root, "tag", "-f", "prod", v2, "-m", "promote", *sign)
+    assert "verified" in cli(repo.root, "verify", "prod", "--key", pub, "--promotion").stderr
+    # 1. the tag file rewritten, no record: the version is signed, the promotion is not
+    repo.store.refs.set_tag("prod", v1, record=False)
+    assert "verified" in cli(repo.root, "verify", "prod", "--key", pub).stderr
+    msg = cli(repo.root, "verify", "prod", "--key", pub, "--promotion", code=1).stderr.strip()
+    assert "moved without a record" in msg and "\n" not in msg
+    # 2. with a record of the move, unsigned (or signed by another key)
+    repo.store.refs.set_tag("prod", v2, record=False)
+    repo.store.refs.set_tag("prod", v1, message="rollback")
+    assert "unsigned" in cli(repo.root, "verify", "prod", "--key", pub, "--promotion", code=1).stderr
+    cli(repo.root, "tag", "-f", "prod", v2, "--sign", "--key", str(tmp / "other.pem"))
+    msg = cli(repo.root, "verify", "prod", "--key", pub, "--promotion", code=1).stderr
+    assert "not signed by a given key" in msg
+    # 3. the key holder rolls back: a signed move, accepted
+    cli(repo.root, "tag", "-f", "prod", v1, "-m", "rollback", *sign)
+    assert "verified" in cli(repo.root, "verify", "prod", "--key", pub, "--promotion").stderr
+    assert "not a tag" in cli(repo.root, "verify", v1, "--key", pub, "--promotion", code=2).stderr

@@ -48,10 +48,18 @@ def verify(
     key: Annotated[
         Optional[list[str]], typer.Option("--key", metavar="PUBLIC.pem", help="Public key to accept (repeatable).")
     ] = None,
+    promotion: Annotated[
+        bool,
+        typer.Option(
+            "--promotion",
+            help="REF is a tag: also require that its newest history record moved it here, signed by one of "
+            "the keys (refuses a tag rolled back or moved by someone without the key).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Exit 0 when a stored signature by one of the keys matches the version's files and metadata."""
-    result = open_repo().verify(ref, key or [])
+    result = open_repo().verify(ref, key or [], promotion=promotion)
     if as_json:
         emit_json({"version": result.version, "verified": True, "keyid": result.keyid})
     else:

@@ -47,3 +47,28 @@ def status(tag: str, move: taglog.Move, keys: list[ec.EllipticCurvePublicKey]) -
             continue
         return SIGNED
     return BAD
+
+
+def position(
+    tag: str, moves: list[taglog.Move], current: str | None, keys: list[ec.EllipticCurvePublicKey]
+) -> str | None:
+    """None when the tag's present target `current` is where its newest record (in time order) moved it and
+    that record verifies under one of `keys`; else why not, in one line. This is what stops a writer
+    without the key from rolling the tag back to an older version that *was* signed: the tag file alone can
+    be rewritten, a signed record of the move cannot be made."""
+    if current is None:
+        return f"there is no tag {tag!r}"
+    if not moves:
+        return f"tag {tag!r} has no recorded moves, so no signed promotion"
+    newest = taglog.ordered(moves)[-1]
+    if newest.target != current:
+        return (
+            f"tag {tag!r} names {current}, but its newest record moved it to {newest.target or '(deleted)'}: "
+            "it was moved without a record"
+        )
+    verdict = status(tag, newest, keys)
+    if verdict != SIGNED:
+        return (
+            f"the move of {tag!r} to {current} is {'unsigned' if verdict == UNSIGNED else 'not signed by a given key'}"
+        )
+    return None
