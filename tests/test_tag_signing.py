@@ -168,3 +168,43 @@ def test_a_rollback_to_an_older_signed_version_passes_verify_but_not_verify_prom
     cli(repo.root, "tag", "-f", "prod", v1, "-m", "rollback", *sign)
     assert "verified" in cli(repo.root, "verify", "prod", "--key", pub, "--promotion").stderr
     assert "not a tag" in cli(repo.root, "verify", v1, "--key", pub, "--promotion", code=2).stderr
+
+
+def test_a_history_cut_on_the_remote_is_refused_by_a_store_that_had_pulled_it(three, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What docs/format.md claims of a writer who cuts the newest records and rolls the tag back: a store
+    that had pulled them refuses `verify --promotion`; a fresh clone cannot tell."""
+    repo, (v1, v2, _), tmp = three
+    sign, pub = ("--sign", "--key", str(tmp / "k.pem")), str(tmp / "k.pub.pem")
+    for vid in (v1, v2):
+        cli(repo.root, "sign", vid, "--key", str(tmp / "k.pem"))
+    shared, bob = tmp_path / "shared", tmp_path / "bob"
+    cli(repo.root, "remote", "add", "team", str(shared))
+    cli(repo.root, "tag", "prod", v1, *sign)
+    cli(repo.root, "push")
+    cli(tmp_path, "clone", str(shared), str(bob))
+    cli(repo.root, "tag", "-f", "prod", v2, *sign)
+    cli(repo.root, "push")
+    cli(bob, "pull")
+    copy_signatures(repo.root, bob)
+    assert "verified" in cli(bob, "verify", "prod", "--key", pub, "--promotion").stderr
+    # the bucket writer: cut the newest record (the rest still chains), point prod back at v1
+    history = shared / "refs" / "history" / "prod"
+    history.write_bytes(history.read_bytes().split(b"\n")[0] + b"\n")
+    remote = Repository.open(repo.root).remote("team")
+    remote.set_ref("tags/prod", v1, remote.get_ref("tags/prod")[1])
+    cli(bob, "pull")
+    assert Repository.open(bob).tags()["prod"] == v1  # bob follows the remote (he did not move prod)
+    msg = cli(bob, "verify", "prod", "--key", pub, "--promotion", code=1).stderr
+    assert "not a signed promotion" in msg and "\n" not in msg.strip()
+    # a fresh clone sees a history whose newest (signed) record names v1: it cannot tell
+    cli(tmp_path, "clone", str(shared), str(tmp_path / "fresh"))
+    copy_signatures(repo.root, tmp_path / "fresh")
+    assert "verified" in cli(tmp_path / "fresh", "verify", "prod", "--key", pub, "--promotion").stderr
+
+
+def copy_signatures(src: Path, dst: Path) -> None:
+    """(Version signatures travel with push and pull in another change; here they are copied by hand.)"""
+    for directory in (src / "signatures").iterdir():
+        (dst / "signatures" / directory.name).mkdir(parents=True, exist_ok=True)
+        for f in directory.iterdir():
+            (dst / "signatures" / directory.name / f.name).write_bytes(f.read_bytes())
