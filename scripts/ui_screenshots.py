@@ -34,7 +34,7 @@ def build(root: Path) -> tuple[Repository, list[str]]:
     rng = np.random.default_rng(7)
     tensors = {
         "encoder.embed.weight": rng.standard_normal((512, 64)).astype(np.float32),
-        "encoder.layer0.weight": rng.standard_normal((64, 64)).astype(np.float32),
+        **{f"encoder.layers.{i}.weight": rng.standard_normal((32, 64)).astype(np.float32) for i in range(12)},
         "classifier.weight": rng.standard_normal((5, 64)).astype(np.float32),
         "classifier.bias": np.zeros(5, dtype=np.float32),
     }
@@ -45,19 +45,24 @@ def build(root: Path) -> tuple[Repository, list[str]]:
         tensors["classifier.weight"] = tensors["classifier.weight"] + rng.normal(0, 0.05, (5, 64)).astype(np.float32)
         tensors["classifier.bias"] = tensors["classifier.bias"] + np.float32(0.01)
         if night % 7 == 6:  # a weekly full fine-tune also moves the encoder
-            tensors["encoder.layer0.weight"] = tensors["encoder.layer0.weight"] * np.float32(1.01)
+            for i in range(12):  # 12 layers: the diff and version pages fold them into one row
+                tensors[f"encoder.layers.{i}.weight"] = tensors[f"encoder.layers.{i}.weight"] * np.float32(1.01)
         (src / "model.safetensors").write_bytes(safetensors_bytes({k: ("F32", v) for k, v in tensors.items()}))
         (src / "config.json").write_text(f'{{"num_labels": 5, "hidden": 64, "dropout": {0.1 if night < 20 else 0.2}}}')
+        dropout = 0.1 if night < 20 else 0.2
         accuracy = 0.78 + 0.12 * (1 - math.exp(-night / 10)) + rng.normal(0, 0.006) - (0.05 if night == 17 else 0)
         f1 = accuracy - 0.03 + rng.normal(0, 0.004)
         meta = {
             "metrics": {"accuracy": round(accuracy, 4), "f1": round(f1, 4), "loss": round(1.1 - accuracy, 4)},
+            "params": {"lr": [3e-4, 1e-4, 5e-5][night % 3], "epochs": 3 + night // 10, "dropout": dropout},
             "num_samples": 12000 + 400 * night,
             "categories": ["billing", "technical", "account", "shipping"] + (["returns"] if night >= 20 else []),
         }
         message = "nightly retrain" + (" (bad labels batch)" if night == 17 else "")
         ids.append(repo.save(src, meta, message=message)["timestamp"])
-    repo.tag("prod", ids[-4])
+    repo.tag("prod", ids[9], message="first release")
+    repo.tag("prod", ids[19], force=True, message="weekly promotion")
+    repo.tag("prod", ids[-4], force=True, message="weekly promotion")
     repo.tag("candidate", ids[-1])
     return repo, ids
 
@@ -84,15 +89,21 @@ def main() -> None:
                     break
                 except OSError:
                     time.sleep(0.1)
-            shots = {
-                "index.png": ("/?chart=accuracy&chart=f1&limit=12", "#chart[data-ready='1'] canvas"),
-                "version.png": (f"/versions/{ids[-4]}", "#files"),
-                "diff.png": (f"/diff?old={ids[17]}&new={ids[-1]}", ".tensors"),  # the bad night against the newest
+            metrics = {v: repo.get(v)["metrics"] for v in ids}
+            best = [max(ids, key=lambda v: metrics[v][m]) for m in ("accuracy", "f1")]  # the best of each in view
+            picked = "&".join(f"v={v}" for v in dict.fromkeys([ids[9], ids[17], *best, ids[-4], ids[-1]]))
+            shots = {  # name: (path, what to wait for, viewport width)
+                "index.png": ("/?chart=accuracy&chart=f1&chart=loss&limit=12", "#chart[data-ready='1'] canvas", 1280),
+                "compare.png": (f"/compare?{picked}", "#compare", 1280),
+                "version.png": (f"/versions/{ids[-4]}", "#files", 1280),
+                # the bad night against the newest
+                "diff.png": (f"/diff?old={ids[17]}&new={ids[-1]}", ".tensors", 1280),
+                "narrow.png": ("/?chart=accuracy&chart=loss&limit=8", "#chart[data-ready='1'] canvas", 420),
             }
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
-                for name, (path, ready) in shots.items():
+                for name, (path, ready, width) in shots.items():
+                    page = browser.new_page(viewport={"width": width, "height": 900}, device_scale_factor=1)
                     page.goto(url + path)
                     page.wait_for_selector(ready, timeout=15000)
                     page.wait_for_load_state("networkidle")
@@ -104,7 +115,13 @@ def main() -> None:
                                                r.top + u.valToPos(u.data[1][i], 'y')]; }"""
                         )
                         page.mouse.move(x, y)
+                    if name in ("diff.png", "version.png"):  # open the folded layers
+                        page.click("tr.group summary")
+                    if name == "index.png":  # two rows ticked, ready to diff
+                        page.check(f"input.pick[value='{ids[-1]}']")
+                        page.check(f"input.pick[value='{ids[-4]}']")
                     page.screenshot(path=str(args.out / name), full_page=True)
+                    page.close()
                     print(f"wrote {args.out / name}")
                 browser.close()
         finally:

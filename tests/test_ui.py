@@ -4,12 +4,14 @@ refs are validated, nothing but GET/HEAD is served, and `log --plot` draws in th
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from markupsafe import escape as html_escape
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -17,7 +19,17 @@ from mstore import Repository
 from mstore.cli import app as cli_app
 from mstore.ui.app import create_app
 
-from uihelpers import ACCURACY, CHANGED_TENSOR, XSS, XSS_FILE, XSS_METRIC, build_store
+from uihelpers import (
+    ACCURACY,
+    CHANGED_TENSOR,
+    TENSOR_LAYERS,
+    XSS,
+    XSS_FILE,
+    XSS_METRIC,
+    XSS_PARAM,
+    build_choosing_store,
+    build_store,
+)
 
 runner = CliRunner()
 BASE = "http://127.0.0.1"
@@ -122,8 +134,9 @@ def test_cross_site_requests_are_refused_before_any_work(client: TestClient) -> 
 
 def test_pages_escape_every_stored_string(client: TestClient, built: tuple[Repository, list[str]]) -> None:
     _, ids = built
-    raw_strings = [XSS, XSS_FILE, XSS_METRIC]
-    for path in ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}"]:
+    raw_strings = [XSS, XSS_FILE, XSS_METRIC, XSS_PARAM]
+    pages = ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}", f"/compare?v={ids[4]}&v={ids[5]}"]
+    for path in pages:
         html = client.get(path).text
         for raw in raw_strings:
             assert raw not in html, (path, raw)
@@ -344,3 +357,208 @@ def test_an_unknown_verdict_is_marked_and_globals_are_escaped(pickles: tuple[Tes
     assert 'id="unsafe">UNSAFE?</span>' in cut and 'id="snippet"' not in cut
     html = client.get(f"/versions/{ids['html']}").text
     assert "<li><code>os.&lt;b&gt;x</code></li>" in html and "<b>x" not in html
+
+
+# -- choosing and comparing versions (issue 24): params, --where, compare, lineage, tags, tensors -----------
+
+
+@pytest.fixture(scope="module")
+def choosing(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, dict[str, str]]:
+    repo, ids = build_choosing_store(tmp_path_factory.mktemp("ui-choosing"))
+    return TestClient(create_app(repo.root), base_url=BASE), ids
+
+
+def _shown(html: str) -> list[str]:
+    return re.findall(r'<tr data-version="([^"]+)"', html)
+
+
+def _cells(html: str, marker: str) -> list[str]:
+    """The cells (inner HTML) of the table row whose opening tag contains `marker`."""
+    start = html.index(marker)
+    row = html[start : html.index("</tr>", start)]
+    return re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+
+
+def test_index_shows_params_as_sortable_columns(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    html = client.get("/").text
+    for name in ("C", "kernel", "epochs"):
+        assert f'data-col="param:{name}" data-sort="num">{name}</th>' in html
+        assert f'<input type="checkbox" data-col="param:{name}" checked>' in html  # in the column chooser
+    assert 'data-col="param:epochs" data-value="100"' in html  # what the browser sorts by, as a number
+    assert 'data-col="metric:accuracy" data-sort="num"' in html
+    assert _shown(html) == [ids["d"], ids["c"], ids["b"], ids["a"]]
+
+
+def test_index_filters_with_the_where_language(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    answer = client.get("/", params={"where": "accuracy>0.82 and C<0.3"})
+    assert answer.status_code == 200 and _shown(answer.text) == [ids["d"], ids["c"]]
+    assert _shown(client.get("/", params={"where": "kernel = 'rbf' or epochs >= 100"}).text) == [
+        ids["c"],
+        ids["b"],
+        ids["a"],
+    ]
+    older = client.get("/", params={"where": "C<1", "limit": 1}).text  # the pager keeps the filter
+    assert 'id="older" href="/?offset=1&limit=1&amp;where=C%3C1"' in older
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("accuracy >", "where: expected"),
+        ("accuracy > 0.8 )", "where: "),
+        ("acurracy > 0.8", "accuracy"),  # a typo: did you mean
+        ("__import__('os')", "where: "),
+    ],
+)
+def test_a_bad_where_shows_its_one_line_error(
+    choosing: tuple[TestClient, dict[str, str]], where: str, said: str
+) -> None:
+    client, _ = choosing
+    answer = client.get("/", params={"where": where})
+    assert answer.status_code == 400
+    error = re.search(r'<p class="error" id="where-error">(.*?)</p>', answer.text, re.S)
+    assert error is not None, answer.text[:500]
+    assert said in error.group(1) and "\n" not in error.group(1) and "Traceback" not in answer.text
+    assert f'name="where" value="{html_escape(where)}"' in answer.text  # kept in the box to fix it
+    assert _shown(answer.text) == []
+
+
+def test_compare_puts_versions_side_by_side_and_marks_the_best(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    answer = client.get("/compare", params=[("v", ids["c"]), ("v", "prod~1"), ("v", ids["a"])])  # any refs
+    assert answer.status_code == 200
+    html = answer.text
+    order = re.findall(r'<th class="id"><a href="/versions/([^"]+)">', html)
+    assert order == [ids["a"], ids["b"], ids["c"]]  # oldest first, whatever order they were asked in
+
+    def best(metric: str) -> list[int]:
+        cells = _cells(html, f'data-metric="{metric}"')
+        return [i for i, c in enumerate(cells) if c.startswith("★")]
+
+    assert best("accuracy") == [1]  # b: 0.90, higher is better
+    assert best("loss") == [2]  # c: 0.1, lower is better
+    assert best("tps") == [1]  # b: 3.0, lower as the saves declared (the name says nothing)
+    assert 'class="param differs" data-param="C"' in html and 'class="param differs" data-param="kernel"' in html
+    assert f'<a id="diff-ends" href="/diff?old={ids["a"]}&new={ids["c"]}">' in html
+    assert client.get("/compare", params={"v": ids["a"]}).status_code == 400
+    assert client.get("/compare", params=[("v", ids["c"]), ("v", "prod")]).status_code == 400  # one version twice
+    assert client.get("/compare", params=[("v", ids["a"]), ("v", "nosuch")]).status_code == 404
+
+
+def test_compare_leaves_a_metric_without_direction_unmarked(tmp_path: Path) -> None:
+    from mstore.ui.views import compare_table
+
+    table = compare_table([{"metrics": {"tps": 1.0, "loss": 2}}, {"metrics": {"tps": 2.0, "loss": 2}}])
+    assert [(r["name"], r["best"]) for r in table["metrics"]] == [("tps", set()), ("loss", set())]  # ties: none
+
+
+def test_two_picked_rows_open_the_diff_older_first(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    html = client.get("/diff", params=[("v", ids["d"]), ("v", ids["c"])]).text
+    assert f'<h1>Diff <a class="id" href="/versions/{ids["c"]}">' in html
+    assert client.get("/diff", params=[("v", ids["d"])]).status_code == 400
+
+
+def test_version_page_shows_lineage_date_tag_history_and_tensors(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    from mstore.store.versions import parse_id_time
+
+    client, ids = choosing
+    first = client.get(f"/versions/{ids['a']}").text
+    assert 'id="parent-removed"' in first and "none: the first version" not in first
+    html = client.get(f"/versions/{ids['c']}").text
+    when = parse_id_time(ids["c"]).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f'<time id="saved-at">{when}</time>' in html
+    history = html[html.index('data-tag="prod"') : html.index("</table>", html.index('data-tag="prod"'))]
+    moves = re.findall(r'<td class="id">(.*?)</td>', history, re.S)
+    assert len(moves) == 2 and ids["c"] in moves[0] and "(created)" in moves[1]  # newest first
+    assert "c is better on loss" in history
+    once = client.get(f"/versions/{ids['b']}").text
+    assert 'data-tag="prod"' in once and "named this version once" in once
+    tensors = html[html.index('id="tensors"') :]
+    count = TENSOR_LAYERS * 32 + 24
+    assert f"{TENSOR_LAYERS + 1} tensor(s)" in tensors and f'title="{count:,} parameters"' in tensors
+    assert f'<code class="tensor-name">layers.0..{TENSOR_LAYERS - 1}</code>' in tensors  # folded
+    assert tensors.count("layers.") == 1 + TENSOR_LAYERS  # the group's label, then each name inside it
+    assert '<td>F32</td><td class="shape">[3, 8]</td><td class="num">24</td>' in tensors  # head.weight
+
+
+def test_version_page_reads_no_weight_bytes_for_the_tensor_list(
+    choosing: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mstore.store.objects import ObjectStore
+
+    client, ids = choosing
+    repo = client.app.state.repository  # type: ignore[attr-defined]
+    header, *weights = repo.manifest(ids["d"]).files[0].chunks  # the chunker cut at tensor boundaries
+    assert len(weights) == 2 * TENSOR_LAYERS + 1
+    read: list[str] = []
+    real = ObjectStore.read
+
+    def recording(self: ObjectStore, oid: str, expected_size: int | None = None) -> bytes:
+        read.append(oid)
+        return real(self, oid, expected_size)
+
+    monkeypatch.setattr(ObjectStore, "read", recording)
+    assert 'id="tensors"' in client.get(f"/versions/{ids['d']}").text
+    assert header.oid in read and not {c.oid for c in weights} & set(read)
+
+
+def test_diff_page_folds_a_run_of_added_tensors(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    html = client.get("/diff", params={"old": ids["c"], "new": ids["d"]}).text
+    label = f"extra.0..{TENSOR_LAYERS - 1}"
+    summary = f'<summary>+{TENSOR_LAYERS} tensors added in <code class="group-label">{label}</code></summary>'
+    assert summary in html
+    folded = html[html.index(summary) : html.index("</details>", html.index(summary))]
+    assert [f"+ extra.{i}" for i in range(TENSOR_LAYERS)] == re.findall(r'class="tensor-name">(.*?)</code>', folded)
+    assert '<code class="tensor-name">head.weight</code>' in html  # the one changed tensor, unfolded
+
+
+def test_api_promotions_lists_every_tag_move_newest_first(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    moves = client.get("/api/promotions").json()
+    assert [(m["tag"], m["from"], m["to"]) for m in moves] == [
+        ("candidate", None, ids["d"]),
+        ("prod", ids["b"], ids["c"]),
+        ("prod", None, ids["b"]),
+    ]
+
+
+def test_the_chart_series_follow_the_where_filter(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    points = client.get("/api/metrics/accuracy", params={"where": "C<0.3"}).json()
+    assert [p["version"] for p in points] == [ids["c"], ids["d"]]
+    bad = client.get("/api/metrics/accuracy", params={"where": "C <"})
+    assert bad.status_code == 400 and bad.json()["error"].startswith("where: expected")
+    assert 'data-where="C&lt;0.3"' in client.get("/", params={"where": "C<0.3"}).text
+
+
+def test_the_table_ranks_every_version_by_a_metric(choosing: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = choosing
+    assert _shown(client.get("/", params={"sort": "accuracy"}).text) == [ids["b"], ids["d"], ids["c"], ids["a"]]
+    assert _shown(client.get("/", params={"sort": "loss"}).text) == [ids["c"], ids["d"], ids["b"], ids["a"]]
+    assert _shown(client.get("/", params={"sort": "loss", "order": "desc"}).text)[0] == ids["a"]
+    ranked = client.get("/", params={"sort": "accuracy", "limit": 1}).text  # across pages, not within one
+    assert _shown(ranked) == [ids["b"]] and "sort=accuracy" in ranked[ranked.index('id="older"') :]
+    assert _shown(client.get("/", params={"sort": "tps"}).text) == [ids["b"], ids["c"], ids["a"], ids["d"]]
+    unknown = client.get("/", params={"sort": "nosuch"})
+    assert unknown.status_code == 400 and 'id="where-error"' in unknown.text
+
+
+def test_ranking_by_a_metric_without_direction_asks_for_an_order(tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "store")
+    model = tmp_path / "m.bin"
+    for i, speed in enumerate([3.0, 5.0]):
+        model.write_bytes(bytes([i]) * 10)
+        repo.save(model, {"metrics": {"speed": speed}})
+    client = TestClient(create_app(repo.root), base_url=BASE)
+    answer = client.get("/", params={"sort": "speed"})
+    error = re.search(r'id="where-error">(.*?)</p>', answer.text)
+    assert answer.status_code == 400 and error is not None
+    said = "cannot tell whether a higher or a lower &#39;speed&#39; is better: choose highest or lowest first"
+    assert error.group(1) == said
+    newest_first = [m["timestamp"] for m in repo.log()]  # speed 5.0, then 3.0
+    assert _shown(client.get("/", params={"sort": "speed", "order": "asc"}).text) == newest_first[::-1]
+    assert _shown(client.get("/", params={"sort": "speed", "order": "desc"}).text) == newest_first

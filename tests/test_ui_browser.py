@@ -3,6 +3,7 @@ a user runs it. Skipped (saying why) only when no chromium is installed; `.ci/ru
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,16 @@ import pytest
 
 from mstore import Repository
 
-from uihelpers import ACCURACY, CHANGED_TENSOR, XSS, XSS_FILE, XSS_METRIC, build_store
+from uihelpers import (
+    ACCURACY,
+    CHANGED_TENSOR,
+    XSS,
+    XSS_FILE,
+    XSS_METRIC,
+    XSS_PARAM,
+    build_choosing_store,
+    build_store,
+)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -137,7 +147,7 @@ def test_chart_is_drawn_with_one_point_per_version(server: str, page: Page) -> N
     # a second metric at once: both series, as many points again
     page.page.check("input[name=chart][value=loss]")
     page.page.wait_for_selector("#chart[data-ready='1'] canvas", timeout=15000)
-    assert page.page.evaluate("window.mstoreChart.series.length") == 3  # x + accuracy + loss
+    assert page.page.evaluate("window.mstoreCharts.map(c => c.series.length)") == [2, 2]  # a panel each
     assert page.page.get_attribute("#chart", "data-points") == str(2 * len(ACCURACY))
     assert page.errors == []
 
@@ -176,7 +186,7 @@ def test_stored_markup_shows_as_text_and_runs_nothing(
     server: str, page: Page, store: tuple[Repository, list[str]]
 ) -> None:
     _, ids = store
-    for path in ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}"]:
+    for path in ["/", f"/versions/{ids[5]}", f"/diff?old={ids[4]}&new={ids[5]}", f"/compare?v={ids[4]}&v={ids[5]}"]:
         page.page.goto(server + path)
         if path == "/":
             wait_for_chart(page)
@@ -186,8 +196,14 @@ def test_stored_markup_shows_as_text_and_runs_nothing(
     page.page.goto(f"{server}/versions/{ids[5]}")
     assert XSS_FILE in page.page.inner_text("#files")
     page.page.goto(server + "/")
-    assert XSS_METRIC in page.page.inner_text("#versions thead")
+    head = page.page.inner_text("#versions thead")
+    assert XSS_METRIC in head and XSS_PARAM in head
     page.page.hover("#versions thead")
+    page.page.click("#columns summary")  # the column chooser names it as text too
+    assert XSS_PARAM in page.page.inner_text("#columns")
+    page.page.click(f"#versions th[data-col='param:{XSS_PARAM}']")  # sorting by it runs nothing either
+    page.page.goto(f"{server}/versions/{ids[5]}")
+    assert XSS in page.page.inner_text("#tag-history")
     assert page.dialogs == [] and page.errors == []
 
 
@@ -199,3 +215,123 @@ def test_no_request_leaves_127_0_0_1(server: str, page: Page, store: tuple[Repos
     assert len(page.requests) >= 5
     hosts = {urlsplit(u).hostname for u in page.requests if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, sorted(page.requests)
+
+
+# -- choosing and comparing (issue 24): one page load per feature group ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def choosing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    repo, ids = build_choosing_store(tmp_path_factory.mktemp("ui-browser-choosing"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mstore", "--store", str(repo.root), "ui", "--port", "0", "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip().rstrip("/")
+    try:
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url, ids
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def _column(page: Page, col: str) -> list[str]:
+    return page.page.locator(f"#versions tbody td[data-col='{col}']").all_inner_texts()
+
+
+def test_table_sorts_numerically_hides_columns_and_picks_rows(choosing: tuple[str, dict[str, str]], page: Page) -> None:
+    url, ids = choosing
+    page.page.goto(url + "/")
+    page.page.click("#versions th[data-col='param:epochs']")
+    assert _column(page, "param:epochs") == ["9", "10", "20", "100"]  # as numbers, not as text
+    page.page.click("#versions th[data-col='param:epochs']")
+    assert _column(page, "param:epochs") == ["100", "20", "10", "9"]
+    page.page.click("#versions th[data-col='metric:accuracy']")
+    assert _column(page, "metric:accuracy") == ["0.8", "0.85", "0.88", "0.9"]
+    # the column chooser: a hidden column stays hidden on the next visit (localStorage)
+    page.page.click("#columns summary")
+    page.page.uncheck("#columns input[data-col='param:kernel']")
+    assert page.page.locator("#versions th[data-col='param:kernel']").is_hidden()
+    page.page.reload()
+    assert page.page.locator("#versions th[data-col='param:kernel']").is_hidden()
+    assert page.page.locator("#versions td[data-col='param:kernel']").first.is_hidden()
+    assert page.page.locator("#versions th[data-col='param:C']").is_visible()
+    page.page.click("#columns summary")
+    page.page.check("#columns input[data-col='param:kernel']")
+    assert page.page.locator("#versions th[data-col='param:kernel']").is_visible()
+    # two rows: Diff (older first); three: Compare
+    assert page.page.is_disabled("#diff-picked") and page.page.is_disabled("#compare-picked")
+    page.page.check(f"input.pick[value='{ids['d']}']")
+    page.page.check(f"input.pick[value='{ids['b']}']")
+    assert page.page.is_enabled("#diff-picked") and page.page.is_enabled("#compare-picked")
+    page.page.click("#diff-picked")
+    page.page.wait_for_url("**/diff?**", timeout=10000)
+    assert page.page.locator("h1 a.id").all_inner_texts() == [ids["b"], ids["d"]]
+    page.page.go_back()
+    page.page.check(f"input.pick[value='{ids['a']}']")
+    page.page.check(f"input.pick[value='{ids['b']}']")
+    page.page.check(f"input.pick[value='{ids['d']}']")
+    assert page.page.is_disabled("#diff-picked")
+    page.page.click("#compare-picked")
+    page.page.wait_for_url("**/compare?**", timeout=10000)
+    assert page.page.locator("#compare thead a").all_inner_texts() == [ids["a"], ids["b"], ids["d"]]
+    assert page.page.inner_text("#compare tr[data-metric='accuracy'] td.best") == "★ 0.9"
+    assert page.errors == []
+
+
+def test_charts_panels_log_scale_time_axis_and_promotion_marks(
+    choosing: tuple[str, dict[str, str]], page: Page
+) -> None:
+    url, ids = choosing
+    page.page.goto(url + "/?chart=accuracy&chart=loss")
+    wait_for_chart(page)
+    assert page.page.locator("#chart .panel canvas").count() == 2  # one panel per metric
+    assert page.page.evaluate("window.mstoreCharts.map(c => c.series.length)") == [2, 2]
+    marks = page.page.get_attribute("#chart", "data-marks")
+    assert marks is not None
+    assert sorted(map(tuple, json.loads(marks))) == [("candidate", ids["d"]), ("prod", ids["b"]), ("prod", ids["c"])]
+    assert page.page.evaluate("window.mstoreCharts.map(c => Number(c.root.dataset.marksDrawn))") == [3, 3]
+    page.page.select_option("select[name=layout]", "shared")
+    wait_for_chart(page)
+    assert page.page.evaluate("window.mstoreCharts.length") == 1
+    assert page.page.evaluate("window.mstoreChart.series.length") == 3  # x + accuracy + loss on one axis
+    page.page.check("input[name=log]")
+    wait_for_chart(page)
+    assert page.page.evaluate("window.mstoreChart.scales.y.distr") == 3  # logarithmic
+    page.page.select_option("select[name=x]", "time")
+    wait_for_chart(page)
+    assert page.page.evaluate("window.mstoreChart.scales.x.time") is True
+    xs = page.page.evaluate("Array.from(window.mstoreChart.data[0])")
+    assert xs == sorted(xs) and xs[0] > 1.7e9  # seconds since 1970, in save order
+    assert "log=1" in page.page.url and "x=time" in page.page.url and "layout=shared" in page.page.url
+    page.page.goto(url + "/?chart=accuracy&where=C<0.3")  # the chart follows the table's filter
+    wait_for_chart(page)
+    assert json.loads(page.page.get_attribute("#chart", "data-versions") or "") == [ids["c"], ids["d"]]
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("width", [420])
+def test_every_page_fits_a_narrow_screen(choosing: tuple[str, dict[str, str]], browser: object, width: int) -> None:
+    url, ids = choosing
+    narrow = browser.new_page(viewport={"width": width, "height": 800})  # type: ignore[attr-defined]
+    try:
+        for path in [
+            "/",
+            f"/versions/{ids['d']}",
+            f"/diff?old={ids['a']}&new={ids['d']}",
+            f"/compare?v={ids['a']}&v={ids['b']}&v={ids['c']}&v={ids['d']}",
+        ]:
+            narrow.goto(url + path)
+            narrow.wait_for_load_state("networkidle")
+            assert narrow.evaluate("document.documentElement.scrollWidth") <= width, path
+            # a table wider than the screen scrolls inside its own box
+            wide = narrow.evaluate(
+                "Array.from(document.querySelectorAll('.scroll')).some(b => b.scrollWidth > b.clientWidth)"
+            )
+            assert wide, path
+    finally:
+        narrow.close()

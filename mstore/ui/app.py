@@ -35,6 +35,7 @@ from ..humanize import format_bytes, format_duration
 from ..repository import Repository
 from ..store.metadata import is_number
 from ..store.versions import parse_id_time
+from . import views
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -105,6 +106,13 @@ def _age(version_id: str) -> str:
     return f"{format_duration(max(seconds, 0))} ago"
 
 
+def _num(v: Any) -> str:
+    """A whole number as it is (`15600`), any other number to 4 significant digits, nothing as `-`."""
+    if isinstance(v, int) and is_number(v):
+        return str(v)
+    return f"{v:.4g}" if is_number(v) else ("-" if v is None else str(v))
+
+
 def _epoch(version_id: str) -> float:
     return parse_id_time(version_id).timestamp()
 
@@ -142,10 +150,11 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         autoescape=select_autoescape(["html"], default=True),
     )
     env.filters["bytes"] = lambda n: format_bytes(n) if is_number(n) else "-"
-    env.filters["num"] = lambda v: f"{v:.4g}" if is_number(v) else ("-" if v is None else str(v))
+    env.filters["num"] = _num
     env.filters["pct"] = lambda v: f"{v:+.1%}" if is_number(v) else ""
     env.filters["signed"] = lambda v: f"{v:+.4g}" if is_number(v) else ""
     env.filters["age"] = _age
+    env.filters["count"] = lambda n: views.human_count(n) if isinstance(n, int) else "-"
     env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)  # plain text: autoescaped like the rest
     env.globals["store_name"] = str(repository.root)
     # "unsafe" / "unknown" (loading would run the pickles' imports) or "" (safe, or no pickles)
@@ -158,14 +167,24 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         return page("error.html", 404, title="Not found", message=message)
 
     def version_page_rows(
-        repo: Repository, tag: str | None, text: str, offset: int, limit: int
+        repo: Repository,
+        tag: str | None,
+        text: str,
+        where: str | None,
+        sort: tuple[str, bool | None] | None,
+        offset: int,
+        limit: int,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of `log` (newest first) after the tag and text filters, and whether more follow."""
+        """One page of `log` (newest first, or ranked by `sort`: a metric and whether higher values come
+        first, None: the better ones) after the tag, text and `--where` filters, and whether more follow.
+        A bad `where` or `sort` raises BadInput (its one-line error)."""
         tags = [tag] if tag else None
+        by, descending = sort if sort else (None, None)
         if not text:
-            entries = repo.log(limit=offset + limit + 1, tags=tags)
+            entries = repo.log(limit=offset + limit + 1, tags=tags, where=where, sort=by, descending=descending)
         else:
-            entries = [e for e in repo.log(tags=tags) if _matches(e, text)]
+            entries = repo.log(tags=tags, where=where, sort=by, descending=descending)
+            entries = [e for e in entries if _matches(e, text)]
         return entries[offset : offset + limit], len(entries) > offset + limit
 
     # -- HTML ----------------------------------------------------------------------------------------
@@ -180,10 +199,23 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             return page("error.html", 400, title="Bad request", message=str(exc))
         tag = request.query_params.get("tag") or None
         text = request.query_params.get("q", "").strip()
+        where = request.query_params.get("where", "").strip()
+        sort_by = request.query_params.get("sort", "").strip()
+        order = request.query_params.get("order", "")
         all_tags = repo.tags()
         if tag is not None and tag not in all_tags:
             return not_found_page(f"no tag named {tag!r}")
-        rows, more = version_page_rows(repo, tag, text, offset, limit)
+        where_error = None
+        sort = (sort_by, {"desc": True, "asc": False}.get(order)) if sort_by else None
+        try:
+            rows, more = version_page_rows(repo, tag, text, where or None, sort, offset, limit)
+        except BadInput as exc:  # a bad where or sort: its one line, the rest of the page as usual
+            where_error = exc.cli_message.replace("--where", "where")
+            if sort_by and "cannot tell whether" in where_error:  # the CLI's --desc/--asc are the order box here
+                where_error = (
+                    f"cannot tell whether a higher or a lower {sort_by!r} is better: choose highest or lowest first"
+                )
+            rows, more = [], False
         ids = repo.ids()
         metrics = request.query_params.getlist("metric") or default_metrics(rows)
         numeric = default_metrics(rows)
@@ -193,9 +225,24 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         chart_choices = list(dict.fromkeys([*numeric, *charted]))
         for row in rows:
             row["_metrics"] = _metric_values(row)
+            row["_params"] = views.param_values(row)
+        filters = {
+            k: v for k, v in (("tag", tag), ("q", text), ("where", where), ("sort", sort_by), ("order", order)) if v
+        }
         return page(
             "index.html",
+            400 if where_error else 200,
             title="Versions",
+            where=where,
+            where_error=where_error,
+            sort_by=sort_by,
+            order=order,
+            sort_choices=list(dict.fromkeys([*numeric, *([sort_by] if sort_by else [])])),
+            filters=filters,
+            params=views.param_columns(rows),
+            layout=request.query_params.get("layout") or "panels",
+            log_scale=request.query_params.get("log") == "1",
+            x_axis=request.query_params.get("x") or "version",
             rows=rows,
             more=more,
             offset=offset,
@@ -222,10 +269,13 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             return not_found_page(str(exc))
         vid = shown["metadata"]["timestamp"]
         tags = sorted(name for name, target in repo.tags().items() if target == vid)
+        histories = views.tag_histories(views.promotions(repo), vid, tags)
+        tensor_files = views.tensor_listing(repo, vid)
         ids = repo.ids()
         meta = shown["metadata"]
         block = meta.get("mstore") if isinstance(meta.get("mstore"), dict) else {}
-        extra = {k: v for k, v in meta.items() if k not in {"metrics", "mstore", "message", "timestamp", "model_hash"}}
+        shown_apart = {"metrics", "params", "mstore", "message", "timestamp", "model_hash"}
+        extra = {k: v for k, v in meta.items() if k not in shown_apart}
         share = shown["shared_with_parent_bytes"] / shown["size"] if shown["parent"] and shown["size"] else None
         return page(
             "version.html",
@@ -233,11 +283,15 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             shown=shown,
             vid=vid,
             tags=tags,
+            histories=histories,
+            tensor_files=tensor_files,
+            saved_at=views.absolute_time(vid),
             is_latest=bool(ids) and ids[-1] == vid,
             meta=meta,
             block=block,
             extra=extra,
             metrics=_metric_values(meta),
+            params=views.param_values(meta),
             share=share,
             store=str(repo.root.resolve()),
             saved_by=saved_by_of(meta),
@@ -250,7 +304,14 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         repo = repository.listed_once()
         old = request.query_params.get("old") or "latest~1"
         new = request.query_params.get("new") or "latest"
+        picked = request.query_params.getlist("v")
         try:
+            if picked:  # two rows ticked on the version list: the older one is `old`
+                if len(picked) != 2:
+                    return page(
+                        "error.html", 400, title="Bad request", message=f"diff needs two versions, got {len(picked)}"
+                    )
+                old, new = sorted(repo.resolve(ref) for ref in picked)
             d = repo.compare(old, new)
         except BadInput as exc:
             return not_found_page(str(exc))
@@ -262,11 +323,7 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         for f in d["files"]["changed"]:
             t = f.get("tensors")
             if t:
-                ranked = sorted(
-                    t["changed"],
-                    key=lambda r: (-(r["rel_l2"] if is_number(r["rel_l2"]) else float("inf")), r["name"]),
-                )
-                tensor_files.append((f, t, ranked))
+                tensor_files.append((f, t, views.tensor_diff_rows(t)))
         return page(
             "diff.html",
             title=f"Diff {d['version1']} → {d['version2']}",
@@ -278,6 +335,44 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             tensor_files=tensor_files,
             lineage=change_lines(d["lineage"]) + environment_changes(d.get("environment") or {}),
             apart=format_duration(abs(d["time_diff"])),
+        )
+
+    def compare(request: Request) -> Response:
+        """`/compare?v=REF&v=REF...`: the versions side by side (oldest first), the best of each metric marked."""
+        repo = repository.listed_once()
+        refs = request.query_params.getlist("v")
+        if len(refs) < 2:
+            return page(
+                "error.html", 400, title="Bad request", message="pick two or more versions to compare (?v=REF&v=REF)"
+            )
+        if len(refs) > views.MAX_COMPARED:
+            return page(
+                "error.html", 400, title="Bad request", message=f"compare at most {views.MAX_COMPARED} versions at once"
+            )
+        try:
+            ids = sorted(set(repo.resolve(ref) for ref in refs))
+            metas = [repo.get(vid) for vid in ids]
+        except BadInput as exc:
+            return not_found_page(str(exc))
+        if len(ids) < 2:
+            return page(
+                "error.html",
+                400,
+                title="Bad request",
+                message=f"those references all name {ids[0]}: pick two or more versions",
+            )
+        by_version: dict[str, list[str]] = {}
+        for name, target in sorted(repo.tags().items()):
+            by_version.setdefault(target, []).append(name)
+        return page(
+            "compare.html",
+            title=f"Compare {len(ids)} versions",
+            ids=ids,
+            metas=metas,
+            tags=by_version,
+            table=views.compare_table(metas),
+            saved_at=[views.absolute_time(v) for v in ids],
+            diff_pair=(ids[0], ids[-1]),
         )
 
     # -- JSON API: the CLI's --json shapes -------------------------------------------------------------
@@ -311,15 +406,15 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
             return _error(404, str(exc))
 
     def api_metric(request: Request) -> Response:
-        """`[{"version", "timestamp", "value"}]` for every version (the newest `limit`) where the metric
-        is a number, oldest first."""
+        """`[{"version", "timestamp", "value"}]` for every version (the newest `limit`; with `where`, those
+        the expression holds for) where the metric is a number, oldest first."""
         repo = repository.listed_once()
         name = request.path_params["name"]
         try:
             limit = _int_param(request, "limit", None)
+            entries = repo.log(limit=limit or None, where=request.query_params.get("where") or None)
         except BadInput as exc:
-            return _error(400, str(exc))
-        entries = repo.log(limit=limit or None)
+            return _error(400, exc.cli_message.replace("--where", "where"))
         points = []
         for meta in reversed(entries):
             value = _metric_values(meta).get(name)
@@ -327,6 +422,10 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
                 vid = meta["timestamp"]
                 points.append({"version": vid, "timestamp": _epoch(vid), "value": value})
         return JSONResponse(points)
+
+    def api_promotions(request: Request) -> Response:
+        """Every tag's moves, newest first: `[{"tag", "from", "to", "time", "who", "message"}]`."""
+        return JSONResponse(views.promotions(repository.listed_once()))
 
     def api_du(request: Request) -> Response:
         repo = repository.listed_once()
@@ -344,11 +443,13 @@ def create_app(root: str | Path, *, allowed_hosts: list[str] | None = None) -> S
         Route("/", index, methods=get),
         Route("/versions/{ref:path}", version, methods=get),
         Route("/diff", diff, methods=get),
+        Route("/compare", compare, methods=get),
         Route("/api/versions", api_versions, methods=get),
         Route("/api/versions/{ref:path}", api_version, methods=get),
         Route("/api/diff", api_diff, methods=get),
         Route("/api/metrics/{name:path}", api_metric, methods=get),
         Route("/api/du", api_du, methods=get),
+        Route("/api/promotions", api_promotions, methods=get),
         Route("/api/{rest:path}", api_not_found, methods=get),
         Mount("/static", StaticFiles(packages=[("mstore.ui", "static")]), name="static"),
     ]
