@@ -17,6 +17,7 @@ from .errors import InvalidMetadata
 from .modelpath import model_path, offline_mode
 from .ops.fsck import Report
 from .ops.gc import DEFAULT_GRACE_SECONDS, GcPlan
+from .ops.trust import KeySpec
 from .repository import Repository
 from .store.layout import CONFIG
 
@@ -162,11 +163,19 @@ class ModelVersioning:
         cache_dir: str | os.PathLike[str] | None = None,
         offline: bool | str | None = None,
         allow_unsafe: bool | None = None,
+        trusted_keys: KeySpec = None,
     ) -> Path:
         """The path of a version's model inside the read-only cache (see `mstore.model_path`):
-        materialised and verified once, then answered from a stamp check; unsafe pickles refused alike."""
+        materialised and verified once, then answered from a stamp check; unsafe pickles and, with trusted
+        keys, versions none of them signed are refused alike."""
         return model_path(
-            version, store=self.base_dir, remote=remote, cache_dir=cache_dir, offline=offline, allow_unsafe=allow_unsafe
+            version,
+            store=self.base_dir,
+            remote=remote,
+            cache_dir=cache_dir,
+            offline=offline,
+            allow_unsafe=allow_unsafe,
+            trusted_keys=trusted_keys,
         )
 
     def tag(self, name: str, version: str = "latest", *, force: bool = False) -> str:

@@ -28,7 +28,10 @@ from .content.select import choose
 from .diff.compare import check_loadable
 from .errors import BadInput, IntegrityError, MStoreWarning, NotCached, StoreNotFound
 from .ops.revparse import is_best, resolve, resolve_in
+from .ops.trust import Keys, KeySpec, check_stored
+from .ops.trust import trusted_keys as load_trusted_keys
 from .remote import config as remote_config
+from .remote import signatures
 from .remote.bucket import RemoteError
 from .remote.remotes import Remote, open_remote, tag_of
 from .remote.transfer import Fetcher, TransferStats
@@ -107,6 +110,7 @@ def model_path(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
     allow_unsafe: bool | None = None,
+    trusted_keys: KeySpec = None,
 ) -> Path:
     """The path of `ref`'s model (the file, or the folder of a directory model) inside the cache.
 
@@ -117,7 +121,10 @@ def model_path(
     those files of a directory model, fetching only their chunks; a later call for more adds them.
     A version whose pickles are unsafe or unknown (loading runs what they import) raises UnsafeModel,
     writing nothing, unless `allow_unsafe=True` or MSTORE_ALLOW_UNSAFE=1; a partial load that leaves out
-    every such pickle passes.
+    every such pickle passes. With trusted keys (`trusted_keys`: a PEM public key or a directory of
+    `*.pem`, or a list of them; else MSTORE_TRUSTED_KEYS) a version no trusted key signed raises
+    Untrusted, writing nothing: from a remote, its signature comes from the remote and is verified here;
+    offline, from what the cache kept of the last trusted resolution.
     """
     found = locate(
         ref,
@@ -129,6 +136,7 @@ def model_path(
         include=include,
         exclude=exclude,
         allow_unsafe=allow_unsafe,
+        trusted_keys=trusted_keys,
     )
     return found.path
 
@@ -144,17 +152,22 @@ def locate(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
     allow_unsafe: bool | None = None,
+    trusted_keys: KeySpec = None,
 ) -> Located:
     """`model_path` with everything `mstore path --json` reports."""
+    keys = load_trusted_keys(trusted_keys)  # a bad trust setting fails before anything is asked
     cache = Cache.open(cache_dir)
     origin = find(ref, store=store, remote=remote, cache=cache, offline=offline)
     wanted = None
     if files is not None or include is not None or exclude:
         wanted = choose(origin.manifest(), files, include, exclude)  # the manifest is one small object
     check_loadable(origin.meta, origin.version, allow_unsafe, wanted)  # before anything is written
+    trust = None if keys is None else origin.check_trust(keys)  # before any model byte is read
     path, wrote = cache.materialise(origin.key, origin.model_hash, origin, wanted)
     if not origin.offline:
-        cache.record(origin.source, ref, origin.version, origin.key, origin.model_hash, pickle_record(origin.meta))
+        cache.record(
+            origin.source, ref, origin.version, origin.key, origin.model_hash, pickle_record(origin.meta), trust
+        )
     located = Located(
         path, origin.version, origin.model_hash, origin.key, origin.source, ref, not wrote, origin.offline
     )
@@ -194,6 +207,10 @@ class Origin:
 
     def read(self, oid: str, size: int | None = None) -> bytes:
         """A chunk's verified content."""
+        raise NotImplementedError
+
+    def check_trust(self, keys: Keys) -> dict[str, Any] | None:
+        """Untrusted unless one of `keys` signed this version; returns what the resolution record keeps."""
         raise NotImplementedError
 
 
@@ -247,6 +264,11 @@ class _StoreOrigin(Origin):
         assert self.store is not None
         return self.store.objects.read(oid, size)
 
+    def check_trust(self, keys: Keys) -> dict[str, Any] | None:
+        assert self.store is not None
+        check_stored(self.store, self.version, keys)
+        return None  # a store is always asked again: no offline answer to prepare
+
 
 def _from_store(store: Store, ref: str, cache: Cache) -> Origin:
     vid = resolve(store, ref)
@@ -261,6 +283,7 @@ def _from_store(store: Store, ref: str, cache: Cache) -> Origin:
 class _RemoteOrigin(Origin):
     fetch: Fetcher | None = None
     cache: Cache | None = None
+    raw_meta: bytes = b""  # metadata.json's bytes, verified against metadata.b3 (a signature covers them)
 
     def _load(self) -> Manifest:
         assert self.fetch is not None
@@ -281,19 +304,27 @@ class _RemoteOrigin(Origin):
         assert self.fetch is not None
         return self.fetch.content(oid, size)  # verified; kept in the cache's objects for the next read
 
+    def check_trust(self, keys: Keys) -> dict[str, Any] | None:
+        assert self.fetch is not None and self.cache is not None
+        manifest = self.manifest()
+        return signatures.check_remote(
+            self.fetch.remote, self.version, manifest, self.raw_meta, keys, self.cache.objects
+        )
+
 
 def _from_remote(remote: Remote, source: str, ref: str, cache: Cache) -> Origin:
     config = remote.config()
     if config is None:
         raise StoreNotFound(f"{remote.url}: no mstore store there (nothing was pushed yet)")
     vid = resolve_in(ref, remote.version_ids(), partial(tag_of, remote))
-    meta = load_metadata(remote.raw_version(vid), f"version_{vid}")
+    raw = remote.raw_version(vid)
+    meta = load_metadata(raw, f"version_{vid}")
     key = manifest_id(meta, vid)
     model_hash = str(meta.get("model_hash"))
     stats = TransferStats()
     fetch = Fetcher(remote, config, cache.objects, stats, None)
     return _RemoteOrigin(
-        vid, key, model_hash, source, False, stats, remote_workers(), fetch=fetch, meta=meta, cache=cache
+        vid, key, model_hash, source, False, stats, remote_workers(), fetch=fetch, meta=meta, cache=cache, raw_meta=raw
     )
 
 
@@ -310,6 +341,7 @@ class _CachedOrigin(Origin):
 
     cache: Cache | None = None
     ref: str = ""
+    trust: Any = None  # what the last trusted resolution kept: ids of the metadata and bundles in the cache
 
     def _gone(self, exc: IntegrityError) -> NotCached:
         return NotCached(f"{self.ref!r} from {self.source} is no longer in the cache ({exc}); run it once online")
@@ -335,6 +367,10 @@ class _CachedOrigin(Origin):
         except IntegrityError as exc:
             raise self._gone(exc) from None
 
+    def check_trust(self, keys: Keys) -> dict[str, Any] | None:
+        assert self.cache is not None
+        return signatures.check_cached(self.version, self.manifest(), self.trust, keys, self.cache.objects)
+
 
 def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | None) -> Origin:
     """Answer from the last resolution of `ref` on `source`, with no network call."""
@@ -352,6 +388,7 @@ def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | Non
     meta = {"mstore": found["pickle"]} if isinstance(found.get("pickle"), dict) else _UNKNOWN_SCAN
     origin = _CachedOrigin(found["version"], found["manifest"], found["model_hash"], source, True, cache=cache, ref=ref)
     origin.meta = meta
+    origin.trust = found.get("trust")
     return origin
 
 

@@ -27,9 +27,11 @@ from .ops import history as _history
 from .ops import remove as _remove
 from .ops import save as _save
 from .ops import tags as _tags
+from .ops import trust as _trust
 from .ops.retention import PrunePlan
 from .ops.revparse import resolve
 from .ops.usage import disk_usage
+from .store import taglog
 from .store.layout import Store
 from .store.manifest import KIND_FILE, Manifest
 
@@ -140,29 +142,72 @@ class Repository:
         """This store's directory when it lies inside the model directory `source` (a save leaves it out)."""
         return _save.store_inside(self.store, source)
 
-    def tag(self, name: str, ref: str = "latest", *, force: bool = False, message: str | None = None) -> str:
-        """Point tag `name` at a version; moving an existing tag needs `force`. Recorded in its history."""
-        return _tags.tag(self.store, name, ref, force=force, message=message)
+    def tag(
+        self,
+        name: str,
+        ref: str = "latest",
+        *,
+        force: bool = False,
+        message: str | None = None,
+        sign_key: str | os.PathLike[str] | None = None,
+    ) -> str:
+        """Point tag `name` at a version; moving an existing tag needs `force`. Recorded in its history,
+        the record signed with the EC private key at `sign_key` when given."""
+        return _tags.tag(self.store, name, ref, force=force, message=message, signer=self._signer(sign_key))
 
     def untag(self, name: str, *, message: str | None = None) -> str:
         return _tags.untag(self.store, name, message=message)
 
-    def tag_history(self, name: str, *, remote: str | None = None) -> list[dict[str, Any]]:
-        """The tag's moves, newest first: {from, to, time, who, message} (here, or on a remote: NAME|URL)."""
+    def tag_history(
+        self, name: str, *, remote: str | None = None, keys: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The tag's moves, newest first: {from, to, time, who, message, signed_by} (here, or on a remote:
+        NAME|URL); with public `keys`, also `signature`: "signed", "unsigned" or "BAD SIGNATURE"."""
         from .remote import promote
 
         if remote is not None:
-            return promote.history_dicts(promote.remote_moves(self._remote_or_url(remote), name))
-        return promote.history_dicts(_tags.history(self.store, name))
+            moves = promote.remote_moves(self._remote_or_url(remote), name)
+        else:
+            moves = _tags.history(self.store, name)
+        out = [{**m.as_dict(), "signed_by": m.signature.keyid if m.signature else None} for m in moves]
+        if keys:
+            from .ops import signing as _signing
+            from .ops import tagsign
+
+            loaded = [_signing.load_public_key(Path(k)) for k in keys]
+            for doc, move in zip(out, moves, strict=True):
+                doc["signature"] = tagsign.status(name, move, loaded)
+        by_move = {id(m): d for m, d in zip(moves, out, strict=True)}
+        return [by_move[id(m)] for m in reversed(taglog.ordered(moves))]
 
     def tag_remote(
-        self, remote: str, name: str, ref: str = "latest", *, force: bool = False, message: str | None = None
+        self,
+        remote: str,
+        name: str,
+        ref: str = "latest",
+        *,
+        force: bool = False,
+        message: str | None = None,
+        sign_key: str | os.PathLike[str] | None = None,
     ) -> tuple[str, str | None]:
         """Point tag `name` on a remote (NAME|URL) at the version `ref` names there; moving one needs `force`.
-        Returns (version ID, what it named before)."""
+        The history record is signed with the private key at `sign_key` when given. Returns (version ID,
+        what it named before)."""
         from .remote import promote
 
-        return promote.set_remote_tag(self._remote_or_url(remote), name, ref, force=force, message=message)
+        signer = self._signer(sign_key)
+        return promote.set_remote_tag(
+            self._remote_or_url(remote), name, ref, force=force, message=message, signer=signer
+        )
+
+    @staticmethod
+    def _signer(sign_key: str | os.PathLike[str] | None) -> taglog.Signer | None:
+        if sign_key is None:
+            return None
+        from .ops import signing as _signing
+        from .ops import tagsign
+
+        return tagsign.signer(_signing.load_private_key(Path(sign_key)))
 
     def untag_remote(self, remote: str, name: str, *, message: str | None = None) -> str:
         """Delete tag `name` on a remote (NAME|URL); returns the version it named."""
@@ -260,25 +305,43 @@ class Repository:
         return transfer.push(self.store, target, sorted(set(ids)), progress=progress, force=force)
 
     def pull(
-        self, remote: str | None = None, refs: list[str] | None = None, *, progress: TransferProgress | None = None
+        self,
+        remote: str | None = None,
+        refs: list[str] | None = None,
+        *,
+        progress: TransferProgress | None = None,
+        trusted_keys: _trust.KeySpec = None,
     ) -> TransferStats:
         """Fetch versions (all by default) and their tags from a remote (default: `default_remote()`),
-        verifying every object."""
-        from .remote import config, transfer
+        verifying every object. With trusted keys (`trusted_keys`, else MSTORE_TRUSTED_KEYS), versions no
+        trusted key signed are not pulled (Untrusted names them)."""
+        from .remote import config, signatures, transfer
 
+        keys = _trust.trusted_keys(trusted_keys)
         other = self.remote(remote or self.default_remote())
         ids = config.resolve_on(other, refs) if refs else other.version_ids()
-        return transfer.pull(other, self.store, sorted(set(ids)), progress=progress)
+        stats = transfer.pull(other, self.store, sorted(set(ids)), progress=progress, trusted_keys=keys)
+        if stats.untrusted:  # the others were pulled; these were not (checked before their chunks travel)
+            raise signatures.refusal(stats.untrusted, stats.versions_sent)
+        return stats
 
-    def fetch(self, remote: str, ref: str) -> str:
+    def fetch(self, remote: str, ref: str, *, trusted_keys: _trust.KeySpec = None) -> str:
         """Pull the one version `ref` names on the remote (if it is not here yet); returns its ID."""
-        from .remote import config, transfer
+        from .remote import config, signatures, transfer
 
+        keys = _trust.trusted_keys(trusted_keys)
         other = self.remote(remote)
         vid = config.resolve_on(other, [ref])[0]
         if not self.store.versions.exists(vid):
-            transfer.pull(other, self.store, [vid])
+            stats = transfer.pull(other, self.store, [vid], trusted_keys=keys)
+            if stats.untrusted:
+                raise signatures.refusal(stats.untrusted, stats.versions_sent)
         return vid
+
+    def require_trusted(self, ref: str, trusted_keys: _trust.KeySpec = None) -> None:
+        """Untrusted unless a trusted key (`trusted_keys`, else MSTORE_TRUSTED_KEYS) signed `ref`; nothing
+        is checked when neither is set."""
+        _trust.check_stored(self.store, self.resolve(ref), _trust.trusted_keys(trusted_keys))
 
     @classmethod
     def clone(
@@ -401,19 +464,77 @@ class Repository:
     def tags(self) -> dict[str, str]:
         return self.store.refs.tags()
 
-    def sign(self, ref: str, key_path: str | os.PathLike[str]) -> tuple[str, Path]:
-        """Sign version `ref` with the EC private key at `key_path` (reads no weight bytes)."""
+    def sign(self, ref: str, key_path: str | os.PathLike[str], *, digest: str = "blake3") -> tuple[str, Path]:
+        """Sign version `ref` with the EC private key at `key_path` (blake3: reads no weight bytes; sha256:
+        reads them once, for model_signing's CLI)."""
         from .ops import signing as _signing  # cryptography loads only for signing commands
 
         version_id = self.resolve(ref)
-        return version_id, _signing.sign(self.store, version_id, _signing.load_private_key(Path(key_path)))
+        key = _signing.load_private_key(Path(key_path))
+        return version_id, _signing.sign(self.store, version_id, key, digest=digest)
 
-    def verify(self, ref: str, key_paths: list[str]) -> _signing.Verified:
-        """A stored signature of `ref` by one of the public keys that matches it; else NotVerified."""
+    def signature_bundle(self, ref: str, key_paths: list[str] | None = None) -> bytes:
+        """The OpenSSF model-signing bundle of `ref` to write beside a checkout (with several stored, the one
+        by one of the public keys that verifies)."""
         from .ops import signing as _signing
 
+        keys = [_signing.load_public_key(Path(k)) for k in key_paths or []]
+        return _signing.bundle_for_checkout(self.store, self.resolve(ref), keys)
+
+    def checkout_signature(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        signature: str | None,
+        key_paths: list[str] | None = None,
+        *,
+        force: bool = False,
+    ) -> bytes | None:
+        """What `checkout --signature FILE` writes, read and checked before the checkout writes anything:
+        FILE must not be the model or lie inside a checked-out directory (model_signing would count it)."""
+        if signature is None:
+            if key_paths:
+                raise BadInput("--signature-key needs --signature FILE")
+            return None
+        model, sig = Path(dest).resolve(), Path(signature).resolve()
+        manifest = self.manifest(ref)
+        if sig in (model, model / manifest.entries[0].path):
+            raise BadInput(f"--signature {signature}: that is where the model goes; name another file")
+        if manifest.kind != KIND_FILE and sig.is_relative_to(model):
+            raise BadInput(
+                f"--signature {signature}: put it outside the checked-out directory (model_signing would "
+                "count it as a file of the model)"
+            )
+        if sig.is_dir():
+            raise BadInput(f"--signature {signature} is a directory; name the file to write")
+        if not sig.parent.is_dir():
+            raise BadInput(f"--signature {signature}: its directory {sig.parent} does not exist")
+        if sig.exists() and not force:
+            raise BadInput(f"--signature {signature} already exists (use --force to overwrite)")
+        return self.signature_bundle(ref, key_paths)
+
+    def write_signature(self, path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> None:
+        """Write a bundle beside a checkout, atomically; an existing file only with `force`."""
+        from .ops import signing as _signing
+
+        _signing.write_bundle(Path(path), data, force=force)
+
+    def verify(self, ref: str, key_paths: list[str], *, promotion: bool = False) -> _signing.Verified:
+        """A stored signature of `ref` by one of the public keys that matches it; else NotVerified. With
+        `promotion`, `ref` is a tag whose present position must come from a move signed by one of the keys."""
+        from .ops import signing as _signing
+        from .ops import tagsign
+
         keys = [_signing.load_public_key(Path(k)) for k in key_paths]
-        return _signing.verify(self.store, self.resolve(ref), keys)
+        found = _signing.verify(self.store, self.resolve(ref), keys)
+        if promotion:
+            current = self.store.refs.tags().get(ref)
+            if current is None:
+                raise BadInput(f"--promotion: {ref!r} is not a tag")
+            why = tagsign.position(ref, _tags.history(self.store, ref), current, keys)
+            if why is not None:
+                raise _signing.NotVerified(f"{found.version}: signed, but not a signed promotion: {why}")
+        return found
 
     def manifest(self, ref: str) -> Manifest:
         return self.store.version_manifest(self.resolve(ref))

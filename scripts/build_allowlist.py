@@ -82,8 +82,18 @@ def main() -> None:
         np.dtype("f8"),
         np.ma.masked_array([1, 2], mask=[0, 1]),
     ]
-    for kind in ("classifier", "regressor", "transformer", "cluster"):
+    fitted = set()
+    for kind in (
+        "classifier",
+        "regressor",
+        "transformer",
+        "cluster",
+        None,
+    ):  # None: outlier detectors, covariance, mixtures
         for name, cls in all_estimators(type_filter=kind):
+            if name in fitted:
+                continue
+            fitted.add(name)
             try:
                 est = cls()
             except Exception:
@@ -110,6 +120,11 @@ def main() -> None:
     objs.append(CountVectorizer().fit(texts))
     union = make_union(StandardScaler(), StandardScaler())
     objs.append(Pipeline([("u", union), ("c", LogisticRegression())]).fit(X, y))
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    columns = ColumnTransformer([("num", StandardScaler(), [0, 1]), ("cat", OneHotEncoder(), [2])])
+    objs.append(columns.fit(np.column_stack([X[:, :2], (X[:, 2] > 0).astype(int)])))
     for obj in objs:
         try:
             record(obj)

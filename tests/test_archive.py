@@ -224,7 +224,7 @@ VID = "20261101_120000"
         ("no header", MAGIC + one_version()[0], "header"),
         ("unknown record", archive(rec(b"Z", b"")), "unknown kind"),
         ("wrong end count", MAGIC + rec(b"H", b'{"format": 1, "tags": {}}') + rec(b"E", b'{"records": 7}'), "counts"),
-        ("future format", MAGIC + rec(b"H", b'{"format": 2, "tags": {}}') + rec(b"E", b'{"records": 1}'), "format"),
+        ("future format", MAGIC + rec(b"H", b'{"format": 3, "tags": {}}') + rec(b"E", b'{"records": 1}'), "format"),
         ("future version", archive(*one_version(vid="99991231_235959")), "future"),
         (
             "forged model_hash",

@@ -2,21 +2,29 @@
 proved to be a real exploit: a child process loads it with `pickle.load` or `joblib.load` and the payload
 writes a marker file. Then the scanner must not call it safe, and `save --refuse-unsafe` must refuse it.
 
-The files are written opcode by opcode here (the wrappers via pickle.dumps of joblib's own class, which is
-data); they are only ever loaded in the child process, never by the test or by mstore."""
+The files are written opcode by opcode by tests/pickle_corpus.py (shared with scripts/compare_scanners.py);
+they are only ever loaded in the child process, never by the test or by mstore."""
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
-import struct
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pickle_corpus import (
+    ATTACKS,
+    base0_int_literal,
+    dotted_name,
+    elsize_from_state,
+    escaped_string_operands,
+    legacy_sidecar,
+    nested_object_array,
+    skipped_bytes_run_under_pickle_load,
+    trusted_package_writer,
+)
 
 from mstore import Repository
 from mstore.errors import UnsafeModel
@@ -25,96 +33,6 @@ from mstore.formats import pickles as P
 np = pytest.importorskip("numpy")
 joblib = pytest.importorskip("joblib")
 
-
-def sbu(text: str) -> bytes:
-    data = text.encode()
-    return b"\x8c" + bytes([len(data)]) + data
-
-
-def system_call(marker: Path) -> bytes:
-    """Opcodes (no PROTO, no STOP) that call os.system('touch MARKER') and leave its result on the stack."""
-    cmd = f"touch {marker}".encode()
-    return b"cos\nsystem\nX" + struct.pack("<I", len(cmd)) + cmd + b"\x85R"
-
-
-def wrapper(dtype: str, shape: tuple[int, ...]) -> bytes:
-    """A real joblib NumpyArrayWrapper record, built and BUILT (protocol 2, no frame), without its STOP."""
-    from joblib.numpy_pickle import NumpyArrayWrapper
-
-    record = NumpyArrayWrapper(np.ndarray, shape, "C", np.dtype(dtype), False, None)
-    return pickle.dumps(record, protocol=2)[:-1]
-
-
-def dotted_name(marker: Path) -> bytes:
-    """Protocol 4 walks `os.popen` as attributes of the allowed-looking module joblib.numpy_pickle."""
-    cmd = f"touch {marker}"
-    return b"\x80\x04" + sbu("joblib.numpy_pickle") + sbu("os.popen") + b"\x93" + sbu(cmd) + b"\x85R."
-
-
-def skipped_bytes_run_under_pickle_load(marker: Path) -> bytes:
-    """joblib would skip the 'array bytes' after the wrapper; pickle.load runs them as opcodes."""
-    payload = system_call(marker) + b"."
-    return wrapper("u1", (len(payload),)) + payload + b"."
-
-
-def nested_object_array(marker: Path) -> bytes:
-    """An object array's nested pickle is read by joblib with a plain unpickler: a wrapper inside it
-    skips nothing, so its 'array bytes' run."""
-    payload = system_call(marker) + b"."
-    inner = b"\x80\x02" + wrapper("u1", (len(payload),))[2:] + payload
-    return wrapper("O", (1,)) + inner + b"."
-
-
-def elsize_from_state(marker: Path) -> bytes:
-    """numpy ignores a pickled element size for f8: joblib reads 8 x 2 bytes, not 1 x 2 as the state says.
-    A walker trusting the state hides the payload inside a BINBYTES that joblib never reads."""
-    head = wrapper("f8", (2,))
-    forged = head.replace(b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t", b"K\x01K\x01K\x00t")  # elsize 1
-    assert forged != head
-    body = system_call(marker)
-    filler = b"\x00" * 2 + b"B" + struct.pack("<I", 9 + len(body)) + b"\x00" * 9  # 16 bytes of "array"
-    return forged + filler + body + b"."
-
-
-def base0_int_literal(marker: Path) -> bytes:
-    """An INT operand in hex: the unpickler reads it (int(x, 0)); a walker that rejects it stops early."""
-    return b"\x80\x02I0x1f\n0" + system_call(marker) + b"."
-
-
-def escaped_string_operands(marker: Path) -> bytes:
-    """STRING operands are backslash-escaped: 'os.sys\\x74em' is os.system (under joblib.numpy_pickle)."""
-    cmd = f"touch {marker}".encode()
-    return b"\x80\x04S'joblib.numpy_pickle'\nS'os.sys\\x74em'\n\x93S'" + cmd + b"'\n\x85R."
-
-
-def trusted_package_writer(marker: Path) -> bytes:
-    """A whole package trusted: joblib.dump writes anywhere."""
-    return (
-        b"\x80\x02cjoblib\ndump\nX\x01\x00\x00\x00xX"
-        + struct.pack("<I", len(str(marker)))
-        + str(marker).encode()
-        + b"\x86R."
-    )
-
-
-def legacy_sidecar(marker: Path) -> bytes:
-    """joblib's legacy NDArrayWrapper loads a sidecar .npy with allow_pickle=True (the sidecar is written
-    by the child process, as an object array whose element reduces to os.system)."""
-    from joblib.numpy_pickle_compat import NDArrayWrapper
-
-    return pickle.dumps(NDArrayWrapper("side.npy", np.ndarray, False), protocol=2)
-
-
-ATTACKS: dict[str, tuple[Callable[[Path], bytes], str]] = {
-    "dotted_name": (dotted_name, "pickle"),
-    "skipped_bytes_run_under_pickle_load": (skipped_bytes_run_under_pickle_load, "pickle"),
-    "nested_object_array": (nested_object_array, "joblib"),
-    "elsize_from_state": (elsize_from_state, "joblib"),
-    "base0_int_literal": (base0_int_literal, "pickle"),
-    "escaped_string_operands": (escaped_string_operands, "pickle"),
-    "trusted_package_writer": (trusted_package_writer, "pickle"),
-    "legacy_sidecar": (legacy_sidecar, "joblib"),
-}
 
 CHILD = r"""
 import json, os, pickle, sys

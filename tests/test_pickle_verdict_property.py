@@ -1,16 +1,24 @@
 """Issue 21, the property: a pickle the verdict calls safe never makes the loader import a callable outside
 the allowlist. Pickles are generated from allowed and disallowed globals and a mix of the opcodes that
 name them (GLOBAL, STACK_GLOBAL through the memo, escaped STRING / UNICODE operands, every integer form,
-protocol changes), then loaded in a child process (one per batch) by pickle's own unpickler whose
-`find_class` records what it is asked for, resolved as `find_class` resolves it, and imports only
-allowlisted pairs (a disallowed one is recorded and refused, never imported)."""
+protocol changes), then loaded in a child process (one per batch) twice:
+
+- by pickle's pure-Python unpickler whose `find_class` records what it is asked for, resolved as
+  `find_class` resolves it, and imports only allowlisted pairs (a disallowed one is recorded and refused);
+- by the C unpickler `pickle.loads` itself, untouched, under `sys.addaudithook`: the hook observes the
+  `pickle.find_class` audit event the loader raises before every import, records it and aborts the load
+  on a pair outside the allowlist (so nothing disallowed is ever imported, in either pass).
+
+Either loader asking for a pair outside the allowlist in a file the verdict calls safe fails the test."""
 
 from __future__ import annotations
 
+import _compat_pickle
 import json
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,7 +50,7 @@ class Recorder(pickle._Unpickler):
             raise pickle.UnpicklingError("refused")
         return super().find_class(module, name)
 
-out = []
+recorded = []
 for hexdata in cases:
     r = Recorder(io.BytesIO(bytes.fromhex(hexdata)))
     r.seen = []
@@ -50,8 +58,31 @@ for hexdata in cases:
         r.load()
     except BaseException:
         pass
-    out.append(r.seen)
-print(json.dumps(out))
+    recorded.append(r.seen)
+
+def resolved(module, name):
+    # the event carries the names as the pickle spells them; the C loader then applies the protocol-2
+    # renames of _compat_pickle (proto < 3), so a pair is allowed when either spelling is
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+audited = []
+def hook(event, args):
+    if event == "pickle.find_class":
+        module, name = args
+        audited[-1].append([module, name])
+        if (module, name) not in allowed and resolved(module, name) not in allowed:
+            raise RuntimeError("refused by the audit hook")
+
+sys.addaudithook(hook)
+for hexdata in cases:
+    audited.append([])
+    try:
+        pickle.loads(bytes.fromhex(hexdata))
+    except BaseException:
+        pass
+print(json.dumps([recorded, audited]))
 """
 
 
@@ -94,11 +125,23 @@ def programs(draw: st.DrawFn) -> bytes:
     return bytes(out)
 
 
-def _load_in_child(cases: list[bytes]) -> list[list[tuple[str, str]]]:
-    stdin = json.dumps(ALLOWED) + "\n" + json.dumps([c.hex() for c in cases]) + "\n"
+Pairs = list[tuple[str, str]]
+
+
+def _load_in_child(cases: list[bytes], allowed: list[tuple[str, str]]) -> tuple[list[Pairs], list[Pairs]]:
+    """What the recording unpickler asked for, and what the C unpickler's audit events named, per case."""
+    stdin = json.dumps(allowed) + "\n" + json.dumps([c.hex() for c in cases]) + "\n"
     done = subprocess.run([sys.executable, "-c", CHILD], input=stdin, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    return [[(m, n) for m, n in seen] for seen in json.loads(done.stdout)]
+    recorded, audited = json.loads(done.stdout)
+    return [[(m, n) for m, n in seen] for seen in recorded], [[(m, n) for m, n in seen] for seen in audited]
+
+
+def _allowed(pair: tuple[str, str]) -> bool:
+    """An audit event's pair (as spelled in the pickle) is allowed in either spelling, as the hook allows it."""
+    module, name = pair
+    mapped = _compat_pickle.NAME_MAPPING.get(pair, (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+    return pair in A.ALLOWED or mapped in A.ALLOWED
 
 
 @settings(
@@ -106,11 +149,26 @@ def _load_in_child(cases: list[bytes]) -> list[list[tuple[str, str]]]:
 )
 @given(st.lists(programs(), min_size=25, max_size=25))
 def test_a_pickle_called_safe_never_imports_outside_the_allowlist(cases: list[bytes]) -> None:
-    loaded = _load_in_child(cases)
-    for data, seen in zip(cases, loaded, strict=True):
+    loaded, audited = _load_in_child(cases, ALLOWED)
+    for data, seen, events in zip(cases, loaded, audited, strict=True):
         scan = P.scan_bytes(data)
         if scan.verdict == "safe":
             assert all(pair in A.ALLOWED for pair in seen), (data, seen, scan.globals)
+            assert all(_allowed(pair) for pair in events), (data, events, scan.globals)
         outside = [pair for pair in seen if pair not in A.ALLOWED]
         if outside:  # and the name the loader was refused is the one the verdict names
             assert A.display(*outside[0]) in scan.unsafe, (data, seen, scan.globals)
+
+
+def test_the_audit_hook_sees_what_the_c_unpickler_imports_and_stops_it(tmp_path: Path) -> None:
+    """The child's second pass is a real observer: the C unpickler's events name the pairs as spelled
+    (before the protocol-2 renames), a disallowed one is stopped before it is imported or called."""
+    marker = tmp_path / "RAN"
+    cmd = f"touch {marker}".encode()
+    system = b"\x80\x02cos\nsystem\nX" + struct.pack("<I", len(cmd)) + cmd + b"\x85R."
+    renamed = b"\x80\x02c__builtin__\nset\n)R."
+    _recorded, audited = _load_in_child([system, renamed], ALLOWED)
+    assert audited == [[("os", "system")], [("__builtin__", "set")]]
+    assert not marker.exists()
+    _recorded, audited = _load_in_child([system], [*ALLOWED, ("os", "system")])  # allowed: it runs
+    assert audited == [[("os", "system")]] and marker.exists()

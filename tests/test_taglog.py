@@ -85,7 +85,8 @@ def test_the_cli_shows_history_newest_first(three: tuple[Repository, list[str]])
     cli(repo.root, "tag", "prod", v1, "-m", "first")
     cli(repo.root, "tag", "-f", "prod", v2)
     moves = json.loads(cli(repo.root, "tag", "--history", "prod", "--json").stdout)
-    assert [m["to"] for m in moves] == [v2, v1] and set(moves[0]) == {"from", "to", "time", "who", "message"}
+    assert [m["to"] for m in moves] == [v2, v1]
+    assert set(moves[0]) == {"from", "to", "time", "who", "message", "signed_by"}
     text = cli(repo.root, "tag", "--history", "prod").stdout.splitlines()
     assert text[0].endswith(f"{v1} -> {v2}  {moves[0]['who']}") and text[1].endswith("first")
     assert "no tag named" in cli(repo.root, "tag", "--history", "nope", code=2).stderr

@@ -4,7 +4,8 @@
 <cache>/models/<manifest id>/  the model: a directory model is this folder; a file model is the one file in it
 <cache>/stamps/<manifest id>   what was written: type, size, mode, inode, mtime and ctime of every file and folder
 <cache>/objects/ab/cdef…       objects fetched from remotes, and every entry's manifest (a store of its own)
-<cache>/refs/<key>.json        the last resolution of (source, ref): version, manifest, model_hash, time
+<cache>/refs/<key>.json        the last resolution of (source, ref): version, manifest, model_hash, time, the pickle
+                               scan, and (trusted calls) ids of the metadata and signature bundles kept as objects
 <cache>/locks/<id>.build       held while an entry is written: concurrent callers wait for that one writer
 <cache>/locks/<id>.use         held shared by every process that got a path to the entry, until it exits
 <cache>/locks/gc               held shared while entries are built, exclusively while prune sweeps objects
@@ -469,17 +470,32 @@ class Cache:
         return blake3.blake3(f"{source}\0{ref}".encode()).hexdigest()[:40] + ".json"
 
     def record(
-        self, source: str, ref: str, version: str, key: str, model_hash: str, pickle: dict[str, Any] | None = None
+        self,
+        source: str,
+        ref: str,
+        version: str,
+        key: str,
+        model_hash: str,
+        pickle: dict[str, Any] | None = None,
+        trust: dict[str, Any] | None = None,
     ) -> None:
         """Remember that `ref` on `source` named this version and entry, with the version's pickle scan
-        (`pickle`: what an offline answer needs to refuse an unsafe model); rewritten only when it changed."""
+        (`pickle`: what an offline answer needs to refuse an unsafe model) and, when trusted keys were
+        asked for, the cache objects an offline answer verifies their signature from (`trust`: the
+        metadata's and the bundles' ids, never a verdict); rewritten only when it changed."""
         path = self.root / "refs" / self._resolution_name(source, ref)
         old = self.resolution(source, ref)
-        same = (version, key, model_hash, pickle or {})
-        if old is not None and (old["version"], old["manifest"], old["model_hash"], old.get("pickle")) == same:
+        if trust is None and old is not None and old["version"] == version:
+            trust = old.get("trust")  # a call without trust keeps what a trusted one kept, for offline
+        same = (version, key, model_hash, pickle or {}, trust)
+        if old is not None and (
+            (old["version"], old["manifest"], old["model_hash"], old.get("pickle"), old.get("trust")) == same
+        ):
             return
         doc: dict[str, Any] = {"source": source, "ref": ref, "version": version, "manifest": key}
         doc.update(model_hash=model_hash, resolved_at=time.time(), pickle=pickle or {})
+        if trust is not None:
+            doc["trust"] = trust
         with suppress(OSError):  # best effort: a read-only cache still answers, it just cannot learn
             fsutil.atomic_write(path, json.dumps(doc).encode(), sync_dir=False)
 

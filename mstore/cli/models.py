@@ -13,7 +13,7 @@ from ..cache.entries import Cache
 from ..errors import EXIT_PROBLEM, BadInput, VersionNotFound
 from ..humanize import format_bytes, format_duration, parse_duration, parse_size, safe
 from ..modelpath import locate
-from .shared import AllowUnsafeOpt, CommandGroup, JsonOpt, app, emit_json, note, state
+from .shared import AllowUnsafeOpt, CommandGroup, JsonOpt, TrustedKeysOpt, app, emit_json, note, state
 
 
 @app.command(short_help="Print the cached, verified path of a version's model.")
@@ -47,6 +47,7 @@ def path(
     ] = None,
     as_json: JsonOpt = False,
     allow_unsafe: AllowUnsafeOpt = False,
+    trusted_keys: TrustedKeysOpt = None,
 ) -> None:
     """Print the path of a version's model in the read-only cache: python serve.py --model "$(mstore path prod)".
 
@@ -55,7 +56,9 @@ def path(
     ~/.cache/mstore. MSTORE_OFFLINE=1 answers only refs resolved before; MSTORE_OFFLINE=auto does so, with a
     warning, when the remote cannot be reached. --include / --exclude choose files of a folder model as
     huggingface_hub's allow_patterns / ignore_patterns do (`*` also crosses `/`); a pattern that matches no
-    file is an error. A version whose pickles are unsafe or unknown is refused unless --allow-unsafe.
+    file is an error. A version whose pickles are unsafe or unknown is refused unless --allow-unsafe; with
+    --trusted-keys (or MSTORE_TRUSTED_KEYS), so is a version none of those keys signed (from a remote, its
+    signature is fetched from there and verified here; offline, the one kept by the last trusted call).
     """
     found = locate(
         ref,
@@ -65,6 +68,7 @@ def path(
         include=include,
         exclude=exclude,
         allow_unsafe=True if allow_unsafe else None,
+        trusted_keys=trusted_keys,
     )
     if as_json:
         emit_json(found.to_json())

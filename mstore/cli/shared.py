@@ -277,6 +277,15 @@ def main(
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+TrustedKeysOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--trusted-keys",
+        metavar="PATH",
+        help="Refuse a version no key here signed: a PEM public key, or a directory of *.pem (repeatable; "
+        "also MSTORE_TRUSTED_KEYS).",
+    ),
+]
 AllowUnsafeOpt = Annotated[
     bool,
     typer.Option(

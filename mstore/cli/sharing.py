@@ -16,7 +16,18 @@ from ..repository import Repository
 if TYPE_CHECKING:  # remote support loads only when a remote command runs
     from ..remote.transfer import TransferStats
 
-from .shared import CommandGroup, EndpointOpt, JsonOpt, app, emit_json, note, open_repo, state, transfer_progress
+from .shared import (
+    CommandGroup,
+    EndpointOpt,
+    JsonOpt,
+    TrustedKeysOpt,
+    app,
+    emit_json,
+    note,
+    open_repo,
+    state,
+    transfer_progress,
+)
 
 remote_app = typer.Typer(
     cls=CommandGroup,
@@ -145,16 +156,18 @@ def pull(
     args: RemoteRefsArg = None,
     all_: AllOpt = False,
     as_json: JsonOpt = False,
+    trusted_keys: TrustedKeysOpt = None,
 ) -> None:
     """Fetch versions and their tags from a remote, verifying every object before it is stored.
 
     A tag moved there moves here too, unless it was moved here since the last sync: then pull exits 1
-    naming it and keeps this store's.
+    naming it and keeps this store's. With --trusted-keys (or MSTORE_TRUSTED_KEYS), a version none of
+    those keys signed is not pulled (checked before its chunks are fetched): pull exits 1 naming it.
     """
     repo = open_repo()
     remote, refs = repo.remote_and_refs(args or [])
     with transfer_progress("pulling") as progress:
-        stats = repo.pull(remote, None if all_ else refs, progress=progress)
+        stats = repo.pull(remote, None if all_ else refs, progress=progress, trusted_keys=trusted_keys)
     _report_transfer("pulled", stats, as_json)
 
 

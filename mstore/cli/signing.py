@@ -26,9 +26,19 @@ def keygen(
 def sign(
     ref: Annotated[str, typer.Argument(help="Version to sign.")],
     key: Annotated[str, typer.Option("--key", metavar="PRIVATE.pem", help="EC private key (P-256 or P-384).")],
+    digest: Annotated[
+        str,
+        typer.Option(
+            "--digest",
+            metavar="blake3|sha256",
+            help="Digest the bundle lists: blake3 (from the manifest, no bytes read) or sha256 (reads every "
+            "file once; what model_signing's CLI `verify key` expects).",
+        ),
+    ] = "blake3",
 ) -> None:
-    """Sign a version: a DSSE envelope of an in-toto statement of every file's blake3 digest."""
-    version_id, path = open_repo().sign(ref, key)
+    """Sign a version: an OpenSSF model-signing bundle (a Sigstore bundle holding a DSSE envelope of an
+    in-toto statement of every file's digest), verifiable by `mstore verify` and by `model_signing`."""
+    version_id, path = open_repo().sign(ref, key, digest=digest)
     note(f"signed {version_id} ({path.name})")
 
 
@@ -38,10 +48,18 @@ def verify(
     key: Annotated[
         Optional[list[str]], typer.Option("--key", metavar="PUBLIC.pem", help="Public key to accept (repeatable).")
     ] = None,
+    promotion: Annotated[
+        bool,
+        typer.Option(
+            "--promotion",
+            help="REF is a tag: also require that its newest history record moved it here, signed by one of "
+            "the keys (refuses a tag rolled back or moved by someone without the key).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Exit 0 when a stored signature by one of the keys matches the version's files and metadata."""
-    result = open_repo().verify(ref, key or [])
+    result = open_repo().verify(ref, key or [], promotion=promotion)
     if as_json:
         emit_json({"version": result.version, "verified": True, "keyid": result.keyid})
     else:

@@ -20,7 +20,19 @@ from ..store.manifest import KIND_FILE
 from ..store.refs import check_tag_name
 from ..store.versions import saved_name
 from .render import save_summary, unsafe_warnings
-from .shared import AllowUnsafeOpt, JsonOpt, app, byte_progress, emit_json, fail, gc_when, note, open_repo, state
+from .shared import (
+    AllowUnsafeOpt,
+    JsonOpt,
+    TrustedKeysOpt,
+    app,
+    byte_progress,
+    emit_json,
+    fail,
+    gc_when,
+    note,
+    open_repo,
+    state,
+)
 
 
 @app.command(short_help="Create an empty store.")
@@ -277,23 +289,49 @@ def checkout(
     ] = None,
     as_json: JsonOpt = False,
     allow_unsafe: AllowUnsafeOpt = False,
+    signature: Annotated[
+        Optional[str],
+        typer.Option(
+            "--signature",
+            metavar="FILE",
+            help="Also write the version's OpenSSF model-signing bundle to FILE (outside the checkout), for "
+            "model_signing's verifier.",
+        ),
+    ] = None,
+    signature_key: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--signature-key",
+            metavar="PUBLIC.pem",
+            help="With --signature: write the bundle by this key, verified first (repeatable).",
+        ),
+    ] = None,
+    trusted_keys: TrustedKeysOpt = None,
 ) -> None:
     """Restore a version's model, verified bit-exact, to a path.
 
     A version whose pickles are unsafe or unknown is refused, writing nothing, unless --allow-unsafe.
+    With --trusted-keys (or MSTORE_TRUSTED_KEYS), so is a version none of those keys signed.
     """
     repo = open_repo()
-    vid = repo.fetch(remote, ref) if remote else repo.resolve(ref)
+    vid = repo.fetch(remote, ref, trusted_keys=trusted_keys) if remote else repo.resolve(ref)
     check_loadable(repo.get(vid), vid, True if allow_unsafe else None)
+    repo.require_trusted(vid, trusted_keys)
     manifest = repo.manifest(vid)
     if output is None:
         output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)
+    bundle = repo.checkout_signature(vid, output, signature, signature_key, force=force)
     with byte_progress(lambda: manifest.size, "checkout") as progress:
         written = repo.checkout(vid, output, force=force, progress=progress)
+    if bundle is not None and signature is not None:
+        repo.write_signature(signature, bundle, force=force)
     if as_json:
-        emit_json({"version": vid, "path": str(written), "size": manifest.size})
+        doc: dict[str, Any] = {"version": vid, "path": str(written), "size": manifest.size}
+        emit_json(doc if signature is None else {**doc, "signature": signature})
     else:
         typer.echo(f"checked out {vid} to {written}")
+        if signature is not None:
+            note(f"wrote its model-signing bundle to {signature}")
 
 
 @app.command(short_help="Name a version; list, delete tags, or show a tag's history.")
@@ -312,14 +350,32 @@ def tag(
         Optional[str],
         typer.Option("--remote", metavar="NAME|URL", help="Act on the remote's tag (REF resolved there)."),
     ] = None,
+    sign: Annotated[
+        bool, typer.Option("--sign", help="Sign the move's history record with --key PRIVATE.pem.")
+    ] = False,
+    key: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--key",
+            metavar="PEM",
+            help="With --sign: the EC private key. With --history: public keys to check signatures with.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Name a version (or list tags, delete one with -d, or show one's history with --history).
 
     Every move is recorded in the tag's history (who, when, from and to, the -m message); `NAME@{1}` is
-    what the tag named one move ago, so `mstore tag -f prod prod@{1}` rolls a promotion back.
+    what the tag named one move ago, so `mstore tag -f prod prod@{1}` rolls a promotion back. `--sign
+    --key PRIVATE.pem` signs that record; `--history --key PUBLIC.pem` says which records verify.
     """
     repo = open_repo()
+    if sign and (history or delete or name is None):
+        raise BadInput("--sign signs a move: mstore tag NAME REF [--remote R] --sign --key PRIVATE.pem")
+    if sign and len(key or []) != 1:
+        raise BadInput("--sign needs one --key PRIVATE.pem")
+    if key and not (sign or history):
+        raise BadInput("--key goes with --sign (a private key) or --history (public keys)")
     if name is None:
         if history or delete or remote is not None:
             raise BadInput("name the tag (mstore tag NAME ...)")
@@ -331,7 +387,7 @@ def tag(
                 typer.echo(f"{tag_name}  {vid}")
         return
     if history:
-        moves = repo.tag_history(name, remote=remote)
+        moves = repo.tag_history(name, remote=remote, keys=key)
         if as_json:
             emit_json(moves)
             return
@@ -339,26 +395,37 @@ def tag(
             note(f"no history is recorded for tag {name} (it was made before mstore kept tag histories)")
         for move in moves:
             said = f"  {move['message']}" if move["message"] else ""
-            typer.echo(f"{move['time']}  {move['from'] or '-'} -> {move['to'] or '(deleted)'}  {move['who']}{said}")
+            line = f"{move['time']}  {move['from'] or '-'} -> {move['to'] or '(deleted)'}  {move['who']}"
+            typer.echo(line + signed_text(move) + said)
         return
     where = f" on {remote}" if remote is not None else ""
+    sign_key = key[0] if sign and key else None
     if delete:
         vid = repo.untag(name, message=message) if remote is None else repo.untag_remote(remote, name, message=message)
         result: dict[str, Any] = {"tag": name, "version": vid, "deleted": True}
         text = f"deleted tag {name}{where} (was {vid})"
     else:
         if remote is None:
-            vid = repo.tag(name, ref, force=force, message=message)
+            vid = repo.tag(name, ref, force=force, message=message, sign_key=sign_key)
         else:
-            vid = repo.tag_remote(remote, name, ref, force=force, message=message)[0]
+            vid = repo.tag_remote(remote, name, ref, force=force, message=message, sign_key=sign_key)[0]
         result = {"tag": name, "version": vid, "deleted": False}
-        text = f"tagged {vid} as {name}{where}"
+        text = f"tagged {vid} as {name}{where}" + (" (signed)" if sign else "")
     if remote is not None:
         result["remote"] = remote
     if as_json:
         emit_json(result)
     else:
         typer.echo(text)
+
+
+def signed_text(move: dict[str, Any]) -> str:
+    """With --key: `  [signed by key 1a2b..]`, `  [BAD SIGNATURE by key ..]` or `  [unsigned]`; without:
+    `  [unverified signature by key 1a2b..]` or nothing."""
+    status, keyid = move.get("signature"), move["signed_by"]
+    if status is None:
+        return f"  [unverified signature by key {keyid[:16]}]" if keyid else ""
+    return f"  [{status}{f' by key {keyid[:16]}' if keyid else ''}]"
 
 
 @app.command(short_help="Remove a version (then `mstore gc` frees its space).")

@@ -144,6 +144,10 @@ _BY_MODULE: dict[str, tuple[str, ...]] = {
         "AgglomerativeClustering",
         "FeatureAgglomeration",
     ),
+    "sklearn.cluster._bicluster": (
+        "SpectralBiclustering",
+        "SpectralCoclustering",
+    ),
     "sklearn.cluster._birch": (
         "Birch",
         "_CFNode",
@@ -163,7 +167,20 @@ _BY_MODULE: dict[str, tuple[str, ...]] = {
     "sklearn.cluster._mean_shift": ("MeanShift",),
     "sklearn.cluster._optics": ("OPTICS",),
     "sklearn.cluster._spectral": ("SpectralClustering",),
+    "sklearn.compose._column_transformer": ("ColumnTransformer",),
     "sklearn.compose._target": ("TransformedTargetRegressor",),
+    "sklearn.covariance._elliptic_envelope": ("EllipticEnvelope",),
+    "sklearn.covariance._empirical_covariance": ("EmpiricalCovariance",),
+    "sklearn.covariance._graph_lasso": (
+        "GraphicalLasso",
+        "GraphicalLassoCV",
+    ),
+    "sklearn.covariance._robust_covariance": ("MinCovDet",),
+    "sklearn.covariance._shrunk_covariance": (
+        "LedoitWolf",
+        "OAS",
+        "ShrunkCovariance",
+    ),
     "sklearn.cross_decomposition._pls": ("PLSRegression",),
     "sklearn.decomposition._dict_learning": (
         "DictionaryLearning",
@@ -213,6 +230,7 @@ _BY_MODULE: dict[str, tuple[str, ...]] = {
         "HistGradientBoostingRegressor",
     ),
     "sklearn.ensemble._hist_gradient_boosting.predictor": ("TreePredictor",),
+    "sklearn.ensemble._iforest": ("IsolationForest",),
     "sklearn.ensemble._weight_boosting": (
         "AdaBoostClassifier",
         "AdaBoostRegressor",
@@ -305,16 +323,22 @@ _BY_MODULE: dict[str, tuple[str, ...]] = {
     "sklearn.linear_model._sgd_fast": ("Hinge",),
     "sklearn.linear_model._stochastic_gradient": (
         "SGDClassifier",
+        "SGDOneClassSVM",
         "SGDRegressor",
     ),
     "sklearn.linear_model._theil_sen": ("TheilSenRegressor",),
+    "sklearn.manifold._classical_mds": ("ClassicalMDS",),
     "sklearn.manifold._isomap": ("Isomap",),
     "sklearn.manifold._locally_linear": ("LocallyLinearEmbedding",),
+    "sklearn.manifold._mds": ("MDS",),
+    "sklearn.manifold._spectral_embedding": ("SpectralEmbedding",),
     "sklearn.manifold._t_sne": ("TSNE",),
     "sklearn.metrics._dist_metrics": (
         "EuclideanDistance64",
         "newObj",
     ),
+    "sklearn.mixture._bayesian_mixture": ("BayesianGaussianMixture",),
+    "sklearn.mixture._gaussian_mixture": ("GaussianMixture",),
     "sklearn.naive_bayes": (
         "BernoulliNB",
         "CategoricalNB",
@@ -334,6 +358,8 @@ _BY_MODULE: dict[str, tuple[str, ...]] = {
         "KDTree",
         "newObj",
     ),
+    "sklearn.neighbors._kde": ("KernelDensity",),
+    "sklearn.neighbors._lof": ("LocalOutlierFactor",),
     "sklearn.neighbors._nca": ("NeighborhoodComponentsAnalysis",),
     "sklearn.neighbors._nearest_centroid": ("NearestCentroid",),
     "sklearn.neighbors._regression": (
@@ -386,6 +412,7 @@ _BY_MODULE: dict[str, tuple[str, ...]] = {
         "LinearSVR",
         "NuSVC",
         "NuSVR",
+        "OneClassSVM",
         "SVC",
         "SVR",
     ),

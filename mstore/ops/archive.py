@@ -3,7 +3,8 @@
 Layout (docs/format.md, "Archives"): a 16-byte magic, then records `kind u8 | length u64le | blake3 32B |
 body`, where the blake3 covers the body. Kinds: `H` header (JSON), `O` object (object id 32B | content size
 u64le | the content, raw or in a non-delta mstore envelope), `V` version (ID length u8 | ID | metadata.json's
-exact bytes), `E` end (JSON with the record count). Writing streams one object at a time; importing reads
+exact bytes), `S` signature (format 2: ID length u8 | ID | key fingerprint 32B | bundle), `E` end (JSON
+with the record count). Writing streams one object at a time; importing reads
 the whole archive once to verify every record, object and version, and only then a second time to store
 objects, then publishes versions and tags. An archive holds no paths at all: version IDs, tag names and
 object ids are validated like any other input, and manifests decode with the store's strict decoder.
@@ -35,6 +36,7 @@ from ..errors import (
 )
 from ..store import codec, fsutil
 from ..store import commit as _commit
+from ..store import signatures as signed
 from ..store.chunking import MAX_CHUNK_SIZE
 from ..store.codec import stored_form
 from ..store.layout import Store, check_model_hash, manifest_id
@@ -46,7 +48,8 @@ from ..store.refs import check_tag_name, is_version_id
 from ..store.versions import METADATA, is_future, saved_name
 
 MAGIC = b"MSTORE-ARCHIVE\x00\x01"
-HEADER, OBJECT, VERSION, END = b"H", b"O", b"V", b"E"
+HEADER, OBJECT, VERSION, SIGNATURE, END = b"H", b"O", b"V", b"S", b"E"
+FORMATS = (1, 2)  # 2: may hold signature records; an archive without any is still written as 1
 _RECORD = struct.Struct("<cQ32s")
 MAX_OBJECT = MAX_CHUNK_SIZE  # content of one object: the largest chunk mstore cuts (a manifest too)
 MAX_EXPANSION = 1024  # content bytes per archive byte beyond EXPANSION_FLOOR: zstd bombs stop here
@@ -67,6 +70,7 @@ class ImportStats:
     objects_stored: int = 0
     tags_set: list[str] = field(default_factory=list)
     tag_conflicts: list[str] = field(default_factory=list)
+    signatures_kept: int = 0
 
 
 @dataclass
@@ -80,6 +84,7 @@ class ImportPlan:
     versions: list[tuple[str, bytes, str, Manifest]]
     tags: dict[str, str]
     stats: ImportStats
+    signatures: list[tuple[str, str, bytes]] = field(default_factory=list)  # (version, keyid, bundle), unverified
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -108,13 +113,14 @@ def export(store: Store, version_ids: list[str], dest: Path, *, force: bool = Fa
             for chunk in entry.chunks:
                 oids.setdefault(chunk.oid, chunk.size)
         records.append((vid, raw))
+    bundles = [(vid, keyid, data) for vid in ids for keyid, data in signed.bundles(store.root, vid) if data]
     encoder = codec.Encoder(level=3)
     tmp = fsutil.temp_name(dest.parent, dest.name)
     total = 0
     try:
         with open(tmp, "xb") as out:
             out.write(MAGIC)
-            header = {"format": 1, "versions": ids, "tags": tags, "objects": len(oids)}
+            header = {"format": 2 if bundles else 1, "versions": ids, "tags": tags, "objects": len(oids)}
             _record(out, HEADER, json.dumps(header).encode())
             for oid, size in oids.items():
                 content = store.objects.read(oid, None if size < 0 else size)
@@ -128,14 +134,23 @@ def export(store: Store, version_ids: list[str], dest: Path, *, force: bool = Fa
                 total += len(content)
             for vid, raw in records:
                 _record(out, VERSION, bytes([len(vid)]) + vid.encode() + raw)
-            _record(out, END, json.dumps({"records": 1 + len(oids) + len(records)}).encode())
+            for vid, keyid, data in bundles:
+                _record(out, SIGNATURE, bytes([len(vid)]) + vid.encode() + bytes.fromhex(keyid) + data)
+            _record(out, END, json.dumps({"records": 1 + len(oids) + len(records) + len(bundles)}).encode())
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"path": str(dest), "versions": ids, "tags": tags, "objects": len(oids), "content_bytes": total}
+    return {
+        "path": str(dest),
+        "versions": ids,
+        "tags": tags,
+        "objects": len(oids),
+        "content_bytes": total,
+        "signatures": len(bundles),
+    }
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -260,6 +275,7 @@ def plan_import(store: Store | None, path: Path) -> ImportPlan:
         manifests: dict[str, Manifest] = {}
         manifest_bytes = content_bytes = 0
         versions: list[tuple[str, bytes, dict[str, Any]]] = []
+        bundles: list[tuple[str, str, bytes]] = []
         count = 0
         for rec in _records(f, size, path):
             count += 1
@@ -269,8 +285,8 @@ def plan_import(store: Store | None, path: Path) -> ImportPlan:
                 if rec.index != 0:
                     raise BadArchive(f"{path}: {rec.where()}: a second header")
                 header = _json(rec, path)
-                if header.get("format") != 1:
-                    raise BadArchive(f"{path}: archive format {header.get('format')!r} is not 1 (upgrade mstore?)")
+                if header.get("format") not in FORMATS:
+                    raise BadArchive(f"{path}: archive format {header.get('format')!r} is not 1 or 2 (upgrade mstore?)")
             elif rec.kind == OBJECT:
                 oid, content, _ = _object(rec, path)
                 if oid in oids:
@@ -292,6 +308,9 @@ def plan_import(store: Store | None, path: Path) -> ImportPlan:
                     manifests[oid] = decoded
             elif rec.kind == VERSION:
                 versions.append(_version(rec, path))
+            elif rec.kind == SIGNATURE:
+                if (bundle := _signature(rec)) is not None:
+                    bundles.append(bundle)
             elif rec.kind == END:
                 end = _json(rec, path)
                 if end.get("records") != count - 1:
@@ -336,7 +355,20 @@ def plan_import(store: Store | None, path: Path) -> ImportPlan:
         needed = {moid for _, _, moid, _ in plan}
         needed |= {c.oid for _, _, _, m in plan for e in m.files for c in e.chunks}
 
-    return ImportPlan(path, oids, needed, plan, clean_tags, stats)
+    in_archive = {v for v, _, _ in versions}
+    kept = [b for b in bundles if b[0] in in_archive][: signed.MAX_BUNDLES_PER_VERSION * max(1, len(in_archive))]
+    return ImportPlan(path, oids, needed, plan, clean_tags, stats, kept)
+
+
+def _signature(rec: _Record) -> tuple[str, str, bytes] | None:
+    """(version, keyid, bundle) of a signature record, or None when it is not well-formed (not kept; never
+    trusted either way: verified at use against local keys)."""
+    n = rec.body[0] if rec.body else 0
+    vid = rec.body[1 : 1 + n].decode("ascii", "replace")
+    keyid, data = rec.body[1 + n : 33 + n].hex(), rec.body[33 + n :]
+    if not is_version_id(vid) or len(keyid) != 64 or signed.well_formed(data) is not None:
+        return None
+    return vid, keyid, data
 
 
 def apply_import(store: Store, plan: ImportPlan) -> ImportStats:
@@ -363,6 +395,9 @@ def apply_import(store: Store, plan: ImportPlan) -> ImportStats:
         stats.versions_imported += done.published
         stats.versions_skipped += done.skipped
         stats.tags_set, stats.tag_conflicts = done.tags_set, done.tag_conflicts
+        for vid, keyid, data in plan.signatures:
+            if store.versions.exists(vid):
+                stats.signatures_kept += signed.keep(store.root, vid, keyid, data)
     return stats
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import workers
 from ..errors import CorruptManifest, CorruptRef, IntegrityError, InvalidName, MissingObject, MStoreError
-from ..store import fsutil, taglog
+from ..store import fsutil, signatures, taglog
 from ..store.layout import Store, config_problems, layout_problems, manifest_id
 from ..store.manifest import Manifest
 from ..store.objects import is_oid
@@ -115,6 +115,8 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
         report.unused_mtimes.append(st.st_mtime)
 
     _check_refs(store, ids, add)
+    for name in orphan_signatures(store, ids):
+        add(Problem(INFO, "orphan-signature", f"signatures/{name}", "signatures of no version here (gc removes them)"))
     for path in store.objects.stray_files():
         add(
             Problem(INFO, "leftover", str(path.relative_to(store.root)), "leftover file under objects/ (gc removes it)")
@@ -123,6 +125,12 @@ def fsck(store: Store, *, verify_data: bool = True, progress: Callable[[int], No
         for name in sorted(os.listdir(store.tmp)):
             add(Problem(INFO, "leftover", f"tmp/{name}", "leftover of an interrupted command (gc removes it)"))
     return report
+
+
+def orphan_signatures(store: Store, ids: list[str] | None = None) -> list[str]:
+    """Names under signatures/ that are no version of the store (never fatal: a signature proves nothing alone)."""
+    present = set(store.versions.ids() if ids is None else ids)
+    return [name for name in signatures.version_dirs(store.root) if name not in present]
 
 
 def unused_summary(report: Report, now: float, grace_seconds: float) -> tuple[int, int, float | None]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GcRefused, MStoreError
-from ..store import fsutil
+from ..store import fsutil, signatures
 from ..store.layout import Store, layout_problems, manifest_id
 
 DEFAULT_GRACE_SECONDS = 3600.0
@@ -74,8 +74,19 @@ def plan(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcPlan:
     fsutil.check_real_dir(store.tmp, "tmp/")  # never list (and delete) through a link: UnsafeLayout
     if store.tmp.is_dir():
         leftovers += [store.tmp / n for n in sorted(os.listdir(store.tmp)) if _older_than(store.tmp / n, cutoff)]
+    leftovers += _orphan_signatures(store, cutoff)
     until = None if newest is None else newest + grace_seconds
     return GcPlan(tuple(doomed), size, tuple(leftovers), young, young_bytes, until)
+
+
+def _orphan_signatures(store: Store, cutoff: float) -> list[Path]:
+    """signatures/<name> of no version here (an rm interrupted between the version and its signatures)."""
+    where = store.root / signatures.SIGNATURES
+    if not fsutil.check_real_dir(where, "signatures/"):
+        return []
+    present = set(store.versions.ids())
+    orphans = [where / n for n in signatures.version_dirs(store.root) if n not in present]
+    return [p for p in orphans if _older_than(p, cutoff)]
 
 
 def pending(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcPlan:

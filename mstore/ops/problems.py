@@ -30,6 +30,7 @@ CODES = {
     "leftover": "(info) a file left by an interrupted command; gc removes it",
     "stale-ref": "(info) refs/latest lags behind the newest version; the next write repairs it",
     "pending-version": "(info) a remote version record whose push was interrupted; pushing again finishes it",
+    "orphan-signature": "(info) signatures of a version that is not in the store (an interrupted rm); gc removes them",
 }
 
 

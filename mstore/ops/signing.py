@@ -1,14 +1,13 @@
-"""Signed versions: a DSSE envelope holding an in-toto statement built from the manifest's blake3 digests.
+"""Signed versions: an OpenSSF model-signing bundle (modelsig.py) built from the manifest's blake3 digests.
 
-Signing reads no weight bytes: every file's digest is already in the manifest. The statement also binds
-the version ID and the blake3 of its metadata, so a signature moved to another version does not verify.
+Signing reads no weight bytes: every file's digest is already in the manifest (`--digest sha256`, for
+model_signing's CLI, reads them once). The statement also binds the version ID and the blake3 of its
+metadata, so a signature moved to another version does not verify.
 Stored at `signatures/<version-id>/<key-fingerprint>.json` (see docs/format.md).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,11 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import EXIT_PROBLEM, BadInput, MStoreError, UnsafeStoreFile
 from ..store import fsutil
+from ..store import signatures as stored
 from ..store.layout import Store
+from ..store.manifest import KIND_FILE, Manifest
+from . import modelsig
 
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://mstore.dev/signature/v1"
+PAYLOAD_TYPE = modelsig.PAYLOAD_TYPE
 MAX_BUNDLE_BYTES = 8 << 20
 MAX_KEY_BYTES = 64 << 10
 CURVES = (ec.SECP256R1, ec.SECP384R1)
@@ -37,6 +37,14 @@ class NotVerified(MStoreError):
     """No stored signature by a given key verifies for this version (the message says why)."""
 
     exit_code = EXIT_PROBLEM
+    kind = ""  # unsigned, other-key, differs or malformed
+    detail = ""
+
+    @classmethod
+    def of(cls, message: str, kind: str, detail: str) -> NotVerified:
+        exc = cls(message)
+        exc.kind, exc.detail = kind, detail
+        return exc
 
 
 @dataclass(frozen=True)
@@ -51,29 +59,35 @@ def _check_curve(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey, wh
         raise BadInput(f"{where}: an EC key on {key.curve.name}; mstore accepts P-256 and P-384")
 
 
-def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def _load_key(path: Path, private: bool) -> Any:
+    """An EC key (P-256/P-384) from a PEM file: one-line BadInput for anything else."""
+    kind, load = ("private", _load_private) if private else ("public", serialization.load_pem_public_key)
     try:
-        key = serialization.load_pem_private_key(fsutil.read_regular(path, MAX_KEY_BYTES), password=None)
+        key = load(fsutil.read_regular(path, MAX_KEY_BYTES))
     except (OSError, UnsafeStoreFile) as exc:
         raise BadInput(f"{path}: cannot read the key ({exc})") from None
     except (ValueError, TypeError) as exc:
-        raise BadInput(f"{path}: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise BadInput(f"{path}: not an EC private key (mstore signs with P-256 or P-384)")
+        plain = "an unencrypted " if private else "a "
+        raise BadInput(f"{path}: not {plain}PEM {kind} key ({exc})") from None
+    want = ec.EllipticCurvePrivateKey if private else ec.EllipticCurvePublicKey
+    if not isinstance(key, want):
+        does = "signs with" if private else "verifies"
+        raise BadInput(f"{path}: not an EC {kind} key (mstore {does} P-256 or P-384)")
     _check_curve(key, str(path))
     return key
 
 
+def _load_private(data: bytes) -> Any:
+    return serialization.load_pem_private_key(data, password=None)
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key: ec.EllipticCurvePrivateKey = _load_key(path, private=True)
+    return key
+
+
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
-    try:
-        key = serialization.load_pem_public_key(fsutil.read_regular(path, MAX_KEY_BYTES))
-    except (OSError, UnsafeStoreFile) as exc:
-        raise BadInput(f"{path}: cannot read the key ({exc})") from None
-    except (ValueError, TypeError) as exc:
-        raise BadInput(f"{path}: not a PEM public key ({exc})") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise BadInput(f"{path}: not an EC public key (mstore verifies P-256 or P-384)")
-    _check_curve(key, str(path))
+    key: ec.EllipticCurvePublicKey = _load_key(path, private=False)
     return key
 
 
@@ -108,140 +122,187 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
-def statement(store: Store, version_id: str) -> dict[str, Any]:
-    """The in-toto statement of a version, from its manifest and metadata only (no weight bytes)."""
-    meta_raw = store.versions.raw_metadata(version_id)
-    manifest = store.version_manifest(version_id)
-    subject = []
+def key_hint(key: ec.EllipticCurvePublicKey) -> str:
+    """What model_signing records in the bundle to name the key: sha256 hex of its PEM SubjectPublicKeyInfo."""
+    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(pem).hexdigest()
+
+
+def _files(manifest: Manifest, version_id: str) -> dict[str, str]:
+    files = {}
     for entry in manifest.files:
         if not entry.digest:
             raise BadInput(f"{version_id}: the manifest holds no blake3 digest for {entry.path}; cannot sign")
-        subject.append({"name": entry.path, "digest": {"blake3": entry.digest}})
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": subject,
-        "predicateType": PREDICATE_TYPE,
-        "predicate": {"version": version_id, "metadata_blake3": blake3.blake3(meta_raw).hexdigest()},
-    }
+        files[entry.path] = entry.digest
+    return files
+
+
+def _sha256s(store: Store, manifest: Manifest) -> dict[str, str]:
+    """Each file's sha256, from its chunks, each decoded and verified against its id (one read of the bytes)."""
+    out = {}
+    for entry in manifest.files:
+        hasher = hashlib.sha256()
+        for chunk in entry.chunks:
+            hasher.update(store.objects.read(chunk.oid, chunk.size, buffer=True))
+        out[entry.path] = hasher.hexdigest()
+    return out
+
+
+def statement(store: Store, version_id: str, *, digest: str = "blake3") -> dict[str, Any]:
+    """The in-toto statement of a version (an OpenSSF model-signing one), from its manifest and metadata;
+    with digest="sha256" each file's bytes are read once (verified) to compute it."""
+    if digest not in modelsig.DIGESTS:
+        raise BadInput(f"--digest {digest}: mstore signs with blake3 (no bytes read) or sha256")
+    meta_raw = store.versions.raw_metadata(version_id)
+    manifest = store.version_manifest(version_id)
+    files = _files(manifest, version_id)
+    single = manifest.kind == KIND_FILE
+    digests = files if digest == "blake3" else _sha256s(store, manifest)
+    return modelsig.statement(
+        version_id,
+        modelsig.resource_names(digests, single),
+        version=version_id,
+        metadata_blake3=blake3.blake3(meta_raw).hexdigest(),
+        hash_type=digest,
+        blake3s=modelsig.resource_names(files, single),
+    )
 
 
 def _canonical(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return modelsig.canonical(doc)
 
 
-def sign(store: Store, version_id: str, key: ec.EllipticCurvePrivateKey) -> Path:
-    payload = _canonical(statement(store, version_id))
-    hash_alg = hashes.SHA384() if isinstance(key.curve, ec.SECP384R1) else hashes.SHA256()
-    sig = key.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(hash_alg))
+def _hash_for(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
+    return hashes.SHA384() if isinstance(key.curve, ec.SECP384R1) else hashes.SHA256()
+
+
+def sign(store: Store, version_id: str, key: ec.EllipticCurvePrivateKey, *, digest: str = "blake3") -> Path:
+    """Write the version's OpenSSF model-signing bundle signed by `key`; returns its path."""
+    payload = _canonical(statement(store, version_id, digest=digest))
+    sig = key.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(_hash_for(key)))
     keyid = fingerprint(key.public_key())
-    envelope = {
-        "payloadType": PAYLOAD_TYPE,
-        "payload": base64.b64encode(payload).decode(),
-        "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}],
-    }
+    doc = modelsig.bundle(payload, sig, keyid, key_hint(key.public_key()))
     directory = store.root / SIGNATURES / version_id
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{keyid}.json"
-    fsutil.atomic_write(path, json.dumps(envelope, indent=1).encode() + b"\n")
+    fsutil.atomic_write(path, json.dumps(doc, indent=1).encode() + b"\n")
     return path
 
 
-def _b64(text: Any, what: str) -> bytes:
-    if not isinstance(text, str):
-        raise ValueError(f"{what} is not a string")
+def _check_one(
+    name: str,
+    raw: bytes,
+    keys: dict[str, ec.EllipticCurvePublicKey],
+    files: dict[str, str],
+    version_id: str,
+    meta: str,
+    single: bool,
+) -> str | None:
+    """None when bundle `name` (its bytes: `raw`) verifies under one of `keys` and signs this version; else
+    why not (prefixed by a kind)."""
+    path = Path(f"{name}.json")  # for messages only
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{what} is not base64") from None
-
-
-def _check_one(path: Path, keys: dict[str, ec.EllipticCurvePublicKey], expected: dict[str, Any]) -> str | None:
-    """None when `path` verifies and matches `expected`; else why not (prefixed by a kind)."""
-    try:
-        raw = fsutil.read_regular(path, MAX_BUNDLE_BYTES)
-        env = json.loads(raw)
-        if not isinstance(env, dict) or env.get("payloadType") != PAYLOAD_TYPE:
-            raise ValueError("not a DSSE envelope of an in-toto statement")
-        payload = _b64(env.get("payload"), "payload")
-        sigs = env.get("signatures")
-        if not isinstance(sigs, list) or not sigs:
-            raise ValueError("no signatures")
+        if len(raw) > MAX_BUNDLE_BYTES:
+            raise ValueError(f"{len(raw)} bytes, more than {MAX_BUNDLE_BYTES}")
+        payload, sigs, _ = modelsig.envelope(json.loads(raw))
     except (OSError, UnsafeStoreFile, ValueError, RecursionError) as exc:
         return f"malformed: {path.name}: {exc}"
-    signed = False
-    for s in sigs:
-        if not isinstance(s, dict):
-            return f"malformed: {path.name}: a signature is not an object"
-        try:
-            sig = _b64(s.get("sig"), "sig")
-        except ValueError as exc:
-            return f"malformed: {path.name}: {exc}"
-        for key in keys.values():
-            alg = hashes.SHA384() if isinstance(key.curve, ec.SECP384R1) else hashes.SHA256()
-            try:
-                key.verify(sig, pae(PAYLOAD_TYPE, payload), ec.ECDSA(alg))
-            except InvalidSignature:
-                continue
-            signed = True
+    signed = any(_verifies(key, sig, payload) for sig in sigs for key in keys.values())
     if not signed:
         return f"other-key: {path.name} is not signed by any given key"
     try:
         got = json.loads(payload)
     except (ValueError, RecursionError):
         return f"malformed: {path.name}: the payload is not JSON"
-    return _compare(got, expected)
+    return modelsig.compare(got, files, version_id, meta, single)
 
 
-def _compare(got: Any, expected: dict[str, Any]) -> str | None:
-    if not isinstance(got, dict) or got.get("_type") != STATEMENT_TYPE or not isinstance(got.get("subject"), list):
-        return "malformed: the payload is not an in-toto statement"
-    pred = got.get("predicate")
-    if not isinstance(pred, dict):
-        return "malformed: the statement has no predicate"
-    if pred.get("version") != expected["predicate"]["version"]:
-        return f"differs: signed for another version ({str(pred.get('version'))[:40]})"
-    if pred.get("metadata_blake3") != expected["predicate"]["metadata_blake3"]:
-        return "differs: the version's metadata changed since it was signed"
-    want = {s["name"]: s["digest"]["blake3"] for s in expected["subject"]}
-    have: dict[str, Any] = {}
-    for s in got["subject"]:
-        if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not isinstance(s.get("digest"), dict):
-            return "malformed: a subject is not {name, digest}"
-        have[s["name"]] = s["digest"].get("blake3")
-    extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
-    if extra:
-        return f"differs: the signature names files the version lacks: {', '.join(extra[:5])}"
-    if missing:
-        return f"differs: files not covered by the signature: {', '.join(missing[:5])}"
-    changed = sorted(n for n in want if have[n] != want[n])
-    if changed or len(got["subject"]) != len(want):
-        return f"differs: digests differ: {', '.join(changed[:5]) or 'duplicate subjects'}"
-    return None
+def _verifies(key: ec.EllipticCurvePublicKey, sig: bytes, payload: bytes) -> bool:
+    try:
+        key.verify(sig, pae(PAYLOAD_TYPE, payload), ec.ECDSA(_hash_for(key)))
+    except InvalidSignature:
+        return False
+    return True
 
 
 _RANK = {"differs": 3, "malformed": 2, "other-key": 1}
 
 
-def verify(store: Store, version_id: str, keys: list[ec.EllipticCurvePublicKey]) -> Verified:
-    """The first stored signature by one of `keys` that matches the version; else NotVerified (one line)."""
-    if not keys:
-        raise BadInput("verify needs at least one public key (--key PUB.pem)")
-    by_id = {fingerprint(k): k for k in keys}
-    expected = statement(store, version_id)
+def _stored(store: Store, version_id: str) -> list[Path]:
     directory = store.root / SIGNATURES / version_id
     try:
-        names = sorted(p for p in directory.iterdir() if p.suffix == ".json" and not fsutil.is_temp_name(p.name))
+        return sorted(p for p in directory.iterdir() if p.suffix == ".json" and not fsutil.is_temp_name(p.name))
     except (FileNotFoundError, NotADirectoryError):
-        names = []
-    if not names:
-        raise NotVerified(f"{version_id}: unsigned (no signature stored)")
+        return []
+
+
+def verify(store: Store, version_id: str, keys: list[ec.EllipticCurvePublicKey]) -> Verified:
+    """The first stored signature by one of `keys` that matches the version; else NotVerified (one line).
+    Reads both the model-signing bundle and mstore's first format (a bare DSSE envelope)."""
+    if not keys:
+        raise BadInput("verify needs at least one public key (--key PUB.pem)")
+    manifest, meta_raw = store.version_manifest(version_id), store.versions.raw_metadata(version_id)
+    found = verify_bundles(version_id, manifest, meta_raw, stored.bundles(store.root, version_id), keys)
+    return Verified(version_id, found, str(stored.directory(store.root, version_id) / f"{found}.json"))
+
+
+def verify_bundles(
+    version_id: str,
+    manifest: Manifest,
+    meta_raw: bytes,
+    bundles: list[tuple[str, bytes]],
+    keys: list[ec.EllipticCurvePublicKey],
+) -> str:
+    """`verify` of a version known by its pieces (its manifest and metadata.json's bytes, verified by the
+    caller: a store's, a remote's or the cache's) and its bundles ((keyid, bytes), unverified): the keyid
+    of the first that one of `keys` signed over exactly this version; else NotVerified saying why the
+    closest one failed (`kind`: unsigned / other-key / differs / malformed)."""
+    by_id = {fingerprint(k): k for k in keys}
+    files = _files(manifest, version_id)
+    meta = blake3.blake3(meta_raw).hexdigest()
+    if not bundles:
+        raise NotVerified.of(f"{version_id}: unsigned (no signature stored)", "unsigned", "no signature stored")
     worst: tuple[int, str] = (0, "")
-    for path in names:
-        why = _check_one(path, by_id, expected)
+    for name, raw in bundles:
+        why = _check_one(name, raw, by_id, files, version_id, meta, manifest.kind == KIND_FILE)
         if why is None:
-            return Verified(version_id, path.stem, str(path))
+            return name
         kind, _, detail = why.partition(": ")
         rank = _RANK.get(kind, 0)
         if rank > worst[0]:
             worst = (rank, why)
-    raise NotVerified(f"{version_id}: not verified: {worst[1]}")
+    kind, _, detail = worst[1].partition(": ")
+    raise NotVerified.of(f"{version_id}: not verified: {worst[1]}", kind, detail)
+
+
+def bundle_for_checkout(store: Store, version_id: str, keys: list[ec.EllipticCurvePublicKey]) -> bytes:
+    """The bytes of the version's model-signing bundle to write beside a checkout: the one stored, or with
+    several the one by one of `keys` that verifies. BadInput (one line) when there is none to write."""
+    if keys:
+        found = verify(store, version_id, keys)
+        path = Path(found.path)
+    else:
+        names = _stored(store, version_id)
+        if not names:
+            raise NotVerified(f"{version_id}: unsigned (no signature stored); sign it with `mstore sign`")
+        if len(names) > 1:
+            raise BadInput(f"{version_id} has {len(names)} signatures; choose one with --signature-key PUBLIC.pem")
+        path = names[0]
+    try:
+        raw = fsutil.read_regular(path, MAX_BUNDLE_BYTES)
+        _, _, is_bundle = modelsig.envelope(json.loads(raw))
+    except (OSError, UnsafeStoreFile, ValueError, RecursionError) as exc:
+        raise NotVerified(f"{version_id}: the stored signature is unreadable ({exc})") from None
+    if not is_bundle:
+        raise BadInput(f"{version_id}: signed in mstore's first format; re-sign it (`mstore sign`) to get a bundle")
+    return raw
+
+
+def write_bundle(path: Path, data: bytes, *, force: bool = False) -> None:
+    """Write a bundle outside the store (beside a checkout), atomically; an existing file only with `force`."""
+    if (path.exists() or path.is_symlink()) and not force:
+        raise BadInput(f"{path} already exists (use --force to overwrite)")
+    try:
+        fsutil.atomic_write(path, data)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot write the signature ({exc.strerror or exc})") from None

@@ -9,9 +9,17 @@ from ..store.refs import check_tag_name
 from .revparse import resolve
 
 
-def tag(store: Store, name: str, ref: str = "latest", *, force: bool = False, message: str | None = None) -> str:
+def tag(
+    store: Store,
+    name: str,
+    ref: str = "latest",
+    *,
+    force: bool = False,
+    message: str | None = None,
+    signer: taglog.Signer | None = None,
+) -> str:
     """Point tag `name` at the version `ref` names; returns its ID. Moving an existing tag needs `force`.
-    The move is recorded in the tag's history, with `message`."""
+    The move is recorded in the tag's history, with `message`, signed by `signer` when given."""
     check_tag_name(name)
     with store.write_lock():
         version_id = resolve(store, ref)
@@ -21,7 +29,9 @@ def tag(store: Store, name: str, ref: str = "latest", *, force: bool = False, me
                 f"tag {name!r} already names version {current} (use {{force}} to move it)",
                 force=("--force", "force=True"),
             )
-        store.refs.set_tag(name, version_id, message=message)
+        if signer is not None and current == version_id:
+            raise TagExists(f"tag {name!r} already names {version_id}: there is no move to sign")
+        store.refs.set_tag(name, version_id, message=message, signer=signer)
     return version_id
 
 

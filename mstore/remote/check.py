@@ -163,6 +163,10 @@ def check(
                 f"version {vid} was being pushed when the push stopped; push again",
             )
         )
+    for vid in sorted(set(remote.signature_index()) - set(ids) - set(remote.pending_version_ids())):
+        report.problems.append(
+            Problem(INFO, "orphan-signature", f"signatures/{vid}", "signatures of no version (gc --remote drops them)")
+        )
     for name in [LATEST] + [f"tags/{t}" for t in remote.tag_names()]:
         try:
             target = remote.get_ref(name)[0]
@@ -250,6 +254,7 @@ class RemoteGcPlan:
     garbage_bytes: int = 0
     kept_young: int = 0
     deleted: bool = False
+    orphan_signatures: list[str] = field(default_factory=list)  # versions not there whose signatures are
 
 
 def collect(remote: Remote, *, grace_seconds: float, dry_run: bool = False, workers: int | None = None) -> RemoteGcPlan:
@@ -273,7 +278,12 @@ def collect(remote: Remote, *, grace_seconds: float, dry_run: bool = False, work
                 continue
             plan.garbage.append(oid)
             plan.garbage_bytes += entry.size
+        # signatures go after their version (rm) and arrive after it (push, which gc excludes): no grace
+        committed = set(remote.version_ids()) | set(remote.pending_version_ids())
+        plan.orphan_signatures = sorted(set(remote.signature_index()) - committed)
         if not dry_run:
             run_all(plan.garbage, remote.delete_object, workers)
+            for vid in plan.orphan_signatures:
+                remote.delete_signatures(vid)
             plan.deleted = True
     return plan

@@ -167,10 +167,16 @@ def pull_tags(store: Store, remote: Remote, wanted: set[str]) -> tuple[list[str]
 
 
 def set_remote_tag(
-    remote: Remote, name: str, ref: str, *, force: bool = False, message: str | None = None
+    remote: Remote,
+    name: str,
+    ref: str,
+    *,
+    force: bool = False,
+    message: str | None = None,
+    signer: taglog.Signer | None = None,
 ) -> tuple[str, str | None]:
     """Point tag `name` on the remote at the version `ref` names there (moving one needs `force`), with a
-    history record; returns (version ID, what it named before)."""
+    history record (signed by `signer` when given); returns (version ID, what it named before)."""
     check_tag_name(name)
     vid = resolve_in(ref, remote.version_ids(), partial(tag_of, remote), partial(remote_moves, remote))
     for _ in range(CAS_ATTEMPTS):
@@ -187,7 +193,10 @@ def set_remote_tag(
         except PreconditionFailed:
             time.sleep(0.01)
             continue
-        _merge_into_remote(remote, name, None, [taglog.new_move(current, vid, who(), message)])
+        move = taglog.new_move(current, vid, who(), message)
+        if signer is not None:  # `prev`: the remote's newest line as read now (a signature verifies either way)
+            move = taglog.with_signature(move, signer(name, move, taglog.last_hash(remote.get_history(name)[0])))
+        _merge_into_remote(remote, name, None, [move])
         return vid, current
     raise PreconditionFailed(f"{remote.url}: refs/tags/{name} keeps changing under us; try again")
 

@@ -37,11 +37,12 @@ from ..errors import (
     MissingObject,
     MStoreError,
     StoreNotFound,
+    UnsafeStoreFile,
     VersionConflict,
     VersionIsTagged,
     VersionNotFound,
 )
-from ..store import commit
+from ..store import commit, signatures
 from ..store.codec import HEADER_BYTES
 from ..store.layout import CONFIG, MAX_CONFIG_BYTES, Store, config_bytes, parse_config
 from ..store.metadata import MAX_METADATA_BYTES
@@ -140,6 +141,23 @@ class Remote(Protocol):
         ...
 
     def tag_names(self) -> list[str]: ...
+
+    def signature_index(self, version_id: str | None = None) -> dict[str, list[str]]:
+        """Every signature bundle there (or only `version_id`'s), from one listing: version ID -> key
+        fingerprints."""
+        ...
+
+    def get_signature(self, version_id: str, keyid: str) -> bytes:
+        """A bundle's bytes, unverified; IntegrityError when missing or larger than a bundle can be."""
+        ...
+
+    def put_signature(self, version_id: str, keyid: str, data: bytes) -> None:
+        """Store a bundle unless one is there for (version, key) already (never replaced)."""
+        ...
+
+    def delete_signatures(self, version_id: str) -> None:
+        """Delete every bundle of a version (removed, or never there: gc's orphans)."""
+        ...
 
     def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
         """Remove a committed version; returns the tags removed with it. Call under `lock("rm")`.
@@ -283,6 +301,24 @@ class DirectoryRemote:
 
     def tag_names(self) -> list[str]:
         return self.store.refs.tag_names()
+
+    def signature_index(self, version_id: str | None = None) -> dict[str, list[str]]:
+        root = self.store.root
+        names = signatures.version_dirs(root) if version_id is None else [version_id]
+        found = {v: signatures.keyids(root, v) for v in names if is_version_id(v)}
+        return {v: k for v, k in found.items() if k}
+
+    def get_signature(self, version_id: str, keyid: str) -> bytes:
+        try:
+            return signatures.read(self.store.root, version_id, keyid)
+        except (OSError, UnsafeStoreFile) as exc:
+            raise IntegrityError(f"{self.url}: signature {version_id}/{keyid[:16]}: {exc}") from None
+
+    def put_signature(self, version_id: str, keyid: str, data: bytes) -> None:
+        signatures.keep(self.store.root, version_id, keyid, data)
+
+    def delete_signatures(self, version_id: str) -> None:
+        signatures.drop(self.store.root, version_id)
 
     def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
         """The local store's own removal: refs first, then one rename (all-or-nothing)."""
@@ -469,6 +505,39 @@ class BucketRemote:
     def tag_names(self) -> list[str]:
         return sorted(e.key[len("refs/tags/") :] for e in self.bucket.list("refs/tags/"))
 
+    @staticmethod
+    def _signature_key(version_id: str, keyid: str) -> str:
+        if not is_version_id(version_id) or not signatures.is_keyid(keyid):
+            raise IntegrityError(f"signature {version_id!r}/{keyid!r}: not a version ID and key fingerprint")
+        return f"{signatures.SIGNATURES}/{version_id}/{keyid}.json"
+
+    def signature_index(self, version_id: str | None = None) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        if version_id is not None and not is_version_id(version_id):
+            return out
+        for entry in self.bucket.list(f"{signatures.SIGNATURES}/{version_id + '/' if version_id else ''}"):
+            parts = entry.key.split("/")
+            keyid = parts[-1][: -len(".json")] if parts[-1].endswith(".json") else ""
+            if len(parts) == 3 and is_version_id(parts[1]) and signatures.is_keyid(keyid):
+                out.setdefault(parts[1], []).append(keyid)
+        return out
+
+    def get_signature(self, version_id: str, keyid: str) -> bytes:
+        try:
+            return self.bucket.get(self._signature_key(version_id, keyid), limit=signatures.MAX_BUNDLE_BYTES)
+        except KeyMissing:
+            raise IntegrityError(f"{self.url}: signature {version_id}/{keyid[:16]} is missing") from None
+
+    def put_signature(self, version_id: str, keyid: str, data: bytes) -> None:
+        with suppress(PreconditionFailed):  # one is there already: never replaced
+            self.bucket.put(self._signature_key(version_id, keyid), data, if_absent=True)
+
+    def delete_signatures(self, version_id: str) -> None:
+        if not is_version_id(version_id):
+            raise IntegrityError(f"{version_id!r} is not a version ID")
+        for entry in list(self.bucket.list(f"{signatures.SIGNATURES}/{version_id}/")):
+            self.bucket.delete(entry.key)
+
     def remove_version(self, version_id: str, *, force: bool = False) -> list[str]:
         """Refs first (tags deleted, `latest` moved back by compare-and-swap), then `metadata.b3` (the
         commit point: the version leaves listings at once), then `metadata.json`. A crash between leaves
@@ -499,6 +568,7 @@ class BucketRemote:
         self._move_latest_from(version_id, remaining[-1] if remaining else None)
         self.bucket.delete(f"{where}/{CHECKSUM}")  # the commit point, undone
         self.bucket.delete(f"{where}/{METADATA}")
+        self.delete_signatures(version_id)  # after the version: a crash between leaves orphans (gc --remote)
         return tags
 
     def _move_latest_from(self, version_id: str, successor: str | None) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import BadInput, CorruptObject, DestinationExists, IntegrityError, MStoreError, StoreNotFound
 from ..store import codec
@@ -32,9 +32,12 @@ from ..store.refs import LATEST
 from ..store.versions import is_future
 from ..workers import map_all, remote_workers, run_all
 from . import config as remote_config
-from . import promote
+from . import promote, signatures
 from .bucket import PreconditionFailed
 from .remotes import CAS_ATTEMPTS, Remote, open_remote
+
+if TYPE_CHECKING:
+    from ..ops.trust import Keys
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -61,6 +64,8 @@ class TransferStats:
     tags_moved: list[str] = field(default_factory=list)  # tags created or moved on the receiving side
     conflict_messages: list[str] = field(default_factory=list)  # one line per conflict: both versions, what to do
     refused: list[str] = field(default_factory=list)  # remote versions not taken: IDs from the future
+    signatures_sent: int = 0  # signature bundles sent (push) or kept (pull), never trusted for that
+    untrusted: dict[str, str] = field(default_factory=dict)  # pull with trusted keys: versions refused, why
 
 
 def needed_objects(store: Store, version_id: str, meta: dict[str, Any] | None = None) -> set[str]:
@@ -122,6 +127,7 @@ def push(
                 stats.versions_sent += 1
             else:
                 stats.versions_skipped += 1
+        stats.signatures_sent = signatures.push(store, remote, version_ids)  # before any ref names them
         _push_refs(store, remote, version_ids, on_remote, stats, force)
     stats.seconds = time.monotonic() - started
     return stats
@@ -340,10 +346,14 @@ def pull(
     *,
     progress: TransferProgress | None = None,
     workers: int | None = None,
+    trusted_keys: Keys | None = None,
 ) -> TransferStats:
     """Fetch `version_ids` (and the tags naming them) from `remote`, verifying every object.
 
-    Each version lands whole: its objects (verified, durable), then its record by one rename."""
+    Each version lands whole: its objects (verified, durable), then its record by one rename. With
+    `trusted_keys`, versions no trusted key signed are refused before any of their chunks is fetched
+    (signatures.admit) and listed in `stats.untrusted`; the rest is pulled (Repository.pull then raises
+    Untrusted naming the refused ones)."""
     started, stats, workers = time.monotonic(), TransferStats(), workers or remote_workers()
     remote_config = remote.config()
     if remote_config is None:
@@ -355,6 +365,9 @@ def pull(
     fetch = Fetcher(remote, remote_config, store.objects, stats, progress, target_planes=store.format >= 3)
     with store.gc_lock():  # the local gc must not sweep objects before their version lands
         plan = _plan_pull(remote, store, version_ids, fetch, stats, workers)
+        if trusted_keys is not None:
+            plan, stats.untrusted = signatures.admit(remote, store, version_ids, plan, trusted_keys)
+            version_ids = [vid for vid in version_ids if vid not in stats.untrusted]
         if progress is not None:
             progress.start(sum(f.size for _, _, m in plan for f in m.files))
         # every version's chunks first, the same piece of each version in a row (its delta chain, oldest
@@ -363,6 +376,7 @@ def pull(
         run_all(_piece_rows([manifest for _, _, manifest in plan]), fetch.ensure_row, workers)
         for vid, meta, _ in plan:
             stats.versions_sent += len(commit(store, [(vid, meta)]).published)
+        stats.signatures_sent = signatures.pull(remote, store, version_ids)
         stats.latest = store.refs.latest()
         stats.tags_moved, conflicts = promote.pull_tags(store, remote, set(version_ids))
         stats.tag_conflicts = [c.tag for c in conflicts]

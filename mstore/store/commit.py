@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadInput, IntegrityError, VersionConflict, VersionIsTagged
+from . import signatures
 from .layout import Store
 from .refs import check_tag_name
 from .versions import newest
@@ -114,4 +115,5 @@ def remove(store: Store, version_id: str, *, force: bool = False) -> list[str]:
         store.refs.delete_tag(name)
     store.refs.set_latest(newest([i for i in store.versions.ids() if i != version_id]))
     store.versions.remove(version_id)
+    signatures.drop(store.root, version_id)  # after the version: a crash between leaves an orphan gc removes
     return tags

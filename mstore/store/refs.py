@@ -143,15 +143,24 @@ class Refs:
                 out[name] = target
         return out
 
-    def set_tag(self, name: str, version_id: str, *, message: str | None = None, record: bool = True) -> None:
+    def set_tag(
+        self,
+        name: str,
+        version_id: str,
+        *,
+        message: str | None = None,
+        record: bool = True,
+        signer: taglog.Signer | None = None,
+    ) -> None:
         """Point the tag at `version_id`; unless `record` is False (the caller merged the records that explain
-        the move), its history first gains a record of the move (a no-op move records nothing)."""
+        the move), its history first gains a record of the move (a no-op move records nothing), signed by
+        `signer` when given."""
         check_tag_name(name)
         if record:
             current = self._current(name)
             if current == version_id:
                 return
-            self._record(name, current, version_id, message)
+            self._record(name, current, version_id, message, signer)
         fsutil.atomic_write(self.tags_dir / name, encode_ref(version_id))
 
     def delete_tag(self, name: str, *, message: str | None = None, record: bool = True) -> None:
@@ -169,10 +178,20 @@ class Refs:
         except CorruptRef:
             return None  # a damaged tag named nothing we can tell
 
-    def _record(self, name: str, source: str | None, target: str | None, message: str | None) -> None:
+    def _record(
+        self,
+        name: str,
+        source: str | None,
+        target: str | None,
+        message: str | None,
+        signer: taglog.Signer | None = None,
+    ) -> None:
         raw = self.history_raw(name)
         taglog.parse(raw, f"refs/history/{name}")  # never chain onto a damaged history (fsck reports it)
-        self.write_history(name, taglog.append(raw, [taglog.new_move(source, target, who(), message)]))
+        move = taglog.new_move(source, target, who(), message)
+        if signer is not None:
+            move = taglog.with_signature(move, signer(name, move, taglog.last_hash(raw)))
+        self.write_history(name, taglog.append(raw, [move]))
 
     # -- tag history (see taglog.py) ------------------------------------------------------------------
 

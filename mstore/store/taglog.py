@@ -1,7 +1,9 @@
 """Tag history: an append-only, hash-chained log of every move of a tag (`refs/history/<tag>`).
 
 One JSON line per move: `{"prev": <blake3 of the previous line, or null for the first>, "record":
-{"from", "to", "time", "who", "message"}}`. `from`/`to` are version IDs (null when the tag was created or
+{"from", "to", "time", "who", "message"}}`, plus `"sig": {"keyid", "sig", "prev"}` when the move was signed
+(`tag --sign`; the signature itself is made and checked in ops/tagsign.py, this layer only carries it).
+`from`/`to` are version IDs (null when the tag was created or
 deleted). A record is identified by the blake3 of its canonical JSON, so two stores' histories merge by
 appending the records one lacks (in the other's order, re-chained here): records are never rewritten,
 and a line removed or changed in the middle breaks the chain of the lines after it (fsck reports it).
@@ -10,7 +12,9 @@ and a line removed or changed in the middle breaks the chain of the lines after 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,6 +27,22 @@ MAX_HISTORY_BYTES = 16 << 20  # ~100,000 moves of one tag
 MAX_MESSAGE = 1000
 MAX_WHO = 200
 FIELDS = ("from", "to", "time", "who", "message")
+SIG_FIELDS = ("keyid", "sig", "prev")
+MAX_SIG = 400  # base64 of a DER ECDSA signature (P-384: at most 104 bytes)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class RecordSig:
+    """A signature of one move: by the key whose fingerprint is `keyid`, over `signed_payload(tag, move,
+    prev)` where `prev` is the chain hash the record followed when it was signed (a merge may re-chain it)."""
+
+    keyid: str
+    sig: str  # base64
+    prev: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"keyid": self.keyid, "sig": self.sig, "prev": self.prev}
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,7 @@ class Move:
     time: str  # ISO 8601 UTC, e.g. 2026-12-03T07:00:00.123Z
     who: str
     message: str | None = None
+    signature: RecordSig | None = field(default=None, compare=False)  # not part of the record or its id
 
     def as_dict(self) -> dict[str, Any]:
         return {"from": self.source, "to": self.target, "time": self.time, "who": self.who, "message": self.message}
@@ -82,8 +103,35 @@ def _move_of(doc: Any, where: str) -> Move:
     return Move(doc["from"], doc["to"], doc["time"], doc["who"], doc["message"])
 
 
+Signer = Callable[[str, Move, "str | None"], RecordSig]  # (tag, move, prev) -> its signature
+
+
 def line_of(prev: str | None, move: Move) -> bytes:
-    return canonical({"prev": prev, "record": move.as_dict()}) + b"\n"
+    doc: dict[str, Any] = {"prev": prev, "record": move.as_dict()}
+    if move.signature is not None:
+        doc["sig"] = move.signature.as_dict()
+    return canonical(doc) + b"\n"
+
+
+def signed_payload(tag: str, move: Move, prev: str | None) -> bytes:
+    """What a signature of a move covers: the tag's name, the whole record and the hash it followed."""
+    return canonical({"type": "mstore-tag-move/v1", "tag": tag, "record": move.as_dict(), "prev": prev})
+
+
+def with_signature(move: Move, signature: RecordSig) -> Move:
+    return replace(move, signature=signature)
+
+
+def _sig_of(doc: Any, where: str) -> RecordSig:
+    if not isinstance(doc, dict) or set(doc) != set(SIG_FIELDS):
+        raise CorruptRef(f"{where}: a signature has other fields than {', '.join(SIG_FIELDS)}")
+    if not isinstance(doc["keyid"], str) or not _HEX64.fullmatch(doc["keyid"]):
+        raise CorruptRef(f"{where}: a signature's keyid is not a key fingerprint")
+    if not isinstance(doc["sig"], str) or len(doc["sig"]) > MAX_SIG:
+        raise CorruptRef(f"{where}: a signature's 'sig' is not a short text")
+    if doc["prev"] is not None and (not isinstance(doc["prev"], str) or not _HEX64.fullmatch(doc["prev"])):
+        raise CorruptRef(f"{where}: a signature's 'prev' is not a chain hash")
+    return RecordSig(doc["keyid"], doc["sig"], doc["prev"])
 
 
 def parse(data: bytes | None, where: str) -> list[Move]:
@@ -100,7 +148,7 @@ def parse(data: bytes | None, where: str) -> list[Move]:
             doc = json.loads(line)
         except (UnicodeDecodeError, ValueError):
             raise CorruptRef(f"{where}: line {number} is not JSON") from None
-        if not isinstance(doc, dict) or set(doc) != {"prev", "record"}:
+        if not isinstance(doc, dict) or set(doc) - {"sig"} != {"prev", "record"}:
             raise CorruptRef(f"{where}: line {number} is not a history record")
         if doc["prev"] != prev:
             raise CorruptRef(
@@ -109,6 +157,8 @@ def parse(data: bytes | None, where: str) -> list[Move]:
                 else f"{where}: line 1 does not start the history (its beginning was cut)"
             )
         move = _move_of(doc["record"], f"{where}: line {number}")
+        if "sig" in doc:
+            move = with_signature(move, _sig_of(doc["sig"], f"{where}: line {number}"))
         if line_of(prev, move) != line + b"\n":
             raise CorruptRef(f"{where}: line {number} is not in canonical form (it was edited)")
         moves.append(move)

@@ -1,0 +1,115 @@
+"""Where signature bundles live (`signatures/<version-id>/<key-fingerprint>.json`): list, read, keep, drop.
+
+Bundles are opaque here: this module never verifies one (ops/signing.py does, at use, against keys the
+caller trusts). What it guarantees is the boundary: names are validated before they become paths, every
+read is bounded, and a bundle received from elsewhere (a remote, an archive) is kept only when it is
+well-formed JSON of the expected shape and a local one is never replaced by it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import suppress
+from pathlib import Path
+
+from ..errors import IntegrityError, UnsafeStoreFile
+from . import fsutil
+from .ids import is_version_id
+
+SIGNATURES = "signatures"
+MAX_BUNDLE_BYTES = 8 << 20  # as ops/signing.py: no bundle mstore writes is larger
+MAX_BUNDLES_PER_VERSION = 64  # one per key; a remote offering more is not believed beyond this
+_KEYID = re.compile(r"[0-9a-f]{64}")
+
+
+def is_keyid(name: object) -> bool:
+    return isinstance(name, str) and _KEYID.fullmatch(name) is not None
+
+
+def well_formed(data: bytes) -> str | None:
+    """None when `data` looks like a signature bundle (a DSSE envelope, bare or in a Sigstore bundle's
+    `dsseEnvelope`); else why not. Shape only: whether it verifies is decided at use."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        return f"{len(data)} bytes, more than the {MAX_BUNDLE_BYTES} a bundle can have"
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    if isinstance(doc, dict) and isinstance(doc.get("dsseEnvelope"), dict):
+        doc = doc["dsseEnvelope"]
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) for k in ("payloadType", "payload")):
+        return "not a DSSE envelope"
+    sigs = doc.get("signatures")
+    signed = (
+        isinstance(sigs, list) and sigs and all(isinstance(s, dict) and isinstance(s.get("sig"), str) for s in sigs)
+    )
+    if not signed:
+        return "a DSSE envelope without signatures"
+    return None
+
+
+def directory(root: Path, version_id: str) -> Path:
+    if not is_version_id(version_id):
+        raise IntegrityError(f"{version_id!r} is not a version ID")
+    return root / SIGNATURES / version_id
+
+
+def keyids(root: Path, version_id: str) -> list[str]:
+    """The key fingerprints with a bundle stored for this version, sorted."""
+    try:
+        names = os.listdir(directory(root, version_id))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(n[: -len(".json")] for n in names if n.endswith(".json") and is_keyid(n[: -len(".json")]))
+
+
+def read(root: Path, version_id: str, keyid: str) -> bytes:
+    """One bundle's bytes (bounded; a link or special file is refused: UnsafeStoreFile / OSError)."""
+    if not is_keyid(keyid):
+        raise IntegrityError(f"{keyid!r} is not a key fingerprint")
+    return fsutil.read_regular(directory(root, version_id) / f"{keyid}.json", MAX_BUNDLE_BYTES)
+
+
+def bundles(root: Path, version_id: str) -> list[tuple[str, bytes]]:
+    """(keyid, bytes) of every bundle of the version; an unreadable one (oversized, a link) as b"", which
+    no verifier accepts, so that it is reported as malformed rather than absent."""
+    out = []
+    for keyid in keyids(root, version_id)[:MAX_BUNDLES_PER_VERSION]:
+        try:
+            out.append((keyid, read(root, version_id, keyid)))
+        except (OSError, UnsafeStoreFile, IntegrityError):
+            out.append((keyid, b""))
+    return out
+
+
+def keep(root: Path, version_id: str, keyid: str, data: bytes) -> bool:
+    """Store a received bundle if it is well-formed and none is stored for (version, key); True if written."""
+    if not is_keyid(keyid) or well_formed(data) is not None:
+        return False
+    where = directory(root, version_id)
+    if os.path.lexists(where / f"{keyid}.json"):
+        return False  # a local bundle is never replaced by a received one
+    where.mkdir(parents=True, exist_ok=True)
+    fsutil.atomic_write(where / f"{keyid}.json", data)
+    return True
+
+
+def drop(root: Path, version_id: str) -> None:
+    """Delete every bundle of a version (it was removed); safe to repeat."""
+    where = directory(root, version_id)
+    if not fsutil.check_real_dir(where, f"{SIGNATURES}/{version_id}"):
+        return
+    for name in os.listdir(where):
+        fsutil.remove_file(where / name)
+    with suppress(OSError):
+        where.rmdir()
+
+
+def version_dirs(root: Path) -> list[str]:
+    """Every name under signatures/ (version IDs, or whatever else is there: fsck reports it)."""
+    try:
+        return sorted(os.listdir(root / SIGNATURES))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
