@@ -206,3 +206,53 @@ def test_checkout_safe_passes(saved: tuple[Path, dict[str, str]]) -> None:
     _mstore(tmp_path, "checkout", "plain", "-o", "m.bin")
     assert (tmp_path / "work" / "good.pkl").read_bytes() == SAFE
     assert (tmp_path / "work" / "m.bin").read_bytes() == b"x" * 10
+
+
+# -- every other load path: Repository.checkout, the seed API's checkout, export --plain ------------------------
+
+
+def test_repository_checkout_refuses_unsafe_unless_allowed(
+    saved: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp_path, ids = saved
+    repo = Repository.open(tmp_path / "store")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(UnsafeModel, match=rf"{ids['bad']}.*os\.system.*allow_unsafe=True"):
+        repo.checkout("bad", out / "m.pkl")
+    with pytest.raises(UnsafeModel, match=r"evil\.pkl|os\.system"):
+        repo.checkout("mixed", out / "mixed")
+    assert os.listdir(out) == []
+    assert repo.checkout("good", out / "good.pkl").read_bytes() == SAFE
+    assert repo.checkout("bad", out / "m.pkl", allow_unsafe=True).read_bytes() == UNSAFE
+    monkeypatch.setenv("MSTORE_ALLOW_UNSAFE", "1")
+    assert repo.checkout("bad", out / "m2.pkl").read_bytes() == UNSAFE
+    with pytest.raises(UnsafeModel):  # the argument wins over the environment
+        repo.checkout("bad", out / "m3.pkl", allow_unsafe=False)
+
+
+def test_seed_api_checkout_refuses_unsafe_unless_allowed(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, ids = saved
+    mv = mstore.ModelVersioning(tmp_path / "store")
+    with pytest.raises(UnsafeModel, match=ids["bad"]):
+        mv.checkout("bad", tmp_path / "m.pkl")
+    with pytest.raises(UnsafeModel, match=ids["bad"]):
+        mv.restore("bad", tmp_path / "m.pkl")
+    assert not (tmp_path / "m.pkl").exists()
+    assert mv.checkout("bad", tmp_path / "m.pkl", allow_unsafe=True).read_bytes() == UNSAFE
+
+
+def test_export_plain_refuses_unsafe_and_writes_nothing(saved: tuple[Path, dict[str, str]]) -> None:
+    """Plain files leave the verdict behind (anyone can joblib.load them), so --plain refuses as checkout
+    does; the archive format keeps the bytes and every importer recomputes the verdict, so it passes."""
+    tmp_path, ids = saved
+    _one_line(_mstore(tmp_path, "export", "good", "bad", "--plain", "-o", "plain", code=1), ids["bad"])
+    assert os.listdir(tmp_path / "work") == []
+    repo = Repository.open(tmp_path / "store")
+    with pytest.raises(UnsafeModel, match=ids["mixed"]):
+        repo.export_plain(["mixed"], tmp_path / "plain")
+    assert not (tmp_path / "plain").exists()
+    _mstore(tmp_path, "export", "good", "bad", "--plain", "-o", "plain", "--allow-unsafe")
+    assert (tmp_path / "work" / "plain" / f"version_{ids['bad']}" / "model.pkl").read_bytes() == UNSAFE
+    _mstore(tmp_path, "export", "good", "plain", "--plain", "-o", "plain2")
+    _mstore(tmp_path, "export", "bad", "-o", "bad.mstore")  # an archive: the importer decides

@@ -289,7 +289,8 @@ def checkout(
     if output is None:
         output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)
     with byte_progress(lambda: manifest.size, "checkout") as progress:
-        written = repo.checkout(vid, output, force=force, progress=progress)
+        allowed = True if allow_unsafe else None
+        written = repo.checkout(vid, output, force=force, progress=progress, allow_unsafe=allowed)
     if as_json:
         emit_json({"version": vid, "path": str(written), "size": manifest.size})
     else:

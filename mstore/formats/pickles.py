@@ -921,10 +921,10 @@ def _scan_compressed(f: BinaryIO, size: int, kind: str) -> Scan:
     return scan
 
 
-def _scan_zip(path: Path) -> Scan | None:
+def _scan_zip(source: Path | BinaryIO) -> Scan | None:
     """A torch checkpoint (a zip with `<name>/data.pkl`): every pickle inside, walked as plain pickles."""
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, ValueError):
         return None
     with archive:
@@ -965,27 +965,36 @@ def scan_file(path: Path, allowed: Iterable[tuple[str, str]] | None = None) -> S
         if not stat.S_ISREG(st.st_mode):
             return None
         os.set_blocking(fd, True)
-        head = f.read(8)
-        suffixes = {s.lower() for s in path.suffixes}
-        kind = next((k for magic, k in _COMPRESSED if head.startswith(magic)), None)
-        f.seek(0)
-        if looks_like_pickle(head):
-            scan: Scan | None = scan_stream(f, st.st_size)
-        elif kind is not None and suffixes & (PICKLE_SUFFIXES | COMPRESSED_SUFFIXES):
-            scan = _scan_compressed(f, st.st_size, kind)
-        elif head.startswith(b"PK\x03\x04"):
-            scan = _scan_zip(path)
-        elif path.suffix.lower() in PICKLE_SUFFIXES and head[:1] and head[0] in OPCODE_BYTES:
-            scan = scan_stream(f, st.st_size)
-        else:
-            return None  # every unpickler raises on a first byte that is no opcode: nothing is ever loaded
+        scan = scan_named(f, st.st_size, path.name, allowed)
         if scan is None:
             return None
-        if allowed is not None:
-            scan.allowed = frozenset(allowed)
         scan.fingerprint = fingerprint(st)
         _RECENT[scan.fingerprint] = scan  # for joblib_arrays, while the caller keeps the scan
         return scan
+
+
+def scan_named(f: BinaryIO, size: int, name: str, allowed: Iterable[tuple[str, str]] | None = None) -> Scan | None:
+    """`scan_file` of an open, seekable file of `size` bytes whose name is `name` (a path's last part: the
+    suffix decides for protocols 0 and 1 and for compressed files): a file on disk, or a stored file
+    read back from its objects (content/verdict.py)."""
+    head = f.read(8)
+    suffixes = {s.lower() for s in Path(name).suffixes}
+    suffix = Path(name).suffix.lower()
+    kind = next((k for magic, k in _COMPRESSED if head.startswith(magic)), None)
+    f.seek(0)
+    if looks_like_pickle(head):
+        scan: Scan | None = scan_stream(f, size)
+    elif kind is not None and suffixes & (PICKLE_SUFFIXES | COMPRESSED_SUFFIXES):
+        scan = _scan_compressed(f, size, kind)
+    elif head.startswith(b"PK\x03\x04"):
+        scan = _scan_zip(f)
+    elif suffix in PICKLE_SUFFIXES and head[:1] and head[0] in OPCODE_BYTES:
+        scan = scan_stream(f, size)
+    else:
+        return None  # every unpickler raises on a first byte that is no opcode: nothing is ever loaded
+    if scan is not None and allowed is not None:
+        scan.allowed = frozenset(allowed)
+    return scan
 
 
 _RECENT: weakref.WeakValueDictionary[tuple[int, ...], Scan] = weakref.WeakValueDictionary()
