@@ -217,3 +217,18 @@ def test_saved_records_keep_the_save_allowlist(tmp_path: Path) -> None:
     assert repo.get("latest")["mstore"]["pickle_verdict"] == "safe"
     Repository.clone(str(tmp_path / "a"), tmp_path / "b")  # elsewhere, the remote's allowlist is not taken
     assert Repository.open(tmp_path / "b").get("latest")["mstore"]["pickle_verdict"] == "unsafe"
+
+
+def test_the_web_ui_marks_what_the_bytes_say(attacker: tuple[Path, str]) -> None:
+    from starlette.testclient import TestClient
+
+    from mstore.ui.app import create_app
+
+    tmp_path, vid = attacker
+    Repository.clone(str(tmp_path / "remote"), tmp_path / "mine")
+    client = TestClient(create_app(tmp_path / "mine"), base_url="http://127.0.0.1")
+    row = client.get("/").text
+    assert '<span class="badge unsafe"' in row[row.index(f'<tr data-version="{vid}">') :]
+    page = client.get(f"/versions/{vid}").text
+    assert 'id="unsafe">UNSAFE</span>' in page and "its metadata claimed safe" in page
+    assert "mstore.model_path(" not in page
