@@ -220,11 +220,11 @@ def test_an_array_that_compresses_better_after_the_bytes_before_it_stays_with_th
 
 def test_a_save_walks_a_joblib_file_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The chunker reuses the walk of the safety scan (same open file: size, mtime, inode, device)."""
-    from mstore.formats import pickles
+    from mstore.formats import picklefiles
 
     walks = []
-    real = pickles.scan_stream
-    monkeypatch.setattr(pickles, "scan_stream", lambda f, size, *rest: walks.append(size) or real(f, size, *rest))
+    real = picklefiles.scan_stream  # where scan_file and joblib_arrays call it
+    monkeypatch.setattr(picklefiles, "scan_stream", lambda f, size, *rest: walks.append(size) or real(f, size, *rest))
     (tmp_path / "m.joblib").write_bytes(_DENSE)
     repo = Repository.init(tmp_path / "store")
     repo.save(tmp_path / "m.joblib")

@@ -234,7 +234,9 @@ def test_a_joblib_wrapper_declaring_a_huge_array_is_refused() -> None:
 
 
 def test_the_opcode_limit_holds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P, "MAX_OPS", 100)
+    from mstore.formats import picklewalk
+
+    monkeypatch.setattr(picklewalk, "MAX_OPS", 100)  # where the walker reads it
     scan = P.scan_bytes(b"\x80\x02" + b"N0" * 200 + b".")
     assert not scan.complete and "opcodes" in (scan.error or "")
 

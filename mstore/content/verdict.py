@@ -80,7 +80,7 @@ def scan_entry(entry: Entry, chunks: Chunks, allowed: Iterable[tuple[str, str]] 
     """The scan of one stored file, read back from its chunks as `scan_file` reads a file on disk."""
     if entry.size == 0:
         return None
-    stream: BinaryIO = io.BufferedReader(_StoredStream(StoredFile(entry, chunks)), 1 << 16)  # type: ignore[arg-type]
+    stream: BinaryIO = io.BufferedReader(_StoredStream(StoredFile(entry, chunks)), 1 << 16)
     return _pickles.scan_named(stream, entry.size, entry.path.rsplit("/", 1)[-1], allowed)
 
 
