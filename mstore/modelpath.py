@@ -254,7 +254,7 @@ class _StoreOrigin(Origin):
 
 def _from_store(store: Store, ref: str, cache: Cache) -> Origin:
     vid = resolve(store, ref)
-    meta = _verdict.local(store, vid, store.versions.read(vid))  # the verdict of the bytes
+    meta = _verdict.local(store, vid, store.versions.read(vid), strict=True)  # the verdict of the bytes
     key = manifest_id(meta, vid)
     model_hash = str(meta.get("model_hash"))
     source = f"store {store.root.resolve()}"

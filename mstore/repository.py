@@ -313,6 +313,10 @@ class Repository:
         vid = self.resolve(ref)
         return _verdict.local(self.store, vid, self.store.versions.read(vid))
 
+    def _loadable(self, vid: str) -> dict[str, Any]:
+        """The metadata a load decides on: the verdict of the bytes; a damaged version raises its own error."""
+        return _verdict.local(self.store, vid, self.store.versions.read(vid), strict=True)
+
     def ids(self) -> list[str]:
         """Version IDs, oldest first."""
         return self.store.versions.ids()
@@ -402,8 +406,8 @@ class Repository:
         whose pickles are unsafe or unknown raises UnsafeToLoad, writing nothing, unless `allow_unsafe=True`
         or MSTORE_ALLOW_UNSAFE=1 (as `model_path`)."""
         vid = self.resolve(ref)
-        _compare.check_loadable(self.get(vid), vid, allow_unsafe)
-        manifest = self.manifest(vid)
+        manifest = self.manifest(vid)  # a damaged version fails as itself, before the verdict
+        _compare.check_loadable(self._loadable(vid), vid, allow_unsafe)
         target = Path(dest)
         if os.fspath(dest).endswith(("/", os.sep)) and manifest.kind == KIND_FILE:
             target = target / manifest.entries[0].path
@@ -438,7 +442,7 @@ class Repository:
         refused, writing nothing, unless `allow_unsafe=True` or MSTORE_ALLOW_UNSAFE=1 (as `checkout`)."""
         ids = self._named(refs)
         for vid in ids:
-            _compare.check_loadable(self.get(vid), vid, allow_unsafe)
+            _compare.check_loadable(self._loadable(vid), vid, allow_unsafe)
         return _archive.export_plain(self.store, ids, Path(dest))
 
     def _named(self, refs: list[str]) -> list[str]:

@@ -256,3 +256,25 @@ def test_export_plain_refuses_unsafe_and_writes_nothing(saved: tuple[Path, dict[
     assert (tmp_path / "work" / "plain" / f"version_{ids['bad']}" / "model.pkl").read_bytes() == UNSAFE
     _mstore(tmp_path, "export", "good", "plain", "--plain", "-o", "plain2")
     _mstore(tmp_path, "export", "bad", "-o", "bad.mstore")  # an archive: the importer decides
+
+
+def test_open_tensors_is_not_refused_it_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision, documented in tensorfile.py: open_tensors reads raw bytes at offsets found statically,
+    so a version whose pickles are unsafe still gives its tensors (and model_path still refuses it)."""
+    import numpy as np
+
+    from helpers import safetensors_bytes
+
+    monkeypatch.delenv("MSTORE_ALLOW_UNSAFE", raising=False)
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "evil.pkl").write_bytes(UNSAFE)
+    weights = np.arange(6, dtype=np.float32)
+    (folder / "w.safetensors").write_bytes(safetensors_bytes({"w": ("F32", weights)}))
+    repo = Repository.init(tmp_path / "store")
+    vid = str(repo.save(folder)["timestamp"])
+    with pytest.raises(UnsafeModel, match=vid):
+        mstore.model_path(vid, store=tmp_path / "store")
+    with mstore.open_tensors(vid, "w.safetensors", store=tmp_path / "store") as f:
+        assert f.get_tensor("w").tolist() == weights.tolist()

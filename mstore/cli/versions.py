@@ -284,8 +284,8 @@ def checkout(
     """
     repo = open_repo()
     vid = repo.fetch(remote, ref) if remote else repo.resolve(ref)
+    manifest = repo.manifest(vid)  # a damaged version fails as itself, before the verdict
     check_loadable(repo.get(vid), vid, True if allow_unsafe else None)
-    manifest = repo.manifest(vid)
     if output is None:
         output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)
     with byte_progress(lambda: manifest.size, "checkout") as progress:

@@ -233,15 +233,18 @@ def record_for(store: Store, version_id: str, meta: Mapping[str, Any]) -> dict[s
     return found
 
 
-def local(store: Store, version_id: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+def local(store: Store, version_id: str, meta: Mapping[str, Any], *, strict: bool = False) -> dict[str, Any]:
     """A version's metadata as every reader must see it: its pickle verdict recomputed from its bytes
-    (`effective`). A version whose manifest cannot be read is "unknown" (`mstore fsck` says why)."""
+    (`effective`). A version whose manifest cannot be read is "unknown" (`mstore fsck` says why); with
+    `strict` (a load, which needs the manifest anyway) that error is raised instead."""
     block = meta.get("mstore")
     if not isinstance(block, dict):
         return dict(meta)
     try:
         return effective(meta, record_for(store, version_id, meta))
     except (MStoreError, OSError, ValueError) as exc:
+        if strict:
+            raise
         return unreadable(meta, f"its model cannot be read to check its pickles ({exc})")
 
 
