@@ -363,7 +363,7 @@ def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | Non
 _UNKNOWN_SCAN: dict[str, Any] = {
     "mstore": {"pickle_globals": {}, "pickle_incomplete": {"?": "no scan was kept offline; run it once online"}}
 }
-_PICKLE_KEYS = ("pickle_globals", "unsafe_globals", "pickle_incomplete", "pickle_verdict")
+_PICKLE_KEYS = ("pickle_globals", "unsafe_globals", "pickle_incomplete", "pickle_verdict", "pickle_scope")
 
 
 def pickle_record(meta: dict[str, Any]) -> dict[str, Any]:

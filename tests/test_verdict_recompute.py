@@ -232,3 +232,30 @@ def test_the_web_ui_marks_what_the_bytes_say(attacker: tuple[Path, str]) -> None
     page = client.get(f"/versions/{vid}").text
     assert 'id="unsafe">UNSAFE</span>' in page and "its metadata claimed safe" in page
     assert "mstore.model_path(" not in page
+
+
+def test_a_partial_load_from_the_remote_scans_what_it_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """files= scans only those files; a later offline load of a file it did not scan is refused as unknown."""
+    monkeypatch.delenv("MSTORE_ALLOW_UNSAFE", raising=False)
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "evil.pkl").write_bytes(UNSAFE)
+    (folder / "ok.pkl").write_bytes(SAFE)
+    (folder / "config.json").write_bytes(b"{}")
+    evil = Repository.init(tmp_path / "evil")
+    vid = str(evil.save(folder)["timestamp"])
+    evil.remote_add("bucket", str(tmp_path / "remote"))
+    evil.push("bucket")
+    forge_safe(tmp_path / "remote", vid)
+    url = str(tmp_path / "remote")
+    path = mstore.model_path(vid, remote=url, files=["ok.pkl", "config.json"])
+    assert (path / "ok.pkl").read_bytes() == SAFE and not (path / "evil.pkl").exists()
+    for offline in (True, False):
+        with pytest.raises(UnsafeModel, match=rf"{vid}.*evil\.pkl"):
+            mstore.model_path(vid, remote=url, files=["evil.pkl"], offline=offline)
+    with pytest.raises(UnsafeModel, match=vid):
+        mstore.model_path(vid, remote=url, offline=True)
+    with pytest.raises(UnsafeModel, match=rf"{vid}.*os\.system"):
+        mstore.model_path(vid, remote=url)
+    assert mstore.model_path(vid, remote=url, files=["ok.pkl"]).is_dir()  # the whole record answers now

@@ -43,7 +43,14 @@ FORMAT = 1
 SCANNER = 1  # bump when the walker changes what it finds: records of an older scanner are recomputed
 RECORDS = "cache/verdicts"  # under a store's root
 MAX_RECORD_BYTES = 64 << 20
-PICKLE_KEYS = ("pickle_globals", "unsafe_globals", "pickle_incomplete", "pickle_verdict", "pickle_allowed")
+PICKLE_KEYS = (
+    "pickle_globals",
+    "unsafe_globals",
+    "pickle_incomplete",
+    "pickle_verdict",
+    "pickle_allowed",
+    "pickle_scope",  # a partial scan: the only files it read (the rest are unknown)
+)
 
 
 class _StoredStream(io.RawIOBase):
@@ -274,15 +281,18 @@ def from_chunks(
     """`local` for a version read from elsewhere without a store of its own (`model_path(remote=...)`): the
     record is kept under `directory` (the model cache's). With `only` (a partial load) just those files
     are scanned, and the rest count as unknown, so that nothing unscanned ever passes as safe."""
-    if only is None:
-        record = read_record(directory, oid)
-        if record is None:
-            record = record_of(scan_manifest(manifest, chunks), "bytes")
-            write_record(directory, oid, record)
-    else:
-        files = scan_manifest(manifest, chunks, only)
-        rest = [e.path for e in manifest.files if e.path not in set(only)]
-        if rest:
-            files[""] = {"globals": [], "complete": False, "error": "only the files asked for were scanned"}
-        record = record_of(files, "bytes")
-    return effective(meta, record)
+    record = read_record(directory, oid)  # a whole load made it before: it answers for any part too
+    if record is None and only is None:
+        record = record_of(scan_manifest(manifest, chunks), "bytes")
+        write_record(directory, oid, record)
+    if record is not None:
+        return effective(meta, record)
+    assert only is not None
+    scope = sorted(set(only))
+    files = scan_manifest(manifest, chunks, scope)
+    if len(scope) == len(manifest.files):
+        return effective(meta, record_of(files, "bytes"))
+    files[""] = {"globals": [], "complete": False, "error": "only the files asked for were scanned"}
+    out = effective(meta, record_of(files, "bytes"))
+    out["mstore"]["pickle_scope"] = scope  # offline, a load of any other file is refused as unknown
+    return out

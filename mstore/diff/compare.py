@@ -205,10 +205,12 @@ def load_refusal(meta: dict[str, Any], version: str, files: Collection[str] | No
         and (incomplete is None or isinstance(incomplete, dict))
     ):
         unsafe = set(unsafe_globals_of(meta))
+        scope = block.get("pickle_scope") if isinstance(block, dict) else None  # a partial scan read only these
         bad = []
         for rel in sorted(files):
             names = per_file.get(rel)
-            if rel in (incomplete or {}) or (rel in per_file and not isinstance(names, list)):
+            unscanned = scope is not None and (not isinstance(scope, list) or rel not in scope)
+            if unscanned or rel in (incomplete or {}) or (rel in per_file and not isinstance(names, list)):
                 bad.append((rel, None))
             elif isinstance(names, list):
                 bad.extend((rel, g) for g in names if g in unsafe)
