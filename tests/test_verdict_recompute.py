@@ -259,3 +259,24 @@ def test_a_partial_load_from_the_remote_scans_what_it_loads(tmp_path: Path, monk
     with pytest.raises(UnsafeModel, match=rf"{vid}.*os\.system"):
         mstore.model_path(vid, remote=url)
     assert mstore.model_path(vid, remote=url, files=["ok.pkl"]).is_dir()  # the whole record answers now
+
+
+def test_unreadable_bytes_are_unknown_and_not_kept(attacker: tuple[Path, str]) -> None:
+    """A chunk that cannot be read makes the verdict unknown (refused), and no record is kept: once the
+    object is back (a pull, `fsck` repair), the verdict is taken again."""
+    tmp_path, vid = attacker
+    Repository.clone(str(tmp_path / "remote"), tmp_path / "mine")
+    repo = Repository.open(tmp_path / "mine")
+    shutil.rmtree(tmp_path / "mine" / "cache" / "verdicts")
+    (chunk,) = repo.manifest(vid).files[0].chunks
+    path = repo.store.objects.path(chunk.oid)
+    saved = path.read_bytes()
+    os.chmod(path, 0o644)
+    path.unlink()
+    block = repo.get(vid)["mstore"]
+    assert block["pickle_verdict"] == "unknown"
+    assert not (tmp_path / "mine" / "cache" / "verdicts").exists() or not os.listdir(
+        tmp_path / "mine" / "cache" / "verdicts"
+    )
+    path.write_bytes(saved)
+    assert repo.get(vid)["mstore"]["pickle_verdict"] == "unsafe"

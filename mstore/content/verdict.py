@@ -102,11 +102,21 @@ def scan_manifest(manifest: Manifest, chunks: Chunks, only: Iterable[str] | None
         try:
             scan = scan_entry(entry, chunks)
         except (MStoreError, OSError, ValueError) as exc:
-            out[entry.path] = {"globals": [], "complete": False, "error": f"its stored bytes cannot be read ({exc})"}
+            out[entry.path] = {"globals": [], "complete": False, "error": f"{UNREADABLE} ({exc})"}
             continue
         if scan is not None:
             out[entry.path] = {"globals": list(scan.globals), "complete": scan.complete, "error": scan.error}
     return out
+
+
+UNREADABLE = "its stored bytes cannot be read"
+
+
+def _keep(directory: Path, oid: str, record: Mapping[str, Any]) -> None:
+    """Keep a record computed from bytes, unless some bytes could not be read: that may be repaired (a pull,
+    `fsck`), and the verdict must then be taken again, not stay "unknown" for good."""
+    if not any(str(f.get("error") or "").startswith(UNREADABLE) for f in record["files"].values()):
+        write_record(directory, oid, record)
 
 
 def record_of(files: Mapping[str, Any], source: str, allowed: Iterable[str] = ()) -> dict[str, Any]:
@@ -236,7 +246,7 @@ def record_for(store: Store, version_id: str, meta: Mapping[str, Any]) -> dict[s
     if found is None:
         manifest = store.version_manifest(version_id, dict(meta))
         found = record_of(scan_manifest(manifest, store.objects), "bytes")
-        write_record(directory, oid, found)
+        _keep(directory, oid, found)
     return found
 
 
@@ -284,7 +294,7 @@ def from_chunks(
     record = read_record(directory, oid)  # a whole load made it before: it answers for any part too
     if record is None and only is None:
         record = record_of(scan_manifest(manifest, chunks), "bytes")
-        write_record(directory, oid, record)
+        _keep(directory, oid, record)
     if record is not None:
         return effective(meta, record)
     assert only is not None
