@@ -280,3 +280,18 @@ def test_unreadable_bytes_are_unknown_and_not_kept(attacker: tuple[Path, str]) -
     )
     path.write_bytes(saved)
     assert repo.get(vid)["mstore"]["pickle_verdict"] == "unsafe"
+
+
+def test_gc_drops_the_records_of_the_manifests_it_deletes(tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "a")
+    for data in (UNSAFE, SAFE):
+        (tmp_path / "m.pkl").write_bytes(data)
+        repo.save(tmp_path / "m.pkl")
+    records = tmp_path / "a" / "cache" / "verdicts"
+    first, second = repo.ids()
+    gone = repo.store.versions.read(first)["mstore"]["manifest"]
+    assert {p.name for p in records.iterdir()} >= {f"{gone}.json"}
+    repo.remove(first)
+    repo.gc(grace_seconds=0)
+    assert f"{gone}.json" not in {p.name for p in records.iterdir()}
+    assert repo.get(second)["mstore"]["pickle_verdict"] == "safe" and len(list(records.iterdir())) == 1

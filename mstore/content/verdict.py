@@ -306,3 +306,13 @@ def from_chunks(
     out = effective(meta, record_of(files, "bytes"))
     out["mstore"]["pickle_scope"] = scope  # offline, a load of any other file is refused as unknown
     return out
+
+
+def forget(store: Store, oid: str) -> None:
+    """Drop the record of a manifest that gc deleted (a record is derived: losing one costs a recompute)."""
+    if is_oid(oid):
+        try:
+            if fsutil.check_real_dir(records_dir(store), "cache/verdicts/"):
+                fsutil.remove_file(records_dir(store) / f"{oid}.json")
+        except (OSError, MStoreError):
+            pass
