@@ -149,9 +149,12 @@ class ModelVersioning:
         plan, _ = self.repo.prune(keep_last=keep_last, keep_within=keep_within, dry_run=dry_run)
         return list(plan.remove)
 
-    def checkout(self, version: str, dest: str | os.PathLike[str], *, force: bool = False) -> Path:
-        """Restore a version's model to `dest`, verified bit-exact; returns the path written."""
-        return self.repo.checkout(version, dest, force=force)
+    def checkout(
+        self, version: str, dest: str | os.PathLike[str], *, force: bool = False, allow_unsafe: bool | None = None
+    ) -> Path:
+        """Restore a version's model to `dest`, verified bit-exact; returns the path written. Unsafe pickles
+        are refused as by `get_model_path` (UnsafeModel, nothing written) unless `allow_unsafe=True`."""
+        return self.repo.checkout(version, dest, force=force, allow_unsafe=allow_unsafe)
 
     restore = checkout
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache.entries import Cache
+from .content import verdict as _verdict
 from .content.restore import restore
 from .content.select import choose
 from .diff.compare import check_loadable
@@ -161,8 +162,11 @@ def locate(
     wanted = None
     if files is not None or include is not None or exclude:
         wanted = choose(origin.manifest(), files, include, exclude)  # the manifest is one small object
-    check_loadable(origin.meta, origin.version, allow_unsafe, wanted)  # before anything is written
     trust = None if keys is None else origin.check_trust(keys)  # before any model byte is read
+    if isinstance(origin, _RemoteOrigin):  # the remote's metadata claims a verdict: the bytes decide
+        records = cache.root / "verdicts"
+        origin.meta = _verdict.from_chunks(origin.meta, origin.key, origin.manifest(), origin, records, wanted)
+    check_loadable(origin.meta, origin.version, allow_unsafe, wanted)  # before anything is written
     path, wrote = cache.materialise(origin.key, origin.model_hash, origin, wanted)
     if not origin.offline:
         cache.record(
@@ -272,7 +276,7 @@ class _StoreOrigin(Origin):
 
 def _from_store(store: Store, ref: str, cache: Cache) -> Origin:
     vid = resolve(store, ref)
-    meta = store.versions.read(vid)
+    meta = _verdict.local(store, vid, store.versions.read(vid), strict=True)  # the verdict of the bytes
     key = manifest_id(meta, vid)
     model_hash = str(meta.get("model_hash"))
     source = f"store {store.root.resolve()}"
@@ -396,7 +400,7 @@ def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | Non
 _UNKNOWN_SCAN: dict[str, Any] = {
     "mstore": {"pickle_globals": {}, "pickle_incomplete": {"?": "no scan was kept offline; run it once online"}}
 }
-_PICKLE_KEYS = ("pickle_globals", "unsafe_globals", "pickle_incomplete", "pickle_verdict")
+_PICKLE_KEYS = ("pickle_globals", "unsafe_globals", "pickle_incomplete", "pickle_verdict", "pickle_scope")
 
 
 def pickle_record(meta: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .content import verdict as _verdict
 from .content.restore import restore
 from .diff import compare as _compare
 from .errors import BadInput, MStoreError
@@ -321,6 +322,7 @@ class Repository:
         other = self.remote(remote or self.default_remote())
         ids = config.resolve_on(other, refs) if refs else other.version_ids()
         stats = transfer.pull(other, self.store, sorted(set(ids)), progress=progress, trusted_keys=keys)
+        _verdict.recompute(self.store, [i for i in sorted(set(ids)) if self.store.versions.exists(i)])
         if stats.untrusted:  # the others were pulled; these were not (checked before their chunks travel)
             raise signatures.refusal(stats.untrusted, stats.versions_sent)
         return stats
@@ -334,6 +336,7 @@ class Repository:
         vid = config.resolve_on(other, [ref])[0]
         if not self.store.versions.exists(vid):
             stats = transfer.pull(other, self.store, [vid], trusted_keys=keys)
+            _verdict.recompute(self.store, [vid])
             if stats.untrusted:
                 raise signatures.refusal(stats.untrusted, stats.versions_sent)
         return vid
@@ -356,6 +359,7 @@ class Repository:
         from .remote import transfer
 
         store, stats = transfer.clone(url, Path(dest), endpoint_url=endpoint_url, progress=progress)
+        _verdict.recompute(store, store.versions.ids())  # never the remote's claim
         return cls(store), stats
 
     def fsck_remote(
@@ -401,7 +405,13 @@ class Repository:
         return resolve(self.store, ref)
 
     def get(self, ref: str) -> dict[str, Any]:
-        return self.store.versions.read(self.resolve(ref))
+        """A version's metadata; its pickle verdict is the one its stored bytes give (content/verdict.py)."""
+        vid = self.resolve(ref)
+        return _verdict.local(self.store, vid, self.store.versions.read(vid))
+
+    def _loadable(self, vid: str) -> dict[str, Any]:
+        """The metadata a load decides on: the verdict of the bytes; a damaged version raises its own error."""
+        return _verdict.local(self.store, vid, self.store.versions.read(vid), strict=True)
 
     def ids(self) -> list[str]:
         """Version IDs, oldest first."""
@@ -540,11 +550,21 @@ class Repository:
         return self.store.version_manifest(self.resolve(ref))
 
     def checkout(
-        self, ref: str, dest: str | os.PathLike[str], *, force: bool = False, progress: Progress | None = None
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        progress: Progress | None = None,
+        allow_unsafe: bool | None = None,
     ) -> Path:
         """Write the version's model to `dest`, verified bit-exact; returns the path written. A `dest` that
-        ends in a slash is a directory, created if need be (a single-file model lands inside it)."""
-        manifest = self.manifest(ref)
+        ends in a slash is a directory, created if need be (a single-file model lands inside it). A version
+        whose pickles are unsafe or unknown raises UnsafeToLoad, writing nothing, unless `allow_unsafe=True`
+        or MSTORE_ALLOW_UNSAFE=1 (as `model_path`)."""
+        vid = self.resolve(ref)
+        manifest = self.manifest(vid)  # a damaged version fails as itself, before the verdict
+        _compare.check_loadable(self._loadable(vid), vid, allow_unsafe)
         target = Path(dest)
         if os.fspath(dest).endswith(("/", os.sep)) and manifest.kind == KIND_FILE:
             target = target / manifest.entries[0].path
@@ -570,10 +590,17 @@ class Repository:
         """Write the versions `refs` name, their tags and every object they need into one `.mstore` file."""
         return _archive.export(self.store, self._named(refs), Path(dest), force=force)
 
-    def export_plain(self, refs: list[str], dest: str | os.PathLike[str]) -> list[Path]:
+    def export_plain(
+        self, refs: list[str], dest: str | os.PathLike[str], *, allow_unsafe: bool | None = None
+    ) -> list[Path]:
         """Write `DEST/version_<ID>/<model file or folder>` and `metadata.json` for each version (the seed's
-        layout, readable without mstore); every file is verified bit-exact. DEST must not exist or be empty."""
-        return _archive.export_plain(self.store, self._named(refs), Path(dest))
+        layout, readable without mstore); every file is verified bit-exact. DEST must not exist or be empty.
+        Plain files leave mstore's verdict behind, so a version whose pickles are unsafe or unknown is
+        refused, writing nothing, unless `allow_unsafe=True` or MSTORE_ALLOW_UNSAFE=1 (as `checkout`)."""
+        ids = self._named(refs)
+        for vid in ids:
+            _compare.check_loadable(self._loadable(vid), vid, allow_unsafe)
+        return _archive.export_plain(self.store, ids, Path(dest))
 
     def _named(self, refs: list[str]) -> list[str]:
         if not refs:
@@ -583,13 +610,17 @@ class Repository:
     def import_archive(self, path: str | os.PathLike[str]) -> _archive.ImportStats:
         """Import a `.mstore` archive: everything is verified before anything is stored; versions that
         exist here are skipped; a damaged archive imports nothing (BadArchive names the bad part)."""
-        return _archive.import_archive(self.root, Path(path))
+        stats = _archive.import_archive(self.root, Path(path))
+        _verdict.recompute(self.store, stats.versions_imported)  # never the archive's claim
+        return stats
 
     @classmethod
     def import_into(cls, root: str | os.PathLike[str], path: str | os.PathLike[str]) -> _archive.ImportStats:
         """`import_archive` into the store at `root`, which is created only once the archive has been
         verified: a damaged archive leaves no empty store behind."""
-        return _archive.import_archive(Path(root), Path(path))
+        stats = _archive.import_archive(Path(root), Path(path))
+        _verdict.recompute(Store.open(Path(root)), stats.versions_imported)  # never the archive's claim
+        return stats
 
 
 class _Refreshing(Repository):

@@ -10,6 +10,12 @@ does not download it again). Read: safetensors, `.npz` (stored, uncompressed ent
 compressed npz entry (`np.savez_compressed`) is read whole, verified, then inflated under the size its zip
 directory declares. Quantized GGUF blocks and torch storages are listed (dtype as stored) and given as
 bytes.
+
+No pickle refusal here, on purpose (issue 21): `open_tensors` never unpickles. A `torch.save` zip's
+`data.pkl` is walked statically for tensor names and storage keys (formats/tensors.py), and what comes
+back is raw bytes at offsets, as numpy arrays of plain dtypes or bytes; nothing a pickle names is ever
+imported or called, so an "unsafe" verdict has nothing to guard. `model_path`, `path`, `checkout` and
+`export --plain`, which hand the file itself to a loader, refuse it (see diff/compare.check_loadable).
 """
 
 from __future__ import annotations

@@ -206,3 +206,75 @@ def test_checkout_safe_passes(saved: tuple[Path, dict[str, str]]) -> None:
     _mstore(tmp_path, "checkout", "plain", "-o", "m.bin")
     assert (tmp_path / "work" / "good.pkl").read_bytes() == SAFE
     assert (tmp_path / "work" / "m.bin").read_bytes() == b"x" * 10
+
+
+# -- every other load path: Repository.checkout, the seed API's checkout, export --plain ------------------------
+
+
+def test_repository_checkout_refuses_unsafe_unless_allowed(
+    saved: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp_path, ids = saved
+    repo = Repository.open(tmp_path / "store")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(UnsafeModel, match=rf"{ids['bad']}.*os\.system.*allow_unsafe=True"):
+        repo.checkout("bad", out / "m.pkl")
+    with pytest.raises(UnsafeModel, match=r"evil\.pkl|os\.system"):
+        repo.checkout("mixed", out / "mixed")
+    assert os.listdir(out) == []
+    assert repo.checkout("good", out / "good.pkl").read_bytes() == SAFE
+    assert repo.checkout("bad", out / "m.pkl", allow_unsafe=True).read_bytes() == UNSAFE
+    monkeypatch.setenv("MSTORE_ALLOW_UNSAFE", "1")
+    assert repo.checkout("bad", out / "m2.pkl").read_bytes() == UNSAFE
+    with pytest.raises(UnsafeModel):  # the argument wins over the environment
+        repo.checkout("bad", out / "m3.pkl", allow_unsafe=False)
+
+
+def test_seed_api_checkout_refuses_unsafe_unless_allowed(saved: tuple[Path, dict[str, str]]) -> None:
+    tmp_path, ids = saved
+    mv = mstore.ModelVersioning(tmp_path / "store")
+    with pytest.raises(UnsafeModel, match=ids["bad"]):
+        mv.checkout("bad", tmp_path / "m.pkl")
+    with pytest.raises(UnsafeModel, match=ids["bad"]):
+        mv.restore("bad", tmp_path / "m.pkl")
+    assert not (tmp_path / "m.pkl").exists()
+    assert mv.checkout("bad", tmp_path / "m.pkl", allow_unsafe=True).read_bytes() == UNSAFE
+
+
+def test_export_plain_refuses_unsafe_and_writes_nothing(saved: tuple[Path, dict[str, str]]) -> None:
+    """Plain files leave the verdict behind (anyone can joblib.load them), so --plain refuses as checkout
+    does; the archive format keeps the bytes and every importer recomputes the verdict, so it passes."""
+    tmp_path, ids = saved
+    _one_line(_mstore(tmp_path, "export", "good", "bad", "--plain", "-o", "plain", code=1), ids["bad"])
+    assert os.listdir(tmp_path / "work") == []
+    repo = Repository.open(tmp_path / "store")
+    with pytest.raises(UnsafeModel, match=ids["mixed"]):
+        repo.export_plain(["mixed"], tmp_path / "plain")
+    assert not (tmp_path / "plain").exists()
+    _mstore(tmp_path, "export", "good", "bad", "--plain", "-o", "plain", "--allow-unsafe")
+    assert (tmp_path / "work" / "plain" / f"version_{ids['bad']}" / "model.pkl").read_bytes() == UNSAFE
+    _mstore(tmp_path, "export", "good", "plain", "--plain", "-o", "plain2")
+    _mstore(tmp_path, "export", "bad", "-o", "bad.mstore")  # an archive: the importer decides
+
+
+def test_open_tensors_is_not_refused_it_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision, documented in tensorfile.py: open_tensors reads raw bytes at offsets found statically,
+    so a version whose pickles are unsafe still gives its tensors (and model_path still refuses it)."""
+    import numpy as np
+
+    from helpers import safetensors_bytes
+
+    monkeypatch.delenv("MSTORE_ALLOW_UNSAFE", raising=False)
+    monkeypatch.setenv("MSTORE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "evil.pkl").write_bytes(UNSAFE)
+    weights = np.arange(6, dtype=np.float32)
+    (folder / "w.safetensors").write_bytes(safetensors_bytes({"w": ("F32", weights)}))
+    repo = Repository.init(tmp_path / "store")
+    vid = str(repo.save(folder)["timestamp"])
+    with pytest.raises(UnsafeModel, match=vid):
+        mstore.model_path(vid, store=tmp_path / "store")
+    with mstore.open_tensors(vid, "w.safetensors", store=tmp_path / "store") as f:
+        assert f.get_tensor("w").tolist() == weights.tolist()

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ..diff import environment as _environment
-from ..diff.compare import flatten_metrics, lineage_of, pickle_verdict_of, unsafe_globals_of
+from ..diff.compare import flatten_metrics, lineage_of, pickle_claim_of, pickle_verdict_of, unsafe_globals_of
 from ..diff.grouping import GROUP_MIN, group_names
 from ..diff.lineage import change_lines, code_text, data_text
 from ..diff.query import fields as query_fields
@@ -143,9 +143,9 @@ def log_lines(
         unsafe = unsafe_globals_of(meta)
         verdict, why = pickle_verdict_of(meta)
         if unsafe:
-            lines.append(style(f"Unsafe:   loading it imports {unsafe_text(unsafe)}", "bad"))
+            lines.append(style(f"Unsafe:   loading it imports {unsafe_text(unsafe)}{pickle_claim_of(meta)}", "bad"))
         elif verdict == "unknown":
-            lines.append(style(f"Unsafe?:  {safe(why)}", "bad"))
+            lines.append(style(f"Unsafe?:  {safe(why)}{pickle_claim_of(meta)}", "bad"))
         if message:
             lines.append(f"Message:  {message}")
         lines.append("")
@@ -272,12 +272,12 @@ def show_lines(shown: dict[str, Any], style: Style = plain) -> list[str]:
         lines.append(f"  environment: {environment}")
     unsafe = unsafe_globals_of(meta)
     verdict, why = pickle_verdict_of(meta)
+    claim = pickle_claim_of(meta)
     if unsafe:
-        lines.append(
-            style(f"  UNSAFE: loading it imports {unsafe_text(unsafe, 20)} (outside the known-safe set)", "bad")
-        )
+        text = f"  UNSAFE: loading it imports {unsafe_text(unsafe, 20)} (outside the known-safe set)"
+        lines.append(style(text + claim, "bad"))
     elif verdict == "unknown":
-        lines.append(style(f"  UNSAFE (unknown): {safe(why)}", "bad"))
+        lines.append(style(f"  UNSAFE (unknown): {safe(why)}{claim}", "bad"))
     block = meta.get("mstore")
     per_file = block.get("pickle_globals") if isinstance(block, dict) else None
     if isinstance(per_file, dict):

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # remote support loads only when a remote command runs
     from ..remote.transfer import TransferStats
 
 from .shared import (
+    AllowUnsafeOpt,
     CommandGroup,
     EndpointOpt,
     JsonOpt,
@@ -199,12 +200,17 @@ def export(
     ] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing archive file.")] = False,
     as_json: JsonOpt = False,
+    allow_unsafe: AllowUnsafeOpt = False,
 ) -> None:
     """Export versions, their tags and every object they need as one self-verifying archive file (or, with
-    --plain, as plain files)."""
+    --plain, as plain files).
+
+    Plain files leave mstore's pickle verdict behind: --plain refuses a version whose pickles are unsafe or
+    unknown, writing nothing, unless --allow-unsafe (an archive keeps the bytes, and every importer
+    recomputes the verdict from them)."""
     repo = open_repo()
     if plain:
-        written = repo.export_plain(refs, output)
+        written = repo.export_plain(refs, output, allow_unsafe=True if allow_unsafe else None)
         if as_json:
             emit_json({"path": str(output), "written": [str(p) for p in written]})
         else:

@@ -315,14 +315,15 @@ def checkout(
     """
     repo = open_repo()
     vid = repo.fetch(remote, ref, trusted_keys=trusted_keys) if remote else repo.resolve(ref)
+    manifest = repo.manifest(vid)  # a damaged version fails as itself, before the verdict
     check_loadable(repo.get(vid), vid, True if allow_unsafe else None)
     repo.require_trusted(vid, trusted_keys)
-    manifest = repo.manifest(vid)
     if output is None:
         output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)
     bundle = repo.checkout_signature(vid, output, signature, signature_key, force=force)
     with byte_progress(lambda: manifest.size, "checkout") as progress:
-        written = repo.checkout(vid, output, force=force, progress=progress)
+        allowed = True if allow_unsafe else None
+        written = repo.checkout(vid, output, force=force, progress=progress, allow_unsafe=allowed)
     if bundle is not None and signature is not None:
         repo.write_signature(signature, bundle, force=force)
     if as_json:

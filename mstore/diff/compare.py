@@ -8,6 +8,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from ..content import verdict as _verdict
 from ..content.storedfile import StoredFile, stored_external_tensors
 from ..errors import UnsafeToLoad
 from ..store.layout import Store
@@ -166,6 +167,16 @@ def pickle_verdict_of(meta: dict[str, Any]) -> tuple[str | None, str]:
     return "safe", ""
 
 
+def pickle_claim_of(meta: dict[str, Any]) -> str:
+    """ " (its metadata claimed safe)" when the verdict found in the bytes is not the one the version's
+    metadata claimed (content/verdict.py keeps the claim as `mstore.pickle_claimed`); "" otherwise."""
+    block = meta.get("mstore")
+    claimed = block.get("pickle_claimed") if isinstance(block, dict) else None
+    if not isinstance(claimed, str) or not claimed.isidentifier():
+        return ""
+    return f" (its metadata claimed {claimed})"
+
+
 ALLOW_UNSAFE_ENV = "MSTORE_ALLOW_UNSAFE"
 
 
@@ -177,7 +188,8 @@ def allow_unsafe_from(allow_unsafe: bool | None) -> bool:
 
 
 def load_refusal(meta: dict[str, Any], version: str, files: Collection[str] | None = None) -> str | None:
-    """Why handing `version`'s model to a loader is refused (one line), or None when it may be handed over:
+    """Why handing `version`'s model to a loader is refused (one line; `{allow}` stands for the switch), or
+    None when it may be handed over:
     a version without pickles, one whose pickles are all known-safe, or a partial load (`files`, manifest
     paths) that leaves out every pickle that is not. The first offending global is named."""
     verdict, why = pickle_verdict_of(meta)
@@ -193,10 +205,12 @@ def load_refusal(meta: dict[str, Any], version: str, files: Collection[str] | No
         and (incomplete is None or isinstance(incomplete, dict))
     ):
         unsafe = set(unsafe_globals_of(meta))
+        scope = block.get("pickle_scope") if isinstance(block, dict) else None  # a partial scan read only these
         bad = []
         for rel in sorted(files):
             names = per_file.get(rel)
-            if rel in (incomplete or {}) or (rel in per_file and not isinstance(names, list)):
+            unscanned = scope is not None and (not isinstance(scope, list) or rel not in scope)
+            if unscanned or rel in (incomplete or {}) or (rel in per_file and not isinstance(names, list)):
                 bad.append((rel, None))
             elif isinstance(names, list):
                 bad.extend((rel, g) for g in names if g in unsafe)
@@ -210,8 +224,12 @@ def load_refusal(meta: dict[str, Any], version: str, files: Collection[str] | No
             why = f"loading it imports {first_unsafe[0]}"
     return (
         f"refused: version {version} is {verdict} ({why}); nothing was written. Loading runs what its pickles "
-        f"import: pass --allow-unsafe (allow_unsafe=True, or {ALLOW_UNSAFE_ENV}=1) if you trust it"
+        "import: pass {allow} if you trust it"
     )
+
+
+# How the refusal names the switch: in the CLI's terms and in Python's (MStoreError's options)
+ALLOW_WORDS = (f"--allow-unsafe (or {ALLOW_UNSAFE_ENV}=1)", f"allow_unsafe=True (or {ALLOW_UNSAFE_ENV}=1)")
 
 
 def check_loadable(
@@ -222,7 +240,7 @@ def check_loadable(
         return
     why = load_refusal(meta, version, files)
     if why is not None:
-        raise UnsafeToLoad(why)
+        raise UnsafeToLoad(why, allow=ALLOW_WORDS)
 
 
 def diff_lineage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +302,7 @@ def diff_files(old: Manifest, new: Manifest, objects: ObjectStore | None = None)
 def compare(store: Store, id1: str, id2: str) -> dict[str, Any]:
     """The full comparison of version `id1` (old) with `id2` (new), as plain JSON-ready data."""
     m1, m2 = store.versions.read(id1), store.versions.read(id2)
+    m1, m2 = _verdict.local(store, id1, m1), _verdict.local(store, id2, m2)  # verdicts of the bytes
     cats1, cats2 = _categories(m1.get("categories")), _categories(m2.get("categories"))
     return {
         "version1": id1,

@@ -20,7 +20,8 @@ on purpose: anything that reads or writes files (`numpy.load`, `numpy.memmap`, `
 Extending it for your own classes: `mstore save --allow mypkg.models:MyEstimator` (repeatable; `module:name`,
 or `module.Name` when the name has no dot), `Repository.save(..., allow=["mypkg.models:MyEstimator"])`, or
 one entry a line in a file named by `MSTORE_ALLOW_FILE`. The extra entries are recorded in the version's
-metadata (`mstore.pickle_allowed`), so the verdict can be recomputed with the same table.
+metadata (`mstore.pickle_allowed`) and in the store's local verdict record (content/verdict.py), which
+alone is believed: a version from a remote or an archive is judged by this table and `MSTORE_ALLOW_FILE`.
 """
 
 from __future__ import annotations

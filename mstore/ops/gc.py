@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..content import verdict as _verdict
 from ..errors import GcRefused, MStoreError
 from ..store import fsutil, signatures
 from ..store.layout import Store, layout_problems, manifest_id
@@ -101,6 +102,7 @@ def execute(store: Store, gc_plan: GcPlan) -> None:
     """Carry out a plan; safe to rerun after being killed (every step is idempotent)."""
     for oid in gc_plan.objects:
         store.objects.delete(oid)
+        _verdict.forget(store, oid)  # the pickle verdict of a deleted manifest, if it was one
     for path in gc_plan.leftovers:
         if path.is_dir() and not path.is_symlink():
             fsutil.remove_tree(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..content import verdict as _verdict
 from ..diff import query as _query
 from ..diff.ranking import check_metric_names, did_you_mean, sort_by_metric
 from ..errors import BadInput, TagNotFound, VersionNotFound
@@ -25,7 +26,7 @@ def versions(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
         if limit is not None and len(out) >= limit:
             break
         try:
-            out.append(store.versions.read(version_id))
+            out.append(_verdict.local(store, version_id, store.versions.read(version_id)))
         except VersionNotFound:
             continue
     return out
@@ -87,7 +88,7 @@ def log(
     if sort is not None and out:
         check_metrics(store, [sort], out)  # a typo first: its "did you mean" helps more than a direction
         out = sort_by_metric(out, sort, descending)[:limit]
-    return out
+    return [_verdict.local(store, meta["timestamp"], meta) for meta in out]  # the verdict of the bytes
 
 
 _WHERE = ("--where", "where")
@@ -115,6 +116,7 @@ def show(store: Store, ref: str) -> dict[str, Any]:
     version_id = resolve(store, ref)
     meta = store.versions.read(version_id)
     manifest = store.version_manifest(version_id, meta)
+    meta = _verdict.local(store, version_id, meta)  # the verdict of the bytes, not the metadata's claim
     ids = store.versions.ids()
     parent, removed = parent_of(meta, version_id, ids)
     parent_manifest = store.version_manifest(parent) if parent else None
@@ -155,4 +157,4 @@ def parent_pair(store: Store, ref: str) -> tuple[str, str]:
 def latest(store: Store) -> dict[str, Any] | None:
     """Metadata of the newest version (as `latest` resolves), or None in an empty store."""
     vid = newest(store.versions.ids())
-    return store.versions.read(vid) if vid else None
+    return _verdict.local(store, vid, store.versions.read(vid)) if vid else None

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..content import verdict as _verdict
 from ..content.ingest import IngestStats, ingest, inside, scan
 from ..content.parents import parent_pieces
 from ..content.statcache import StatCache
@@ -84,6 +85,8 @@ def save(
         parent_id = resolve(store, parent) if parent is not None else (ids[-1] if ids else None)
         cache = StatCache(store.root)
         written = write_objects(store, planned, parent_id, progress, cache)
+        scans = {rel: sc for rel, (_, sc) in planned.pickles.items()}
+        _verdict.keep_save_record(store, written.manifest_oid, scans, planned.safety.get("pickle_allowed", []))
         meta = commit(store, planned, written, parent_id, tag)
         cache.flush()  # only ever saves a re-read of unchanged files next time
     return meta

@@ -69,6 +69,8 @@ class LazyObjects(ObjectStore):
 class ReadOnlyStore(Store):
     """A mirror as the read code sees it: every write (they all take the write or gc lock) is refused."""
 
+    metadata_only = True
+
     def __init__(self, root: Path, config: dict[str, Any], url: str) -> None:
         super().__init__(root, config)
         self.url = url

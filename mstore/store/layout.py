@@ -105,6 +105,10 @@ def validate_config(config: Any, where: str) -> dict[str, Any]:
 class Store:
     """An opened store directory. Higher layers go through its parts, never through raw paths."""
 
+    # True for a remote's metadata mirror (remote/mirror.py): it holds no model bytes, so readers show the
+    # metadata's own claims (the pickle verdict) instead of fetching the model to check them.
+    metadata_only = False
+
     def __init__(self, root: Path, config: dict[str, Any]) -> None:
         self.root = root
         self.config = config

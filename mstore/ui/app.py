@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..diff.compare import flatten_metrics, pickle_verdict_of, unsafe_globals_of
+from ..diff.compare import flatten_metrics, pickle_claim_of, pickle_verdict_of, unsafe_globals_of
 from ..diff.environment import change_lines as environment_changes
 from ..diff.environment import environment_of, environment_text, saved_by_of
 from ..diff.lineage import change_lines
@@ -297,7 +297,7 @@ def create_app(root: str | Path | Repository, *, allowed_hosts: list[str] | None
             store=str(repo.root.resolve()),
             saved_by=saved_by_of(meta),
             environment=environment_text(environment_of(meta)),
-            verdict=pickle_verdict_of(meta),
+            verdict=(pickle_verdict_of(meta)[0], pickle_verdict_of(meta)[1] + pickle_claim_of(meta)),
             unsafe_globals=unsafe_globals_of(meta),
         )
 
