@@ -18,35 +18,12 @@ import pytest
 
 from mstore.formats import pickles as P
 
-FRAME_FIX = (
-    "the walker treats FRAME as a hint and reads an operand across the frame's end; CPython's C unpickler "
-    "then reads differently (it runs opcodes the walker took for data), the Python one raises. Fix in "
-    "_Walker.walk: remember each opcode's start offset and, after it is read, raise NotPickle when "
-    "start < frame_end < r.pos (an opcode crossing the end of its frame), and when a FRAME opens before "
-    "frame_end (a frame inside a frame): the file is then 'unknown'. CPython never writes either."
-)
-PEER_GAPS = {
-    "picklescan/dns_exfiltration.npy": (
-        "numpy.load(allow_pickle=True) unpickles the object array after a .npy header; scan_file returns None "
-        "for b'\\x93NUMPY'. Fix in scan_file: for that magic, read the header dict (bounded, as "
-        "tensors._npy_tensor does) and when its descr holds objects ('|O', or 'O' in a structured descr) walk "
-        "the bytes after the header as a plain pickle."
-    ),
-    "picklescan/malicious1_0x1.zip": (
-        "a zip member with the 'encrypted' flag bit: zipfile raises RuntimeError, which _scan_zip does not catch, "
-        "so scan_file raises (torch's own zip reader ignores the bit and loads the pickle). Fix: add RuntimeError "
-        "to the except tuple around archive.open(info) in _scan_zip (the file is then 'unknown')."
-    ),
-    "picklescan/malicious1_wrong_ext.zip": (
-        "the pickle inside the zip is named data.txt; _scan_zip walks only members named *.pkl / *.pickle and "
-        "returns None. Fix in _scan_zip: also walk every member whose first bytes pass looks_like_pickle."
-    ),
+PEER_GAPS = {  # what mstore still misses, each with what would fix it
     "picklescan/malicious1.7z": (
         "a 7z archive: no ML loader opens it and the standard library cannot read it, so scan_file returns None "
         "(mstore stores it as bytes). Fix if wanted: call a file starting with b'7z\\xbc\\xaf\\x27\\x1c' "
         "'unknown' (an archive mstore cannot look into)."
     ),
-    **{f"fickling/frame_boundary_straddle_variants_{i}.pkl": FRAME_FIX for i in (1, 2, 5, 6)},
 }
 
 
@@ -98,7 +75,6 @@ def test_the_frame_divergence_found_here_is_a_real_exploit(tmp_path: Path) -> No
     assert marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=FRAME_FIX)
 def test_the_frame_divergence_found_here_is_flagged(tmp_path: Path) -> None:
     path = tmp_path / "model.pkl"
     path.write_bytes(C.frame_boundary_divergence(tmp_path / "PWNED"))

@@ -9,6 +9,7 @@ import bz2
 import io
 import lzma
 import os
+import re
 import stat
 import weakref
 import zipfile
@@ -155,6 +156,45 @@ def _scan_compressed(f: BinaryIO, size: int, kind: str) -> Scan:
     return scan
 
 
+_TORCH_STORAGE = re.compile(r"(^|/)(data|\.data)/")
+
+
+def _sniff(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Whether a zip member not named like a pickle starts like one (never a torch storage: raw tensor bytes)."""
+    if info.is_dir() or _TORCH_STORAGE.search(info.filename):
+        return False
+    try:
+        with archive.open(info) as member:
+            return looks_like_pickle(member.read(8))
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, RuntimeError, zlib.error):
+        return False
+
+
+def _scan_npy(f: BinaryIO, size: int) -> Scan | None:
+    """A .npy file whose dtype holds objects: numpy.load(allow_pickle=True) unpickles what follows the header."""
+    head = f.read(12)
+    if head[:6] != b"\x93NUMPY" or len(head) < 10:
+        return None
+    hlen, start = (
+        (int.from_bytes(head[8:10], "little"), 10) if head[6] == 1 else (int.from_bytes(head[8:12], "little"), 12)
+    )
+    if hlen > 1 << 16 or start + hlen > size:
+        return Scan(complete=False, error="a .npy header mstore cannot read", loaders=["numpy"])
+    f.seek(start)
+    match = re.search(r"'descr':\s*(.*?),\s*'(fortran_order|shape)'", f.read(hlen).decode("latin-1"), re.S)
+    if match is None:
+        return Scan(complete=False, error="a .npy header mstore cannot read", loaders=["numpy"])
+    if "O" not in match.group(1):
+        return None  # plain numbers: numpy reads them as bytes
+    scan = Scan(loaders=["numpy"])
+    data = f.read(MAX_ZIP_PICKLE + 1)
+    if len(data) > MAX_ZIP_PICKLE:
+        scan.complete, scan.error = False, f"an object array larger than {MAX_ZIP_PICKLE} bytes"
+        return scan
+    walk_all(io.BytesIO(data), len(data), scan, joblib=False)
+    return scan
+
+
 def _scan_zip(source: Path | BinaryIO) -> Scan | None:
     """A torch checkpoint (a zip with `<name>/data.pkl`): every pickle inside, walked as plain pickles."""
     try:
@@ -162,7 +202,7 @@ def _scan_zip(source: Path | BinaryIO) -> Scan | None:
     except (zipfile.BadZipFile, OSError, ValueError):
         return None
     with archive:
-        names = [i for i in archive.infolist() if i.filename.endswith((".pkl", ".pickle"))]
+        names = [i for i in archive.infolist() if i.filename.endswith((".pkl", ".pickle")) or _sniff(archive, i)]
         if not names:
             return None
         scan = Scan(loaders=["torch"])
@@ -173,8 +213,16 @@ def _scan_zip(source: Path | BinaryIO) -> Scan | None:
             try:
                 with archive.open(info) as member:
                     data = member.read(MAX_ZIP_PICKLE + 1)
-            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, zlib.error) as exc:
-                scan.complete, scan.error = False, f"{info.filename}: {exc}"
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+                NotImplementedError,
+                EOFError,
+                RuntimeError,
+                zlib.error,
+            ) as exc:
+                scan.complete, scan.error = False, f"{info.filename}: {exc}"  # RuntimeError: an "encrypted" member
                 continue
             inner = Scan(allowed=scan.allowed)
             walk_all(io.BytesIO(data), len(data), inner, joblib=False)
@@ -222,6 +270,8 @@ def scan_named(f: BinaryIO, size: int, name: str, allowed: Iterable[tuple[str, s
         scan = _scan_compressed(f, size, kind)
     elif head.startswith(b"PK\x03\x04"):
         scan = _scan_zip(f)
+    elif head.startswith(b"\x93NUMPY"):
+        scan = _scan_npy(f, size)
     elif suffix in PICKLE_SUFFIXES and head[:1] and head[0] in OPCODE_BYTES:
         scan = scan_stream(f, size)
     else:

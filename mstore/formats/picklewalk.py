@@ -153,7 +153,11 @@ class _Walker:
                 args = args[:MAX_CONTAINER]
             return Obj(cls.name if isinstance(cls, Global) else "?", args, wrapper)
 
+        start = -1
         while True:
+            if start < frame_end < r.pos:  # CPython never writes this; its C and Python unpicklers read it differently
+                raise NotPickle(f"the opcode at offset {start} reads past the end of its frame (offset {frame_end})")
+            start = r.pos
             self.ops += 1
             if self.ops > MAX_OPS:
                 raise NotPickle(f"more than {MAX_OPS} opcodes")
@@ -167,6 +171,8 @@ class _Walker:
                 if proto > 5:
                     raise LoaderStops("unknown pickle protocol")
             elif code == 0x95:  # FRAME: a length hint, the frame's opcodes follow inline
+                if start < frame_end:
+                    raise NotPickle(f"a frame opened inside another at offset {start}")
                 n = unpack("<Q", r.read(8))
                 if n > r.end - r.pos:
                     raise LoaderStops(f"a frame at offset {r.pos} runs past the end of the file")
@@ -217,6 +223,7 @@ class _Walker:
                             raise NotPickle(f"a joblib array inside a pickle frame at offset {r.pos}")
                         stack.pop()
                         push(self._skip_array(obj.state, depth))
+                        frame_end = -1  # the frame ended before the array (checked above)
                     elif obj.wrapper:
                         obj.state = wrapper_state(obj.state, state)
                     else:
