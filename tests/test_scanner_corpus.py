@@ -18,13 +18,7 @@ import pytest
 
 from mstore.formats import pickles as P
 
-PEER_GAPS = {  # what mstore still misses, each with what would fix it
-    "picklescan/malicious1.7z": (
-        "a 7z archive: no ML loader opens it and the standard library cannot read it, so scan_file returns None "
-        "(mstore stores it as bytes). Fix if wanted: call a file starting with b'7z\\xbc\\xaf\\x27\\x1c' "
-        "'unknown' (an archive mstore cannot look into)."
-    ),
-}
+PEER_GAPS: dict[str, str] = {}  # peer-corpus files mstore misses, each with what would fix it (none today)
 
 
 def _flagged(path: Path) -> tuple[bool, str]:

@@ -156,6 +156,7 @@ def _scan_compressed(f: BinaryIO, size: int, kind: str) -> Scan:
     return scan
 
 
+SEVEN_ZIP = b"7z\xbc\xaf\x27\x1c"
 _TORCH_STORAGE = re.compile(r"(^|/)(data|\.data)/")
 
 
@@ -272,6 +273,8 @@ def scan_named(f: BinaryIO, size: int, name: str, allowed: Iterable[tuple[str, s
         scan = _scan_zip(f)
     elif head.startswith(b"\x93NUMPY"):
         scan = _scan_npy(f, size)
+    elif head.startswith(SEVEN_ZIP):  # no loader opens one, but what it holds would be loaded once unpacked
+        scan = Scan(complete=False, error="a 7z archive, which mstore cannot look into", loaders=["7z"])
     elif suffix in PICKLE_SUFFIXES and head[:1] and head[0] in OPCODE_BYTES:
         scan = scan_stream(f, size)
     else:
