@@ -24,9 +24,12 @@ if TYPE_CHECKING:  # cryptography loads only when trust is asked for
     from ..ops.trust import Keys
 
 
-def push(store: Store, remote: Remote, version_ids: list[str]) -> int:
+def push(store: Store, remote: Remote, version_ids: list[str], keys: Keys | None = None) -> int:
     """Send the bundles of `version_ids` the remote lacks (one listing tells which, and none when there is
-    nothing to send); returns how many."""
+    nothing to send); returns how many. A bundle file name is not authenticated, so one planted on the
+    remote under this key's name must not hold the genuine one off forever: with trusted keys (`keys`,
+    else MSTORE_TRUSTED_KEYS), a remote bundle whose bytes differ from a local one of the same name that
+    verifies is replaced by it (one read per such name; without trust nothing is replaced)."""
     local = {vid: bundles for vid in version_ids if (bundles := stored.bundles(store.root, vid))}
     if not local:
         return 0
@@ -35,10 +38,36 @@ def push(store: Store, remote: Remote, version_ids: list[str]) -> int:
     for vid, bundles in local.items():
         there = set(index.get(vid, ()))
         for keyid, data in bundles:
-            if keyid not in there and stored.well_formed(data) is None:
+            if stored.well_formed(data) is not None:
+                continue
+            if keyid not in there:
                 remote.put_signature(vid, keyid, data)
                 sent += 1
+            elif _replaces(store, remote, vid, keyid, data, keys):
+                remote.put_signature(vid, keyid, data, replace=True)
+                sent += 1
     return sent
+
+
+def _replaces(store: Store, remote: Remote, vid: str, keyid: str, data: bytes, keys: Keys | None) -> bool:
+    """Whether push should replace the remote's bundle `keyid` of `vid` by the local `data`."""
+    from ..ops import trust
+
+    if keys is None:
+        keys = trust.trusted_keys()
+        if keys is None:
+            return False
+    try:
+        if remote.get_signature(vid, keyid) == data:
+            return False
+    except (IntegrityError, RemoteError):
+        pass  # unreadable there (oversized, a link, gone): a verified one replaces it
+    try:
+        manifest, meta_raw = store.version_manifest(vid), store.versions.raw_metadata(vid)
+        trust.check(vid, manifest, meta_raw, [(keyid, data)], keys)
+    except trust.Untrusted:
+        return False
+    return True
 
 
 def fetch(remote: Remote, version_id: str, index: dict[str, list[str]] | None = None) -> list[tuple[str, bytes]]:
@@ -79,18 +108,49 @@ def admit(
     pieces = {vid: (meta, manifest) for vid, meta, manifest in plan}
     refused: dict[str, str] = {}
     for vid in version_ids:
-        bundles = stored.bundles(store.root, vid) if store.versions.exists(vid) else []
-        mine = {k for k, _ in bundles}
-        bundles += [(k, data) for k, data in fetch(remote, vid, index) if k not in mine]
+        here = store.versions.exists(vid)
+        mine = stored.bundles(store.root, vid) if here else []
+        # a bundle's file name is not authenticated: every bundle is tried, the remote's as well as ours
+        # when the bytes differ (a junk one kept here under a key's name must not shadow the genuine one)
+        seen = {data for _, data in mine}
+        theirs = [(k, data) for k, data in fetch(remote, vid, index) if data not in seen]
         try:
             if vid in pieces:
-                trust.check(vid, pieces[vid][1], pieces[vid][0], bundles, keys)
-            elif store.versions.exists(vid):
+                trust.check(vid, pieces[vid][1], pieces[vid][0], mine + theirs, keys)
+            elif here:
                 manifest, meta_raw = store.version_manifest(vid), store.versions.raw_metadata(vid)
-                trust.check(vid, manifest, meta_raw, bundles, keys)
+                found = trust.check(vid, manifest, meta_raw, mine + theirs, keys)
+                _repair(store, vid, found, manifest, meta_raw, mine, theirs, keys)
         except trust.Untrusted as exc:
             refused[vid] = str(exc)
     return [p for p in plan if p[0] not in refused], refused
+
+
+def _repair(
+    store: Store,
+    vid: str,
+    found: str,
+    manifest: Manifest,
+    meta_raw: bytes,
+    mine: list[tuple[str, bytes]],
+    theirs: list[tuple[str, bytes]],
+    keys: Keys,
+) -> None:
+    """A remote bundle named `found` verified: it replaces the local one of that name if that one does not
+    verify (so that a later check here, offline or without the remote, passes too)."""
+    from ..ops import trust
+
+    received = dict(theirs).get(found)
+    if received is None:
+        return  # the one that verified is ours
+    local = dict(mine).get(found)
+    if local is not None:
+        try:
+            trust.check(vid, manifest, meta_raw, [(found, local)], keys)
+            return  # ours verifies as well: keep it
+        except trust.Untrusted:
+            pass
+    stored.keep(store.root, vid, found, received, replace=True)
 
 
 def refusal(refused: dict[str, str], pulled: int) -> trust.Untrusted:
