@@ -144,3 +144,19 @@ def test_checkout_signature_naming_a_directory_is_refused_before_any_write(w: Wo
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
     assert (how == "existing") == sig.exists() and (not sig.exists() or sig.is_dir())
+
+
+def test_an_offline_trust_record_is_carried_over_only_for_the_same_manifest(tmp_path: Path) -> None:
+    from mstore.cache.entries import Cache
+
+    cache = Cache.open(tmp_path / "cache")
+    vid, k1, k2 = "20260101_120000", "1" * 64, "2" * 64
+    kept = {"metadata": "1" * 64, "signatures": {"a" * 64: "2" * 64}}
+    cache.record("src", "prod", vid, k1, "h1", trust=kept)
+    cache.record("src", "prod", vid, k1, "h1")  # an untrusted call of the same thing keeps it
+    assert (cache.resolution("src", "prod") or {}).get("trust") == kept
+    cache.record("src", "prod", vid, k2, "h1")  # same version ID, another manifest: dropped
+    assert "trust" not in (cache.resolution("src", "prod") or {})
+    cache.record("src", "prod", vid, k2, "h2", trust=kept)
+    cache.record("src", "prod", vid, k2, "h3")  # another model hash: dropped
+    assert "trust" not in (cache.resolution("src", "prod") or {})
