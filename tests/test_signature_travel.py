@@ -209,7 +209,10 @@ def test_remote_signature_contract(tmp_path: Path, kind: str) -> None:
     assert remote.signature_index() == {vid: [keyid]}
     assert remote.get_signature(vid, keyid) == first
     remote.put_signature(vid, keyid, first.replace(b'"sig"', b'"sig" '))
-    assert remote.get_signature(vid, keyid) == first  # never replaced
+    assert remote.get_signature(vid, keyid) == first  # not replaced unless asked
+    other = first.replace(b'"sig"', b'"sig"  ')
+    remote.put_signature(vid, keyid, other, replace=True)  # push, having verified it, asks
+    assert remote.get_signature(vid, keyid) == other
     with pytest.raises(IntegrityError):
         remote.get_signature(vid, "e" * 64)  # missing
     with pytest.raises(IntegrityError):

@@ -160,3 +160,13 @@ def test_an_offline_trust_record_is_carried_over_only_for_the_same_manifest(tmp_
     cache.record("src", "prod", vid, k2, "h2", trust=kept)
     cache.record("src", "prod", vid, k2, "h3")  # another model hash: dropped
     assert "trust" not in (cache.resolution("src", "prod") or {})
+
+
+def test_sign_does_not_write_through_a_symlinked_signature_directory(w: World) -> None:
+    vid = _save(w.alice, w.tmp, 10)
+    outside = w.tmp / "outside"
+    outside.mkdir()
+    (w.alice / stored.SIGNATURES / vid).symlink_to(outside)
+    result = runner.invoke(app, ["--store", str(w.alice), "sign", vid, "--key", str(w.tmp / "alice-key.pem")])
+    assert result.exit_code != 0 and "symbolic link" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and list(outside.iterdir()) == []

@@ -29,12 +29,14 @@ def push(store: Store, remote: Remote, version_ids: list[str], keys: Keys | None
     nothing to send); returns how many. A bundle file name is not authenticated, so one planted on the
     remote under this key's name must not hold the genuine one off forever: with trusted keys (`keys`,
     else MSTORE_TRUSTED_KEYS), a remote bundle whose bytes differ from a local one of the same name that
-    verifies is replaced by it (one read per such name; without trust nothing is replaced)."""
+    verifies is replaced by it. That costs one read of each such remote bundle per push (a few KiB each);
+    without a trust setting nothing is read and nothing replaced."""
     local = {vid: bundles for vid in version_ids if (bundles := stored.bundles(store.root, vid))}
     if not local:
         return 0
     index = remote.signature_index()
     sent = 0
+    trusted: list[Keys | None] = []  # resolved once, at the first name both sides hold
     for vid, bundles in local.items():
         there = set(index.get(vid, ()))
         for keyid, data in bundles:
@@ -43,31 +45,31 @@ def push(store: Store, remote: Remote, version_ids: list[str], keys: Keys | None
             if keyid not in there:
                 remote.put_signature(vid, keyid, data)
                 sent += 1
-            elif _replaces(store, remote, vid, keyid, data, keys):
+                continue
+            if not trusted:
+                from ..ops import trust
+
+                trusted.append(keys if keys is not None else trust.trusted_keys())
+            if trusted[0] is not None and _replaces(store, remote, vid, keyid, data, trusted[0]):
                 remote.put_signature(vid, keyid, data, replace=True)
                 sent += 1
     return sent
 
 
-def _replaces(store: Store, remote: Remote, vid: str, keyid: str, data: bytes, keys: Keys | None) -> bool:
-    """Whether push should replace the remote's bundle `keyid` of `vid` by the local `data`."""
+def _replaces(store: Store, remote: Remote, vid: str, keyid: str, data: bytes, keys: Keys) -> bool:
+    """Whether push should replace the remote's bundle `keyid` of `vid` by the local `data`: it verifies
+    under `keys` and the remote's bytes differ."""
     from ..ops import trust
 
-    if keys is None:
-        keys = trust.trusted_keys()
-        if keys is None:
-            return False
-    try:
-        if remote.get_signature(vid, keyid) == data:
-            return False
-    except (IntegrityError, RemoteError):
-        pass  # unreadable there (oversized, a link, gone): a verified one replaces it
     try:
         manifest, meta_raw = store.version_manifest(vid), store.versions.raw_metadata(vid)
         trust.check(vid, manifest, meta_raw, [(keyid, data)], keys)
     except trust.Untrusted:
         return False
-    return True
+    try:
+        return remote.get_signature(vid, keyid) != data
+    except (IntegrityError, RemoteError):
+        return True  # unreadable there (oversized, a link, gone): the verified one replaces it
 
 
 def fetch(remote: Remote, version_id: str, index: dict[str, list[str]] | None = None) -> list[tuple[str, bytes]]:

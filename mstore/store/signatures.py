@@ -58,7 +58,7 @@ def directory(root: Path, version_id: str) -> Path:
     return root / SIGNATURES / version_id
 
 
-def _real(root: Path, version_id: str) -> bool:
+def real_directory(root: Path, version_id: str) -> bool:
     """True if the version's bundle directory exists; UnsafeLayout if it (or signatures/) is a link or not a
     directory: nothing is read, listed or written through one."""
     where = directory(root, version_id)
@@ -69,7 +69,7 @@ def _real(root: Path, version_id: str) -> bool:
 
 def keyids(root: Path, version_id: str) -> list[str]:
     """The key fingerprints with a bundle stored for this version, sorted."""
-    if not _real(root, version_id):
+    if not real_directory(root, version_id):
         return []
     try:
         names = os.listdir(directory(root, version_id))
@@ -82,7 +82,7 @@ def read(root: Path, version_id: str, keyid: str) -> bytes:
     """One bundle's bytes (bounded; a link or special file is refused: UnsafeStoreFile / OSError)."""
     if not is_keyid(keyid):
         raise IntegrityError(f"{keyid!r} is not a key fingerprint")
-    _real(root, version_id)
+    real_directory(root, version_id)
     return fsutil.read_regular(directory(root, version_id) / f"{keyid}.json", MAX_BUNDLE_BYTES)
 
 
@@ -104,7 +104,7 @@ def keep(root: Path, version_id: str, keyid: str, data: bytes, *, replace: bool 
     if not is_keyid(keyid) or well_formed(data) is not None:
         return False
     where = directory(root, version_id)
-    if _real(root, version_id) and os.path.lexists(where / f"{keyid}.json"):
+    if real_directory(root, version_id) and os.path.lexists(where / f"{keyid}.json"):
         if not replace:
             return False  # a local bundle is never replaced by a received one unless verified
         with suppress(OSError, UnsafeStoreFile):
