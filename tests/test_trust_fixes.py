@@ -170,3 +170,21 @@ def test_sign_does_not_write_through_a_symlinked_signature_directory(w: World) -
     result = runner.invoke(app, ["--store", str(w.alice), "sign", vid, "--key", str(w.tmp / "alice-key.pem")])
     assert result.exit_code != 0 and "symbolic link" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and list(outside.iterdir()) == []
+
+
+def test_an_offline_check_refuses_kept_metadata_of_another_manifest(w: World) -> None:
+    from mstore.cache.entries import Cache
+    from mstore.remote.signatures import check_cached
+
+    online = mstore.model_path("prod", remote=w.remote, trusted_keys=w.trust)
+    cache = Cache.open(w.tmp / "cache")
+    (record,) = [r for r in cache.resolutions() if r["ref"] == "prod"]
+    repo = Repository.open(w.alice)
+    manifest, keys = repo.manifest(w.good), [signing.load_public_key(w.tmp / "alice-key.pub.pem")]
+    args = (w.good, manifest, record["trust"], keys, cache.objects)
+    assert check_cached(*args, key=record["manifest"], model_hash=record["model_hash"]) == record["trust"]
+    with pytest.raises(Untrusted, match="offline, and the cache kept no signature"):
+        check_cached(*args, key="0" * 64, model_hash=record["model_hash"])
+    with pytest.raises(Untrusted, match="offline, and the cache kept no signature"):
+        check_cached(*args, key=record["manifest"], model_hash="0" * 64)
+    assert mstore.model_path("prod", remote=w.remote, offline=True, trusted_keys=w.trust) == online

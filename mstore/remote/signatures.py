@@ -8,12 +8,13 @@ version finds its signatures there already.
 
 from __future__ import annotations
 
+import json
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError
 from ..store import signatures as stored
-from ..store.layout import Store
+from ..store.layout import Store, manifest_id
 from ..store.manifest import Manifest
 from ..store.objects import ObjectStore, hash_bytes
 from .bucket import RemoteError
@@ -187,16 +188,31 @@ def check_remote(
     return {"metadata": meta_oid, "signatures": kept}
 
 
-def check_cached(version_id: str, manifest: Manifest, kept: Any, keys: Keys, objects: ObjectStore) -> dict[str, Any]:
+def check_cached(
+    version_id: str,
+    manifest: Manifest,
+    kept: Any,
+    keys: Keys,
+    objects: ObjectStore,
+    *,
+    key: str | None = None,
+    model_hash: str | None = None,
+) -> dict[str, Any]:
     """An offline answer with trusted keys: the signature the last trusted resolution kept, verified
-    again against today's keys; Untrusted when none was kept (a record made without trust, or evicted)."""
+    again against today's keys; Untrusted when none was kept (a record made without trust, or evicted),
+    or when the kept metadata names another manifest (`key`) or model hash than the answer's."""
     from ..ops import trust
 
     why = "offline, and the cache kept no signature of it (run it once online with the trusted keys)"
     try:
         meta_raw = objects.read(kept["metadata"])
         bundles = [(k, objects.read(oid)) for k, oid in sorted(kept["signatures"].items()) if stored.is_keyid(k)]
-    except (TypeError, KeyError, AttributeError, IntegrityError):
+        meta = json.loads(meta_raw)
+        if key is not None and manifest_id(meta, version_id) != key:
+            raise KeyError(key)
+        if model_hash is not None and meta.get("model_hash") != model_hash:
+            raise KeyError(model_hash)
+    except (TypeError, KeyError, AttributeError, ValueError, RecursionError, IntegrityError):
         raise trust.Untrusted(f"refused {version_id}: not signed by a trusted key: {why}") from None
     trust.check(version_id, manifest, meta_raw, bundles, keys)
     return dict(kept)
