@@ -1,6 +1,7 @@
 """Signatures travel: push sends them, pull and clone fetch them, export/import carry them; rm, gc and
 fsck keep the signatures/ directory in step with the versions. Received bundles are bounded and kept only
-when well-formed; a received bundle never replaces a local one."""
+when well-formed; a received bundle never replaces a local one unless trusted keys verified it
+(tests/test_trust_fixes.py)."""
 
 from __future__ import annotations
 
