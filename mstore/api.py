@@ -150,11 +150,18 @@ class ModelVersioning:
         return list(plan.remove)
 
     def checkout(
-        self, version: str, dest: str | os.PathLike[str], *, force: bool = False, allow_unsafe: bool | None = None
+        self,
+        version: str,
+        dest: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        allow_unsafe: bool | None = None,
+        trusted_keys: KeySpec = None,
     ) -> Path:
         """Restore a version's model to `dest`, verified bit-exact; returns the path written. Unsafe pickles
-        are refused as by `get_model_path` (UnsafeModel, nothing written) unless `allow_unsafe=True`."""
-        return self.repo.checkout(version, dest, force=force, allow_unsafe=allow_unsafe)
+        are refused as by `get_model_path` (UnsafeModel, nothing written) unless `allow_unsafe=True`; with
+        trusted keys (`trusted_keys`, else MSTORE_TRUSTED_KEYS), so is a version none of them signed."""
+        return self.repo.checkout(version, dest, force=force, allow_unsafe=allow_unsafe, trusted_keys=trusted_keys)
 
     restore = checkout
 

@@ -373,7 +373,8 @@ class _CachedOrigin(Origin):
 
     def check_trust(self, keys: Keys) -> dict[str, Any] | None:
         assert self.cache is not None
-        return signatures.check_cached(self.version, self.manifest(), self.trust, keys, self.cache.objects)
+        same = {"key": self.key, "model_hash": self.model_hash}  # the kept metadata must be of this answer
+        return signatures.check_cached(self.version, self.manifest(), self.trust, keys, self.cache.objects, **same)
 
 
 def _from_resolution(cache: Cache, source: str, ref: str, error: Exception | None) -> Origin:

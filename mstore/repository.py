@@ -339,6 +339,13 @@ class Repository:
             _verdict.recompute(self.store, [vid])
             if stats.untrusted:
                 raise signatures.refusal(stats.untrusted, stats.versions_sent)
+        elif keys is not None:
+            try:
+                _trust.check_stored(self.store, vid, keys)
+            except _trust.Untrusted:  # the remote may hold the genuine bundle a junk one here shadows
+                _, refused = signatures.admit(other, self.store, [vid], [], keys)
+                if refused:
+                    raise signatures.refusal(refused, 0) from None
         return vid
 
     def require_trusted(self, ref: str, trusted_keys: _trust.KeySpec = None) -> None:
@@ -506,6 +513,8 @@ class Repository:
             if key_paths:
                 raise BadInput("--signature-key needs --signature FILE")
             return None
+        if signature.endswith(("/", os.sep)) or Path(signature).is_dir():
+            raise BadInput(f"--signature {signature} names a directory; name the file to write")
         model, sig = Path(dest).resolve(), Path(signature).resolve()
         manifest = self.manifest(ref)
         if sig in (model, model / manifest.entries[0].path):
@@ -515,8 +524,6 @@ class Repository:
                 f"--signature {signature}: put it outside the checked-out directory (model_signing would "
                 "count it as a file of the model)"
             )
-        if sig.is_dir():
-            raise BadInput(f"--signature {signature} is a directory; name the file to write")
         if not sig.parent.is_dir():
             raise BadInput(f"--signature {signature}: its directory {sig.parent} does not exist")
         if sig.exists() and not force:
@@ -557,14 +564,17 @@ class Repository:
         force: bool = False,
         progress: Progress | None = None,
         allow_unsafe: bool | None = None,
+        trusted_keys: _trust.KeySpec = None,
     ) -> Path:
         """Write the version's model to `dest`, verified bit-exact; returns the path written. A `dest` that
         ends in a slash is a directory, created if need be (a single-file model lands inside it). A version
         whose pickles are unsafe or unknown raises UnsafeToLoad, writing nothing, unless `allow_unsafe=True`
-        or MSTORE_ALLOW_UNSAFE=1 (as `model_path`)."""
+        or MSTORE_ALLOW_UNSAFE=1 (as `model_path`). With trusted keys (`trusted_keys`, else
+        MSTORE_TRUSTED_KEYS), a version none of them signed raises Untrusted, writing nothing."""
         vid = self.resolve(ref)
         manifest = self.manifest(vid)  # a damaged version fails as itself, before the verdict
         _compare.check_loadable(self._loadable(vid), vid, allow_unsafe)
+        self.require_trusted(vid, trusted_keys)
         target = Path(dest)
         if os.fspath(dest).endswith(("/", os.sep)) and manifest.kind == KIND_FILE:
             target = target / manifest.entries[0].path

@@ -1,6 +1,7 @@
 """Signatures travel: push sends them, pull and clone fetch them, export/import carry them; rm, gc and
 fsck keep the signatures/ directory in step with the versions. Received bundles are bounded and kept only
-when well-formed; a received bundle never replaces a local one."""
+when well-formed; a received bundle never replaces a local one unless trusted keys verified it
+(tests/test_trust_fixes.py)."""
 
 from __future__ import annotations
 
@@ -209,7 +210,10 @@ def test_remote_signature_contract(tmp_path: Path, kind: str) -> None:
     assert remote.signature_index() == {vid: [keyid]}
     assert remote.get_signature(vid, keyid) == first
     remote.put_signature(vid, keyid, first.replace(b'"sig"', b'"sig" '))
-    assert remote.get_signature(vid, keyid) == first  # never replaced
+    assert remote.get_signature(vid, keyid) == first  # not replaced unless asked
+    other = first.replace(b'"sig"', b'"sig"  ')
+    remote.put_signature(vid, keyid, other, replace=True)  # push, having verified it, asks
+    assert remote.get_signature(vid, keyid) == other
     with pytest.raises(IntegrityError):
         remote.get_signature(vid, "e" * 64)  # missing
     with pytest.raises(IntegrityError):

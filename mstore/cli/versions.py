@@ -323,7 +323,9 @@ def checkout(
     bundle = repo.checkout_signature(vid, output, signature, signature_key, force=force)
     with byte_progress(lambda: manifest.size, "checkout") as progress:
         allowed = True if allow_unsafe else None
-        written = repo.checkout(vid, output, force=force, progress=progress, allow_unsafe=allowed)
+        written = repo.checkout(
+            vid, output, force=force, progress=progress, allow_unsafe=allowed, trusted_keys=trusted_keys
+        )
     if bundle is not None and signature is not None:
         repo.write_signature(signature, bundle, force=force)
     if as_json:

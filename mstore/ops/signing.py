@@ -183,6 +183,7 @@ def sign(store: Store, version_id: str, key: ec.EllipticCurvePrivateKey, *, dige
     keyid = fingerprint(key.public_key())
     doc = modelsig.bundle(payload, sig, keyid, key_hint(key.public_key()))
     directory = store.root / SIGNATURES / version_id
+    stored.real_directory(store.root, version_id)  # never written through a link (UnsafeLayout)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{keyid}.json"
     fsutil.atomic_write(path, json.dumps(doc, indent=1).encode() + b"\n")

@@ -36,7 +36,8 @@ class Untrusted(MStoreError):
 
 def trusted_keys(spec: KeySpec = None) -> Keys | None:
     """The trusted public keys from `spec` (a path or a list of paths: PEM files or directories of
-    `*.pem`), else from MSTORE_TRUSTED_KEYS; None when neither is set (nothing is checked then)."""
+    `*.pem`), else from MSTORE_TRUSTED_KEYS; None when neither is set (nothing is checked then). The
+    variable set to an empty string counts as unset; an empty path in `spec` is refused (BadInput)."""
     from .signing import load_public_key
 
     where = "trusted_keys="
@@ -50,6 +51,8 @@ def trusted_keys(spec: KeySpec = None) -> Keys | None:
         raise BadInput(f"{where} names no key (give a PEM public key, or a directory of *.pem)")
     keys: Keys = []
     for item in paths:
+        if not os.fspath(item).strip():  # Path("") is "." : every *.pem of the working directory
+            raise BadInput(f"{where}: an empty path names no key (give a PEM public key, or a directory of *.pem)")
         path = Path(item)
         if path.is_dir():
             pems = sorted(p for p in path.iterdir() if p.suffix == ".pem" and not p.name.startswith("."))

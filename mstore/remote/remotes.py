@@ -151,8 +151,9 @@ class Remote(Protocol):
         """A bundle's bytes, unverified; IntegrityError when missing or larger than a bundle can be."""
         ...
 
-    def put_signature(self, version_id: str, keyid: str, data: bytes) -> None:
-        """Store a bundle unless one is there for (version, key) already (never replaced)."""
+    def put_signature(self, version_id: str, keyid: str, data: bytes, *, replace: bool = False) -> None:
+        """Store a bundle unless one is there for (version, key) already; with `replace` (push verified the
+        one it sends, and that the remote's differs), whatever is there."""
         ...
 
     def delete_signatures(self, version_id: str) -> None:
@@ -314,8 +315,8 @@ class DirectoryRemote:
         except (OSError, UnsafeStoreFile) as exc:
             raise IntegrityError(f"{self.url}: signature {version_id}/{keyid[:16]}: {exc}") from None
 
-    def put_signature(self, version_id: str, keyid: str, data: bytes) -> None:
-        signatures.keep(self.store.root, version_id, keyid, data)
+    def put_signature(self, version_id: str, keyid: str, data: bytes, *, replace: bool = False) -> None:
+        signatures.keep(self.store.root, version_id, keyid, data, replace=replace)
 
     def delete_signatures(self, version_id: str) -> None:
         signatures.drop(self.store.root, version_id)
@@ -528,9 +529,9 @@ class BucketRemote:
         except KeyMissing:
             raise IntegrityError(f"{self.url}: signature {version_id}/{keyid[:16]} is missing") from None
 
-    def put_signature(self, version_id: str, keyid: str, data: bytes) -> None:
-        with suppress(PreconditionFailed):  # one is there already: never replaced
-            self.bucket.put(self._signature_key(version_id, keyid), data, if_absent=True)
+    def put_signature(self, version_id: str, keyid: str, data: bytes, *, replace: bool = False) -> None:
+        with suppress(PreconditionFailed):  # one is there already: replaced only when asked
+            self.bucket.put(self._signature_key(version_id, keyid), data, if_absent=not replace)
 
     def delete_signatures(self, version_id: str) -> None:
         if not is_version_id(version_id):

@@ -8,12 +8,13 @@ version finds its signatures there already.
 
 from __future__ import annotations
 
+import json
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError
 from ..store import signatures as stored
-from ..store.layout import Store
+from ..store.layout import Store, manifest_id
 from ..store.manifest import Manifest
 from ..store.objects import ObjectStore, hash_bytes
 from .bucket import RemoteError
@@ -24,21 +25,52 @@ if TYPE_CHECKING:  # cryptography loads only when trust is asked for
     from ..ops.trust import Keys
 
 
-def push(store: Store, remote: Remote, version_ids: list[str]) -> int:
+def push(store: Store, remote: Remote, version_ids: list[str], keys: Keys | None = None) -> int:
     """Send the bundles of `version_ids` the remote lacks (one listing tells which, and none when there is
-    nothing to send); returns how many."""
+    nothing to send); returns how many. A bundle file name is not authenticated, so one planted on the
+    remote under this key's name must not hold the genuine one off forever: with trusted keys (`keys`,
+    else MSTORE_TRUSTED_KEYS), a remote bundle whose bytes differ from a local one of the same name that
+    verifies is replaced by it. That costs one read of each such remote bundle per push (a few KiB each);
+    without a trust setting nothing is read and nothing replaced."""
     local = {vid: bundles for vid in version_ids if (bundles := stored.bundles(store.root, vid))}
     if not local:
         return 0
     index = remote.signature_index()
     sent = 0
+    trusted: list[Keys | None] = []  # resolved once, at the first name both sides hold
     for vid, bundles in local.items():
         there = set(index.get(vid, ()))
         for keyid, data in bundles:
-            if keyid not in there and stored.well_formed(data) is None:
+            if stored.well_formed(data) is not None:
+                continue
+            if keyid not in there:
                 remote.put_signature(vid, keyid, data)
                 sent += 1
+                continue
+            if not trusted:
+                from ..ops import trust
+
+                trusted.append(keys if keys is not None else trust.trusted_keys())
+            if trusted[0] is not None and _replaces(store, remote, vid, keyid, data, trusted[0]):
+                remote.put_signature(vid, keyid, data, replace=True)
+                sent += 1
     return sent
+
+
+def _replaces(store: Store, remote: Remote, vid: str, keyid: str, data: bytes, keys: Keys) -> bool:
+    """Whether push should replace the remote's bundle `keyid` of `vid` by the local `data`: it verifies
+    under `keys` and the remote's bytes differ."""
+    from ..ops import trust
+
+    try:
+        manifest, meta_raw = store.version_manifest(vid), store.versions.raw_metadata(vid)
+        trust.check(vid, manifest, meta_raw, [(keyid, data)], keys)
+    except trust.Untrusted:
+        return False
+    try:
+        return remote.get_signature(vid, keyid) != data
+    except (IntegrityError, RemoteError):
+        return True  # unreadable there (oversized, a link, gone): the verified one replaces it
 
 
 def fetch(remote: Remote, version_id: str, index: dict[str, list[str]] | None = None) -> list[tuple[str, bytes]]:
@@ -79,18 +111,49 @@ def admit(
     pieces = {vid: (meta, manifest) for vid, meta, manifest in plan}
     refused: dict[str, str] = {}
     for vid in version_ids:
-        bundles = stored.bundles(store.root, vid) if store.versions.exists(vid) else []
-        mine = {k for k, _ in bundles}
-        bundles += [(k, data) for k, data in fetch(remote, vid, index) if k not in mine]
+        here = store.versions.exists(vid)
+        mine = stored.bundles(store.root, vid) if here else []
+        # a bundle's file name is not authenticated: every bundle is tried, the remote's as well as ours
+        # when the bytes differ (a junk one kept here under a key's name must not shadow the genuine one)
+        seen = {data for _, data in mine}
+        theirs = [(k, data) for k, data in fetch(remote, vid, index) if data not in seen]
         try:
             if vid in pieces:
-                trust.check(vid, pieces[vid][1], pieces[vid][0], bundles, keys)
-            elif store.versions.exists(vid):
+                trust.check(vid, pieces[vid][1], pieces[vid][0], mine + theirs, keys)
+            elif here:
                 manifest, meta_raw = store.version_manifest(vid), store.versions.raw_metadata(vid)
-                trust.check(vid, manifest, meta_raw, bundles, keys)
+                found = trust.check(vid, manifest, meta_raw, mine + theirs, keys)
+                _repair(store, vid, found, manifest, meta_raw, mine, theirs, keys)
         except trust.Untrusted as exc:
             refused[vid] = str(exc)
     return [p for p in plan if p[0] not in refused], refused
+
+
+def _repair(
+    store: Store,
+    vid: str,
+    found: str,
+    manifest: Manifest,
+    meta_raw: bytes,
+    mine: list[tuple[str, bytes]],
+    theirs: list[tuple[str, bytes]],
+    keys: Keys,
+) -> None:
+    """A remote bundle named `found` verified: it replaces the local one of that name if that one does not
+    verify (so that a later check here, offline or without the remote, passes too)."""
+    from ..ops import trust
+
+    received = dict(theirs).get(found)
+    if received is None:
+        return  # the one that verified is ours
+    local = dict(mine).get(found)
+    if local is not None:
+        try:
+            trust.check(vid, manifest, meta_raw, [(found, local)], keys)
+            return  # ours verifies as well: keep it
+        except trust.Untrusted:
+            pass
+    stored.keep(store.root, vid, found, received, replace=True)
 
 
 def refusal(refused: dict[str, str], pulled: int) -> trust.Untrusted:
@@ -125,16 +188,31 @@ def check_remote(
     return {"metadata": meta_oid, "signatures": kept}
 
 
-def check_cached(version_id: str, manifest: Manifest, kept: Any, keys: Keys, objects: ObjectStore) -> dict[str, Any]:
+def check_cached(
+    version_id: str,
+    manifest: Manifest,
+    kept: Any,
+    keys: Keys,
+    objects: ObjectStore,
+    *,
+    key: str | None = None,
+    model_hash: str | None = None,
+) -> dict[str, Any]:
     """An offline answer with trusted keys: the signature the last trusted resolution kept, verified
-    again against today's keys; Untrusted when none was kept (a record made without trust, or evicted)."""
+    again against today's keys; Untrusted when none was kept (a record made without trust, or evicted),
+    or when the kept metadata names another manifest (`key`) or model hash than the answer's."""
     from ..ops import trust
 
     why = "offline, and the cache kept no signature of it (run it once online with the trusted keys)"
     try:
         meta_raw = objects.read(kept["metadata"])
         bundles = [(k, objects.read(oid)) for k, oid in sorted(kept["signatures"].items()) if stored.is_keyid(k)]
-    except (TypeError, KeyError, AttributeError, IntegrityError):
+        meta = json.loads(meta_raw)
+        if key is not None and manifest_id(meta, version_id) != key:
+            raise KeyError(key)
+        if model_hash is not None and meta.get("model_hash") != model_hash:
+            raise KeyError(model_hash)
+    except (TypeError, KeyError, AttributeError, ValueError, RecursionError, IntegrityError):
         raise trust.Untrusted(f"refused {version_id}: not signed by a trusted key: {why}") from None
     trust.check(version_id, manifest, meta_raw, bundles, keys)
     return dict(kept)

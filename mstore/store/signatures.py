@@ -3,7 +3,9 @@
 Bundles are opaque here: this module never verifies one (ops/signing.py does, at use, against keys the
 caller trusts). What it guarantees is the boundary: names are validated before they become paths, every
 read is bounded, and a bundle received from elsewhere (a remote, an archive) is kept only when it is
-well-formed JSON of the expected shape and a local one is never replaced by it.
+well-formed JSON of the expected shape and a local one is replaced by it only when the caller verified
+the received one against trusted keys (and the local one does not verify). Nothing is listed, read or
+written through a symbolic link at signatures/ or signatures/<version-id>.
 """
 
 from __future__ import annotations
@@ -56,8 +58,19 @@ def directory(root: Path, version_id: str) -> Path:
     return root / SIGNATURES / version_id
 
 
+def real_directory(root: Path, version_id: str) -> bool:
+    """True if the version's bundle directory exists; UnsafeLayout if it (or signatures/) is a link or not a
+    directory: nothing is read, listed or written through one."""
+    where = directory(root, version_id)
+    return fsutil.check_real_dir(root / SIGNATURES, SIGNATURES) and fsutil.check_real_dir(
+        where, f"{SIGNATURES}/{version_id}"
+    )
+
+
 def keyids(root: Path, version_id: str) -> list[str]:
     """The key fingerprints with a bundle stored for this version, sorted."""
+    if not real_directory(root, version_id):
+        return []
     try:
         names = os.listdir(directory(root, version_id))
     except (FileNotFoundError, NotADirectoryError):
@@ -69,6 +82,7 @@ def read(root: Path, version_id: str, keyid: str) -> bytes:
     """One bundle's bytes (bounded; a link or special file is refused: UnsafeStoreFile / OSError)."""
     if not is_keyid(keyid):
         raise IntegrityError(f"{keyid!r} is not a key fingerprint")
+    real_directory(root, version_id)
     return fsutil.read_regular(directory(root, version_id) / f"{keyid}.json", MAX_BUNDLE_BYTES)
 
 
@@ -84,13 +98,18 @@ def bundles(root: Path, version_id: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def keep(root: Path, version_id: str, keyid: str, data: bytes) -> bool:
-    """Store a received bundle if it is well-formed and none is stored for (version, key); True if written."""
+def keep(root: Path, version_id: str, keyid: str, data: bytes, *, replace: bool = False) -> bool:
+    """Store a received bundle if it is well-formed and none is stored for (version, key), or with `replace`
+    (the caller verified it, and that the one stored does not verify) whatever is stored; True if written."""
     if not is_keyid(keyid) or well_formed(data) is not None:
         return False
     where = directory(root, version_id)
-    if os.path.lexists(where / f"{keyid}.json"):
-        return False  # a local bundle is never replaced by a received one
+    if real_directory(root, version_id) and os.path.lexists(where / f"{keyid}.json"):
+        if not replace:
+            return False  # a local bundle is never replaced by a received one unless verified
+        with suppress(OSError, UnsafeStoreFile):
+            if fsutil.read_regular(where / f"{keyid}.json", MAX_BUNDLE_BYTES) == data:
+                return False
     where.mkdir(parents=True, exist_ok=True)
     fsutil.atomic_write(where / f"{keyid}.json", data)
     return True
