@@ -199,21 +199,24 @@ def test_crash_at_every_step_of_prune(tmp_path: Path) -> None:
         shutil.rmtree(repo.root)
 
 
+MOVES = 12  # each run appends to the tags' histories, so the cost grows with the square of this
+
+
 def test_crash_at_every_step_of_tag_updates(tmp_path: Path) -> None:
     repo, expected = _store_with_garbage(tmp_path, versions=4, garbage=0)
     ids = sorted(expected)
 
-    def retag() -> None:
-        for i in range(30):
+    def retag() -> None:  # 12 moves: every kind of step (create, move, history append) ~11 steps each
+        for i in range(MOVES):
             repo.tag(f"t{i % 5}", ids[i % len(ids)], force=True)
 
     total = steps_of(retag)
     assert total >= 100
     print(f"tag updates: crashing at each of their {total} filesystem steps")
-    # `total` was counted from a store without tags; after a crash the first move of up to 5 of the 30 can be
+    # `total` was counted from a store without tags; after a crash the first move of up to 5 of the moves can be
     # a no-op (the tag already names that version: nothing is written or recorded), so a run may end
     # before step k once k is within those moves' steps of the end
-    slack = 5 * (total // 30 + 1)
+    slack = 5 * (total // MOVES + 1)
     for k in range(1, total + 1):
         code = run_in_child(retag, crash_at=k)
         assert code == fsutil.CRASH_EXIT_CODE or (code == 0 and k > total - slack), (k, total, code)
