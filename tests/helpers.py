@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -143,6 +144,49 @@ def cli(store: Path, *args: str, code: int = 0) -> Result:
     result = CliRunner().invoke(app, ["--store", str(store), *args])
     assert result.exit_code == code, (args, result.stdout, result.stderr)
     return result
+
+
+def cli_stderr(store: Path, *args: str, code: int = 0) -> str:
+    """`cli`, also asserting that no traceback was printed; its stderr (the one-line notes), stripped."""
+    result = cli(store, *args, code=code)
+    assert "Traceback" not in result.stdout + result.stderr
+    return result.stderr.strip()
+
+
+def mstore_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without any MSTORE_ setting, the store and the cache under `tmp_path`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSTORE_")}
+    env.update(MSTORE_DIR=str(tmp_path / "store"), MSTORE_CACHE=str(tmp_path / "cache"))
+    env.update(extra)
+    return env
+
+
+def run_mstore(
+    tmp_path: Path, *args: str, code: int = 0, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`mstore ARGS` in a child process (`mstore_env` plus `env`), asserting its exit code."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mstore", *args],
+        capture_output=True,
+        text=True,
+        env=mstore_env(tmp_path, **env),
+        timeout=60,
+        cwd=cwd,
+    )
+    assert result.returncode == code, (args, result.stdout, result.stderr)
+    return result
+
+
+def three_versions(tmp_path: Path, t0: datetime) -> tuple[Repository, list[str]]:
+    """A store at `tmp_path/s` with three one-file versions saved a minute apart from `t0`."""
+    repo = Repository.init(tmp_path / "s")
+    src = tmp_path / "m.bin"
+    ids = []
+    for n in range(3):
+        src.write_bytes(bytes([n]) * 100)
+        with clock_at(t0 + timedelta(minutes=n)):
+            ids.append(repo.save(src)["timestamp"])
+    return repo, ids
 
 
 @contextmanager

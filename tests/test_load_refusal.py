@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,30 +19,16 @@ from mstore import Repository
 from mstore.cache.entries import Cache
 from mstore.errors import UnsafeModel
 
+from helpers import run_mstore
+
 # os.system("true") under pickle.load: the scanner must call it unsafe (the test never loads it)
 UNSAFE = b"cos\nsystem\n(S'true'\ntR."
 # a plain dict {"a": 1}: no globals at all, so "safe"
 SAFE = b"\x80\x04}\x94\x8c\x01a\x94K\x01s."
 
 
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSTORE_")}
-    env.update(MSTORE_DIR=str(tmp_path / "store"), MSTORE_CACHE=str(tmp_path / "cache"))
-    env.update(extra)
-    return env
-
-
 def _mstore(tmp_path: Path, *args: str, code: int = 0, **env: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "mstore", *args],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path, **env),
-        timeout=60,
-        cwd=tmp_path / "work",
-    )
-    assert result.returncode == code, (args, result.stdout, result.stderr)
-    return result
+    return run_mstore(tmp_path, *args, code=code, cwd=tmp_path / "work", **env)
 
 
 @pytest.fixture

@@ -31,22 +31,9 @@ from mstore.store import fsutil
 from mstore.store.manifest import Manifest
 from mstore.store.objects import ObjectStore
 
+from helpers import mstore_env as _env
 from helpers import read_tree, write_tree
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSTORE_")}
-    env.update(MSTORE_DIR=str(tmp_path / "store"), MSTORE_CACHE=str(tmp_path / "cache"))
-    env.update(extra)
-    return env
-
-
-def _mstore(tmp_path: Path, *args: str, code: int = 0, **env: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "mstore", *args], capture_output=True, text=True, env=_env(tmp_path, **env), timeout=60
-    )
-    assert result.returncode == code, (args, result.stdout, result.stderr)
-    return result
+from helpers import run_mstore as _mstore
 
 
 def _path_json(tmp_path: Path, *args: str, **env: str) -> dict[str, Any]:

@@ -9,20 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from mstore.cli import app
 from mstore.repository import Repository
 
+from helpers import cli_stderr as cli
+
 verifying = pytest.importorskip("model_signing.verifying")
-runner = CliRunner()
-
-
-def cli(store: Path, *args: str, code: int = 0) -> str:
-    result = runner.invoke(app, ["--store", str(store), *args])
-    assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stdout + result.stderr
-    return result.stderr.strip()
 
 
 def model_signing_verifies(model: Path, signature: Path, public_key: Path) -> None:

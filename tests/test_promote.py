@@ -15,7 +15,7 @@ from mstore.remote.bucket import MemoryBucket
 from mstore.remote.promote import pull_tags, push_tags
 from mstore.remote.remotes import BucketRemote
 
-from helpers import cli, clock_at
+from helpers import cli, clock_at, three_versions
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 
@@ -148,13 +148,7 @@ def test_tag_on_the_remote_directly(team: tuple[Path, Path, list[str]], url: str
 
 def test_the_lease_is_per_remote(tmp_path: Path) -> None:
     """What one remote named says nothing about another: each remote's tag moves under its own lease."""
-    repo = Repository.init(tmp_path / "s")
-    src = tmp_path / "m.bin"
-    ids = []
-    for n in range(3):
-        src.write_bytes(bytes([n]) * 100)
-        with clock_at(T0 + timedelta(minutes=n)):
-            ids.append(repo.save(src)["timestamp"])
+    repo, ids = three_versions(tmp_path, T0)
     repo.tag("prod", ids[0])
     a, b = BucketRemote(MemoryBucket("memory://a/")), BucketRemote(MemoryBucket("memory://b/"))
     for remote in (a, b):

@@ -11,20 +11,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from typer.testing import CliRunner
 
-from mstore.cli import app
 from mstore.ops import modelsig, signing
 from mstore.repository import Repository
 
-runner = CliRunner()
-
-
-def cli(store: Path, *args: str, code: int = 0) -> str:
-    result = runner.invoke(app, ["--store", str(store), *args])
-    assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stdout + result.stderr
-    return result.stderr.strip()
+from helpers import cli as cli_result
+from helpers import cli_stderr as cli
 
 
 @pytest.fixture
@@ -96,7 +88,7 @@ def test_sign_then_verify_round_trip_and_json(setup) -> None:  # type: ignore[no
     assert statement["subject"][0]["digest"]["sha256"] == modelsig.root_digest(resources)
     assert statement["predicate"]["mstore"]["version"] == v1
     assert "verified" in cli(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"))
-    result = runner.invoke(app, ["--store", str(repo.root), "verify", v1, "--key", str(tmp / "k.pub.pem"), "--json"])
+    result = cli_result(repo.root, "verify", v1, "--key", str(tmp / "k.pub.pem"), "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["verified"] is True
     # P-384 keys sign and verify too
     cli(repo.root, "sign", v1, "--key", str(tmp / "other.pem"))

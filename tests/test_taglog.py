@@ -4,7 +4,7 @@ reports a history that was edited, had a record removed, or was cut."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -13,20 +13,14 @@ from mstore import Repository
 from mstore.errors import CorruptRef, VersionNotFound
 from mstore.store import taglog
 
-from helpers import cli, clock_at
+from helpers import cli, three_versions
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
 def three(tmp_path: Path) -> tuple[Repository, list[str]]:
-    repo = Repository.init(tmp_path / "s")
-    src = tmp_path / "m.bin"
-    ids = []
-    for n in range(3):
-        src.write_bytes(bytes([n]) * 100)
-        with clock_at(T0 + timedelta(minutes=n)):
-            ids.append(repo.save(src)["timestamp"])
+    repo, ids = three_versions(tmp_path, T0)
     return repo, ids
 
 
