@@ -39,6 +39,7 @@ whole entries) are read as complete.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -164,12 +165,13 @@ class Cache:
             raise NotACache(f"cache directory {path} exists and is not a directory")
         tag = path / TAG_FILE
         if path.is_dir():
+            # Look, then read the tag: every open publishes the tag before it makes anything else, and never
+            # replaces one (see `_publish_tag`), so whatever this look saw of a first open racing this one
+            # came after its tag, which is there for good. Temp names are files being made.
+            with os.scandir(path) as scan:
+                used = any(not fsutil.is_temp_name(e.name) for e in scan)
             found = _read_tag(tag)
-            if found is None and any(not fsutil.is_temp_name(e.name) for e in os.scandir(path)):  # or being made
-                # The tag is written before anything else, so a first open racing this one has written it
-                # by the time its folders are there: look again before calling the directory someone else's.
-                found = _read_tag(tag)
-            if found is None and any(not fsutil.is_temp_name(e.name) for e in os.scandir(path)):
+            if found is None and used:
                 raise NotACache(
                     f"{path} is not an mstore cache (it is not empty and has no {TAG_FILE}); "
                     f"choose an empty or new directory ({CACHE_ENV}, or cache_dir=)"
@@ -183,7 +185,7 @@ class Cache:
             return cache
         fsutil.make_dir(path, parents=True)
         if not os.path.lexists(tag):
-            fsutil.atomic_write(tag, TAG_BYTES)
+            _publish_tag(tag)
         for sub in LAYOUT:
             if not fsutil.check_real_dir(path / sub, f"the cache's {sub}/"):
                 fsutil.make_dir(path / sub)
@@ -549,6 +551,22 @@ class Cache:
                     continue
                 os.close(fd)
             _remove_tree(path)
+
+
+def _publish_tag(tag: Path) -> None:
+    """Write CACHEDIR.TAG unless another open already has: an exclusive create (a hard link of a complete
+    temp file), never a replace. Several first opens of one new cache race to here; had the later ones
+    replaced the first's tag, a reader that already saw the first's folders could, on a filesystem where a
+    rename over a file is not atomic to lookups, find no tag and refuse the cache as someone else's (the
+    flake of eight processes opening one new cache). A filesystem without hard links gets the atomic replace."""
+    try:
+        fsutil.create_exclusive(tag, TAG_BYTES, mode=0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if not os.path.lexists(tag):
+            fsutil.atomic_write(tag, TAG_BYTES, sync_dir=False)
+    fsutil.fsync_dir(tag.parent)
 
 
 def _read_tag(tag: Path) -> bytes | None:
