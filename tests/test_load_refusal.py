@@ -193,6 +193,27 @@ def test_checkout_safe_passes(saved: tuple[Path, dict[str, str]]) -> None:
     assert (tmp_path / "work" / "m.bin").read_bytes() == b"x" * 10
 
 
+def test_checkout_says_the_first_reason_to_refuse_in_a_fixed_order(saved: tuple[Path, dict[str, str]]) -> None:
+    """With several things wrong at once the user always sees the same one first: the pickle verdict, then
+    the trusted keys, then the --signature arguments (nothing is written in any case)."""
+    tmp_path, ids = saved
+    _mstore(tmp_path, "keygen", "-o", str(tmp_path / "k"))  # a trust root that signed nothing here
+    trust = ("--trusted-keys", str(tmp_path / "k.pub.pem"))
+    bad_sig = ("--signature", str(tmp_path / "work") + "/")  # names a directory: refused when checked
+    key_alone = ("--signature-key", str(tmp_path / "k.pub.pem"))  # --signature-key without --signature
+    for extra in (bad_sig, key_alone, (*bad_sig, *trust)):  # unsafe: the verdict comes first
+        _one_line(_mstore(tmp_path, "checkout", "bad", "-o", "out.pkl", *extra, code=1), ids["bad"])
+    line = _mstore(tmp_path, "checkout", "good", "-o", "g.pkl", *bad_sig, *trust, code=1).stderr.strip()
+    assert line.startswith("mstore: error: refused ") and "not signed by a trusted key" in line, line
+    for extra in ((), ("--allow-unsafe",)):  # then the signature's arguments
+        ref = "bad" if extra else "good"
+        line = _mstore(tmp_path, "checkout", ref, "-o", "g.pkl", *bad_sig, *extra, code=2).stderr.strip()
+        assert "names a directory" in line and "\n" not in line, line
+    line = _mstore(tmp_path, "checkout", "good", "-o", "g.pkl", *key_alone, code=2).stderr.strip()
+    assert "--signature-key needs --signature" in line, line
+    assert os.listdir(tmp_path / "work") == []
+
+
 # -- every other load path: Repository.checkout, the seed API's checkout, export --plain ------------------------
 
 
