@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,16 @@ if TYPE_CHECKING:  # remote support is imported when a remote is used: local com
     from .remote.transfer import TransferProgress, TransferStats
 
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Loadable:
+    """A version `Repository.check_loadable` let through: its manifest and metadata (with the verdict of
+    its bytes), each read once. `Repository.checkout` takes it instead of a ref and checks nothing again."""
+
+    version: str
+    manifest: Manifest
+    meta: dict[str, Any]
 
 
 class Repository:
@@ -556,9 +567,23 @@ class Repository:
     def manifest(self, ref: str) -> Manifest:
         return self.store.version_manifest(self.resolve(ref))
 
+    def check_loadable(
+        self, ref: str, *, allow_unsafe: bool | None = None, trusted_keys: _trust.KeySpec = None
+    ) -> Loadable:
+        """`ref` if it may be loaded, else the first reason not to, in this order: a damaged version fails
+        as itself; a version whose pickles are unsafe or unknown raises UnsafeToLoad unless
+        `allow_unsafe=True` or MSTORE_ALLOW_UNSAFE=1 (as `model_path`); with trusted keys (`trusted_keys`,
+        else MSTORE_TRUSTED_KEYS), a version none of them signed raises Untrusted. Nothing is written."""
+        vid = self.resolve(ref)
+        manifest = self.manifest(vid)  # a damaged version fails as itself, before the verdict
+        meta = self._loadable(vid)
+        _compare.check_loadable(meta, vid, allow_unsafe)
+        _trust.check_stored(self.store, vid, _trust.trusted_keys(trusted_keys), manifest)
+        return Loadable(vid, manifest, meta)
+
     def checkout(
         self,
-        ref: str,
+        ref: str | Loadable,
         dest: str | os.PathLike[str],
         *,
         force: bool = False,
@@ -567,14 +592,16 @@ class Repository:
         trusted_keys: _trust.KeySpec = None,
     ) -> Path:
         """Write the version's model to `dest`, verified bit-exact; returns the path written. A `dest` that
-        ends in a slash is a directory, created if need be (a single-file model lands inside it). A version
-        whose pickles are unsafe or unknown raises UnsafeToLoad, writing nothing, unless `allow_unsafe=True`
-        or MSTORE_ALLOW_UNSAFE=1 (as `model_path`). With trusted keys (`trusted_keys`, else
-        MSTORE_TRUSTED_KEYS), a version none of them signed raises Untrusted, writing nothing."""
-        vid = self.resolve(ref)
-        manifest = self.manifest(vid)  # a damaged version fails as itself, before the verdict
-        _compare.check_loadable(self._loadable(vid), vid, allow_unsafe)
-        self.require_trusted(vid, trusted_keys)
+        ends in a slash is a directory, created if need be (a single-file model lands inside it). A ref is
+        first passed through `check_loadable` (with `allow_unsafe` and `trusted_keys`), so an unsafe or
+        untrusted version raises, writing nothing; a `Loadable` it returned is checked out as it is."""
+        if isinstance(ref, Loadable):
+            if allow_unsafe is not None or trusted_keys is not None:
+                raise ValueError("checkout of a Loadable: its checks were made by check_loadable")
+            checked = ref
+        else:
+            checked = self.check_loadable(ref, allow_unsafe=allow_unsafe, trusted_keys=trusted_keys)
+        manifest = checked.manifest
         target = Path(dest)
         if os.fspath(dest).endswith(("/", os.sep)) and manifest.kind == KIND_FILE:
             target = target / manifest.entries[0].path

@@ -249,6 +249,40 @@ def test_checkout_refuses_and_writes_nothing(dir_world: World) -> None:
     assert not Repository.open(consumer).store.versions.exists(evil)
 
 
+def test_checkout_reads_the_verdict_and_verifies_the_signature_once(
+    dir_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mstore checkout --trusted-keys` decides once (Repository.check_loadable) and checks out what it
+    let through: one verdict read, one ECDSA verification (before: the CLI and Repository.checkout each
+    made both). The Python checkout of a ref makes them once too."""
+    from mstore.content import verdict
+
+    w = dir_world
+    calls = {"verdict": 0, "verify": 0}
+    real_local, real_verify = verdict.local, signing.verify_bundles
+
+    def local(*args: object, **kw: object) -> object:
+        calls["verdict"] += 1
+        return real_local(*args, **kw)  # type: ignore[arg-type]
+
+    def verify(*args: object, **kw: object) -> object:
+        calls["verify"] += 1
+        return real_verify(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verdict, "local", local)
+    monkeypatch.setattr(signing, "verify_bundles", verify)
+    out = w.tmp / "out"
+    cli(w.alice, "checkout", w.good, "-o", str(out) + "/", "--trusted-keys", str(w.trust))
+    assert any(out.iterdir()) and calls == {"verdict": 1, "verify": 1}, calls
+    calls.update(verdict=0, verify=0)
+    Repository.open(w.alice).checkout(w.good, str(w.tmp / "py") + "/", trusted_keys=w.trust)
+    assert calls == {"verdict": 1, "verify": 1}, calls
+    repo = Repository.open(w.alice)
+    checked = repo.check_loadable(w.good, trusted_keys=w.trust)
+    with pytest.raises(ValueError):  # a Loadable's checks are made: no switches to contradict them
+        repo.checkout(checked, str(w.tmp / "py2") + "/", trusted_keys=w.trust)
+
+
 def test_pull_with_trusted_keys_refuses_what_no_trusted_key_signed(world: World) -> None:
     evil, chunks = world.bucket_writer()
     consumer = world.tmp / "consumer"

@@ -10,7 +10,6 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..content.ingest import source_size
-from ..diff.compare import check_loadable
 from ..errors import BadInput, MStoreError
 from ..humanize import format_duration
 from ..ops.gc import DEFAULT_GRACE_SECONDS
@@ -315,17 +314,13 @@ def checkout(
     """
     repo = open_repo()
     vid = repo.fetch(remote, ref, trusted_keys=trusted_keys) if remote else repo.resolve(ref)
-    manifest = repo.manifest(vid)  # a damaged version fails as itself, before the verdict
-    check_loadable(repo.get(vid), vid, True if allow_unsafe else None)
-    repo.require_trusted(vid, trusted_keys)
+    loadable = repo.check_loadable(vid, allow_unsafe=True if allow_unsafe else None, trusted_keys=trusted_keys)
+    manifest = loadable.manifest
     if output is None:
-        output = "." if manifest.kind == KIND_FILE else saved_name(repo.get(vid), vid)
+        output = "." if manifest.kind == KIND_FILE else saved_name(loadable.meta, vid)
     bundle = repo.checkout_signature(vid, output, signature, signature_key, force=force)
     with byte_progress(lambda: manifest.size, "checkout") as progress:
-        allowed = True if allow_unsafe else None
-        written = repo.checkout(
-            vid, output, force=force, progress=progress, allow_unsafe=allowed, trusted_keys=trusted_keys
-        )
+        written = repo.checkout(loadable, output, force=force, progress=progress)
     if bundle is not None and signature is not None:
         repo.write_signature(signature, bundle, force=force)
     if as_json:

@@ -89,8 +89,10 @@ def check(version_id: str, manifest: Manifest, meta_raw: bytes, bundles: list[tu
         raise Untrusted(f"refused {version_id}: not signed by a trusted key: {_reason(exc)}") from None
 
 
-def check_stored(store: Store, version_id: str, keys: Keys | None) -> None:
-    """Refuse a version of `store` that no trusted key signed; nothing when `keys` is None (no trust set)."""
+def check_stored(store: Store, version_id: str, keys: Keys | None, manifest: Manifest | None = None) -> None:
+    """Refuse a version of `store` that no trusted key signed; nothing when `keys` is None (no trust set).
+    `manifest`: the version's, if the caller has read (and so verified) it already."""
     if keys is not None:
-        manifest, meta_raw = store.version_manifest(version_id), store.versions.raw_metadata(version_id)
+        manifest = store.version_manifest(version_id) if manifest is None else manifest
+        meta_raw = store.versions.raw_metadata(version_id)
         check(version_id, manifest, meta_raw, stored.bundles(store.root, version_id), keys)
