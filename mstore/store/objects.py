@@ -219,7 +219,7 @@ def _top_in_planes(oid: str, blob: bytes, header: codec.Header, planes: codec.Pl
         raise CorruptObject(f"object {oid}: {exc}") from None
     if len(data) != header.size:
         raise CorruptObject(f"object {oid} is truncated or overlong: expected {header.size} bytes")
-    if hash_bytes(data) != oid:
+    if hash_bytes(memoryview(data)) != oid:
         raise CorruptObject(f"object {oid} is corrupt: its bytes, decoded with its delta chain, do not match its hash")
     return cast(bytes, data)
 
