@@ -141,3 +141,26 @@ def test_a_base_with_a_forged_checksum_fails_the_top_objects_hash(tmp_path: Path
         repo.checkout("latest", tmp_path / "out.safetensors")
     codes = {p.subject: p.code for p in repo.fsck().errors}
     assert codes[base] == "corrupt-object" and codes[top] == "damaged-base"
+
+
+def test_a_damaged_chunk_of_a_large_file_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The parallel path (chunks written at their offsets by the workers): a chunk that fails its check
+    stops the checkout, and neither the file nor its temp file is left."""
+    repo = Repository.init(tmp_path / "store")
+    path = tmp_path / "big.safetensors"
+    path.write_bytes(safetensors_bytes(_weights(3, n=4 << 20)))  # 32 MiB: several chunks, on the pool
+    repo.save(path)
+    chunks = repo.manifest("latest").entries[0].chunks
+    assert len(chunks) >= 2
+    victim = chunks[len(chunks) // 2].oid
+    blob = bytearray(repo.store.objects.path(victim).read_bytes())
+    blob[-10] ^= 1
+    _rewrite(repo, victim, bytes(blob))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(IntegrityError, match=victim):
+        repo.checkout("latest", out / "big.safetensors")
+    assert list(out.iterdir()) == []
+    blob[-10] ^= 1
+    _rewrite(repo, victim, bytes(blob))
+    assert repo.checkout("latest", out / "big.safetensors").read_bytes() == path.read_bytes()
