@@ -35,15 +35,28 @@ def checkout_target(manifest: Manifest, dest: Path) -> Path:
     return dest
 
 
-def _chunks(entry: Entry, objects: ObjectStore, pool: Executor | None) -> Iterator[bytes]:
-    """The file's chunks in order, decoded and verified; large files on the restore's threads, a bounded
-    window ahead."""
+def _write_chunks(entry: Entry, fd: int, objects: ObjectStore, pool: Executor | None) -> Iterator[int]:
+    """Each chunk decoded, verified and written at its offset in `fd` (`os.pwrite`, on the restore's
+    threads for large files, a bounded window ahead, so the main thread is not the writer); yields the
+    bytes written per chunk, in order."""
+    offsets, offset = [], 0
+    for chunk in entry.chunks:
+        offsets.append(offset)
+        offset += chunk.size
 
-    def read(chunk: Chunk) -> bytes:
-        return objects.read(chunk.oid, chunk.size, buffer=True)
+    def write(item: tuple[Chunk, int]) -> int:
+        chunk, at = item
+        data = objects.read(chunk.oid, chunk.size, buffer=True, in_planes=True)
+        if len(data) != chunk.size:  # objects.read checked it already; a cheap second guard
+            raise CorruptObject(f"{entry.path}: chunk {chunk.oid} has the wrong size")
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(fd, view, at)
+            view, at = view[done:], at + done
+        return len(data)
 
     parallel = pool if entry.size >= PARALLEL_MIN_BYTES and len(entry.chunks) >= 2 else None
-    yield from map_ordered(read, entry.chunks, parallel, 2 * WORKERS)
+    yield from map_ordered(write, zip(entry.chunks, offsets, strict=True), parallel, 2 * WORKERS)
 
 
 def _write_file(
@@ -52,15 +65,14 @@ def _write_file(
     tmp = fsutil.temp_name(target.parent, target.name)
     try:
         with open(tmp, "xb") as out:
-            for chunk, data in zip(entry.chunks, _chunks(entry, objects, pool), strict=True):
-                if len(data) != chunk.size:  # objects.read checked it already; a cheap second guard
-                    raise CorruptObject(f"{entry.path}: chunk {chunk.oid} has the wrong size")
-                out.write(data)
+            written = 0
+            for size in _write_chunks(entry, out.fileno(), objects, pool):
+                written += size
                 if progress:
-                    progress(len(data))
-            written = out.tell()
-        if written != entry.size:
-            raise CorruptObject(f"{entry.path}: reassembled {written} bytes, the manifest says {entry.size}")
+                    progress(size)
+            length = os.fstat(out.fileno()).st_size
+        if written != entry.size or length != entry.size:
+            raise CorruptObject(f"{entry.path}: reassembled {length} bytes, the manifest says {entry.size}")
         os.chmod(tmp, 0o755 if entry.executable else 0o644)
         os.replace(tmp, target)
     except BaseException:

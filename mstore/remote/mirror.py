@@ -56,9 +56,11 @@ class LazyObjects(ObjectStore):
         super().__init__(root, envelopes=envelopes)
         self.fetch, self.chunks = fetch, chunks  # fetch None: offline, only what the cache holds
 
-    def read(self, oid: str, expected_size: int | None = None, *, buffer: bool = False) -> bytes:
+    def read(
+        self, oid: str, expected_size: int | None = None, *, buffer: bool = False, in_planes: bool = False
+    ) -> bytes:
         if self.claimed_size(oid) is not None:
-            return super().read(oid, expected_size, buffer=buffer)
+            return super().read(oid, expected_size, buffer=buffer, in_planes=in_planes)
         if self.fetch is not None:
             return self.fetch.content(oid, expected_size)
         if self.chunks.claimed_size(oid) not in (None, -1):

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import cast
 
 import blake3
 
@@ -109,6 +110,7 @@ def decode_chain(
     known: Known | None = None,
     keep: Keep | None = None,
     buffer: bool = False,
+    in_planes: bool = False,
 ) -> tuple[bytes, bytes]:
     """(content, stored bytes) of `oid`, verified; the one decoder of delta chains, local or remote.
 
@@ -118,6 +120,9 @@ def decode_chain(
     A damaged level below the top raises DamagedDeltaBase (the top's own bytes may be fine).
     `buffer`: the content may come back as a bytearray (see codec.decode); bases always may, as they are
     only XORed, unless `keep` stores them.
+    `in_planes` (checkout): a chain of byte-plane objects (codec 4 under codec 5s of one width) is decoded
+    in plane space (`codec.PlaneChain`): every level's envelope checksum is checked, but only the top is
+    hashed, and it covers the chain; so damage a base's checksum misses is reported on the top object.
     """
     blob = get_blob(oid, stored_limit(expected_size))
     if not envelopes or not codec.is_delta(blob):
@@ -127,7 +132,9 @@ def decode_chain(
     size, top_base = header.size, header.base
     try:
         chain: list[str] = []  # the bases below `oid`, nearest first, that must be decoded
+        shapes: list[tuple[int, int] | None] = []  # each base's (codec, width) as its header says
         below: tuple[str, bytes] | None = None  # (oid, content) where the walk stopped on known content
+        planes: codec.PlaneChain | None = None  # the bases' planes XORed, when decoded in plane space
         base: str | None = top_base
         while base is not None:
             if base == oid or base in chain:
@@ -144,7 +151,10 @@ def decode_chain(
             if level is not None and level.size != size:
                 raise CorruptObject(f"object {base} declares {level.size} bytes, its delta needs {size}")
             base = level.base if level is not None else None
-        for level_oid in reversed(chain):
+            shapes.append((level.codec, level.width) if level is not None else None)
+        if in_planes and below is None and keep is None and _plane_chain(header, shapes):
+            planes = _plane_bases(header, chain, get_blob)  # damage here is the base's, as below
+        for level_oid in [] if planes is not None else reversed(chain):
             level_blob = get_blob(level_oid, stored_limit(size))
             content = decode_object(
                 level_oid, level_blob, size, _base_reader(below), envelopes=True, buffer=keep is None
@@ -155,9 +165,63 @@ def decode_chain(
             del level_blob
     except IntegrityError as exc:
         raise DamagedDeltaBase(f"object {oid} is a delta against {top_base}, which is damaged ({exc})") from None
+    if planes is not None:
+        data = _top_in_planes(oid, blob, header, planes)
+        return (data if buffer else bytes(data)), blob
     # the top's envelope was checked above, before any base was read: its checksum is not computed twice
     top = decode_object(oid, blob, size, _base_reader(below), envelopes=True, buffer=buffer, checked=header)
     return top, blob
+
+
+def _plane_chain(top: codec.Header, shapes: list[tuple[int, int] | None]) -> bool:
+    """True when the chain under `top` is codec 5s on one codec 4, all of the top's width."""
+    width = top.width
+    return (
+        top.codec == codec.PLANES_XOR_DELTA
+        and width in (2, 4, 8)
+        and bool(shapes)
+        and shapes[-1] == (codec.PLANES, width)
+        and all(shape == (codec.PLANES_XOR_DELTA, width) for shape in shapes[:-1])
+    )
+
+
+def _plane_bases(header: codec.Header, chain: list[str], get_blob: GetBlob) -> codec.PlaneChain:
+    """The planes of the top's bases XORed (see decode_chain `in_planes`), each level's envelope checked.
+
+    A base whose stored bytes fail their envelope checksum, or that changed since the walk, raises here
+    (decode_chain reports it as DamagedDeltaBase, as when every level was hashed)."""
+    size = header.size
+    planes = codec.PlaneChain(header.width, size)
+    expected_base: str | None = None  # the bottom has no base; each level above names the one below
+    for level_oid in reversed(chain):
+        level_blob = get_blob(level_oid, stored_limit(size))
+        level = codec.verify_envelope(level_blob, size, level_oid)
+        if level is None or level.base != expected_base:
+            raise CorruptObject(f"object {level_oid} is not the delta base its chain named")
+        try:
+            planes.add(level_blob, level)
+        except CorruptObject as exc:
+            raise CorruptObject(f"object {level_oid}: {exc}") from None
+        expected_base = level_oid
+        del level_blob
+    if header.base != expected_base:
+        raise CorruptObject(f"delta base {header.base} is not the one its chain named")
+    return planes
+
+
+def _top_in_planes(oid: str, blob: bytes, header: codec.Header, planes: codec.PlaneChain) -> bytes:
+    """The top's planes XORed onto its bases', interleaved once, and hashed against `oid` (covering the
+    whole chain: a base that decodes to wrong bytes makes the top fail its hash)."""
+    try:
+        planes.add(blob, header)
+        data = planes.content()
+    except CorruptObject as exc:
+        raise CorruptObject(f"object {oid}: {exc}") from None
+    if len(data) != header.size:
+        raise CorruptObject(f"object {oid} is truncated or overlong: expected {header.size} bytes")
+    if hash_bytes(memoryview(data)) != oid:
+        raise CorruptObject(f"object {oid} is corrupt: its bytes, decoded with its delta chain, do not match its hash")
+    return cast(bytes, data)
 
 
 def _base_reader(below: tuple[str, bytes] | None) -> Callable[[str, int], bytes]:
@@ -246,13 +310,18 @@ class ObjectStore:
             fsutil.fsync_dir(directory)
         self._dirty.clear()
 
-    def read(self, oid: str, expected_size: int | None = None, *, buffer: bool = False) -> bytes:
+    def read(
+        self, oid: str, expected_size: int | None = None, *, buffer: bool = False, in_planes: bool = False
+    ) -> bytes:
         """The object's content, decoded and verified against its id (never returns wrong bytes).
 
         `buffer`: the content may be a bytearray (one copy fewer; see codec.decode), for callers that
-        only write, hash or XOR it.
+        only write, hash or XOR it. `in_planes`: a chain of byte-plane deltas is decoded in plane space,
+        only the top hashed (checkout; see decode_chain): fsck keeps hashing every level.
         """
-        return self.read_with_blob(oid, expected_size, buffer=buffer)[0]
+        return decode_chain(
+            oid, expected_size, self.stored, self.header, envelopes=self.envelopes, buffer=buffer, in_planes=in_planes
+        )[0]
 
     def read_with_blob(
         self,
