@@ -160,7 +160,7 @@ def _split_planes(data: bytes, width: int, base: bytes | bytearray | None = None
         else:
             words >>= np.uint8(8)
             np.copyto(out[i], words, casting="unsafe")
-    return memoryview(out.reshape(-1))
+    return out.reshape(-1).data  # a flat uint8 memoryview of the planes
 
 
 def ungroup(data: bytes, width: int) -> bytes | bytearray:
