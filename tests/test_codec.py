@@ -24,11 +24,13 @@ from mstore.store.codec import (
     DeltaBase,
     Encoder,
     _envelope,
+    _split_planes,
     decode,
     group,
     is_delta,
     parse_header,
     ungroup,
+    xor,
 )
 from mstore.store.objects import hash_bytes
 
@@ -295,3 +297,22 @@ def test_byte_planes_are_every_elements_byte_i_in_order(width: int) -> None:
     for i in range(width):
         assert planes[i * n : (i + 1) * n] == data[i::width]
     assert bytes(ungroup(planes, width)) == data
+
+
+@given(
+    data=st.binary(min_size=0, max_size=4000),
+    flips=st.lists(st.integers(0, 3999), max_size=20),
+    width=st.sampled_from([1, 2, 4, 8]),
+)
+def test_split_planes_are_the_grouped_bytes_of_content_or_its_xor(data: bytes, flips: list[int], width: int) -> None:
+    """The encoder's fused plane split stores exactly the bytes of `group` (of `xor` with the base), so
+    objects written before and after it are identical; the caller's buffers are never modified."""
+    data = data[: len(data) - len(data) % width]
+    base = bytearray(data)
+    for i in flips:
+        if i < len(base):
+            base[i] ^= 0x5A
+    base_before, data_before = bytes(base), bytes(data)
+    assert bytes(_split_planes(data, width)) == group(data, width)
+    assert bytes(_split_planes(data, width, base)) == group(xor(data, base), width)
+    assert bytes(base) == base_before and data == data_before
