@@ -582,7 +582,7 @@ def xor_planes(delta: list[bytes | memoryview], base: list[bytes | memoryview]) 
     for d, b in zip(delta, base, strict=True):
         plane = np.empty(len(d), np.uint8)
         np.bitwise_xor(np.frombuffer(d, np.uint8), np.frombuffer(b, np.uint8), out=plane)
-        out.append(memoryview(plane).cast("B"))
+        out.append(memoryview(plane.data).cast("B"))
     return out
 
 
@@ -611,5 +611,5 @@ def hash_planes(planes: list[bytes | memoryview], width: int) -> str:
             np.copyto(t, arrays[i][start:stop], casting="unsafe")
             t <<= np.uint8(8 * i)
             w |= t
-        hasher.update(w.view(np.uint8))
+        hasher.update(w.view(np.uint8).data)
     return str(hasher.hexdigest())
