@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mstore import Repository
 from mstore.store import codec
 from mstore.store.codec import MAX_DEPTH
+from mstore.store.objects import ObjectStore
 
 from helpers import examples, format_2_store, safetensors_bytes, store_bytes
 
@@ -218,24 +219,28 @@ def test_format_2_stores_keep_writing_what_format_2_readers_decode(tmp_path: Pat
 def test_fsck_decodes_every_object_once_and_still_finds_a_damaged_base(
     tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mstore.ops import fsck
     from mstore.store import objects
 
-    tensors = _weights(0, n=1 << 17)
-    for seed in range(1, 5):  # a chain: v1 <- v2 <- v3 <- v4 deltas
-        _save(repo, tmp_path / "m.safetensors", tensors)
-        tensors = _nudge(tensors, seed)
-    store = repo.store.objects
-    assert any(store.depth(oid) >= 3 for oid in store)
+    store = _depth_3_chain(repo, tmp_path)
     decoded: list[str] = []
-    real = objects.decode_object
+    in_planes: list[str] = []
+    real, real_planes = objects.decode_object, fsck._verify_planes
 
     def counting(oid: str, *args: object, **kw: object) -> bytes:
         decoded.append(oid)
         return real(oid, *args, **kw)  # type: ignore[arg-type]
 
+    def counting_planes(oid: str, *args: object) -> object:
+        in_planes.append(oid)
+        return real_planes(oid, *args)  # type: ignore[arg-type]
+
     monkeypatch.setattr(objects, "decode_object", counting)
+    monkeypatch.setattr(fsck, "_verify_planes", counting_planes)
     report = repo.fsck()
     assert report.ok
+    assert any(store.depth(oid) == 3 for oid in in_planes)  # deltas verified in plane space, with their base's
+    decoded += in_planes
     manifests = {repo.get(v)["mstore"]["manifest"] for v in repo.ids()}  # read once more, as manifests
     assert sorted(o for o in decoded if o not in manifests) == sorted(set(store) - manifests)  # bases once too
     # a damaged base: its deltas report damaged-base (their own bytes are fine), the base corrupt-object
@@ -248,3 +253,56 @@ def test_fsck_decodes_every_object_once_and_still_finds_a_damaged_base(
     codes = {p.subject: p.code for p in repo.fsck().errors}
     assert codes[base] == "corrupt-object"
     assert {codes[o] for o in store if store.delta_base(o) == base} == {"damaged-base"}
+
+
+def _depth_3_chain(repo: Repository, tmp_path: Path) -> ObjectStore:
+    tensors = _weights(0, n=1 << 17)
+    for seed in range(1, 5):  # a chain: v1 <- v2 <- v3 <- v4 deltas
+        _save(repo, tmp_path / "m.safetensors", tensors)
+        tensors = _nudge(tensors, seed)
+    store = repo.store.objects
+    assert any(store.depth(oid) >= 3 for oid in store)
+    return store
+
+
+def test_fsck_names_a_damaged_object_at_every_level_of_a_depth_3_chain(tmp_path: Path, repo: Repository) -> None:
+    """Damage anywhere in any level of a chain (envelope, compressed plane, raw plane, last byte) is reported
+    on that object as corrupt-object; every delta above it as damaged-base (its own bytes are fine), the
+    levels below it as fine; the versions that need it are named."""
+    store = _depth_3_chain(repo, tmp_path)
+    top = next(oid for oid in store if store.depth(oid) == 3)
+    chain = [top]
+    while (base := store.delta_base(chain[-1])) is not None:
+        chain.append(base)
+    assert [store.depth(oid) for oid in chain] == [3, 2, 1, 0]
+    for level, damaged in enumerate(chain):
+        path = store.path(damaged)
+        path.chmod(0o644)
+        good = path.read_bytes()
+        header = codec.parse_header(good)
+        assert header is not None and header.codec in codec.PLANE_CODECS
+        table = header.payload_offset  # the plane table, then the compressed exponent plane, then raw planes
+        for offset, forged in [(6, False), (20, False), (table + 2, False), (table + 40, False)] + [
+            (len(good) // 2, False),
+            (len(good) - 1, False),
+            (len(good) // 2, True),  # a raw plane changed and its envelope checksum made again: only the hash sees it
+            (len(good) - 1, True),
+        ]:
+            blob = bytearray(good)
+            blob[offset] ^= 0x10
+            if forged:
+                head, check = codec._HEAD.size, codec.CHECK
+                blob[head : head + check] = codec._check(blob[:head], blob[head + check :])
+            path.write_bytes(bytes(blob))
+            report = repo.fsck()
+            codes = {p.subject: p.code for p in report.errors}
+            assert codes.get(damaged) == "corrupt-object", (level, offset, codes)
+            assert all(codes.get(oid) == "damaged-base" for oid in chain[:level]), (level, offset)
+            assert not any(oid in codes for oid in chain[level + 1 :]), (level, offset)
+            problem = next(p for p in report.errors if p.subject == damaged)
+            assert damaged in problem.message and problem.versions
+            for oid in chain[:level]:
+                above = next(p for p in report.errors if p.subject == oid)
+                assert "damaged" in above.message
+        path.write_bytes(good)
+        assert repo.fsck().ok
