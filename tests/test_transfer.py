@@ -252,3 +252,67 @@ def test_push_and_clone_decode_each_object_once_handing_verified_bases_down_chai
     for vid, expected in zip(clone.ids(), saved, strict=True):
         assert clone.checkout(vid, tmp_path / f"{vid}.safetensors").read_bytes() == expected
     assert clone.fsck().ok
+
+
+def test_a_push_to_a_bucket_sends_stored_bytes_checked_by_their_envelope_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encoded objects go to a bucket as stored, once their envelope checksum holds: none is decoded on
+    the way out (only raw ones are hashed). A flipped byte is still refused before it travels, and what
+    arrived pulls back bit for bit, every object decoded and hashed by the receiver."""
+    import numpy as np
+
+    from mstore.remote.bucket import MemoryBucket
+    from mstore.remote.remotes import BucketRemote
+    from mstore.remote.transfer import pull, push
+    from mstore.store import codec
+    from mstore.store import objects as objects_module
+    from mstore.store.layout import Store
+
+    from helpers import safetensors_bytes
+
+    repo = Repository.init(tmp_path / "a")
+    w = np.random.default_rng(7).standard_normal(256 * 1024).astype(np.float32)
+    src = tmp_path / "model.safetensors"
+    src.write_bytes(safetensors_bytes({"w": ("F32", w)}))
+    repo.save(src)
+    src.write_bytes(safetensors_bytes({"w": ("F32", w * np.float32(1.001))}))  # a delta against v1
+    repo.save(src)
+    objects = repo.store.objects
+    encoded = {oid for oid in objects if codec.parse_header(objects.header(oid)) is not None}
+    assert encoded and any(codec.is_delta(objects.stored(oid)) for oid in encoded)
+    decoded: list[str] = []
+    original = objects_module.decode_object
+
+    def counting(oid: str, *args: object, **kwargs: object) -> bytes:
+        decoded.append(oid)
+        return original(oid, *args, **kwargs)  # type: ignore[arg-type]
+
+    from mstore.store.layout import manifest_id
+
+    manifests = {manifest_id(repo.store.versions.read(vid), vid) for vid in repo.ids()}
+    bucket = MemoryBucket()
+    monkeypatch.setattr(objects_module, "decode_object", counting)
+    stats = push(repo.store, BucketRemote(bucket), repo.ids())
+    monkeypatch.undo()
+    assert stats.versions_sent == 2 and stats.objects_sent == len(set(objects))
+    assert not (set(decoded) - manifests) & encoded  # no encoded chunk decoded to be sent
+    for oid in objects:
+        assert bucket.get(f"objects/{oid[:2]}/{oid[2:]}", limit=1 << 30) == objects.stored(oid)
+
+    other = Store.init(tmp_path / "b", like=repo.store.config)
+    pulled = pull(BucketRemote(bucket), other, repo.ids())
+    assert pulled.versions_sent == 2
+    assert Repository.open(tmp_path / "b").checkout("latest", tmp_path / "out").read_bytes() == src.read_bytes()
+
+    victim = sorted(encoded - manifests)[0]  # damage one stored byte: its envelope no longer holds
+    path = objects.path(victim)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    fresh = MemoryBucket()
+    with pytest.raises(CorruptObject):
+        push(repo.store, BucketRemote(fresh), repo.ids())
+    assert f"objects/{victim[:2]}/{victim[2:]}" not in {e.key for e in fresh.list("objects/")}
+    assert not [e for e in fresh.list("version_")]

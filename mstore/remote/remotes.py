@@ -66,6 +66,7 @@ class RemoteBusy(MStoreError):
 
 class Remote(Protocol):
     url: str
+    wants_content: bool  # put_object needs the content (a directory store); False: the stored bytes suffice
 
     def config(self) -> dict[str, Any] | None:
         """The remote's mstore.json, or None if nothing was ever pushed there."""
@@ -88,10 +89,10 @@ class Remote(Protocol):
         """The object's first bytes (enough to read its envelope header); raises MissingObject."""
         ...
 
-    def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
+    def put_object(self, oid: str, content: bytes | None, blob: bytes) -> int:
         """Store a verified object: `blob` in the remote's format (see codec.stored_form), `content` what
-        it decodes to. A damaged copy already there is replaced. Returns the bytes sent (0 when a
-        directory remote already had it intact)."""
+        it decodes to (None when `wants_content` is False). A damaged copy already there is replaced.
+        Returns the bytes sent (0 when a directory remote already had it intact)."""
         ...
 
     def delete_object(self, oid: str) -> None: ...
@@ -196,6 +197,8 @@ def tag_of(remote: Remote, name: str) -> str | None:
 class DirectoryRemote:
     """A store in a directory, changed only through the local store's crash-safe operations."""
 
+    wants_content = True
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = str(path)
@@ -241,7 +244,9 @@ class DirectoryRemote:
         except MissingObject:
             raise MissingObject(f"{self.url}: object {oid} is missing") from None
 
-    def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
+    def put_object(self, oid: str, content: bytes | None, blob: bytes) -> int:
+        if content is None:
+            raise TypeError("a directory remote stores objects through its store: the content is needed")
         stored = blob if self.store.objects.envelopes else None
         if not self.store.objects.put(content, oid, stored):
             if self.store.objects.verify(oid, len(content)) is None:
@@ -335,6 +340,8 @@ class DirectoryRemote:
 class BucketRemote:
     """The store layout as keys in a bucket (S3 or memory)."""
 
+    wants_content = False
+
     def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket
         self.url = bucket.url
@@ -390,7 +397,7 @@ class BucketRemote:
         except KeyMissing:
             raise MissingObject(f"{self.url}: object {oid} is missing") from None
 
-    def put_object(self, oid: str, content: bytes, blob: bytes) -> int:
+    def put_object(self, oid: str, content: bytes | None, blob: bytes) -> int:
         self.bucket.put(self._object_key(oid), blob)
         return len(blob)
 
