@@ -237,7 +237,8 @@ class Store:
             except BaseException:
                 self.objects.discard()  # objects a failed command wrote but never made durable: no temp stays
                 raise
-            self.objects.sync()  # a no-op when the command synced (it must, before publishing anything)
+            if self.objects.unsynced():  # only if the command did not sync (it must, before publishing)
+                self.objects.sync()
 
 
 def manifest_id(meta: dict[str, Any], version_id: str) -> str:

@@ -378,6 +378,11 @@ class ObjectStore:
             with suppress(OSError):
                 fsutil.remove_file(p.tmp)
 
+    def unsynced(self) -> bool:
+        """Whether objects were put (or directories changed) since the last sync."""
+        with self._lock:
+            return bool(self._pending or self._flushing or self._dirty)
+
     def sync(self) -> None:
         """Make every object put since the last sync durable, then fsync every directory that gained one."""
         self.flush()
