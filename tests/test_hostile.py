@@ -84,7 +84,6 @@ def test_a_crafted_manifest_never_writes_outside_the_target(tmp_path: Path, evil
     raw = msgpack.packb(doc, use_bin_type=True)
     moid = hash_bytes(raw)
     repo.store.objects.put(raw, moid)
-    repo.store.objects.sync()
     meta = repo.get(vid)
     meta["mstore"]["manifest"] = moid
     _forge_metadata(repo, vid, json.dumps(meta).encode())
@@ -98,7 +97,6 @@ def test_restore_rechecks_paths_even_for_a_trusted_manifest(tmp_path: Path) -> N
     repo, _ = _saved(tmp_path)
     oid = hash_bytes(b"x")
     repo.store.objects.put(b"x", oid)
-    repo.store.objects.sync()
     evil = Manifest(KIND_DIR, (Entry("../escaped", False, 1, False, oid, (Chunk(oid, 1),)),))
     from mstore.content.restore import restore
 

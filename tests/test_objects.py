@@ -32,7 +32,6 @@ def test_same_bytes_are_stored_once(tmp_path: Path) -> None:
     objects = ObjectStore(tmp_path / "objects")
     assert objects.put(b"weights") is True
     assert objects.put(b"weights") is False
-    objects.sync()
     assert list(objects) == [hash_bytes(b"weights")]
 
 
@@ -40,7 +39,6 @@ def test_put_refreshes_mtime_of_existing_object(tmp_path: Path) -> None:
     objects = ObjectStore(tmp_path / "objects")
     oid = hash_bytes(b"x" * 10)
     objects.put(b"x" * 10, oid)
-    objects.sync()
     os.utime(objects.path(oid), (1, 1))
     objects.put(b"x" * 10, oid)
     assert objects.path(oid).stat().st_mtime > 1
@@ -50,7 +48,6 @@ def test_put_repairs_an_object_of_the_wrong_size(tmp_path: Path) -> None:
     objects = ObjectStore(tmp_path / "objects")
     oid = hash_bytes(b"good bytes")
     objects.put(b"good bytes", oid)
-    objects.sync()
     path = objects.path(oid)
     os.chmod(path, 0o644)
     path.write_bytes(b"good")
@@ -62,7 +59,6 @@ def test_read_detects_corruption_and_absence(tmp_path: Path) -> None:
     objects = ObjectStore(tmp_path / "objects")
     oid = hash_bytes(b"abcdef")
     objects.put(b"abcdef", oid)
-    objects.sync()
     path = objects.path(oid)
     os.chmod(path, 0o644)
     path.write_bytes(b"abcdeF")
@@ -89,7 +85,6 @@ def test_iteration_skips_temp_files_and_reports_them_as_strays(tmp_path: Path) -
     objects = ObjectStore(tmp_path / "objects")
     oid = hash_bytes(b"1")
     objects.put(b"1", oid)
-    objects.sync()
     stray = objects.path(oid).parent / ".tmp-leftover"
     stray.write_bytes(b"half")
     assert list(objects) == [oid]
@@ -108,7 +103,6 @@ def test_peek_reads_only_the_header_and_sample_of_a_planes_object(tmp_path: Path
     store = ObjectStore(tmp_path)
     oid = hash_bytes(data)
     store.put(data, oid, stored)
-    store.sync()
     reads: list[int] = []
     real_pread = os.pread
 
@@ -177,7 +171,6 @@ def test_a_delta_top_envelope_is_checksummed_once_and_a_flipped_bit_in_it_is_sti
     assert stored[4] == PLANES_XOR_DELTA
     oid = hash_bytes(data)
     store.put(data, oid, stored)
-    store.sync()
     calls = []
     real_check = codec._check
     monkeypatch.setattr(codec, "_check", lambda head, tail: calls.append(1) or real_check(head, tail))

@@ -13,9 +13,7 @@ import os
 import secrets
 import shutil
 import stat
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -192,95 +190,6 @@ def write_file(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             os.unlink(path)
         raise
     os.close(fd)
-
-
-# Batched durability (ObjectStore.put / sync): objects are written to temp files without an fsync each,
-# their writeback started at once, then fdatasynced together from a few threads, then linked into place.
-# Linux only (sync_file_range, fdatasync semantics); elsewhere, or with MSTORE_BATCH_DURABILITY=0, every
-# object is fsynced on its own before it is linked, as before.
-BATCHED = sys.platform.startswith("linux") and os.environ.get("MSTORE_BATCH_DURABILITY", "1") != "0"
-SYNC_THREADS = 4  # fdatasyncs in flight at once: measured on this machine's virtio disk, see docs/benchmarks.md
-_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of the dirty pages, do not wait for it
-_sync_file_range: Callable[[int, int, int, int], int] | None = None
-_sync_file_range_loaded = False
-
-
-def _writeback_starter() -> Callable[[int, int, int, int], int] | None:
-    global _sync_file_range, _sync_file_range_loaded
-    if not _sync_file_range_loaded:
-        _sync_file_range_loaded = True
-        try:
-            import ctypes
-
-            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-            fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-            fn.restype = ctypes.c_int
-            _sync_file_range = fn
-        except (OSError, AttributeError):  # not glibc/musl on Linux: fdatasync alone still makes it durable
-            _sync_file_range = None
-    return _sync_file_range
-
-
-def write_unsynced(directory: Path, stem: str, data: bytes, *, mode: int = 0o444) -> tuple[Path, int]:
-    """A new temp file in `directory` holding `data`, NOT yet durable: (its path, an open descriptor).
-
-    Its writeback is started at once (a hint; errors surface at `make_durable`). The descriptor stays
-    open until `make_durable` (so a writeback error is reported to it); the caller closes it and, until
-    the file is durable, never gives it a name a reader trusts. An error leaves no file behind.
-    """
-    path = temp_name(directory, stem)
-    _step("create", path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            _step("write", path)
-            view = view[os.write(fd, view[: 8 << 20]) :]
-        start = _writeback_starter()
-        if start is not None:
-            start(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # only a hint: its result does not matter
-    except BaseException:
-        os.close(fd)
-        with suppress(FileNotFoundError):
-            os.unlink(path)
-        raise
-    return path, fd
-
-
-def make_durable(files: Sequence[tuple[int, Path]]) -> None:
-    """fdatasync every (descriptor, path), a few at a time in parallel; raises the first error.
-
-    Each file's step is taken in order in the calling thread, so crash and fault points stay
-    deterministic: a fault at the k-th fsync leaves the first k-1 submitted, none retried. Returns
-    (or raises) only once every submitted fdatasync has finished.
-    """
-    if not files:
-        return
-    futures: list[Future[None]] = []
-    with ThreadPoolExecutor(min(SYNC_THREADS, len(files)), thread_name_prefix="mstore-fsync") as pool:
-        try:
-            for fd, path in files:
-                _step("fsync", path)
-                futures.append(pool.submit(os.fdatasync, fd))
-        finally:
-            errors = [exc for f in futures if (exc := f.exception()) is not None]
-    if errors:  # an fsync error is final: the caller aborts the batch, nothing retries it
-        raise errors[0]
-
-
-def publish_temp(tmp: Path, path: Path, *, replace: bool) -> bool:
-    """Give the durable temp file `tmp` its final name: a link that fails on an existing name (False),
-    or, for `replace` (a damaged copy there), an atomic rename over it. The caller fsyncs the directory."""
-    if replace:
-        _step("replace", path)
-        os.replace(tmp, path)
-        return True
-    _step("link", path)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    return True
 
 
 def _write_temp(directory: Path, stem: str, data: bytes, mode: int) -> Path:

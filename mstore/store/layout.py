@@ -232,13 +232,7 @@ class Store:
     def gc_lock(self, *, exclusive: bool = False) -> Iterator[None]:
         """Saves hold it shared for their whole run; gc holds it exclusive, so gc never sees half a save."""
         with fsutil.file_lock(self.locks / "gc", shared=not exclusive):
-            try:
-                yield
-            except BaseException:
-                self.objects.discard()  # objects a failed command wrote but never made durable: no temp stays
-                raise
-            if self.objects.unsynced():  # only if the command did not sync (it must, before publishing)
-                self.objects.sync()
+            yield
 
 
 def manifest_id(meta: dict[str, Any], version_id: str) -> str:

@@ -8,13 +8,9 @@ modified; every read decodes and re-hashes.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -239,21 +235,6 @@ def _base_reader(below: tuple[str, bytes] | None) -> Callable[[str, int], bytes]
     return read_base
 
 
-BATCH_BYTES = 64 << 20  # a batch is made durable once it holds this many stored bytes...
-BATCH_FILES = 128  # ...or this many objects (or at sync)
-
-
-@dataclass
-class _Pending:
-    """An object written to a temp file, not yet durable, so not yet at its final name."""
-
-    tmp: Path
-    fd: int
-    path: Path
-    size: int  # content size
-    replace: bool  # a damaged copy sits at the final name: rename over it instead of linking
-
-
 class ObjectStore:
     """The `objects/` directory of one store."""
 
@@ -261,49 +242,17 @@ class ObjectStore:
         self.root = root
         self.envelopes = envelopes  # False for format-1 stores: every object is raw, nothing is parsed
         self._dirty: set[Path] = set()
-        self._lock = threading.Lock()
-        self._pending: dict[str, _Pending] = {}  # written, not durable: only this process sees them
-        self._flushing: dict[str, _Pending] = {}  # being made durable and linked by `flush`
-        self._pending_bytes = 0
-        self._failed: OSError | None = None  # a batch failed: no sync may succeed until discard()
-
-    def _unpublished(self, oid: str) -> _Pending | None:
-        with self._lock:
-            return self._pending.get(oid) or self._flushing.get(oid)
-
-    def _files(self, oid: str) -> list[Path]:
-        """Where the object can be read: its temp file first while it is pending (this process's own
-        reads of what it just wrote, e.g. a delta base a transfer stored), then its final name."""
-        found = self._unpublished(oid)
-        final = self.path(oid)
-        return [final] if found is None else [found.tmp, final]
-
-    def _open(self, oid: str) -> int:
-        """open_regular on the object's file (see `_files`); FileNotFoundError if it is nowhere."""
-        *first, last = self._files(oid)
-        for path in first:
-            with suppress(FileNotFoundError):  # linked and unlinked meanwhile: the final name has it
-                return fsutil.open_regular(path)
-        return fsutil.open_regular(last)
-
-    def _read(self, oid: str, limit: int, head: int | None = None) -> bytes:
-        *first, last = self._files(oid)
-        for path in first:
-            with suppress(FileNotFoundError):
-                return fsutil.read_regular(path, limit, head=head)
-        return fsutil.read_regular(last, limit, head=head)
 
     def path(self, oid: str) -> Path:
         check_oid(oid)
         return self.root / oid[:2] / oid[2:]
 
-    def _existing_size(self, path: Path, oid: str | None = None) -> int | None:
+    def _existing_size(self, path: Path) -> int | None:
         """Content size an existing object file claims (raw: its length; encoded: its header), or None.
 
-        -1 when the file cannot be an object (damaged header, not a regular file). With `oid`, a pending
-        object of this process is found too (see `_files`)."""
+        -1 when the file cannot be an object (damaged header, not a regular file)."""
         try:
-            fd = fsutil.open_regular(path) if oid is None else self._open(oid)
+            fd = fsutil.open_regular(path)
         except FileNotFoundError:
             return None
         except IntegrityError:
@@ -323,16 +272,10 @@ class ObjectStore:
 
     def claimed_size(self, oid: str) -> int | None:
         """The content size the object file claims (-1 if its header is damaged), None if it is missing."""
-        return self._existing_size(self.path(oid), oid)
+        return self._existing_size(self.path(oid))
 
     def has_intact(self, oid: str, size: int) -> bool:
-        """True when the object exists and claims the right size; refreshes its mtime (gc grace).
-
-        An object this process has put but not yet made durable counts too: it is at no final name
-        yet, and `sync` makes it durable (or fails) before anything may refer to it."""
-        pending = self._unpublished(oid)
-        if pending is not None:
-            return pending.size == size
+        """True when the object exists and claims the right size; refreshes its mtime (gc grace)."""
         path = self.path(oid)
         if self._existing_size(path) != size:
             return False
@@ -345,11 +288,6 @@ class ObjectStore:
         Call `sync()` before publishing anything that refers to it. An existing object that claims the
         right size is kept and has its mtime refreshed (so a gc grace period protects it); one that
         does not is damaged and is replaced by the good bytes.
-
-        Batched (fsutil.BATCHED): the object goes to a temp file whose writeback starts at once; once a
-        batch holds BATCH_BYTES or BATCH_FILES, or at `sync`, the whole batch is fdatasynced together and
-        only then linked to its final name, so an object is never at its final name (where `has_intact`
-        trusts it) before it is durable. Otherwise each object is fsynced on its own before its link.
         """
         oid = oid or hash_bytes(data)
         if self.has_intact(oid, len(data)):
@@ -358,8 +296,6 @@ class ObjectStore:
         blob = stored if stored is not None else codec.as_raw(data) if self.envelopes else data
         fsutil.make_dir(path.parent, parents=True)
         fsutil.check_real_dir(path.parent, "an objects/ fan-out directory")  # never write through a link
-        if fsutil.BATCHED:
-            return self._put_batched(oid, path, len(data), blob)
         if not os.path.lexists(path):
             created = fsutil.create_exclusive(path, blob)
         else:  # damaged copy: replace it
@@ -368,91 +304,8 @@ class ObjectStore:
         self._dirty.update((path.parent, path.parent.parent))  # the fan-out dir may be new too
         return created
 
-    def _put_batched(self, oid: str, path: Path, size: int, blob: bytes) -> bool:
-        replace = os.path.lexists(path)
-        try:
-            tmp, fd = fsutil.write_unsynced(path.parent, path.name, blob)
-        except OSError as exc:  # a full disk: the whole batch goes, the command fails
-            self._abort(exc)
-            raise
-        with self._lock:
-            duplicate = oid in self._pending or oid in self._flushing  # another thread put it meanwhile
-            if not duplicate:
-                self._pending[oid] = _Pending(tmp, fd, path, size, replace)
-                self._pending_bytes += len(blob)
-            full = self._pending_bytes >= BATCH_BYTES or len(self._pending) >= BATCH_FILES
-        if duplicate:
-            os.close(fd)
-            fsutil.remove_file(tmp)
-            return False
-        if full:
-            self.flush()
-        return True
-
-    def flush(self) -> None:
-        """Make every pending object durable (fdatasync, in parallel), then link each to its final name.
-
-        Any error (ENOSPC, EIO on fsync): no object of the batch is linked unless it was durable, every
-        temp file of the batch is removed, and every later `sync` fails until `discard`."""
-        with self._lock:
-            batch = list(self._pending.values())
-            self._flushing.update(self._pending)
-            self._pending.clear()
-            self._pending_bytes = 0
-        if not batch:
-            return
-        gone: set[Path] = set()  # temp files already renamed or removed
-        try:
-            fsutil.make_durable([(p.fd, p.tmp) for p in batch])
-            for p in batch:  # every object of the batch is durable now: only now may it get its name
-                fsutil.publish_temp(p.tmp, p.path, replace=p.replace)
-                self._dirty.update((p.path.parent, p.path.parent.parent))  # the fan-out dir may be new too
-                if not p.replace:
-                    fsutil.remove_file(p.tmp)
-                gone.add(p.tmp)
-        except OSError as exc:
-            self._abort(exc)
-            raise
-        finally:
-            for p in batch:
-                with suppress(OSError):
-                    os.close(p.fd)
-                if p.tmp not in gone:
-                    with suppress(OSError):
-                        fsutil.remove_file(p.tmp)
-            with self._lock:
-                for oid in [o for o, p in self._flushing.items() if p in batch]:
-                    del self._flushing[oid]
-
-    def discard(self) -> None:
-        """Forget every pending object (the command failed): close and remove their temp files; the
-        next command may sync again."""
-        self._abort(None)
-
-    def _abort(self, exc: OSError | None) -> None:
-        """Remove every pending object's temp file; with `exc`, every later `sync` fails until `discard`."""
-        with self._lock:
-            batch = list(self._pending.values())
-            self._pending.clear()
-            self._pending_bytes = 0
-            self._failed = (self._failed or exc) if exc is not None else None
-        for p in batch:
-            with suppress(OSError):
-                os.close(p.fd)
-            with suppress(OSError):
-                fsutil.remove_file(p.tmp)
-
-    def unsynced(self) -> bool:
-        """Whether objects were put (or directories changed) since the last sync."""
-        with self._lock:
-            return bool(self._pending or self._flushing or self._dirty)
-
     def sync(self) -> None:
-        """Make every object put since the last sync durable, then fsync every directory that gained one."""
-        self.flush()
-        if self._failed is not None:
-            exc = self._failed
-            raise OSError(exc.errno or errno.EIO, f"an earlier batch of objects failed: {exc.strerror or exc}")
+        """fsync every directory that gained an object since the last sync."""
         for directory in sorted(self._dirty, key=lambda p: len(p.parts), reverse=True):
             fsutil.fsync_dir(directory)
         self._dirty.clear()
@@ -498,7 +351,7 @@ class ObjectStore:
     def stored(self, oid: str, limit: int | None = None) -> bytes:
         """The object file's bytes, unverified; refuses anything over `limit` or that is not a regular file."""
         try:
-            return self._read(oid, stored_limit(None) if limit is None else limit)
+            return fsutil.read_regular(self.path(oid), stored_limit(None) if limit is None else limit)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         except UnsafeStoreFile as exc:
@@ -512,7 +365,7 @@ class ObjectStore:
         a delta is tried.
         """
         try:
-            fd = self._open(oid)
+            fd = fsutil.open_regular(self.path(oid))
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         except UnsafeStoreFile as exc:
@@ -534,7 +387,7 @@ class ObjectStore:
     def header(self, oid: str) -> bytes:
         """The object file's first bytes (its envelope header, if any)."""
         try:
-            return self._read(oid, stored_limit(None), head=codec.HEADER_BYTES)
+            return fsutil.read_regular(self.path(oid), stored_limit(None), head=codec.HEADER_BYTES)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         except UnsafeStoreFile as exc:
