@@ -61,8 +61,16 @@ def test_crash_at_every_step_of_a_save(tmp_path: Path) -> None:
     probe = small_repo(tmp_path / "probe")
     probe.save(src)
     src.write_bytes(model_bytes(rng, base))
+    kinds: list[str] = []
+    fsutil.set_fault_hook(lambda op, path: kinds.append(op))
     total = steps_of(lambda: probe.save(src))
+    fsutil.set_fault_hook(None)
     assert total > 20
+    # every kind of step is a crash point, those inside the batch of objects too (ObjectStore.batch): its
+    # temps written without an fsync, then fsynced one after another, then linked to their final names
+    assert {"create", "write", "fsync", "link", "unlink", "fsync_dir", "rename", "replace"} <= set(kinds)
+    batch = kinds[kinds.index("fsync") : kinds.index("link")]
+    assert len(batch) >= 2 and set(batch) == {"fsync"}, kinds
     crashed = 0
     for k in range(1, total + 2):
         data = model_bytes(rng, base)

@@ -377,7 +377,7 @@ def apply_import(store: Store, plan: ImportPlan) -> ImportStats:
     path, oids, needed, stats = plan.path, plan.oids, plan.needed, plan.stats
     target_planes = store.format >= 3  # a format-2 store gets codec 4/5 objects as raw content
     f, size = _open(path)
-    with f, store.gc_lock():
+    with f, store.gc_lock(), store.objects.batch():  # objects durable together, before _commit.commit
         for rec in _records(f, size, path):
             if rec.kind != OBJECT:
                 continue

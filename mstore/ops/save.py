@@ -127,23 +127,24 @@ def write_objects(
 ) -> Written:
     """The model's objects and manifest, durable before anything refers to them (under the gc lock)."""
     bases = parent_pieces(store, parent_id) if store.compression and store.compression.delta else {}
-    manifest, stats = ingest(
-        planned.source,
-        store.objects,
-        store.chunker,
-        progress,
-        compression=store.compression,
-        parent=bases,
-        exclude=planned.exclude,
-        cache=cache,
-    )
-    for full, sc in planned.pickles.values():
-        if not _pickles.unchanged(full, sc):
-            raise SourceChanged(f"{full} changed while it was being saved; nothing was published")
-    manifest_bytes = manifest.encode()
-    manifest_oid = hash_bytes(manifest_bytes)
-    manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
-    store.objects.sync()  # every object is durable before anything refers to it
+    with store.objects.batch():  # objects made durable together, never at their final name before that
+        manifest, stats = ingest(
+            planned.source,
+            store.objects,
+            store.chunker,
+            progress,
+            compression=store.compression,
+            parent=bases,
+            exclude=planned.exclude,
+            cache=cache,
+        )
+        for full, sc in planned.pickles.values():
+            if not _pickles.unchanged(full, sc):
+                raise SourceChanged(f"{full} changed while it was being saved; nothing was published")
+        manifest_bytes = manifest.encode()
+        manifest_oid = hash_bytes(manifest_bytes)
+        manifest_is_new = store.objects.put(manifest_bytes, manifest_oid)
+        store.objects.sync()  # every object is durable before anything refers to it
     manifest_cost = len(manifest_bytes) if manifest_is_new else 0
     return Written(manifest, manifest_oid, stats.stored_new + manifest_cost, stats)
 

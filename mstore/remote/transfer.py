@@ -386,7 +386,9 @@ def pull(
     stats.refused = [vid for vid in version_ids if is_future(vid, now)]  # would stay `latest` forever
     version_ids = [vid for vid in version_ids if vid not in stats.refused]
     fetch = Fetcher(remote, remote_config, store.objects, stats, progress, target_planes=store.format >= 3)
-    with store.gc_lock():  # the local gc must not sweep objects before their version lands
+    # the local gc must not sweep objects before their version lands; objects are made durable in
+    # batches (ObjectStore.batch), each before any version that needs it is committed
+    with store.gc_lock(), store.objects.batch():
         plan = _plan_pull(remote, store, version_ids, fetch, stats, workers)
         if trusted_keys is not None:
             plan, stats.untrusted = signatures.admit(remote, store, version_ids, plan, trusted_keys)

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -190,6 +191,118 @@ def write_file(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             os.unlink(path)
         raise
     os.close(fd)
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of the range's dirty pages, do not wait
+_BATCH_ENV = "MSTORE_BATCH_DURABILITY"  # "0": an fsync per object, as before batches existed
+_start_writeback: Callable[[int], None] | None = None
+_writeback_probed = False
+
+
+def _writeback_starter() -> Callable[[int], None] | None:
+    """`sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)` through libc (Linux only), or None."""
+    global _start_writeback, _writeback_probed
+    if _writeback_probed:
+        return _start_writeback
+    _writeback_probed = True
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):  # not glibc / no such symbol: fall back to an fsync per object
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+
+    def start(fd: int) -> None:
+        call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # a hint: a failure here is found by the fsync that follows
+
+    _start_writeback = start
+    return start
+
+
+def batching_supported() -> bool:
+    """Whether object writes may be batched (`write_unsynced`, then `fsync_files`): Linux, where the
+    writeback of each file can be started as it is written, unless MSTORE_BATCH_DURABILITY=0."""
+    return os.environ.get(_BATCH_ENV, "1") != "0" and _writeback_starter() is not None
+
+
+def write_unsynced(path: Path, data: bytes, *, mode: int = 0o444) -> None:
+    """Create `path` (a temp name: it must not exist) with `data`, its writeback started but not waited
+    for. Not durable until `fsync_files` returns for it; never link it into place before that. An error
+    leaves no file behind."""
+    _step("create", path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            _step("write", path)
+            view = view[os.write(fd, view[: 8 << 20]) :]
+        start = _writeback_starter()
+        if start is not None:
+            start(fd)
+    except BaseException:
+        os.close(fd)
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+FSYNC_THREADS = 4  # fsyncs in flight at once: the journal commits them together (measured: see guarantees.md)
+
+
+def fsync_files(paths: list[Path]) -> None:
+    """fsync each file (written by `write_unsynced`), several at a time. The steps are taken in order
+    in the calling thread; the first error is raised once every fsync already started has returned,
+    and none is retried (the caller must treat every file of the batch as not durable)."""
+    if not paths:
+        return
+
+    def one(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    if len(paths) == 1:
+        _step("fsync", paths[0])
+        one(paths[0])
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(FSYNC_THREADS, len(paths)), thread_name_prefix="mstore-fsync") as pool:
+        futures = []
+        try:
+            for path in paths:
+                _step("fsync", path)
+                futures.append(pool.submit(one, path))
+        finally:
+            errors = [f.exception() for f in futures]  # waits for each: nothing is left running
+        for exc in errors:
+            if exc is not None:
+                raise exc
+
+
+def publish_temp(tmp: Path, path: Path, *, replace: bool) -> bool:
+    """Give the durable temp file `tmp` its final name `path`: a new link (False if `path` exists
+    already), or with `replace` an atomic replace of a damaged copy. `tmp` is gone afterwards."""
+    if replace:
+        _step("replace", path)
+        os.replace(tmp, path)
+        return True
+    try:
+        _step("link", path)
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        remove_file(tmp)
 
 
 def _write_temp(directory: Path, stem: str, data: bytes, mode: int) -> Path:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import blake3
 
@@ -22,6 +24,9 @@ from . import codec, fsutil
 _OID_RE = re.compile(r"[0-9a-f]{64}")
 _FANOUT_RE = re.compile(r"[0-9a-f]{2}")
 _REST_RE = re.compile(r"[0-9a-f]{62}")
+T = TypeVar("T")
+BATCH_OBJECTS = 512  # a batch is fsynced and published once it holds this many objects...
+BATCH_BYTES = 256 << 20  # ...or this many stored bytes (bounds what a crash leaves as temps for gc)
 
 
 def hash_bytes(data: bytes | memoryview) -> str:
@@ -242,10 +247,30 @@ class ObjectStore:
         self.root = root
         self.envelopes = envelopes  # False for format-1 stores: every object is raw, nothing is parsed
         self._dirty: set[Path] = set()
+        self._batching = False
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # one flush at a time (any put that fills the batch flushes)
+        # objects written in the open batch, not yet durable: oid -> (temp file, content size, stored
+        # size, whether a damaged copy at the final name is replaced)
+        self._pending: dict[str, tuple[Path, int, int, bool]] = {}
+        self._pending_bytes = 0
 
     def path(self, oid: str) -> Path:
         check_oid(oid)
         return self.root / oid[:2] / oid[2:]
+
+    def _at(self, oid: str, read: Callable[[Path], T]) -> T:
+        """`read(the file of oid)`. An object of this process's open batch is read from its temp file
+        (verified as any read is), or from its final name if the batch published it meanwhile."""
+        path = self.path(oid)
+        with self._lock:
+            entry = self._pending.get(oid)
+        if entry is None:
+            return read(path)
+        try:
+            return read(entry[0])
+        except FileNotFoundError:
+            return read(path)
 
     def _existing_size(self, path: Path) -> int | None:
         """Content size an existing object file claims (raw: its length; encoded: its header), or None.
@@ -272,10 +297,21 @@ class ObjectStore:
 
     def claimed_size(self, oid: str) -> int | None:
         """The content size the object file claims (-1 if its header is damaged), None if it is missing."""
+        with self._lock:
+            entry = self._pending.get(oid)
+        if entry is not None:  # written by this batch: it is durable before anything can refer to it
+            return entry[1]
         return self._existing_size(self.path(oid))
 
     def has_intact(self, oid: str, size: int) -> bool:
-        """True when the object exists and claims the right size; refreshes its mtime (gc grace)."""
+        """True when the object exists and claims the right size; refreshes its mtime (gc grace).
+
+        An object of this process's open batch counts: `sync()` makes it durable (or fails) before
+        anything that refers to it is published."""
+        with self._lock:
+            entry = self._pending.get(oid)
+        if entry is not None:
+            return entry[1] == size
         path = self.path(oid)
         if self._existing_size(path) != size:
             return False
@@ -296,6 +332,8 @@ class ObjectStore:
         blob = stored if stored is not None else codec.as_raw(data) if self.envelopes else data
         fsutil.make_dir(path.parent, parents=True)
         fsutil.check_real_dir(path.parent, "an objects/ fan-out directory")  # never write through a link
+        if self._batching:
+            return self._put_pending(oid, path, blob, len(data))
         if not os.path.lexists(path):
             created = fsutil.create_exclusive(path, blob)
         else:  # damaged copy: replace it
@@ -304,8 +342,79 @@ class ObjectStore:
         self._dirty.update((path.parent, path.parent.parent))  # the fan-out dir may be new too
         return created
 
+    def _put_pending(self, oid: str, path: Path, blob: bytes, size: int) -> bool:
+        """Write `oid` to a temp file of the open batch (its writeback started, not waited for)."""
+        tmp = fsutil.temp_name(path.parent, path.name)
+        fsutil.write_unsynced(tmp, blob)
+        with self._lock:
+            if oid in self._pending:  # another thread wrote it meanwhile
+                new, full = False, False
+            else:
+                self._pending[oid] = (tmp, size, len(blob), os.path.lexists(path))  # damaged copy: replaced
+                self._pending_bytes += len(blob)
+                new = True
+                full = len(self._pending) >= BATCH_OBJECTS or self._pending_bytes >= BATCH_BYTES
+        if not new:
+            fsutil.remove_file(tmp)
+        elif full:
+            self.flush()
+        return new
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Batched durability for the puts inside: each object goes to a temp file without an fsync,
+        and every BATCH_BYTES (and at `sync()` or the end) the batch's temps are fsynced together, then
+        linked to their final names, so an object is never at its final name before it is durable.
+        On an error everything not yet durable is removed. Without `fsutil.batching_supported()`
+        (not Linux, or MSTORE_BATCH_DURABILITY=0), each put fsyncs its object as before."""
+        if self._batching or not fsutil.batching_supported():
+            yield
+            return
+        self._batching = True
+        try:
+            yield
+            self.flush()
+        except BaseException:
+            self.discard()
+            raise
+        finally:
+            self._batching = False
+
+    def flush(self) -> None:
+        """Make the open batch's objects durable (fsync every temp), then give them their final names.
+
+        An error (EIO on an fsync, ENOSPC on a link) removes every temp of the batch and is raised:
+        no object whose fsync did not succeed is ever at its final name."""
+        with self._flushing:
+            with self._lock:
+                batch = sorted(self._pending.items())
+            if not batch:
+                return
+            try:
+                fsutil.fsync_files([entry[0] for _, entry in batch])
+                for oid, (tmp, _, stored, replace) in batch:
+                    path = self.path(oid)
+                    fsutil.publish_temp(tmp, path, replace=replace)
+                    with self._lock:
+                        if self._pending.pop(oid, None) is not None:
+                            self._pending_bytes -= stored
+                        self._dirty.update((path.parent, path.parent.parent))
+            except BaseException:
+                self.discard()
+                raise
+
+    def discard(self) -> None:
+        """Remove every temp of the open batch (after an error: none of them is known to be durable)."""
+        with self._lock:
+            batch, self._pending, self._pending_bytes = list(self._pending.values()), {}, 0
+        for tmp, *_ in batch:
+            with suppress(OSError):  # best effort, after an error already raised; fsck/gc clean the rest
+                fsutil.remove_file(tmp)
+
     def sync(self) -> None:
-        """fsync every directory that gained an object since the last sync."""
+        """Make every object put so far durable (the open batch's too), then fsync every directory that
+        gained an object since the last sync."""
+        self.flush()
         for directory in sorted(self._dirty, key=lambda p: len(p.parts), reverse=True):
             fsutil.fsync_dir(directory)
         self._dirty.clear()
@@ -350,8 +459,9 @@ class ObjectStore:
 
     def stored(self, oid: str, limit: int | None = None) -> bytes:
         """The object file's bytes, unverified; refuses anything over `limit` or that is not a regular file."""
+        most = stored_limit(None) if limit is None else limit
         try:
-            return fsutil.read_regular(self.path(oid), stored_limit(None) if limit is None else limit)
+            return self._at(oid, lambda path: fsutil.read_regular(path, most))
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         except UnsafeStoreFile as exc:
@@ -365,7 +475,7 @@ class ObjectStore:
         a delta is tried.
         """
         try:
-            fd = fsutil.open_regular(self.path(oid))
+            fd = self._at(oid, fsutil.open_regular)
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         except UnsafeStoreFile as exc:
@@ -387,7 +497,7 @@ class ObjectStore:
     def header(self, oid: str) -> bytes:
         """The object file's first bytes (its envelope header, if any)."""
         try:
-            return fsutil.read_regular(self.path(oid), stored_limit(None), head=codec.HEADER_BYTES)
+            return self._at(oid, lambda path: fsutil.read_regular(path, stored_limit(None), head=codec.HEADER_BYTES))
         except FileNotFoundError:
             raise MissingObject(f"object {oid} is missing") from None
         except UnsafeStoreFile as exc:
