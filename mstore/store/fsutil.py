@@ -329,15 +329,7 @@ def create_exclusive(path: Path, data: bytes, *, mode: int = 0o444) -> bool:
 
     Returns False when `path` already existed. The caller fsyncs the directory (batched per save).
     """
-    tmp = _write_temp(path.parent, path.name, data, mode)
-    try:
-        _step("link", path)
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        remove_file(tmp)
+    return publish_temp(_write_temp(path.parent, path.name, data, mode), path, replace=False)
 
 
 def rename(src: Path, dst: Path) -> None:
