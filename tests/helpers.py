@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import blake3
 import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -201,3 +203,14 @@ def clock_at(when: datetime) -> Iterator[None]:
         yield
     finally:
         save.now = real
+
+
+def saved_repo(tmp_path: Path, chunk: int, seed: int) -> tuple[Repository, Path, dict[str, str]]:
+    """A store with fixed-size chunks of `chunk` bytes and one saved version of 4 random chunks:
+    (repository, its source file, {version id: content blake3})."""
+    repo = Repository.init(tmp_path / "store")
+    repo.store.config["chunker"] = {"name": "fixed", "size": chunk}
+    src = tmp_path / "model.bin"
+    base = random.Random(seed).randbytes(4 * chunk)
+    src.write_bytes(base)
+    return repo, src, {repo.save(src)["timestamp"]: blake3.blake3(base).hexdigest()}

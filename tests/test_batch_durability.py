@@ -21,6 +21,7 @@ from mstore.store import objects as objects_mod
 from mstore.store.chunking import MIN_CHUNK_SIZE
 from mstore.store.objects import ObjectStore, hash_bytes
 
+from helpers import saved_repo
 from reliability import assert_consistent, leftovers, run_in_child
 
 CHUNK = 16 * MIN_CHUNK_SIZE
@@ -35,12 +36,7 @@ def _no_hook_leaks() -> object:
 
 
 def _repo(tmp_path: Path) -> tuple[Repository, Path, dict[str, str]]:
-    repo = Repository.init(tmp_path / "store")
-    repo.store.config["chunker"] = {"name": "fixed", "size": CHUNK}
-    src = tmp_path / "model.bin"
-    base = random.Random(7).randbytes(4 * CHUNK)
-    src.write_bytes(base)
-    expected = {repo.save(src)["timestamp"]: blake3.blake3(base).hexdigest()}
+    repo, src, expected = saved_repo(tmp_path, CHUNK, seed=7)
     src.write_bytes(random.Random(8).randbytes(6 * CHUNK))  # all new: a batch of 6 objects + a manifest
     return repo, src, expected
 

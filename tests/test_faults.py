@@ -20,6 +20,7 @@ from mstore.errors import MStoreError
 from mstore.store import fsutil
 from mstore.store.chunking import MIN_CHUNK_SIZE
 
+from helpers import saved_repo
 from reliability import assert_consistent, content_hash, leftovers
 
 pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves this suite out of the quick loop
@@ -35,12 +36,7 @@ def _no_hook_leaks() -> object:
 
 
 def _repo(tmp_path: Path) -> tuple[Repository, Path, dict[str, str]]:
-    repo = Repository.init(tmp_path / "store")
-    repo.store.config["chunker"] = {"name": "fixed", "size": CHUNK}
-    src = tmp_path / "model.bin"
-    base = random.Random(5).randbytes(4 * CHUNK)
-    src.write_bytes(base)
-    return repo, src, {repo.save(src)["timestamp"]: blake3.blake3(base).hexdigest()}
+    return saved_repo(tmp_path, CHUNK, seed=5)
 
 
 def _copy(repo: Repository, target: Path) -> Repository:
