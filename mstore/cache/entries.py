@@ -487,16 +487,8 @@ class Cache:
         metadata's and the bundles' ids, never a verdict); rewritten only when it changed."""
         path = self.root / "refs" / self._resolution_name(source, ref)
         old = self.resolution(source, ref)
-        if (
-            trust is None
-            and old is not None
-            and (old["version"], old["manifest"], old["model_hash"])
-            == (
-                version,
-                key,
-                model_hash,
-            )
-        ):
+        model = (version, key, model_hash)
+        if trust is None and old is not None and (old["version"], old["manifest"], old["model_hash"]) == model:
             trust = old.get("trust")  # a call without trust keeps what a trusted one kept, for offline
         same = (version, key, model_hash, pickle or {}, trust)
         if old is not None and (
